@@ -1,0 +1,509 @@
+//! The deterministic state machine: one input event in, its outcome records out.
+//!
+//! State is plain tables indexed by small integer ids. A provider execution walks the
+//! provider's follower book once per leg; every copy is sized, recorded and (in this
+//! offline mode) filled at the provider's price before the next follower.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::coid::{follower_hash, source_hash, ClientOrderId};
+use crate::event::{Event, Follow, ProviderFill};
+use crate::exact::mul_cmp;
+use crate::fixed::{Factor, Money, Price, Qty};
+use crate::model::{
+    CopyOrder, CopySettings, FollowerId, Instrument, Kind, Mode, OrderType, Platform, ProviderId, Record, RelId, Side,
+    SkipReason, Status, SymbolId,
+};
+use crate::portfolio::Portfolio;
+use crate::sizing::{close_share, limit_price, size_open, OpenLeg, Sized};
+
+#[derive(Debug, Clone)]
+pub struct Relationship {
+    pub follower: FollowerId,
+    /// The follower's half of every client order id (see `coid`).
+    pub follower_hash: u128,
+    pub provider: ProviderId,
+    pub settings: CopySettings,
+    pub status: Status,
+    pub portfolio: Portfolio,
+}
+
+#[derive(Debug, Default)]
+struct Provider {
+    name: String,
+    /// Active and stopped relationships, in follow order.
+    book: Vec<RelId>,
+    /// Signed position per symbol (raw qty).
+    positions: Vec<i128>,
+    exec_ids: HashSet<String>,
+}
+
+/// A portfolio as reported at the end of a replay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortfolioView {
+    pub follower: String,
+    pub provider: String,
+    pub status: Status,
+    pub cash: Money,
+    pub equity: Option<Money>,
+    pub positions: Vec<(String, Qty)>,
+}
+
+#[derive(Debug)]
+pub struct Engine {
+    instruments: Vec<Instrument>,
+    symbol_ids: HashMap<String, SymbolId>,
+    marks: Vec<Option<Price>>,
+    providers: Vec<Provider>,
+    provider_ids: HashMap<String, ProviderId>,
+    followers: Vec<String>,
+    follower_ids: HashMap<String, FollowerId>,
+    /// Σ base of each follower's relationships, for `max_total_per_follower`.
+    follower_totals: Vec<Money>,
+    /// Slab of relationships; the index order is the global follow order.
+    rels: Vec<Option<Relationship>>,
+    rel_ids: HashMap<(FollowerId, ProviderId), RelId>,
+    /// Relationships with a `max_loss_pct`, in follow order: the only ones a stop can hit.
+    loss_watch: Vec<RelId>,
+    platform: Platform,
+    out: Vec<Record>,
+}
+
+impl Engine {
+    /// A new engine over validated instruments (unique symbols) and provider names (unique).
+    pub fn new(instruments: Vec<Instrument>, providers: Vec<String>, platform: Platform) -> Self {
+        let symbol_ids = instruments.iter().enumerate().map(|(i, x)| (x.symbol.clone(), i as SymbolId)).collect();
+        let provider_ids = providers.iter().enumerate().map(|(i, p)| (p.clone(), i as ProviderId)).collect();
+        let n_sym = instruments.len();
+        let providers = providers
+            .into_iter()
+            .map(|name| Provider { name, positions: vec![0; n_sym], ..Provider::default() })
+            .collect();
+        Self {
+            marks: vec![None; n_sym],
+            instruments,
+            symbol_ids,
+            providers,
+            provider_ids,
+            followers: Vec::new(),
+            follower_ids: HashMap::new(),
+            follower_totals: Vec::new(),
+            rels: Vec::new(),
+            rel_ids: HashMap::new(),
+            loss_watch: Vec::new(),
+            platform,
+            out: Vec::new(),
+        }
+    }
+
+    /// Apply one event; `seq` is its position in the input order (the event index in a
+    /// replay, the venue seq in the daemon). Returns the event's records.
+    pub fn apply(&mut self, seq: u64, event: &Event) -> &[Record] {
+        self.out.clear();
+        let result = match event {
+            Event::Follow(f) => self.follow(f),
+            Event::Fill(f) => self.provider_fill(f),
+            Event::Mark { symbol, price } => self.mark(symbol, *price),
+            Event::Deposit { follower, provider, amount } => self.deposit(follower, provider, *amount),
+            Event::Withdraw { follower, provider, amount } => self.withdraw(follower, provider, *amount),
+            Event::Unfollow { follower, provider } => self.unfollow(seq, follower, provider),
+        };
+        match result {
+            Ok(()) => self.check_max_loss(seq),
+            Err(message) => {
+                self.out.clear();
+                self.out.push(Record::Error(message));
+            }
+        }
+        &self.out
+    }
+
+    /// Move the last event's records out, leaving `spare` (emptied) as the next buffer.
+    pub fn swap_records(&mut self, mut spare: Vec<Record>) -> Vec<Record> {
+        spare.clear();
+        std::mem::replace(&mut self.out, spare)
+    }
+
+    /// An `error` record for an event that could not be parsed.
+    pub fn reject(&mut self, message: String) -> &[Record] {
+        self.out.clear();
+        self.out.push(Record::Error(message));
+        &self.out
+    }
+
+    pub fn follower_name(&self, id: FollowerId) -> &str {
+        &self.followers[id as usize]
+    }
+
+    pub fn provider_name(&self, id: ProviderId) -> &str {
+        &self.providers[id as usize].name
+    }
+
+    pub fn symbol_name(&self, id: SymbolId) -> &str {
+        &self.instruments[id as usize].symbol
+    }
+
+    /// Remaining relationships in follow order.
+    pub fn portfolios(&self) -> Vec<PortfolioView> {
+        self.rels
+            .iter()
+            .flatten()
+            .map(|r| PortfolioView {
+                follower: self.followers[r.follower as usize].clone(),
+                provider: self.providers[r.provider as usize].name.clone(),
+                status: r.status,
+                cash: r.portfolio.cash,
+                equity: r.portfolio.equity(&self.marks).ok(),
+                positions: r
+                    .portfolio
+                    .positions
+                    .iter()
+                    .map(|p| (self.instruments[p.symbol as usize].symbol.clone(), Qty(p.signed_qty())))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    pub fn relationship_count(&self) -> usize {
+        self.rel_ids.len()
+    }
+
+    fn provider_id(&self, name: &str) -> Result<ProviderId, String> {
+        self.provider_ids.get(name).copied().ok_or_else(|| format!("unknown provider '{name}'"))
+    }
+
+    fn symbol_id(&self, name: &str) -> Result<SymbolId, String> {
+        self.symbol_ids.get(name).copied().ok_or_else(|| format!("unknown symbol '{name}'"))
+    }
+
+    /// The relationship of `follower` with `provider` (the provider must exist).
+    fn rel_id(&self, follower: &str, provider: &str) -> Result<RelId, String> {
+        let pid = self.provider_id(provider)?;
+        self.follower_ids
+            .get(follower)
+            .and_then(|fid| self.rel_ids.get(&(*fid, pid)))
+            .copied()
+            .ok_or_else(|| format!("'{follower}' does not follow '{provider}'"))
+    }
+
+    fn rel(&self, id: RelId) -> &Relationship {
+        self.rels[id as usize].as_ref().expect("rel ids point at live relationships")
+    }
+
+    fn rel_mut(&mut self, id: RelId) -> &mut Relationship {
+        self.rels[id as usize].as_mut().expect("rel ids point at live relationships")
+    }
+
+    fn check_allocation(&self, follower: &str, fid: Option<FollowerId>, new_base: Money, added: Money) -> Result<(), String> {
+        if let Some(min) = self.platform.min_allocation.filter(|min| new_base < *min) {
+            return Err(format!("allocation {new_base} is below min_allocation {min}"));
+        }
+        if let Some(max) = self.platform.max_allocation.filter(|max| new_base > *max) {
+            return Err(format!("allocation {new_base} is above max_allocation {max}"));
+        }
+        if let Some(max) = self.platform.max_total_per_follower {
+            let before = fid.map_or(Money::ZERO, |f| self.follower_totals[f as usize]);
+            let total = before.checked_add(added).ok_or("arithmetic overflow")?;
+            if total > max {
+                return Err(format!("total allocation {total} of '{follower}' is above max_total_per_follower {max}"));
+            }
+        }
+        Ok(())
+    }
+
+    fn follow(&mut self, f: &Follow) -> Result<(), String> {
+        let pid = self.provider_id(&f.provider)?;
+        let fid = self.follower_ids.get(&f.follower).copied();
+        if fid.is_some_and(|fid| self.rel_ids.contains_key(&(fid, pid))) {
+            return Err(format!("'{}' already follows '{}'", f.follower, f.provider));
+        }
+        if f.mode == Mode::FixedAmount && f.fixed_amount.is_none() {
+            return Err("mode fixed_amount needs fixed_amount".into());
+        }
+        self.check_allocation(&f.follower, fid, f.allocation, f.allocation)?;
+        let fid = fid.unwrap_or_else(|| {
+            let id = self.followers.len() as FollowerId;
+            self.followers.push(f.follower.clone());
+            self.follower_ids.insert(f.follower.clone(), id);
+            self.follower_totals.push(Money::ZERO);
+            id
+        });
+        let rid = self.rels.len() as RelId;
+        let settings = CopySettings {
+            mode: f.mode,
+            fixed_amount: f.fixed_amount,
+            multiplier: f.multiplier,
+            max_open_trades: f.max_open_trades,
+            max_per_trade_pct: f.max_per_trade_pct,
+            max_loss_pct: f.max_loss_pct,
+            slippage_pct: f.slippage_pct,
+            stop_copy_on_close: f.stop_copy_on_close,
+        };
+        if settings.max_loss_pct.is_some() {
+            self.loss_watch.push(rid);
+        }
+        self.rels.push(Some(Relationship {
+            follower: fid,
+            follower_hash: follower_hash(&f.follower),
+            provider: pid,
+            settings,
+            status: Status::Active,
+            portfolio: Portfolio::new(f.allocation),
+        }));
+        self.rel_ids.insert((fid, pid), rid);
+        self.providers[pid as usize].book.push(rid);
+        self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 + f.allocation.0);
+        Ok(())
+    }
+
+    fn deposit(&mut self, follower: &str, provider: &str, amount: Money) -> Result<(), String> {
+        let rid = self.rel_id(follower, provider)?;
+        let rel = self.rel(rid);
+        let fid = rel.follower;
+        let base = rel.portfolio.base.checked_add(amount).ok_or("arithmetic overflow")?;
+        let cash = rel.portfolio.cash.checked_add(amount).ok_or("arithmetic overflow")?;
+        self.check_allocation(follower, Some(fid), base, amount)?;
+        let rel = self.rel_mut(rid);
+        rel.portfolio.base = base;
+        rel.portfolio.cash = cash;
+        self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 + amount.0);
+        Ok(())
+    }
+
+    fn withdraw(&mut self, follower: &str, provider: &str, amount: Money) -> Result<(), String> {
+        let rid = self.rel_id(follower, provider)?;
+        let rel = self.rel_mut(rid);
+        let free = rel.portfolio.free_cash();
+        if amount > free {
+            return Err(format!("withdrawal {amount} is above free cash {free}"));
+        }
+        rel.portfolio.cash = Money(rel.portfolio.cash.0 - amount.0);
+        rel.portfolio.base = Money(rel.portfolio.base.0 - amount.0);
+        let fid = rel.follower;
+        self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 - amount.0);
+        Ok(())
+    }
+
+    fn unfollow(&mut self, seq: u64, follower: &str, provider: &str) -> Result<(), String> {
+        let rid = self.rel_id(follower, provider)?;
+        if self.rel(rid).settings.stop_copy_on_close {
+            self.close_everything(seq, rid, b"u");
+        }
+        let rel = self.rels[rid as usize].take().expect("live relationship");
+        self.rel_ids.remove(&(rel.follower, rel.provider));
+        self.providers[rel.provider as usize].book.retain(|&r| r != rid);
+        self.loss_watch.retain(|&r| r != rid);
+        let total = &mut self.follower_totals[rel.follower as usize];
+        *total = Money(total.0 - rel.portfolio.base.0);
+        Ok(())
+    }
+
+    fn mark(&mut self, symbol: &str, price: Price) -> Result<(), String> {
+        let sid = self.symbol_id(symbol)?;
+        let tick = self.instruments[sid as usize].tick;
+        if price.0 % tick.0 != 0 {
+            return Err(format!("price {price} is not a multiple of tick {tick}"));
+        }
+        self.marks[sid as usize] = Some(price);
+        Ok(())
+    }
+
+    fn provider_fill(&mut self, f: &ProviderFill) -> Result<(), String> {
+        let pid = self.provider_id(&f.provider)?;
+        let sid = self.symbol_id(&f.symbol)?;
+        let inst = &self.instruments[sid as usize];
+        if inst.kind == Kind::Spot && f.leverage != 1 {
+            return Err("leverage must be 1 on spot".into());
+        }
+        let prov = &self.providers[pid as usize];
+        if prov.exec_ids.contains(&f.exec_id) {
+            return Err(format!("duplicate exec_id '{}' for provider '{}'", f.exec_id, f.provider));
+        }
+        if !inst.on_step(f.qty) {
+            return Err(format!("qty {} is not a multiple of step {}", f.qty, inst.step));
+        }
+        if !inst.on_tick(f.price) {
+            return Err(format!("price {} is not a multiple of tick {}", f.price, inst.tick));
+        }
+        let before = prov.positions[sid as usize];
+        let delta = f.side.sign() * f.qty.0;
+        let after = before + delta;
+        if inst.kind == Kind::Spot && after < 0 {
+            return Err(format!("spot position of '{}' in {} would go short", f.provider, f.symbol));
+        }
+        let reduces = before != 0 && (before > 0) != (delta > 0);
+        let close = if reduces { f.qty.0.min(before.abs()) } else { 0 };
+        let open = f.qty.0 - close;
+
+        let prov = &mut self.providers[pid as usize];
+        prov.exec_ids.insert(f.exec_id.clone());
+        prov.positions[sid as usize] = after;
+        self.marks[sid as usize] = Some(f.price);
+        let source = |leg: &[u8]| source_hash(&[b"f", f.provider.as_bytes(), f.exec_id.as_bytes(), leg]);
+        if close > 0 {
+            let flat = f.qty.0 >= before.abs();
+            self.close_leg(pid, sid, f, source(b"close"), Qty(close), Qty(before.abs()), flat);
+        }
+        if open > 0 {
+            self.open_leg(pid, sid, f, source(b"open"), Qty(open));
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn close_leg(&mut self, pid: ProviderId, sid: SymbolId, f: &ProviderFill, source: u128, close: Qty, provider_qty: Qty, flat: bool) {
+        let Engine { providers, rels, instruments, out, .. } = self;
+        let inst = &instruments[sid as usize];
+        for &rid in &providers[pid as usize].book {
+            let Some(rel) = rels[rid as usize].as_mut().filter(|r| r.status == Status::Active) else { continue };
+            let fpos = rel.portfolio.signed_qty(sid);
+            if fpos == 0 {
+                continue;
+            }
+            let held = Qty(fpos.abs());
+            let qty = if flat { Some(held) } else { close_share(held, close, provider_qty, inst.step) };
+            let (follower, provider) = (rel.follower, rel.provider);
+            let skip = |reason| Record::Skip { follower, provider, reason };
+            let Some(qty) = qty else {
+                out.push(skip(SkipReason::Overflow));
+                continue;
+            };
+            if qty.0 == 0 {
+                out.push(skip(SkipReason::BelowStep));
+                continue;
+            }
+            let side = if fpos > 0 { Side::Sell } else { Side::Buy };
+            if rel.portfolio.apply_fill(sid, inst.kind, side, qty, f.price, f.leverage).is_err() {
+                out.push(skip(SkipReason::Overflow));
+                continue;
+            }
+            out.push(Record::Order(CopyOrder {
+                follower,
+                provider,
+                symbol: sid,
+                side,
+                order_type: OrderType::Market,
+                qty,
+                limit: None,
+                reduce_only: true,
+                clamped: None,
+                client_order_id: ClientOrderId(source ^ rel.follower_hash),
+            }));
+        }
+    }
+
+    fn open_leg(&mut self, pid: ProviderId, sid: SymbolId, f: &ProviderFill, source: u128, open: Qty) {
+        let Engine { providers, rels, instruments, marks, out, .. } = self;
+        let inst = &instruments[sid as usize];
+        let leg = OpenLeg { instrument: inst, side: f.side, qty: open, price: f.price, provider_equity: f.provider_equity, leverage: f.leverage };
+        // Most followers share a slippage setting: compute its limit once.
+        let mut last_limit: Option<(Factor, Option<Price>)> = None;
+        for &rid in &providers[pid as usize].book {
+            let Some(rel) = rels[rid as usize].as_mut().filter(|r| r.status == Status::Active) else { continue };
+            let (follower, provider) = (rel.follower, rel.provider);
+            let skip = |reason| Record::Skip { follower, provider, reason };
+            let pf = &mut rel.portfolio;
+            let s = &rel.settings;
+            if pf.signed_qty(sid) == 0 && s.max_open_trades.is_some_and(|max| pf.open_positions() >= max as usize) {
+                out.push(skip(SkipReason::MaxOpenTrades));
+                continue;
+            }
+            let Ok(equity) = pf.equity(marks) else {
+                out.push(skip(SkipReason::Overflow));
+                continue;
+            };
+            let (qty, clamped) = match size_open(s, equity, pf.free_cash(), &leg) {
+                Sized::Skip(reason) => {
+                    out.push(skip(reason));
+                    continue;
+                }
+                Sized::Copy { qty, clamped } => (qty, clamped),
+            };
+            let limit = match last_limit {
+                Some((slip, limit)) if slip == s.slippage_pct => limit,
+                _ => {
+                    let limit = limit_price(f.side, f.price, s.slippage_pct, inst.tick);
+                    last_limit = Some((s.slippage_pct, limit));
+                    limit
+                }
+            };
+            let Some(limit) = limit else {
+                out.push(skip(SkipReason::Overflow));
+                continue;
+            };
+            if pf.apply_fill(sid, inst.kind, f.side, qty, f.price, f.leverage).is_err() {
+                out.push(skip(SkipReason::Overflow));
+                continue;
+            }
+            out.push(Record::Order(CopyOrder {
+                follower,
+                provider,
+                symbol: sid,
+                side: f.side,
+                order_type: OrderType::LimitIoc,
+                qty,
+                limit: Some(limit),
+                reduce_only: false,
+                clamped,
+                client_order_id: ClientOrderId(source ^ rel.follower_hash),
+            }));
+        }
+    }
+
+    /// Close every position of `rid` at its mark with reduce-only market orders.
+    fn close_everything(&mut self, seq: u64, rid: RelId, tag: &[u8]) {
+        let Engine { rels, providers, instruments, marks, out, .. } = self;
+        let Some(rel) = rels[rid as usize].as_mut() else { return };
+        let (follower, provider) = (rel.follower, rel.provider);
+        let seq_text = seq.to_string();
+        let open: Vec<(SymbolId, i128)> = rel.portfolio.positions.iter().map(|p| (p.symbol, p.signed_qty())).collect();
+        for (sid, signed) in open {
+            let inst = &instruments[sid as usize];
+            let side = if signed > 0 { Side::Sell } else { Side::Buy };
+            let qty = Qty(signed.abs());
+            let mark = marks[sid as usize].expect("a position's symbol has a mark");
+            if rel.portfolio.apply_fill(sid, inst.kind, side, qty, mark, 1).is_err() {
+                out.push(Record::Skip { follower, provider, reason: SkipReason::Overflow });
+                continue;
+            }
+            let client_order_id = ClientOrderId::new(
+                &[tag, providers[provider as usize].name.as_bytes(), seq_text.as_bytes(), inst.symbol.as_bytes()],
+                rel.follower_hash,
+            );
+            out.push(Record::Order(CopyOrder {
+                follower,
+                provider,
+                symbol: sid,
+                side,
+                order_type: OrderType::Market,
+                qty,
+                limit: None,
+                reduce_only: true,
+                clamped: None,
+                client_order_id,
+            }));
+        }
+    }
+
+    /// Stop every active relationship whose equity fell to `base × (1 − max_loss_pct/100)`.
+    fn check_max_loss(&mut self, seq: u64) {
+        let mut hit = Vec::new();
+        for &rid in &self.loss_watch {
+            let rel = self.rel(rid);
+            let Some(pct) = rel.settings.max_loss_pct.filter(|_| rel.status == Status::Active) else { continue };
+            let Ok(equity) = rel.portfolio.equity(&self.marks) else { continue };
+            let hundred = 100 * Factor::SCALE;
+            // equity × 100 ≤ base × (100 − pct), in raw units.
+            if mul_cmp(equity.0, hundred, rel.portfolio.base.0, hundred - pct.0).is_le() {
+                hit.push(rid);
+            }
+        }
+        for rid in hit {
+            let rel = self.rel_mut(rid);
+            rel.status = Status::Stopped;
+            let (follower, provider) = (rel.follower, rel.provider);
+            self.out.push(Record::Stop { follower, provider });
+            self.close_everything(seq, rid, b"s");
+        }
+    }
+}

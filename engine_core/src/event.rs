@@ -1,0 +1,317 @@
+//! Input events and their field validation (FORMAT.md "Events and their validation").
+//!
+//! Parsing checks form and range only; the engine checks what needs state (known ids,
+//! grids, limits). Messages are part of the contract: the Python reference prints the same.
+
+use serde_json::{Map, Value};
+
+use crate::fixed::{DecimalError, Factor, Money, Price, Qty, INPUT_LIMIT};
+use crate::model::{Mode, Side};
+
+#[derive(Debug, Clone)]
+pub struct Follow {
+    pub follower: String,
+    pub provider: String,
+    pub allocation: Money,
+    pub mode: Mode,
+    pub fixed_amount: Option<Money>,
+    pub multiplier: Factor,
+    pub max_open_trades: Option<u32>,
+    pub max_per_trade_pct: Factor,
+    pub max_loss_pct: Option<Factor>,
+    pub slippage_pct: Factor,
+    pub stop_copy_on_close: bool,
+}
+
+/// A venue-verified provider execution.
+#[derive(Debug, Clone)]
+pub struct ProviderFill {
+    pub provider: String,
+    pub exec_id: String,
+    pub symbol: String,
+    pub side: Side,
+    pub qty: Qty,
+    pub price: Price,
+    pub provider_equity: Money,
+    pub leverage: u32,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    Follow(Follow),
+    Fill(ProviderFill),
+    Mark { symbol: String, price: Price },
+    Deposit { follower: String, provider: String, amount: Money },
+    Withdraw { follower: String, provider: String, amount: Money },
+    Unfollow { follower: String, provider: String },
+}
+
+pub const MAX_LEVERAGE: u32 = 125;
+pub const MAX_OPEN_TRADES: u32 = 1_000_000;
+
+/// Range rule of a decimal field.
+#[derive(Debug, Clone, Copy)]
+pub enum Range {
+    Positive,
+    NonNegative,
+    /// (0, 100]
+    Pct,
+    /// [0, 100)
+    Slippage,
+}
+
+/// Field accessors over one JSON object; every failure is the contract's message.
+pub struct Fields<'a> {
+    map: &'a Map<String, Value>,
+}
+
+impl<'a> Fields<'a> {
+    pub fn new(map: &'a Map<String, Value>) -> Self {
+        Self { map }
+    }
+
+    /// The first key (document order) not in `allowed`.
+    pub fn reject_unknown(&self, allowed: &[&str], what: &str) -> Result<(), String> {
+        match self.map.keys().find(|k| !allowed.contains(&k.as_str())) {
+            Some(k) => Err(format!("unknown field '{k}' for {what}")),
+            None => Ok(()),
+        }
+    }
+
+    fn get(&self, name: &str) -> Option<&'a Value> {
+        self.map.get(name).filter(|v| !v.is_null())
+    }
+
+    fn required(&self, name: &str) -> Result<&'a Value, String> {
+        self.get(name).ok_or_else(|| format!("missing field '{name}'"))
+    }
+
+    pub fn id(&self, name: &str) -> Result<String, String> {
+        let v = self.required(name)?;
+        match v.as_str() {
+            Some(s) if is_identifier(s) => Ok(s.to_owned()),
+            _ => Err(format!("field '{name}' must be 1-64 characters of [A-Za-z0-9_.:-]")),
+        }
+    }
+
+    /// A decimal as a raw value at 8 decimals.
+    fn raw_decimal(&self, name: &str, v: &Value, range: Range) -> Result<i128, String> {
+        let s = v.as_str().ok_or_else(|| format!("field '{name}' must be a decimal string"))?;
+        let raw = crate::fixed::parse_input(s).map_err(|e| match e {
+            DecimalError::Malformed => format!("field '{name}' is not a decimal: '{s}'"),
+            DecimalError::TooPrecise => format!("field '{name}' has more than 8 decimal places"),
+            DecimalError::TooLarge => format!("field '{name}' must be below {INPUT_LIMIT} in absolute value"),
+        })?;
+        let hundred = 100 * Factor::SCALE;
+        let ok = match range {
+            Range::Positive => raw > 0,
+            Range::NonNegative => raw >= 0,
+            Range::Pct => raw > 0 && raw <= hundred,
+            Range::Slippage => (0..hundred).contains(&raw),
+        };
+        if ok {
+            return Ok(raw);
+        }
+        Err(match range {
+            Range::Positive => format!("field '{name}' must be positive"),
+            Range::NonNegative => format!("field '{name}' must not be negative"),
+            Range::Pct => format!("field '{name}' must be in (0, 100]"),
+            Range::Slippage => format!("field '{name}' must be in [0, 100)"),
+        })
+    }
+
+    pub fn decimal(&self, name: &str, range: Range) -> Result<i128, String> {
+        let v = self.required(name)?;
+        self.raw_decimal(name, v, range)
+    }
+
+    pub fn opt_decimal(&self, name: &str, range: Range) -> Result<Option<i128>, String> {
+        self.get(name).map(|v| self.raw_decimal(name, v, range)).transpose()
+    }
+
+    pub fn money(&self, name: &str, range: Range) -> Result<Money, String> {
+        self.decimal(name, range).map(to_money)
+    }
+
+    pub fn opt_integer(&self, name: &str, max: u32) -> Result<Option<u32>, String> {
+        let Some(v) = self.get(name) else { return Ok(None) };
+        let n = match v {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
+                // Long digit strings are out of range, not malformed.
+                Some(s.trim_start_matches('0').parse::<u64>().unwrap_or(if s.trim_start_matches('0').is_empty() { 0 } else { u64::MAX }))
+            }
+            _ => None,
+        };
+        match n {
+            Some(n) if n >= 1 && n <= u64::from(max) => Ok(Some(n as u32)),
+            _ => Err(format!("field '{name}' must be an integer from 1 to {max}")),
+        }
+    }
+
+    pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, String> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Bool(b)) => Ok(Some(*b)),
+            Some(_) => Err(format!("field '{name}' must be true or false")),
+        }
+    }
+
+    pub fn opt_str(&self, name: &str) -> Option<&'a Value> {
+        self.get(name)
+    }
+}
+
+/// 1–64 characters of `[A-Za-z0-9_.:-]`.
+pub fn is_identifier(s: &str) -> bool {
+    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}
+
+/// An 8-decimal raw input as 16-decimal money.
+pub fn to_money(raw8: i128) -> Money {
+    Money(raw8 * (Money::SCALE / Factor::SCALE))
+}
+
+const FOLLOW_FIELDS: &[&str] = &[
+    "type",
+    "follower",
+    "provider",
+    "allocation",
+    "mode",
+    "fixed_amount",
+    "multiplier",
+    "max_open_trades",
+    "max_per_trade_pct",
+    "max_loss_pct",
+    "slippage_pct",
+    "stop_copy_on_close",
+];
+const FILL_FIELDS: &[&str] = &["type", "provider", "exec_id", "symbol", "side", "qty", "price", "provider_equity", "leverage"];
+const MARK_FIELDS: &[&str] = &["type", "symbol", "price"];
+const CASH_FIELDS: &[&str] = &["type", "follower", "provider", "amount"];
+const UNFOLLOW_FIELDS: &[&str] = &["type", "follower", "provider"];
+
+/// Parse one scenario event; `Err` is the event's `error` message.
+pub fn parse_event(v: &Value) -> Result<Event, String> {
+    let map = v.as_object().ok_or("event must be an object")?;
+    let ty = match map.get("type") {
+        None | Some(Value::Null) => return Err("missing field 'type'".into()),
+        Some(Value::String(s)) => s.as_str(),
+        Some(_) => return Err("field 'type' must be a string".into()),
+    };
+    let allowed = match ty {
+        "follow" => FOLLOW_FIELDS,
+        "fill" => FILL_FIELDS,
+        "mark" => MARK_FIELDS,
+        "deposit" | "withdraw" => CASH_FIELDS,
+        "unfollow" => UNFOLLOW_FIELDS,
+        _ => return Err(format!("unknown event type '{ty}'")),
+    };
+    let f = Fields::new(map);
+    f.reject_unknown(allowed, ty)?;
+    match ty {
+        "follow" => parse_follow(&f).map(Event::Follow),
+        "fill" => parse_fill(&f).map(Event::Fill),
+        "mark" => Ok(Event::Mark { symbol: f.id("symbol")?, price: Price(f.decimal("price", Range::Positive)?) }),
+        "deposit" | "withdraw" => {
+            let follower = f.id("follower")?;
+            let provider = f.id("provider")?;
+            let amount = f.money("amount", Range::Positive)?;
+            Ok(if ty == "deposit" {
+                Event::Deposit { follower, provider, amount }
+            } else {
+                Event::Withdraw { follower, provider, amount }
+            })
+        }
+        _ => Ok(Event::Unfollow { follower: f.id("follower")?, provider: f.id("provider")? }),
+    }
+}
+
+fn parse_follow(f: &Fields<'_>) -> Result<Follow, String> {
+    let follower = f.id("follower")?;
+    let provider = f.id("provider")?;
+    let allocation = f.money("allocation", Range::Positive)?;
+    let mode = match f.opt_str("mode") {
+        None => Mode::Proportional,
+        Some(Value::String(s)) if s == "proportional" => Mode::Proportional,
+        Some(Value::String(s)) if s == "fixed_amount" => Mode::FixedAmount,
+        Some(Value::String(s)) if s == "multiplier" => Mode::Multiplier,
+        Some(_) => return Err("field 'mode' must be one of proportional, fixed_amount, multiplier".into()),
+    };
+    Ok(Follow {
+        follower,
+        provider,
+        allocation,
+        mode,
+        fixed_amount: f.opt_decimal("fixed_amount", Range::Positive)?.map(to_money),
+        multiplier: Factor(f.opt_decimal("multiplier", Range::Positive)?.unwrap_or(Factor::SCALE)),
+        max_open_trades: f.opt_integer("max_open_trades", MAX_OPEN_TRADES)?,
+        max_per_trade_pct: Factor(f.opt_decimal("max_per_trade_pct", Range::Pct)?.unwrap_or(100 * Factor::SCALE)),
+        max_loss_pct: f.opt_decimal("max_loss_pct", Range::Pct)?.map(Factor),
+        slippage_pct: Factor(f.opt_decimal("slippage_pct", Range::Slippage)?.unwrap_or(Factor::SCALE / 2)),
+        stop_copy_on_close: f.opt_bool("stop_copy_on_close")?.unwrap_or(true),
+    })
+}
+
+fn parse_fill(f: &Fields<'_>) -> Result<ProviderFill, String> {
+    Ok(ProviderFill {
+        provider: f.id("provider")?,
+        exec_id: f.id("exec_id")?,
+        symbol: f.id("symbol")?,
+        side: match f.opt_str("side") {
+            None => return Err("missing field 'side'".into()),
+            Some(Value::String(s)) if s == "buy" => Side::Buy,
+            Some(Value::String(s)) if s == "sell" => Side::Sell,
+            Some(_) => return Err("field 'side' must be 'buy' or 'sell'".into()),
+        },
+        qty: Qty(f.decimal("qty", Range::Positive)?),
+        price: Price(f.decimal("price", Range::Positive)?),
+        provider_equity: f.money("provider_equity", Range::Positive)?,
+        leverage: f.opt_integer("leverage", MAX_LEVERAGE)?.unwrap_or(1),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn err(v: Value) -> String {
+        parse_event(&v).err().unwrap_or_else(|| panic!("accepted {v}"))
+    }
+
+    #[test]
+    fn messages_follow_the_contract() {
+        assert_eq!(err(json!([])), "event must be an object");
+        assert_eq!(err(json!({})), "missing field 'type'");
+        assert_eq!(err(json!({"type": 3})), "field 'type' must be a string");
+        assert_eq!(err(json!({"type": "teleport"})), "unknown event type 'teleport'");
+        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": "1", "pirce": "2"})), "unknown field 'pirce' for mark");
+        assert_eq!(err(json!({"type": "mark", "price": "1"})), "missing field 'symbol'");
+        assert_eq!(err(json!({"type": "mark", "symbol": "a b", "price": "1"})), "field 'symbol' must be 1-64 characters of [A-Za-z0-9_.:-]");
+        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": 1.5})), "field 'price' must be a decimal string");
+        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": "NaN"})), "field 'price' is not a decimal: 'NaN'");
+        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": "0.000000001"})), "field 'price' has more than 8 decimal places");
+        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": "-1"})), "field 'price' must be positive");
+        assert_eq!(
+            err(json!({"type": "mark", "symbol": "X", "price": "1000000000000"})),
+            "field 'price' must be below 1000000000000 in absolute value"
+        );
+        let follow = |extra: Value| {
+            let mut v = json!({"type": "follow", "follower": "f", "provider": "p", "allocation": "100"});
+            for (k, x) in extra.as_object().into_iter().flatten() {
+                v[k] = x.clone();
+            }
+            v
+        };
+        assert_eq!(err(follow(json!({"max_loss_pct": "0"}))), "field 'max_loss_pct' must be in (0, 100]");
+        assert_eq!(err(follow(json!({"max_per_trade_pct": "100.00000001"}))), "field 'max_per_trade_pct' must be in (0, 100]");
+        assert_eq!(err(follow(json!({"slippage_pct": "100"}))), "field 'slippage_pct' must be in [0, 100)");
+        assert_eq!(err(follow(json!({"max_open_trades": 0}))), "field 'max_open_trades' must be an integer from 1 to 1000000");
+        assert_eq!(err(follow(json!({"max_open_trades": true}))), "field 'max_open_trades' must be an integer from 1 to 1000000");
+        assert_eq!(err(follow(json!({"max_open_trades": "99999999999999999999999"}))), "field 'max_open_trades' must be an integer from 1 to 1000000");
+        assert_eq!(err(follow(json!({"mode": "yolo"}))), "field 'mode' must be one of proportional, fixed_amount, multiplier");
+        assert_eq!(err(follow(json!({"stop_copy_on_close": "yes"}))), "field 'stop_copy_on_close' must be true or false");
+        assert!(matches!(parse_event(&follow(json!({"max_open_trades": "3", "slippage_pct": "0"}))), Ok(Event::Follow(Follow { max_open_trades: Some(3), .. }))));
+    }
+}

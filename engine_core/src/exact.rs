@@ -1,0 +1,179 @@
+//! Exact rational helpers over raw fixed-point integers.
+//!
+//! Sizing compares products of three or four raw values, which can pass `i128`; those
+//! products are formed in 256 bits (`ethnum::I256`, multiplication only, which is cheap).
+//! The single division per copy order takes an `i128` fast path whenever both sides fit.
+
+use std::cmp::Ordering;
+
+pub use ethnum::I256;
+
+/// A non-negative-denominator fraction `num / den` (den > 0), kept unreduced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frac {
+    pub num: I256,
+    pub den: I256,
+}
+
+impl Frac {
+    pub fn new(num: I256, den: I256) -> Self {
+        debug_assert!(den > I256::ZERO);
+        Self { num, den }
+    }
+
+    pub fn int(n: i128) -> Self {
+        Self { num: I256::from(n), den: I256::ONE }
+    }
+
+    /// Exact comparison by cross-multiplication; `None` if a product leaves 256 bits.
+    pub fn cmp(&self, other: &Self) -> Option<Ordering> {
+        let a = self.num.checked_mul(other.den)?;
+        let b = other.num.checked_mul(self.den)?;
+        Some(a.cmp(&b))
+    }
+
+    /// `floor(self / unit)` for a positive integer `unit`, as i128.
+    pub fn floor_units(&self, unit: i128) -> Option<i128> {
+        let den = self.den.checked_mul(I256::from(unit))?;
+        floor_div_256(self.num, den)
+    }
+}
+
+/// A fraction of two `i128` (den > 0): the fast form used when every factor fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frac128 {
+    pub num: i128,
+    pub den: i128,
+}
+
+impl Frac128 {
+    /// Exact comparison (never overflows: the cross products are formed in 256 bits).
+    pub fn cmp(&self, other: &Self) -> Ordering {
+        mul_cmp(self.num, other.den, other.num, self.den)
+    }
+
+    /// `floor(self / unit)` for a positive `unit`; `None` if `den × unit` passes i128.
+    pub fn floor_units(&self, unit: i128) -> Option<i128> {
+        Some(self.num.div_euclid(self.den.checked_mul(unit)?))
+    }
+}
+
+/// Exact `a × b` vs `c × d` for any i128 values.
+pub fn mul_cmp(a: i128, b: i128, c: i128, d: i128) -> Ordering {
+    if let (Some(x), Some(y)) = (a.checked_mul(b), c.checked_mul(d)) {
+        return x.cmp(&y);
+    }
+    let sign = |x: i128, y: i128| {
+        if x == 0 || y == 0 {
+            0
+        } else if (x < 0) == (y < 0) {
+            1
+        } else {
+            -1
+        }
+    };
+    let (s1, s2) = (sign(a, b), sign(c, d));
+    if s1 != s2 {
+        return s1.cmp(&s2);
+    }
+    let m1 = umul_wide(a.unsigned_abs(), b.unsigned_abs());
+    let m2 = umul_wide(c.unsigned_abs(), d.unsigned_abs());
+    if s1 >= 0 {
+        m1.cmp(&m2)
+    } else {
+        m2.cmp(&m1)
+    }
+}
+
+/// The full 256-bit product of two u128 as (high, low).
+pub fn umul_wide(a: u128, b: u128) -> (u128, u128) {
+    const LO: u128 = u64::MAX as u128;
+    let (a1, a0) = (a >> 64, a & LO);
+    let (b1, b0) = (b >> 64, b & LO);
+    let p00 = a0 * b0;
+    let p01 = a0 * b1;
+    let p10 = a1 * b0;
+    let p11 = a1 * b1;
+    // middle = p01 + p10 + carry of p00, as a 129-bit value split in two.
+    let (mid, carry1) = p01.overflowing_add(p10);
+    let (mid, carry2) = mid.overflowing_add(p00 >> 64);
+    let lo = (mid << 64) | (p00 & LO);
+    let hi = p11 + (mid >> 64) + (((carry1 as u128) + (carry2 as u128)) << 64);
+    (hi, lo)
+}
+
+/// Floor division of 256-bit values (den > 0), with an i128 fast path; `None` if the
+/// quotient does not fit i128.
+pub fn floor_div_256(num: I256, den: I256) -> Option<i128> {
+    if let (Ok(n), Ok(d)) = (i128::try_from(num), i128::try_from(den)) {
+        return Some(n.div_euclid(d));
+    }
+    let q = num / den;
+    let q = if (num % den) < I256::ZERO { q - I256::ONE } else { q };
+    i128::try_from(q).ok()
+}
+
+/// `floor(a × b / d)` for d > 0.
+pub fn mul_div_floor(a: i128, b: i128, d: i128) -> Option<i128> {
+    match a.checked_mul(b) {
+        Some(p) => Some(p.div_euclid(d)),
+        None => floor_div_256(I256::from(a) * I256::from(b), I256::from(d)),
+    }
+}
+
+/// `ceil(a × b / d)` for d > 0.
+pub fn mul_div_ceil(a: i128, b: i128, d: i128) -> Option<i128> {
+    mul_div_floor(a.checked_neg()?, b, d)?.checked_neg()
+}
+
+/// The 256-bit product of some raw values.
+pub fn prod(values: &[i128]) -> Option<I256> {
+    values.iter().try_fold(I256::ONE, |acc, &v| acc.checked_mul(I256::from(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn floors_toward_negative_infinity() {
+        assert_eq!(mul_div_floor(7, 1, 2), Some(3));
+        assert_eq!(mul_div_floor(-7, 1, 2), Some(-4));
+        assert_eq!(mul_div_ceil(7, 1, 2), Some(4));
+        assert_eq!(mul_div_ceil(-7, 1, 2), Some(-3));
+        let big = i128::MAX / 3;
+        assert_eq!(mul_div_floor(big, 6, 3), Some(big * 2));
+        assert_eq!(mul_div_floor(-big, 6, 4), Some((-big * 3).div_euclid(2)));
+    }
+
+    #[test]
+    fn compares_beyond_i128() {
+        let a = Frac::new(prod(&[i128::MAX, 3]).unwrap(), I256::from(3));
+        let b = Frac::int(i128::MAX);
+        assert_eq!(a.cmp(&b), Some(Ordering::Equal));
+        let c = Frac::new(prod(&[i128::MAX, 3]).unwrap() + I256::ONE, I256::from(3));
+        assert_eq!(c.cmp(&b), Some(Ordering::Greater));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn mul_cmp_matches_256_bit_products(a in proptest::num::i128::ANY, b in proptest::num::i128::ANY, c in proptest::num::i128::ANY, d in proptest::num::i128::ANY) {
+            let wide = |x: i128, y: i128| I256::from(x) * I256::from(y);
+            proptest::prop_assert_eq!(mul_cmp(a, b, c, d), wide(a, b).cmp(&wide(c, d)));
+            let (hi, lo) = umul_wide(a.unsigned_abs(), b.unsigned_abs());
+            let w = ethnum::U256::from(a.unsigned_abs()) * ethnum::U256::from(b.unsigned_abs());
+            proptest::prop_assert_eq!((hi, lo), (*w.high(), *w.low()));
+        }
+
+        #[test]
+        fn mul_div_floor_matches_wide_reference(a in proptest::num::i128::ANY, b in -1_000_000i128..1_000_000, d in 1i128..1_000_000_000) {
+            let wide = I256::from(a) * I256::from(b);
+            let expect = {
+                let q = wide / I256::from(d);
+                let q = if wide % I256::from(d) < I256::ZERO { q - I256::ONE } else { q };
+                i128::try_from(q).ok()
+            };
+            proptest::prop_assert_eq!(mul_div_floor(a, b, d), expect);
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Plain domain types: instruments, sides, copy settings, and the outcome records.
+
+use crate::coid::ClientOrderId;
+use crate::fixed::{Factor, Money, Price, Qty};
+
+pub type SymbolId = u32;
+pub type ProviderId = u32;
+pub type FollowerId = u32;
+/// Index of a relationship in the engine's slab; slab order is the global follow order.
+pub type RelId = u32;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Spot,
+    Perp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Buy,
+    Sell,
+}
+
+impl Side {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Side::Buy => "buy",
+            Side::Sell => "sell",
+        }
+    }
+
+    pub const fn opposite(self) -> Side {
+        match self {
+            Side::Buy => Side::Sell,
+            Side::Sell => Side::Buy,
+        }
+    }
+
+    /// +1 for buy, −1 for sell.
+    pub const fn sign(self) -> i128 {
+        match self {
+            Side::Buy => 1,
+            Side::Sell => -1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Instrument {
+    pub symbol: String,
+    pub kind: Kind,
+    pub tick: Price,
+    pub step: Qty,
+    pub min_qty: Qty,
+    pub min_notional: Money,
+}
+
+impl Instrument {
+    pub fn on_step(&self, q: Qty) -> bool {
+        q.0 % self.step.0 == 0
+    }
+
+    pub fn on_tick(&self, p: Price) -> bool {
+        p.0 % self.tick.0 == 0
+    }
+}
+
+/// Platform amount limits (absent = no limit).
+#[derive(Debug, Clone, Default)]
+pub struct Platform {
+    pub min_allocation: Option<Money>,
+    pub max_allocation: Option<Money>,
+    pub max_total_per_follower: Option<Money>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Proportional,
+    FixedAmount,
+    Multiplier,
+}
+
+/// A relationship's copy settings, validated.
+#[derive(Debug, Clone)]
+pub struct CopySettings {
+    pub mode: Mode,
+    pub fixed_amount: Option<Money>,
+    pub multiplier: Factor,
+    pub max_open_trades: Option<u32>,
+    pub max_per_trade_pct: Factor,
+    pub max_loss_pct: Option<Factor>,
+    pub slippage_pct: Factor,
+    pub stop_copy_on_close: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    Stopped,
+}
+
+impl Status {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Status::Active => "active",
+            Status::Stopped => "stopped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OrderType {
+    LimitIoc,
+    Market,
+}
+
+impl OrderType {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OrderType::LimitIoc => "limit_ioc",
+            OrderType::Market => "market",
+        }
+    }
+}
+
+/// The cap that bound an opening copy's size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    MaxPerTrade,
+    FreeCash,
+}
+
+impl Cap {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Cap::MaxPerTrade => "max_per_trade",
+            Cap::FreeCash => "free_cash",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    MaxOpenTrades,
+    InsufficientBalance,
+    BelowMin,
+    BelowStep,
+    /// The copy's arithmetic left the engine's fixed-point range (see FORMAT.md).
+    Overflow,
+}
+
+impl SkipReason {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::MaxOpenTrades => "max_open_trades",
+            SkipReason::InsufficientBalance => "insufficient_balance",
+            SkipReason::BelowMin => "below_min",
+            SkipReason::BelowStep => "below_step",
+            SkipReason::Overflow => "overflow",
+        }
+    }
+}
+
+/// One copy order; names are ids into the engine's tables, so a batch holds no strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CopyOrder {
+    pub follower: FollowerId,
+    pub provider: ProviderId,
+    pub symbol: SymbolId,
+    pub side: Side,
+    pub order_type: OrderType,
+    pub qty: Qty,
+    /// The limit price; `None` for market orders.
+    pub limit: Option<Price>,
+    pub reduce_only: bool,
+    pub clamped: Option<Cap>,
+    pub client_order_id: ClientOrderId,
+}
+
+/// An outcome of one input event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    Order(CopyOrder),
+    Skip { follower: FollowerId, provider: ProviderId, reason: SkipReason },
+    Stop { follower: FollowerId, provider: ProviderId },
+    Error(String),
+}

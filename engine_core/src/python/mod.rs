@@ -1,0 +1,142 @@
+//! PyO3 bindings: `pyservice._engine_core`. Every call that touches many followers runs
+//! with the GIL released; batches stay Rust vectors until Python asks to render them.
+
+use std::sync::{Arc, Mutex};
+
+use pyo3::create_exception;
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+
+use crate::engine::Engine;
+use crate::event::parse_event;
+use crate::model::Record;
+use crate::scenario::{self, record_json};
+
+create_exception!(_engine_core, CopyEngineError, PyValueError, "Base of every error the engine core raises.");
+create_exception!(_engine_core, ScenarioError, CopyEngineError, "The file is not a valid scenario (format v1).");
+
+/// Replay a scenario file's text; returns its JSON Lines output.
+#[pyfunction]
+fn replay_jsonl(py: Python<'_>, text: &str) -> PyResult<String> {
+    py.detach(|| scenario::replay_jsonl(text)).map_err(|e| ScenarioError::new_err(e.0))
+}
+
+/// Record buffers returned by dropped batches, so a fan-out to thousands of followers
+/// reuses warm memory instead of allocating (and page-faulting) a new vector each time.
+type Pool = Arc<Mutex<Vec<Vec<Record>>>>;
+
+/// The outcome records of one event, held in Rust (no Python object per follower).
+#[pyclass(frozen, module = "pyservice._engine_core")]
+struct Batch {
+    seq: u64,
+    records: Vec<Record>,
+    pool: Pool,
+}
+
+impl Drop for Batch {
+    fn drop(&mut self) {
+        let mut records = std::mem::take(&mut self.records);
+        records.clear();
+        if let Ok(mut pool) = self.pool.lock() {
+            if pool.len() < 4 {
+                pool.push(records);
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl Batch {
+    fn __len__(&self) -> usize {
+        self.records.len()
+    }
+
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Number of copy orders.
+    #[getter]
+    fn orders(&self) -> usize {
+        self.records.iter().filter(|r| matches!(r, Record::Order(_))).count()
+    }
+
+    /// Number of skips.
+    #[getter]
+    fn skips(&self) -> usize {
+        self.records.iter().filter(|r| matches!(r, Record::Skip { .. })).count()
+    }
+
+    /// The error message if the event was refused.
+    #[getter]
+    fn error(&self) -> Option<String> {
+        self.records.iter().find_map(|r| match r {
+            Record::Error(m) => Some(m.clone()),
+            _ => None,
+        })
+    }
+}
+
+/// The engine state machine over one scenario header (instruments, providers, platform).
+#[pyclass(name = "Engine", module = "pyservice._engine_core")]
+struct PyEngine {
+    inner: Engine,
+    pool: Pool,
+}
+
+#[pymethods]
+impl PyEngine {
+    /// Build from a scenario's text; its events (if any) are applied, errors ignored.
+    #[staticmethod]
+    fn from_scenario(py: Python<'_>, text: &str) -> PyResult<Self> {
+        py.detach(|| {
+            let scenario::Scenario { mut engine, events } = scenario::parse(text)?;
+            for (i, raw) in events.iter().enumerate() {
+                if let Ok(ev) = parse_event(raw) {
+                    engine.apply(i as u64, &ev);
+                }
+            }
+            Ok(Self { inner: engine, pool: Pool::default() })
+        })
+        .map_err(|e: scenario::ScenarioError| ScenarioError::new_err(e.0))
+    }
+
+    /// Apply one event (a JSON object text) at input position `seq`.
+    fn apply(&mut self, py: Python<'_>, seq: u64, event_json: &str) -> Batch {
+        let engine = &mut self.inner;
+        let spare = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+        let pool = self.pool.clone();
+        py.detach(|| {
+            match serde_json::from_str(event_json).map_err(|e| format!("not JSON: {e}")).and_then(|v| parse_event(&v)) {
+                Ok(ev) => {
+                    engine.apply(seq, &ev);
+                }
+                Err(msg) => {
+                    engine.reject(msg);
+                }
+            }
+            Batch { seq, records: engine.swap_records(spare), pool }
+        })
+    }
+
+    /// A batch's records as JSON Lines (names resolved), for tools and tests.
+    fn render_jsonl(&self, batch: &Batch) -> String {
+        batch.records.iter().map(|r| record_json(&self.inner, batch.seq, r).to_string() + "\n").collect()
+    }
+
+    #[getter]
+    fn relationships(&self) -> usize {
+        self.inner.relationship_count()
+    }
+}
+
+#[pymodule]
+fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(replay_jsonl, m)?)?;
+    m.add_class::<PyEngine>()?;
+    m.add_class::<Batch>()?;
+    m.add("CopyEngineError", m.py().get_type::<CopyEngineError>())?;
+    m.add("ScenarioError", m.py().get_type::<ScenarioError>())?;
+    Ok(())
+}

@@ -1,0 +1,242 @@
+//! Copy sizing and limit prices: pure functions of settings, balances and one execution.
+//!
+//! All candidate sizes are exact fractions of raw quantity units (1e-8); the result is
+//! floored to the instrument's step, never rounded up.
+
+use crate::exact::{floor_div_256, mul_div_ceil, mul_div_floor, prod, Frac, Frac128, I256};
+use crate::fixed::{Factor, Money, Price, Qty};
+use crate::model::{Cap, CopySettings, Instrument, Mode, Side, SkipReason};
+
+/// `Factor::SCALE × 100`: a percentage's raw value over this is the fraction.
+const PCT_DEN: i128 = 100 * Factor::SCALE;
+
+/// The opening part of one provider execution, shared by every follower's sizing.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenLeg<'a> {
+    pub instrument: &'a Instrument,
+    pub side: Side,
+    /// The provider quantity that opens or adds (after any close).
+    pub qty: Qty,
+    pub price: Price,
+    pub provider_equity: Money,
+    pub leverage: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sized {
+    Copy { qty: Qty, clamped: Option<Cap> },
+    Skip(SkipReason),
+}
+
+/// Size one follower's opening copy from its equity and free cash (FORMAT.md, open leg).
+///
+/// Every factor usually fits `i128`, so the sizing runs on `i128` fractions with exact
+/// 256-bit cross products; if any factor would overflow, the same rules run in 256 bits.
+pub fn size_open(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Sized {
+    size_open_128(s, equity, free, leg)
+        .or_else(|| size_open_256(s, equity, free, leg))
+        .unwrap_or(Sized::Skip(SkipReason::Overflow))
+}
+
+fn size_open_128(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
+    let (e, f, p, l) = (equity.0, free.0, leg.price.0, i128::from(leg.leverage));
+    let frac = |num, den| Frac128 { num, den };
+    let wanted = match s.mode {
+        Mode::FixedAmount => frac(s.fixed_amount?.0.checked_mul(l)?, p),
+        Mode::Proportional => frac(leg.qty.0.checked_mul(e)?, leg.provider_equity.0),
+        Mode::Multiplier => frac(
+            leg.qty.0.checked_mul(s.multiplier.0)?.checked_mul(e)?,
+            leg.provider_equity.0.checked_mul(Factor::SCALE)?,
+        ),
+    };
+    if f <= 0 {
+        return Some(Sized::Skip(SkipReason::InsufficientBalance));
+    }
+    let per_trade = frac(e.checked_mul(s.max_per_trade_pct.0)?.checked_mul(l)?, PCT_DEN.checked_mul(p)?);
+    let free_cash = frac(f.checked_mul(l)?, p);
+    let (cap, cap_name) =
+        if per_trade.cmp(&free_cash).is_le() { (per_trade, Cap::MaxPerTrade) } else { (free_cash, Cap::FreeCash) };
+    let (target, clamped) = if cap.cmp(&wanted).is_lt() { (cap, Some(cap_name)) } else { (wanted, None) };
+    let steps = target.floor_units(leg.instrument.step.0)?;
+    finish(steps, clamped, leg)
+}
+
+fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
+    let (e, f, p, l) = (equity.0, free.0, leg.price.0, i128::from(leg.leverage));
+    let wanted = match s.mode {
+        // fixed_amount × L / P
+        Mode::FixedAmount => Frac::new(prod(&[s.fixed_amount?.0, l])?, I256::from(p)),
+        // Q × E / Ep
+        Mode::Proportional => Frac::new(prod(&[leg.qty.0, e])?, I256::from(leg.provider_equity.0)),
+        // Q × E × m / (Ep × 1e8)
+        Mode::Multiplier => Frac::new(
+            prod(&[leg.qty.0, e, s.multiplier.0])?,
+            prod(&[leg.provider_equity.0, Factor::SCALE])?,
+        ),
+    };
+    if f <= 0 {
+        return Some(Sized::Skip(SkipReason::InsufficientBalance));
+    }
+    // E × pct / 100 × L / P   and   F × L / P
+    let per_trade = Frac::new(prod(&[e, s.max_per_trade_pct.0, l])?, prod(&[PCT_DEN, p])?);
+    let free_cash = Frac::new(prod(&[f, l])?, I256::from(p));
+    let (cap, cap_name) = if per_trade.cmp(&free_cash)?.is_le() {
+        (per_trade, Cap::MaxPerTrade)
+    } else {
+        (free_cash, Cap::FreeCash)
+    };
+    let (target, clamped) = if cap.cmp(&wanted)?.is_lt() { (cap, Some(cap_name)) } else { (wanted, None) };
+    finish(target.floor_units(leg.instrument.step.0)?, clamped, leg)
+}
+
+/// Steps → quantity on the grid, then the minimums.
+fn finish(steps: i128, clamped: Option<Cap>, leg: &OpenLeg<'_>) -> Option<Sized> {
+    let inst = leg.instrument;
+    let qty = Qty(steps.checked_mul(inst.step.0)?);
+    let below_min = qty.0 <= 0 || qty < inst.min_qty || qty.notional(leg.price)? < inst.min_notional;
+    Some(if below_min { Sized::Skip(SkipReason::BelowMin) } else { Sized::Copy { qty, clamped } })
+}
+
+/// The IOC limit for an opening copy: buy at `price × (1 + slip)` floored to tick, sell at
+/// `price × (1 − slip)` ceiled to tick, so the limit never passes the slippage cap.
+pub fn limit_price(side: Side, price: Price, slippage_pct: Factor, tick: Price) -> Option<Price> {
+    let den = PCT_DEN.checked_mul(tick.0)?;
+    let ticks = match side {
+        Side::Buy => mul_div_floor(price.0, PCT_DEN + slippage_pct.0, den)?,
+        Side::Sell => mul_div_ceil(price.0, PCT_DEN - slippage_pct.0, den)?,
+    };
+    ticks.checked_mul(tick.0).map(Price)
+}
+
+/// A follower's share of a provider's partial close: `|fpos| × close / |pos|` floored to step.
+pub fn close_share(follower_qty: Qty, close: Qty, provider_qty: Qty, step: Qty) -> Option<Qty> {
+    let steps = match provider_qty.0.checked_mul(step.0) {
+        Some(den) => mul_div_floor(follower_qty.0, close.0, den)?,
+        None => floor_div_256(prod(&[follower_qty.0, close.0])?, prod(&[provider_qty.0, step.0])?)?,
+    };
+    steps.checked_mul(step.0).map(Qty)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The i128 fast path and the 256-bit path are the same rules.
+        #[test]
+        fn fast_and_wide_paths_agree(
+            mode in 0..3u8,
+            e in -(10i128.pow(28))..10i128.pow(28),
+            f in -(10i128.pow(28))..10i128.pow(28),
+            q in 1i128..10i128.pow(20),
+            p in 1i128..10i128.pow(20),
+            ep in 1i128..10i128.pow(28),
+            lev in 1u32..=125,
+            m in 1i128..10i128.pow(12),
+            pct in 1i128..=10i128.pow(10),
+            fixed in 1i128..10i128.pow(28),
+            step in 1i128..10i128.pow(12),
+        ) {
+            let i = Instrument { symbol: "X".into(), kind: Kind::Perp, tick: Price(1), step: Qty(step), min_qty: Qty(0), min_notional: Money(0) };
+            let leg = OpenLeg { instrument: &i, side: Side::Buy, qty: Qty(q), price: Price(p), provider_equity: Money(ep), leverage: lev };
+            let mut s = settings([Mode::Proportional, Mode::FixedAmount, Mode::Multiplier][mode as usize]);
+            s.fixed_amount = Some(Money(fixed));
+            s.multiplier = Factor(m);
+            s.max_per_trade_pct = Factor(pct);
+            if let Some(fast) = size_open_128(&s, Money(e), Money(f), &leg) {
+                prop_assert_eq!(Some(fast), size_open_256(&s, Money(e), Money(f), &leg));
+            }
+        }
+    }
+
+    fn inst(step: &str, min_qty: &str, min_notional: &str) -> Instrument {
+        Instrument {
+            symbol: "BTCUSDT".into(),
+            kind: Kind::Spot,
+            tick: Price::parse("0.01").unwrap(),
+            step: Qty::parse(step).unwrap(),
+            min_qty: Qty::parse(min_qty).unwrap(),
+            min_notional: Money::parse(min_notional).unwrap(),
+        }
+    }
+
+    fn settings(mode: Mode) -> CopySettings {
+        CopySettings {
+            mode,
+            fixed_amount: None,
+            multiplier: Factor::from_units(1),
+            max_open_trades: None,
+            max_per_trade_pct: Factor::from_units(100),
+            max_loss_pct: None,
+            slippage_pct: Factor::parse("0.5").unwrap(),
+            stop_copy_on_close: true,
+        }
+    }
+
+    fn m(s: &str) -> Money {
+        Money::parse(s).unwrap()
+    }
+
+    #[test]
+    fn binance_example_follower_spends_half_like_the_provider() {
+        // Provider equity 1,000 spends 500 (5 @ 100); a follower with 500 spends 250.
+        let i = inst("0.001", "0", "0");
+        let leg = OpenLeg { instrument: &i, side: Side::Buy, qty: Qty::from_units(5), price: Price::from_units(100), provider_equity: m("1000"), leverage: 1 };
+        let got = size_open(&settings(Mode::Proportional), m("500"), m("500"), &leg);
+        assert_eq!(got, Sized::Copy { qty: Qty::parse("2.5").unwrap(), clamped: None });
+    }
+
+    #[test]
+    fn caps_bind_and_max_per_trade_wins_a_tie() {
+        let i = inst("0.001", "0", "0");
+        let leg = OpenLeg { instrument: &i, side: Side::Buy, qty: Qty::from_units(10), price: Price::from_units(100), provider_equity: m("1000"), leverage: 1 };
+        // wants 1000 of notional with equity 1000: capped at 40 % → 4.
+        let mut s = settings(Mode::Proportional);
+        s.max_per_trade_pct = Factor::from_units(40);
+        assert_eq!(size_open(&s, m("1000"), m("1000"), &leg), Sized::Copy { qty: Qty::from_units(4), clamped: Some(Cap::MaxPerTrade) });
+        // free cash 300 binds harder.
+        assert_eq!(size_open(&s, m("1000"), m("300"), &leg), Sized::Copy { qty: Qty::from_units(3), clamped: Some(Cap::FreeCash) });
+        // a tie between the caps names max_per_trade.
+        assert_eq!(size_open(&s, m("1000"), m("400"), &leg), Sized::Copy { qty: Qty::from_units(4), clamped: Some(Cap::MaxPerTrade) });
+        // wanted exactly at the cap is not clamped.
+        s.max_per_trade_pct = Factor::from_units(100);
+        assert_eq!(size_open(&s, m("1000"), m("1000"), &leg), Sized::Copy { qty: Qty::from_units(10), clamped: None });
+        assert_eq!(size_open(&s, m("1000"), m("0"), &leg), Sized::Skip(SkipReason::InsufficientBalance));
+    }
+
+    #[test]
+    fn rounds_down_to_step_and_skips_below_minimums() {
+        let i = inst("0.1", "0.5", "0");
+        let leg = OpenLeg { instrument: &i, side: Side::Buy, qty: Qty::from_units(1), price: Price::from_units(3), provider_equity: m("3"), leverage: 1 };
+        // fixed 2 / price 3 = 0.666… → 0.6, never 0.7
+        let mut s = settings(Mode::FixedAmount);
+        s.fixed_amount = Some(m("2"));
+        assert_eq!(size_open(&s, m("100"), m("100"), &leg), Sized::Copy { qty: Qty::parse("0.6").unwrap(), clamped: None });
+        s.fixed_amount = Some(m("1.4"));
+        assert_eq!(size_open(&s, m("100"), m("100"), &leg), Sized::Skip(SkipReason::BelowMin));
+        let i2 = inst("0.1", "0", "2");
+        let leg2 = OpenLeg { instrument: &i2, ..leg };
+        s.fixed_amount = Some(m("1.99"));
+        assert_eq!(size_open(&s, m("100"), m("100"), &leg2), Sized::Skip(SkipReason::BelowMin));
+    }
+
+    #[test]
+    fn limits_stay_inside_the_slippage_cap() {
+        let tick = Price::parse("0.5").unwrap();
+        let half = Factor::parse("0.5").unwrap();
+        // 101 × 1.005 = 101.505 → 101.5 ; 101 × 0.995 = 100.495 → 100.5
+        assert_eq!(limit_price(Side::Buy, Price::from_units(101), half, tick), Some(Price::parse("101.5").unwrap()));
+        assert_eq!(limit_price(Side::Sell, Price::from_units(101), half, tick), Some(Price::parse("100.5").unwrap()));
+        assert_eq!(limit_price(Side::Buy, Price::from_units(101), Factor::ZERO, tick), Some(Price::from_units(101)));
+    }
+
+    #[test]
+    fn mexc_partial_close_is_proportional() {
+        // Provider 1,000 closes 200; follower 100 closes 20.
+        let step = Qty::parse("0.001").unwrap();
+        assert_eq!(close_share(Qty::from_units(100), Qty::from_units(200), Qty::from_units(1000), step), Some(Qty::from_units(20)));
+        assert_eq!(close_share(Qty::parse("0.004").unwrap(), Qty::from_units(1), Qty::from_units(3), step), Some(Qty::parse("0.001").unwrap()));
+    }
+}

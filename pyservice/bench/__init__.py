@@ -1,0 +1,1 @@
+"""Benchmarks run by `copyengine bench` (results are recorded in `benches/`)."""

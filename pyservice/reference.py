@@ -1,0 +1,1070 @@
+"""Plain-Python reference implementation of scenario format v1.
+
+This module is the executable spec for ``pyservice/scenarios/FORMAT.md``. It follows
+that file's rules, order of checks and messages literally, so that its records can be
+compared byte for byte with the Rust core (``tests/test_differential.py``).
+
+It is written to be read, not to be fast:
+
+* every number is a ``fractions.Fraction`` (exact); nothing is ever a float;
+* standard library only, plus ``xxhash`` for client order ids;
+* one fill costs O(followers of the provider) plus one max-loss pass over all
+  relationships; a follow, deposit or withdraw checks only its own relationship
+  (exactly equivalent, see ``_max_loss_candidates``), so no quadratic scans.
+
+Public API: ``replay(text)``, ``ReferenceEngine`` (``from_scenario``, ``apply``,
+``portfolios``), ``ScenarioError``, ``format_decimal``, ``client_order_id``.
+
+Choices where FORMAT.md is silent (kept in sync with the Rust core):
+
+* the ``event`` of a record is the 0-based index of the event in ``events``;
+* "not already following" in ``follow`` counts stopped relationships too: there is
+  at most one relationship per (follower, provider), active or stopped;
+* "already holds that many positions" means ``len(positions) >= max_open_trades``,
+  counting the positions of that relationship only (not the follower's others);
+* an order that takes a position through zero (unreachable for copies) leaves the
+  position list and re-enters it at the end;
+* an invalid file (header): checks and messages are those of
+  ``ReferenceEngine.from_scenario`` and ``replay`` below, in this order: JSON, an
+  object, unknown top-level key, ``version`` (present, even null, must be the JSON
+  integer 1), ``instruments`` (each: ``instruments[i]: <message>``), ``providers``
+  (``providers[i]: <message>``), ``platform`` (``platform: <message>``; null = absent),
+  and last ``events`` (an array).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any, Callable
+
+import xxhash
+
+__all__ = [
+    "ScenarioError",
+    "ReferenceEngine",
+    "replay",
+    "format_decimal",
+    "client_order_id",
+]
+
+
+ZERO = Fraction(0)
+ONE = Fraction(1)
+HUNDRED = Fraction(100)
+
+MAX_DECIMAL_PLACES = 8
+MAGNITUDE_LIMIT = 10**12  # absolute values must be below this
+MONEY_SCALE = 10**16  # money has 16 decimals
+MAX_LEVERAGE = 125
+MAX_OPEN_TRADES = 1_000_000
+
+DECIMAL_PATTERN = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+DIGITS_PATTERN = re.compile(r"[0-9]+")
+IDENTIFIER_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+Record = dict[str, Any]  # one output record, keys in FORMAT.md order
+
+BASE62_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+CLIENT_ORDER_ID_LENGTH = 22
+UNIT_SEPARATOR = "\x1f"
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ScenarioError(ValueError):
+    """The scenario file is invalid; the message is the reason."""
+
+
+class _Invalid(Exception):
+    """A validation failure; becomes an ``error`` record (events) or a ScenarioError."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# --------------------------------------------------------------------------- decimals
+
+
+def format_decimal(value: Fraction | Decimal | int) -> str:
+    """Canonical decimal text: no exponent, no trailing fractional zeros, "0" for zero.
+
+    ``format_decimal(Fraction(5, 2)) == "2.5"``, ``format_decimal(-Fraction(13, 4)) ==
+    "-3.25"``. The value must be a terminating decimal.
+    """
+    x = Fraction(value)
+    # decimal places needed = max(power of 2, power of 5) in the denominator
+    rest, twos, fives = x.denominator, 0, 0
+    while rest % 2 == 0:
+        rest, twos = rest // 2, twos + 1
+    while rest % 5 == 0:
+        rest, fives = rest // 5, fives + 1
+    if rest != 1:
+        raise ValueError(f"{x} is not a terminating decimal")
+    places = max(twos, fives)
+    scaled = x.numerator * 10**places // x.denominator
+    sign = "-" if scaled < 0 else ""
+    integer_part, fraction_part = divmod(abs(scaled), 10**places)
+    text = sign + str(integer_part)
+    if places > 0:
+        digits = str(fraction_part).rjust(places, "0").rstrip("0")
+        if digits:
+            text += "." + digits
+    return text
+
+
+def floor_to(value: Fraction, unit: Fraction) -> Fraction:
+    """The largest multiple of ``unit`` that is <= value (towards -infinity)."""
+    return math.floor(value / unit) * unit
+
+
+def ceil_to(value: Fraction, unit: Fraction) -> Fraction:
+    """The smallest multiple of ``unit`` that is >= value."""
+    return math.ceil(value / unit) * unit
+
+
+def ceil16(value: Fraction) -> Fraction:
+    """Round up to 16 decimal places (money precision)."""
+    return ceil_to(value, Fraction(1, MONEY_SCALE))
+
+
+def is_multiple(value: Fraction, unit: Fraction) -> bool:
+    return (value / unit).denominator == 1
+
+
+def sign(value: Fraction) -> int:
+    return (value > 0) - (value < 0)
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _load_json(text: str) -> Any:
+    try:
+        return json.loads(
+            text,
+            parse_float=Decimal,
+            parse_int=int,
+            parse_constant=_reject_constant,
+        )
+    except ValueError as error:
+        raise ScenarioError(f"not JSON: {error}") from None
+
+
+# --------------------------------------------------------------------------- field checks
+#
+# Each check takes the field name and the JSON value and returns the parsed value or
+# raises _Invalid with the message of FORMAT.md "Field messages".
+
+
+def identifier(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not IDENTIFIER_PATTERN.fullmatch(value):
+        raise _Invalid(f"field '{name}' must be 1-64 characters of [A-Za-z0-9_.:-]")
+    return value
+
+
+def _decimal(name: str, value: Any) -> Fraction:
+    """String, pattern, decimal places, magnitude (in this order). Range is separate."""
+    if not isinstance(value, str):
+        raise _Invalid(f"field '{name}' must be a decimal string")
+    if not DECIMAL_PATTERN.fullmatch(value):
+        raise _Invalid(f"field '{name}' is not a decimal: '{value}'")
+    negative = value.startswith("-")
+    integer_digits, _, fraction_digits = value.lstrip("-").partition(".")
+    fraction_digits = fraction_digits.rstrip("0")
+    if len(fraction_digits) > MAX_DECIMAL_PLACES:
+        raise _Invalid(f"field '{name}' has more than 8 decimal places")
+    integer_digits = integer_digits.lstrip("0")
+    if len(integer_digits) > 12:  # |value| >= 10^12
+        raise _Invalid(
+            f"field '{name}' must be below {MAGNITUDE_LIMIT} in absolute value"
+        )
+    magnitude = Fraction(int(integer_digits or "0")) + Fraction(
+        int(fraction_digits or "0"), 10 ** len(fraction_digits)
+    )
+    return -magnitude if negative else magnitude
+
+
+def positive(name: str, value: Any) -> Fraction:
+    number = _decimal(name, value)
+    if number <= 0:
+        raise _Invalid(f"field '{name}' must be positive")
+    return number
+
+
+def non_negative(name: str, value: Any) -> Fraction:
+    number = _decimal(name, value)
+    if number < 0:
+        raise _Invalid(f"field '{name}' must not be negative")
+    return number
+
+
+def percentage(name: str, value: Any) -> Fraction:
+    """In (0, 100]."""
+    number = _decimal(name, value)
+    if not (0 < number <= 100):
+        raise _Invalid(f"field '{name}' must be in (0, 100]")
+    return number
+
+
+def slippage(name: str, value: Any) -> Fraction:
+    """In [0, 100)."""
+    number = _decimal(name, value)
+    if not (0 <= number < 100):
+        raise _Invalid(f"field '{name}' must be in [0, 100)")
+    return number
+
+
+def _integer(name: str, value: Any, maximum: int) -> int:
+    """A JSON integer (not a boolean) or a string of digits, from 1 to maximum."""
+    message = f"field '{name}' must be an integer from 1 to {maximum}"
+    if isinstance(value, bool):
+        raise _Invalid(message)
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and DIGITS_PATTERN.fullmatch(value):
+        digits = value.lstrip("0") or "0"
+        if len(digits) > len(str(maximum)):
+            raise _Invalid(message)
+        number = int(digits)
+    else:
+        raise _Invalid(message)
+    if not (1 <= number <= maximum):
+        raise _Invalid(message)
+    return number
+
+
+def leverage_integer(name: str, value: Any) -> int:
+    return _integer(name, value, MAX_LEVERAGE)
+
+
+def max_open_trades_integer(name: str, value: Any) -> int:
+    return _integer(name, value, MAX_OPEN_TRADES)
+
+
+def side_enum(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in ("buy", "sell"):
+        raise _Invalid("field 'side' must be 'buy' or 'sell'")
+    return value
+
+
+MODES = ("proportional", "fixed_amount", "multiplier")
+
+
+def mode_enum(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in MODES:
+        raise _Invalid("field 'mode' must be one of proportional, fixed_amount, multiplier")
+    return value
+
+
+def boolean(name: str, value: Any) -> bool:
+    if value is not True and value is not False:
+        raise _Invalid(f"field '{name}' must be true or false")
+    return value
+
+
+def kind_enum(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in ("spot", "perp"):
+        raise _Invalid("field 'kind' must be 'spot' or 'perp'")
+    return value
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    check: Callable[[str, Any], Any]
+    required: bool = True
+    default: Any = None
+
+
+def _parse_fields(
+    obj: dict[str, Any], fields: tuple[Field, ...], owner: str, extra_keys: tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """Unknown keys first (document order), then each field in the listed order.
+
+    JSON null counts as absent: a required field that is absent or null is
+    ``missing field``, an optional one takes its default.
+    """
+    known = {f.name for f in fields} | set(extra_keys)
+    for key in obj:
+        if key not in known:
+            raise _Invalid(f"unknown field '{key}' for {owner}")
+    values: dict[str, Any] = {}
+    for f in fields:
+        value = obj.get(f.name)
+        if value is None and f.required:
+            raise _Invalid(f"missing field '{f.name}'")
+        elif value is None:
+            values[f.name] = f.default
+        else:
+            values[f.name] = f.check(f.name, value)
+    return values
+
+
+EVENT_FIELDS: dict[str, tuple[Field, ...]] = {
+    "follow": (
+        Field("follower", identifier),
+        Field("provider", identifier),
+        Field("allocation", positive),
+        Field("mode", mode_enum, required=False, default="proportional"),
+        Field("fixed_amount", positive, required=False, default=None),
+        Field("multiplier", positive, required=False, default=ONE),
+        Field("max_open_trades", max_open_trades_integer, required=False, default=None),
+        Field("max_per_trade_pct", percentage, required=False, default=HUNDRED),
+        Field("max_loss_pct", percentage, required=False, default=None),
+        Field("slippage_pct", slippage, required=False, default=Fraction(1, 2)),
+        Field("stop_copy_on_close", boolean, required=False, default=True),
+    ),
+    "fill": (
+        Field("provider", identifier),
+        Field("exec_id", identifier),
+        Field("symbol", identifier),
+        Field("side", side_enum),
+        Field("qty", positive),
+        Field("price", positive),
+        Field("provider_equity", positive),
+        Field("leverage", leverage_integer, required=False, default=1),
+    ),
+    "mark": (
+        Field("symbol", identifier),
+        Field("price", positive),
+    ),
+    "deposit": (
+        Field("follower", identifier),
+        Field("provider", identifier),
+        Field("amount", positive),
+    ),
+    "withdraw": (
+        Field("follower", identifier),
+        Field("provider", identifier),
+        Field("amount", positive),
+    ),
+    "unfollow": (
+        Field("follower", identifier),
+        Field("provider", identifier),
+    ),
+}
+
+INSTRUMENT_FIELDS = (
+    Field("symbol", identifier),
+    Field("kind", kind_enum),
+    Field("tick", positive),
+    Field("step", positive),
+    Field("min_qty", non_negative),
+    Field("min_notional", non_negative),
+)
+
+PROVIDER_FIELDS = (Field("id", identifier),)
+
+PLATFORM_FIELDS = (
+    Field("min_allocation", non_negative, required=False, default=None),
+    Field("max_allocation", positive, required=False, default=None),
+    Field("max_total_per_follower", positive, required=False, default=None),
+)
+
+SCENARIO_KEYS = ("version", "instruments", "providers", "events", "platform")
+
+
+def parse_event(event: Any) -> tuple[str, dict[str, Any]]:
+    """Validation steps 1-4 of FORMAT.md: returns (type, field values)."""
+    if not isinstance(event, dict):
+        raise _Invalid("event must be an object")
+    event_type = event.get("type")
+    if event_type is None:
+        raise _Invalid("missing field 'type'")
+    if not isinstance(event_type, str):
+        raise _Invalid("field 'type' must be a string")
+    if event_type not in EVENT_FIELDS:
+        raise _Invalid(f"unknown event type '{event_type}'")
+    values = _parse_fields(event, EVENT_FIELDS[event_type], event_type, ("type",))
+    return event_type, values
+
+
+# --------------------------------------------------------------------------- scenario file
+
+
+@dataclass(frozen=True)
+class Instrument:
+    symbol: str
+    kind: str  # "spot" | "perp"
+    tick: Fraction
+    step: Fraction
+    min_qty: Fraction
+    min_notional: Fraction
+
+
+@dataclass(frozen=True)
+class Platform:
+    min_allocation: Fraction | None = None
+    max_allocation: Fraction | None = None
+    max_total_per_follower: Fraction | None = None
+
+
+def _check_top_level(obj: Any) -> dict[str, Any]:
+    """An object, with known keys only, and version 1 if present."""
+    if not isinstance(obj, dict):
+        raise ScenarioError("the scenario must be a JSON object")
+    for key in obj:
+        if key not in SCENARIO_KEYS:
+            raise ScenarioError(f"unknown field '{key}'")
+    if "version" in obj:
+        version = obj["version"]
+        if isinstance(version, bool) or not isinstance(version, int) or version != 1:
+            raise ScenarioError("unsupported version (this engine reads version 1)")
+    return obj
+
+
+def _array(obj: dict[str, Any], key: str) -> list[Any]:
+    if key not in obj:
+        raise ScenarioError(f"missing field '{key}'")
+    value = obj[key]
+    if not isinstance(value, list):
+        raise ScenarioError(f"field '{key}' must be an array")
+    return value
+
+
+def _parse_instrument(obj: dict[str, Any]) -> Instrument:
+    return Instrument(**_parse_fields(obj, INSTRUMENT_FIELDS, "instrument"))
+
+
+def _parse_provider(obj: dict[str, Any]) -> str:
+    provider_id: str = _parse_fields(obj, PROVIDER_FIELDS, "provider")["id"]
+    return provider_id
+
+
+def _parse_platform(obj: dict[str, Any]) -> Platform:
+    platform = Platform(**_parse_fields(obj, PLATFORM_FIELDS, "platform"))
+    if (
+        platform.min_allocation is not None
+        and platform.max_allocation is not None
+        and platform.min_allocation > platform.max_allocation
+    ):
+        raise _Invalid(
+            f"min_allocation {format_decimal(platform.min_allocation)} is above "
+            f"max_allocation {format_decimal(platform.max_allocation)}"
+        )
+    return platform
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Lot:
+    qty: Fraction  # signed: > 0 long, < 0 short; never 0
+    entry: Fraction
+    leverage: int
+
+
+@dataclass
+class Relationship:
+    follower: str
+    provider: str
+    mode: str
+    fixed_amount: Fraction | None
+    multiplier: Fraction
+    max_open_trades: int | None
+    max_per_trade_pct: Fraction
+    max_loss_pct: Fraction | None
+    slippage_pct: Fraction
+    stop_copy_on_close: bool
+    cash: Fraction
+    base: Fraction
+    status: str = "active"  # "active" | "stopped"
+    # symbol -> FIFO lots, all in one direction; dict order = order of opening
+    positions: dict[str, list[Lot]] = field(default_factory=dict)
+
+    def position(self, symbol: str) -> Fraction:
+        return sum((lot.qty for lot in self.positions.get(symbol, ())), ZERO)
+
+
+@dataclass
+class Provider:
+    id: str
+    positions: dict[str, Fraction] = field(default_factory=dict)  # signed
+    exec_ids: set[str] = field(default_factory=set)
+    # follower -> relationship, in follow order (the provider's follower book)
+    book: dict[str, Relationship] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- records
+
+
+def client_order_id(source: tuple[str, ...], follower: str) -> str:
+    """base62(xxh3_128(source) XOR xxh3_128(follower)): 22 characters of [0-9A-Za-z].
+
+    ``source`` is the tuple of key fields, joined by U+001F (unit separator);
+    most significant digit first, left-padded with "0".
+    """
+    source_hash = xxhash.xxh3_128_intdigest(UNIT_SEPARATOR.join(source).encode("utf-8"))
+    follower_hash = xxhash.xxh3_128_intdigest(follower.encode("utf-8"))
+    number = source_hash ^ follower_hash
+    digits = []
+    while number > 0:
+        number, remainder = divmod(number, 62)
+        digits.append(BASE62_ALPHABET[remainder])
+    return "".join(reversed(digits)).rjust(CLIENT_ORDER_ID_LENGTH, "0")
+
+
+def _order_record(
+    index: int,
+    rel: Relationship,
+    symbol: str,
+    side: str,
+    order_type: str,
+    qty: Fraction,
+    price: Fraction | None,
+    reduce_only: bool,
+    clamped: str | None,
+    order_id: str,
+) -> Record:
+    record = {
+        "event": index,
+        "kind": "order",
+        "follower": rel.follower,
+        "provider": rel.provider,
+        "symbol": symbol,
+        "side": side,
+        "type": order_type,
+        "qty": format_decimal(qty),
+        "price": None if price is None else format_decimal(price),
+        "reduce_only": reduce_only,
+    }
+    if clamped is not None:
+        record["clamped"] = clamped
+    record["client_order_id"] = order_id
+    return record
+
+
+def _skip_record(index: int, rel: Relationship, reason: str) -> Record:
+    return {
+        "event": index,
+        "kind": "skip",
+        "follower": rel.follower,
+        "provider": rel.provider,
+        "reason": reason,
+    }
+
+
+def _stop_record(index: int, rel: Relationship) -> Record:
+    return {
+        "event": index,
+        "kind": "stop",
+        "follower": rel.follower,
+        "provider": rel.provider,
+        "reason": "max_loss",
+    }
+
+
+def _error_record(index: int, message: str) -> Record:
+    return {"event": index, "kind": "error", "message": message}
+
+
+# --------------------------------------------------------------------------- engine
+
+
+class ReferenceEngine:
+    def __init__(
+        self,
+        instruments: list[Instrument],
+        providers: list[str],
+        platform: Platform | None = None,
+    ) -> None:
+        self.instruments: dict[str, Instrument] = {i.symbol: i for i in instruments}
+        self.providers: dict[str, Provider] = {p: Provider(p) for p in providers}
+        self.platform = platform or Platform()
+        self.marks: dict[str, Fraction] = {}
+        # (follower, provider) -> relationship, in global follow order
+        self.relationships: dict[tuple[str, str], Relationship] = {}
+        # follower -> provider -> relationship (for the follower's total allocation)
+        self.by_follower: dict[str, dict[str, Relationship]] = {}
+
+    @classmethod
+    def from_scenario(cls, obj: Any) -> "ReferenceEngine":
+        """Validate the header and build the engine (ScenarioError if invalid).
+
+        Checks, in order: an object, unknown top-level keys, version, instruments,
+        providers, platform. ``events`` is not looked at (``replay`` checks it last).
+        """
+        _check_top_level(obj)
+        instruments: list[Instrument] = []
+        for i, item in enumerate(_array(obj, "instruments")):
+            at = f"instruments[{i}]"
+            if not isinstance(item, dict):
+                raise ScenarioError(f"{at} must be an object")
+            try:
+                instrument = _parse_instrument(item)
+                if instrument.symbol in (known.symbol for known in instruments):
+                    raise _Invalid(f"duplicate symbol '{instrument.symbol}'")
+            except _Invalid as invalid:
+                raise ScenarioError(f"{at}: {invalid.message}") from None
+            instruments.append(instrument)
+        providers: list[str] = []
+        for i, item in enumerate(_array(obj, "providers")):
+            at = f"providers[{i}]"
+            if not isinstance(item, dict):
+                raise ScenarioError(f"{at} must be an object")
+            try:
+                provider_id = _parse_provider(item)
+                if provider_id in providers:
+                    raise _Invalid(f"duplicate provider '{provider_id}'")
+            except _Invalid as invalid:
+                raise ScenarioError(f"{at}: {invalid.message}") from None
+            providers.append(provider_id)
+        platform = Platform()
+        if obj.get("platform") is not None:
+            if not isinstance(obj["platform"], dict):
+                raise ScenarioError("platform must be an object")
+            try:
+                platform = _parse_platform(obj["platform"])
+            except _Invalid as invalid:
+                raise ScenarioError(f"platform: {invalid.message}") from None
+        return cls(instruments, providers, platform)
+
+    # ----------------------------------------------------------------- accounting
+
+    def equity(self, rel: Relationship) -> Fraction:
+        """cash + sum spot qty x mark + sum perp lots (mark - entry) x signed qty."""
+        total = rel.cash
+        for symbol, lots in rel.positions.items():
+            mark = self.marks[symbol]
+            perp = self.instruments[symbol].kind == "perp"
+            for lot in lots:
+                if perp:
+                    total += (mark - lot.entry) * lot.qty
+                else:
+                    total += lot.qty * mark
+        return total
+
+    def margin(self, rel: Relationship) -> Fraction:
+        """Sum over perp lots of ceil16(|lot qty| x entry / leverage)."""
+        total = ZERO
+        for symbol, lots in rel.positions.items():
+            if self.instruments[symbol].kind == "perp":
+                for lot in lots:
+                    total += ceil16(abs(lot.qty) * lot.entry / lot.leverage)
+        return total
+
+    def free_cash(self, rel: Relationship) -> Fraction:
+        return rel.cash - self.margin(rel)
+
+    def follower_total(self, follower: str) -> Fraction:
+        """Sum of the bases of all the follower's relationships, active or stopped."""
+        return sum(
+            (rel.base for rel in self.by_follower.get(follower, {}).values()), ZERO
+        )
+
+    def _trade(
+        self,
+        rel: Relationship,
+        instrument: Instrument,
+        side: str,
+        qty: Fraction,
+        price: Fraction,
+        leverage: int,
+    ) -> None:
+        """Fill ``qty`` at ``price``: consume opposite lots oldest first, then open."""
+        symbol = instrument.symbol
+        signed = qty if side == "buy" else -qty
+        if instrument.kind == "spot":
+            rel.cash -= signed * price  # a buy pays, a sell receives
+        lots = rel.positions.get(symbol, [])
+        remaining = signed
+        while remaining != 0 and lots and sign(lots[0].qty) != sign(remaining):
+            lot = lots[0]
+            direction = sign(lot.qty)  # +1 long lot, -1 short lot
+            used = min(abs(remaining), abs(lot.qty))
+            if instrument.kind == "perp":
+                rel.cash += direction * (price - lot.entry) * used  # realized PnL
+            lot.qty -= direction * used
+            remaining += direction * used
+            if lot.qty == 0:
+                lots.pop(0)
+        if not lots:
+            rel.positions.pop(symbol, None)  # a position at zero leaves the list
+        if remaining != 0:
+            rel.positions.setdefault(symbol, []).append(Lot(remaining, price, leverage))
+
+    # ----------------------------------------------------------------- events
+
+    def apply(self, index: int, event: Any) -> list[Record]:
+        """The records of one event (including those of the max-loss check)."""
+        try:
+            event_type, values = parse_event(event)
+            handlers = {
+                "follow": self._follow,
+                "fill": self._fill,
+                "mark": self._mark,
+                "deposit": self._deposit,
+                "withdraw": self._withdraw,
+                "unfollow": self._unfollow,
+            }
+            records = handlers[event_type](index, values)
+        except _Invalid as invalid:
+            return [_error_record(index, invalid.message)]
+        return records + self._max_loss_check(index, self._max_loss_candidates(event_type, values))
+
+    def _max_loss_candidates(self, event_type: str, values: dict[str, Any]) -> list[Relationship]:
+        """The relationships the max-loss check looks at after a valid event.
+
+        FORMAT.md checks every active relationship after every event; looking at fewer is
+        exactly equivalent. After each event every active relationship with max_loss_pct
+        is above its threshold, and only two things move equity against the threshold:
+        a new mark (``fill``, ``mark``: check them all) and a relationship's own cash
+        and base (``follow``, ``deposit``, ``withdraw``: check that one). Trading at the
+        mark and closing at the mark leave equity unchanged; ``unfollow`` only removes.
+        This keeps a follow O(1), so building 10,000 followers is not quadratic.
+        """
+        if event_type in ("fill", "mark"):
+            return list(self.relationships.values())
+        rel = self.relationships.get((values["follower"], values["provider"]))
+        return [rel] if rel is not None else []
+
+    def _known_provider(self, provider_id: str) -> Provider:
+        if provider_id not in self.providers:
+            raise _Invalid(f"unknown provider '{provider_id}'")
+        return self.providers[provider_id]
+
+    def _known_symbol(self, symbol: str) -> Instrument:
+        if symbol not in self.instruments:
+            raise _Invalid(f"unknown symbol '{symbol}'")
+        return self.instruments[symbol]
+
+    def _existing_relationship(self, follower: str, provider_id: str) -> Relationship:
+        rel = self.relationships.get((follower, provider_id))
+        if rel is None:
+            raise _Invalid(f"'{follower}' does not follow '{provider_id}'")
+        return rel
+
+    def _check_allocation(self, follower: str, new_base: Fraction, other_bases: Fraction) -> None:
+        """min_allocation, max_allocation, max_total_per_follower (in this order)."""
+        platform = self.platform
+        if platform.min_allocation is not None and new_base < platform.min_allocation:
+            raise _Invalid(
+                f"allocation {format_decimal(new_base)} is below min_allocation "
+                f"{format_decimal(platform.min_allocation)}"
+            )
+        if platform.max_allocation is not None and new_base > platform.max_allocation:
+            raise _Invalid(
+                f"allocation {format_decimal(new_base)} is above max_allocation "
+                f"{format_decimal(platform.max_allocation)}"
+            )
+        total = other_bases + new_base
+        if (
+            platform.max_total_per_follower is not None
+            and total > platform.max_total_per_follower
+        ):
+            raise _Invalid(
+                f"total allocation {format_decimal(total)} of '{follower}' is above "
+                f"max_total_per_follower {format_decimal(platform.max_total_per_follower)}"
+            )
+
+    def _follow(self, index: int, v: dict[str, Any]) -> list[Record]:
+        follower, provider_id = v["follower"], v["provider"]
+        provider = self._known_provider(provider_id)
+        if (follower, provider_id) in self.relationships:
+            raise _Invalid(f"'{follower}' already follows '{provider_id}'")
+        if v["mode"] == "fixed_amount" and v["fixed_amount"] is None:
+            raise _Invalid("mode fixed_amount needs fixed_amount")
+        allocation = v["allocation"]
+        self._check_allocation(follower, allocation, self.follower_total(follower))
+
+        rel = Relationship(
+            follower=follower,
+            provider=provider_id,
+            mode=v["mode"],
+            fixed_amount=v["fixed_amount"],
+            multiplier=v["multiplier"],
+            max_open_trades=v["max_open_trades"],
+            max_per_trade_pct=v["max_per_trade_pct"],
+            max_loss_pct=v["max_loss_pct"],
+            slippage_pct=v["slippage_pct"],
+            stop_copy_on_close=v["stop_copy_on_close"],
+            cash=allocation,
+            base=allocation,
+        )
+        self.relationships[(follower, provider_id)] = rel
+        provider.book[follower] = rel
+        self.by_follower.setdefault(follower, {})[provider_id] = rel
+        return []
+
+    def _fill(self, index: int, v: dict[str, Any]) -> list[Record]:
+        provider = self._known_provider(v["provider"])
+        instrument = self._known_symbol(v["symbol"])
+        leverage = v["leverage"]
+        if instrument.kind == "spot" and leverage != 1:
+            raise _Invalid("leverage must be 1 on spot")
+        exec_id = v["exec_id"]
+        if exec_id in provider.exec_ids:
+            raise _Invalid(f"duplicate exec_id '{exec_id}' for provider '{provider.id}'")
+        qty, price = v["qty"], v["price"]
+        if not is_multiple(qty, instrument.step):
+            raise _Invalid(
+                f"qty {format_decimal(qty)} is not a multiple of step "
+                f"{format_decimal(instrument.step)}"
+            )
+        if not is_multiple(price, instrument.tick):
+            raise _Invalid(
+                f"price {format_decimal(price)} is not a multiple of tick "
+                f"{format_decimal(instrument.tick)}"
+            )
+        side = v["side"]
+        signed_qty = qty if side == "buy" else -qty
+        pos_before = provider.positions.get(instrument.symbol, ZERO)
+        if instrument.kind == "spot" and pos_before + signed_qty < 0:
+            raise _Invalid(
+                f"spot position of '{provider.id}' in {instrument.symbol} would go short"
+            )
+
+        # Effect 1: the mark.
+        provider.exec_ids.add(exec_id)
+        self.marks[instrument.symbol] = price
+
+        # Effect 2: split against the provider's position.
+        if pos_before != 0 and sign(signed_qty) != sign(pos_before):
+            close = min(qty, abs(pos_before))
+            flat = qty >= abs(pos_before)
+            open_qty = qty - close
+        else:
+            close = ZERO
+            flat = False
+            open_qty = qty
+        provider.positions[instrument.symbol] = pos_before + signed_qty
+
+        records: list[Record] = []
+        if close > 0:
+            records += self._close_leg(
+                index, provider, instrument, exec_id, close, flat, pos_before, price, leverage
+            )
+        if open_qty > 0:
+            records += self._open_leg(
+                index, provider, instrument, exec_id, side, open_qty, price,
+                v["provider_equity"], leverage,
+            )
+        return records
+
+    def _close_leg(
+        self,
+        index: int,
+        provider: Provider,
+        instrument: Instrument,
+        exec_id: str,
+        close: Fraction,
+        flat: bool,
+        pos_before: Fraction,
+        price: Fraction,
+        leverage: int,
+    ) -> list[Record]:
+        records = []
+        for rel in provider.book.values():
+            if rel.status != "active":
+                continue
+            fpos = rel.position(instrument.symbol)
+            if fpos == 0:
+                continue
+            if flat:
+                cq = abs(fpos)
+            else:
+                cq = floor_to(abs(fpos) * close / abs(pos_before), instrument.step)
+            if cq == 0:
+                records.append(_skip_record(index, rel, "below_step"))
+                continue
+            side = "sell" if fpos > 0 else "buy"
+            self._trade(rel, instrument, side, cq, price, leverage)
+            order_id = client_order_id(("f", provider.id, exec_id, "close"), rel.follower)
+            records.append(
+                _order_record(
+                    index, rel, instrument.symbol, side, "market", cq, None, True, None, order_id
+                )
+            )
+        return records
+
+    def _open_leg(
+        self,
+        index: int,
+        provider: Provider,
+        instrument: Instrument,
+        exec_id: str,
+        side: str,
+        open_qty: Fraction,
+        price: Fraction,
+        provider_equity: Fraction,
+        leverage: int,
+    ) -> list[Record]:
+        records = []
+        for rel in provider.book.values():
+            if rel.status != "active":
+                continue
+            # 1. max_open_trades
+            if (
+                rel.position(instrument.symbol) == 0
+                and rel.max_open_trades is not None
+                and len(rel.positions) >= rel.max_open_trades
+            ):
+                records.append(_skip_record(index, rel, "max_open_trades"))
+                continue
+            # 2. equity, free cash, wanted quantity
+            equity = self.equity(rel)
+            free = self.free_cash(rel)
+            if rel.mode == "fixed_amount":
+                assert rel.fixed_amount is not None  # checked by follow
+                wanted = rel.fixed_amount * leverage / price
+            else:
+                wanted = open_qty * equity / provider_equity
+                if rel.mode == "multiplier":
+                    wanted = wanted * rel.multiplier
+            # 3. no free cash
+            if free <= 0:
+                records.append(_skip_record(index, rel, "insufficient_balance"))
+                continue
+            # 4. caps (a tie binds max_per_trade)
+            cap_per_trade = equity * rel.max_per_trade_pct / 100 * leverage / price
+            cap_free_cash = free * leverage / price
+            if cap_per_trade <= cap_free_cash:
+                cap, cap_name = cap_per_trade, "max_per_trade"
+            else:
+                cap, cap_name = cap_free_cash, "free_cash"
+            quantity, clamped = wanted, None
+            if cap < wanted:
+                quantity, clamped = cap, cap_name
+            # 5. step and minimums
+            q = floor_to(quantity, instrument.step)
+            if q <= 0 or q < instrument.min_qty or q * price < instrument.min_notional:
+                records.append(_skip_record(index, rel, "below_min"))
+                continue
+            # 6. the order, filled at the fill price
+            if side == "buy":
+                limit = floor_to(price * (1 + rel.slippage_pct / 100), instrument.tick)
+            else:
+                limit = ceil_to(price * (1 - rel.slippage_pct / 100), instrument.tick)
+            self._trade(rel, instrument, side, q, price, leverage)
+            order_id = client_order_id(("f", provider.id, exec_id, "open"), rel.follower)
+            records.append(
+                _order_record(
+                    index, rel, instrument.symbol, side, "limit_ioc", q, limit, False,
+                    clamped, order_id,
+                )
+            )
+        return records
+
+    def _mark(self, index: int, v: dict[str, Any]) -> list[Record]:
+        instrument = self._known_symbol(v["symbol"])
+        price = v["price"]
+        if not is_multiple(price, instrument.tick):
+            raise _Invalid(
+                f"price {format_decimal(price)} is not a multiple of tick "
+                f"{format_decimal(instrument.tick)}"
+            )
+        self.marks[instrument.symbol] = price
+        return []
+
+    def _deposit(self, index: int, v: dict[str, Any]) -> list[Record]:
+        follower, provider_id, amount = v["follower"], v["provider"], v["amount"]
+        self._known_provider(provider_id)
+        rel = self._existing_relationship(follower, provider_id)
+        other_bases = self.follower_total(follower) - rel.base
+        self._check_allocation(follower, rel.base + amount, other_bases)
+        rel.cash += amount
+        rel.base += amount
+        return []
+
+    def _withdraw(self, index: int, v: dict[str, Any]) -> list[Record]:
+        follower, provider_id, amount = v["follower"], v["provider"], v["amount"]
+        self._known_provider(provider_id)
+        rel = self._existing_relationship(follower, provider_id)
+        free = self.free_cash(rel)
+        if amount > free:
+            raise _Invalid(
+                f"withdrawal {format_decimal(amount)} is above free cash {format_decimal(free)}"
+            )
+        rel.cash -= amount
+        rel.base -= amount
+        return []
+
+    def _unfollow(self, index: int, v: dict[str, Any]) -> list[Record]:
+        follower, provider_id = v["follower"], v["provider"]
+        provider = self._known_provider(provider_id)
+        rel = self._existing_relationship(follower, provider_id)
+        records = []
+        if rel.stop_copy_on_close:
+            records += self._close_all(index, rel, "u")
+        del self.relationships[(follower, provider_id)]
+        del provider.book[follower]
+        del self.by_follower[follower][provider_id]
+        if not self.by_follower[follower]:
+            del self.by_follower[follower]
+        return records
+
+    def _close_all(self, index: int, rel: Relationship, leg: str) -> list[Record]:
+        """Close every position at its mark, in list order (stop: leg s, unfollow: u)."""
+        records = []
+        for symbol in list(rel.positions):
+            instrument = self.instruments[symbol]
+            position = rel.position(symbol)
+            side = "sell" if position > 0 else "buy"
+            qty = abs(position)
+            self._trade(rel, instrument, side, qty, self.marks[symbol], 1)
+            order_id = client_order_id((leg, rel.provider, str(index), symbol), rel.follower)
+            records.append(
+                _order_record(index, rel, symbol, side, "market", qty, None, True, None, order_id)
+            )
+        return records
+
+    def _max_loss_check(self, index: int, candidates: list[Relationship]) -> list[Record]:
+        """Stop every active relationship with equity <= base x (1 - max_loss_pct/100).
+
+        ``candidates`` are in global follow order (see ``_max_loss_candidates``).
+        """
+        records = []
+        for rel in candidates:
+            if rel.status != "active" or rel.max_loss_pct is None:
+                continue
+            threshold = rel.base * (1 - rel.max_loss_pct / 100)
+            if self.equity(rel) <= threshold:
+                records.append(_stop_record(index, rel))
+                records += self._close_all(index, rel, "s")
+                rel.status = "stopped"
+        return records
+
+    # ----------------------------------------------------------------- output
+
+    def portfolios(self) -> list[Record]:
+        """One record per remaining relationship, in follow order."""
+        return [
+            {
+                "event": None,
+                "kind": "portfolio",
+                "follower": rel.follower,
+                "provider": rel.provider,
+                "status": rel.status,
+                "cash": format_decimal(rel.cash),
+                "equity": format_decimal(self.equity(rel)),
+                "positions": [
+                    {"symbol": symbol, "qty": format_decimal(rel.position(symbol))}
+                    for symbol in rel.positions
+                ],
+            }
+            for rel in self.relationships.values()
+        ]
+
+
+def replay(text: str) -> list[Record]:
+    """Replay a scenario file: the records of every event, then the portfolios."""
+    scenario = _load_json(text)
+    engine = ReferenceEngine.from_scenario(scenario)
+    events = _array(scenario, "events")
+    records: list[Record] = []
+    for index, event in enumerate(events):
+        records += engine.apply(index, event)
+    records += engine.portfolios()
+    return records
