@@ -656,7 +656,13 @@ class ReferenceEngine:
         return total
 
     def free_cash(self, rel: Relationship) -> Fraction:
-        return rel.cash - self.margin(rel)
+        """cash - margin held - open perp losses (unrealized perp profit is not spendable)."""
+        perp_pnl = ZERO
+        for symbol, lots in rel.positions.items():
+            if self.instruments[symbol].kind == "perp":
+                for lot in lots:
+                    perp_pnl += (self.marks[symbol] - lot.entry) * lot.qty
+        return rel.cash - self.margin(rel) + min(perp_pnl, ZERO)
 
     def follower_total(self, follower: str) -> Fraction:
         """Sum of the bases of all the follower's relationships, active or stopped."""

@@ -272,8 +272,8 @@ impl Engine {
 
     fn withdraw(&mut self, follower: &str, provider: &str, amount: Money) -> Result<(), String> {
         let rid = self.rel_id(follower, provider)?;
+        let (_, free) = self.rel(rid).portfolio.balances(&self.marks).map_err(|_| "arithmetic overflow")?;
         let rel = self.rel_mut(rid);
-        let free = rel.portfolio.free_cash();
         if amount > free {
             return Err(format!("withdrawal {amount} is above free cash {free}"));
         }
@@ -408,11 +408,11 @@ impl Engine {
                 out.push(skip(SkipReason::MaxOpenTrades));
                 continue;
             }
-            let Ok(equity) = pf.equity(marks) else {
+            let Ok((equity, free)) = pf.balances(marks) else {
                 out.push(skip(SkipReason::Overflow));
                 continue;
             };
-            let (qty, clamped) = match size_open(s, equity, pf.free_cash(), &leg) {
+            let (qty, clamped) = match size_open(s, equity, free, &leg) {
                 Sized::Skip(reason) => {
                     out.push(skip(reason));
                     continue;

@@ -105,18 +105,26 @@ impl Portfolio {
 
     /// cash + spot value + perp unrealized PnL, marked with `marks[symbol]`.
     pub fn equity(&self, marks: &[Option<Price>]) -> Result<Money, Overflow> {
-        let mut eq = self.cash.0;
+        self.balances(marks).map(|(equity, _)| equity)
+    }
+
+    /// (equity, free cash) in one pass. Free cash is what may back a new order or leave
+    /// by withdrawal: cash, less the margin perp lots hold, less open perp losses (an
+    /// unrealized perp profit is not spendable until it is realized).
+    pub fn balances(&self, marks: &[Option<Price>]) -> Result<(Money, Money), Overflow> {
+        let mut equity = self.cash.0;
+        let mut perp_pnl: i128 = 0;
         for p in &self.positions {
             // A position exists only after a fill, which sets its symbol's mark.
             let mark = marks[p.symbol as usize].ok_or(Overflow)?;
-            eq = eq.checked_add(p.value(mark).ok_or(Overflow)?).ok_or(Overflow)?;
+            let value = p.value(mark).ok_or(Overflow)?;
+            equity = equity.checked_add(value).ok_or(Overflow)?;
+            if p.kind == Kind::Perp {
+                perp_pnl = perp_pnl.checked_add(value).ok_or(Overflow)?;
+            }
         }
-        Ok(Money(eq))
-    }
-
-    /// Cash not held as margin.
-    pub fn free_cash(&self) -> Money {
-        Money(self.cash.0 - self.margin_held.0)
+        let free = self.cash.0 - self.margin_held.0 + perp_pnl.min(0);
+        Ok((Money(equity), Money(free)))
     }
 
     /// Apply an execution of `qty` at `price`: consume opposite lots FIFO, open the rest.

@@ -58,7 +58,7 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     let mut symbols = HashSet::new();
     for (i, v) in array(top, "instruments")?.iter().enumerate() {
         let at = format!("instruments[{i}]");
-        let inst = instrument(v, &at).map_err(|e| bad(format!("{at}: {}", e.0)))?;
+        let inst = instrument(v, &at)?;
         if !symbols.insert(inst.symbol.clone()) {
             return Err(bad(format!("{at}: duplicate symbol '{}'", inst.symbol)));
         }
@@ -76,7 +76,7 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     }
     let platform = match top.get("platform") {
         None | Some(Value::Null) => Platform::default(),
-        Some(v) => platform(v).map_err(|e| bad(format!("platform: {}", e.0)))?,
+        Some(v) => platform(v)?,
     };
     let events = array(top, "events")?.clone();
     Ok(Scenario { engine: Engine::new(instruments, providers, platform), events })
@@ -84,6 +84,7 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
 
 fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
     let f = object(v, at)?;
+    let in_field = |e: String| bad(format!("{at}: {e}"));
     let fields = || -> Result<Instrument, String> {
         f.reject_unknown(&["symbol", "kind", "tick", "step", "min_qty", "min_notional"], "instrument")?;
         let symbol = f.id("symbol")?;
@@ -102,7 +103,7 @@ fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
             min_notional: f.money("min_notional", Range::NonNegative)?,
         })
     };
-    fields().map_err(ScenarioError)
+    fields().map_err(in_field)
 }
 
 fn platform(v: &Value) -> Result<Platform, ScenarioError> {
@@ -122,7 +123,7 @@ fn platform(v: &Value) -> Result<Platform, ScenarioError> {
         }
         Ok(p)
     };
-    fields().map_err(ScenarioError)
+    fields().map_err(|e| bad(format!("platform: {e}")))
 }
 
 /// One outcome record as JSON, with its keys in contract order.
