@@ -20,7 +20,7 @@ fn main() {
     let mut engine = engine_core::scenario::parse(&scenario.to_string()).expect("valid scenario").engine;
     let modes = [json!({"mode": "proportional"}), json!({"mode": "fixed_amount", "fixed_amount": "1000"}), json!({"mode": "multiplier", "multiplier": "1.5"})];
     for i in 0..n {
-        let mut ev = json!({"type": "follow", "follower": format!("f{i}"), "provider": "p1", "allocation": (10_000 + i % 977).to_string(), "max_open_trades": 5});
+        let mut ev = json!({"type": "follow", "follower": format!("f{i}"), "provider": "p1", "allocation": (10_000 + i % 977).to_string(), "max_loss_pct": "50", "max_open_trades": 5});
         for (k, v) in modes[i % 3].as_object().into_iter().flatten() {
             ev[k] = v.clone();
         }

@@ -63,8 +63,14 @@ pub struct Engine {
     /// Slab of relationships; the index order is the global follow order.
     rels: Vec<Option<Relationship>>,
     rel_ids: HashMap<(FollowerId, ProviderId), RelId>,
-    /// Relationships with a `max_loss_pct`, in follow order: the only ones a stop can hit.
-    loss_watch: Vec<RelId>,
+    /// Per symbol, the providers that ever traded it: their books hold every relationship
+    /// that can hold the symbol, so a mark move is checked against those books only.
+    symbol_providers: Vec<Vec<ProviderId>>,
+    /// Relationships found at or below their max-loss line during the current event.
+    loss_hits: Vec<RelId>,
+    spare: Spare,
+    /// Books at least this long are split over two threads (see `fan_out`).
+    parallel_book: usize,
     platform: Platform,
     out: Vec<Record>,
 }
@@ -90,7 +96,10 @@ impl Engine {
             follower_totals: Vec::new(),
             rels: Vec::new(),
             rel_ids: HashMap::new(),
-            loss_watch: Vec::new(),
+            symbol_providers: vec![Vec::new(); n_sym],
+            loss_hits: Vec::new(),
+            spare: Spare::default(),
+            parallel_book: PARALLEL_BOOK,
             platform,
             out: Vec::new(),
         }
@@ -100,6 +109,7 @@ impl Engine {
     /// replay, the venue seq in the daemon). Returns the event's records.
     pub fn apply(&mut self, seq: u64, event: &Event) -> &[Record] {
         self.out.clear();
+        self.loss_hits.clear();
         let result = match event {
             Event::Follow(f) => self.follow(f),
             Event::Fill(f) => self.provider_fill(f),
@@ -109,7 +119,7 @@ impl Engine {
             Event::Unfollow { follower, provider } => self.unfollow(seq, follower, provider),
         };
         match result {
-            Ok(()) => self.check_max_loss(seq),
+            Ok(()) => self.stop_loss_hits(seq),
             Err(message) => {
                 self.out.clear();
                 self.out.push(Record::Error(message));
@@ -129,6 +139,12 @@ impl Engine {
         self.out.clear();
         self.out.push(Record::Error(message));
         &self.out
+    }
+
+    /// Split fan-outs over books of at least `n` followers (`usize::MAX`: never). The
+    /// output is the same either way; tests force both paths.
+    pub fn set_parallel_book(&mut self, n: usize) {
+        self.parallel_book = n.max(2);
     }
 
     pub fn follower_name(&self, id: FollowerId) -> &str {
@@ -239,9 +255,6 @@ impl Engine {
             slippage_pct: f.slippage_pct,
             stop_copy_on_close: f.stop_copy_on_close,
         };
-        if settings.max_loss_pct.is_some() {
-            self.loss_watch.push(rid);
-        }
         self.rels.push(Some(Relationship {
             follower: fid,
             follower_hash: follower_hash(&f.follower),
@@ -267,6 +280,7 @@ impl Engine {
         rel.portfolio.base = base;
         rel.portfolio.cash = cash;
         self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 + amount.0);
+        self.check_one(rid);
         Ok(())
     }
 
@@ -281,6 +295,7 @@ impl Engine {
         rel.portfolio.base = Money(rel.portfolio.base.0 - amount.0);
         let fid = rel.follower;
         self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 - amount.0);
+        self.check_one(rid);
         Ok(())
     }
 
@@ -292,7 +307,6 @@ impl Engine {
         let rel = self.rels[rid as usize].take().expect("live relationship");
         self.rel_ids.remove(&(rel.follower, rel.provider));
         self.providers[rel.provider as usize].book.retain(|&r| r != rid);
-        self.loss_watch.retain(|&r| r != rid);
         let total = &mut self.follower_totals[rel.follower as usize];
         *total = Money(total.0 - rel.portfolio.base.0);
         Ok(())
@@ -305,6 +319,7 @@ impl Engine {
             return Err(format!("price {price} is not a multiple of tick {tick}"));
         }
         self.marks[sid as usize] = Some(price);
+        self.check_holders(sid, None);
         Ok(())
     }
 
@@ -339,115 +354,64 @@ impl Engine {
         prov.exec_ids.insert(f.exec_id.clone());
         prov.positions[sid as usize] = after;
         self.marks[sid as usize] = Some(f.price);
+        if !self.symbol_providers[sid as usize].contains(&pid) {
+            self.symbol_providers[sid as usize].push(pid);
+        }
         let source = |leg: &[u8]| source_hash(&[b"f", f.provider.as_bytes(), f.exec_id.as_bytes(), leg]);
         if close > 0 {
             let flat = f.qty.0 >= before.abs();
-            self.close_leg(pid, sid, f, source(b"close"), Qty(close), Qty(before.abs()), flat);
+            self.close_leg(pid, sid, f, source(b"close"), Qty(close), Qty(before.abs()), flat, open == 0);
         }
         if open > 0 {
             self.open_leg(pid, sid, f, source(b"open"), Qty(open));
         }
+        // The legs checked this provider's followers; others holding the symbol moved too.
+        self.check_holders(sid, Some(pid));
         Ok(())
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn close_leg(&mut self, pid: ProviderId, sid: SymbolId, f: &ProviderFill, source: u128, close: Qty, provider_qty: Qty, flat: bool) {
-        let Engine { providers, rels, instruments, out, .. } = self;
+    fn close_leg(
+        &mut self,
+        pid: ProviderId,
+        sid: SymbolId,
+        f: &ProviderFill,
+        source: u128,
+        close: Qty,
+        provider_qty: Qty,
+        flat: bool,
+        check_loss: bool,
+    ) {
+        let Engine { providers, rels, instruments, marks, out, loss_hits, spare, parallel_book, .. } = self;
         let inst = &instruments[sid as usize];
-        for &rid in &providers[pid as usize].book {
-            let Some(rel) = rels[rid as usize].as_mut().filter(|r| r.status == Status::Active) else { continue };
-            let fpos = rel.portfolio.signed_qty(sid);
-            if fpos == 0 {
-                continue;
+        let marks = &marks[..];
+        let work = |rel: &mut Relationship, _: &mut LimitCache| {
+            if rel.portfolio.signed_qty(sid) == 0 {
+                return (None, false);
             }
-            let held = Qty(fpos.abs());
-            let qty = if flat { Some(held) } else { close_share(held, close, provider_qty, inst.step) };
-            let (follower, provider) = (rel.follower, rel.provider);
-            let skip = |reason| Record::Skip { follower, provider, reason };
-            let Some(qty) = qty else {
-                out.push(skip(SkipReason::Overflow));
-                continue;
-            };
-            if qty.0 == 0 {
-                out.push(skip(SkipReason::BelowStep));
-                continue;
-            }
-            let side = if fpos > 0 { Side::Sell } else { Side::Buy };
-            if rel.portfolio.apply_fill(sid, inst.kind, side, qty, f.price, f.leverage).is_err() {
-                out.push(skip(SkipReason::Overflow));
-                continue;
-            }
-            out.push(Record::Order(CopyOrder {
-                follower,
-                provider,
-                symbol: sid,
-                side,
-                order_type: OrderType::Market,
-                qty,
-                limit: None,
-                reduce_only: true,
-                clamped: None,
-                client_order_id: ClientOrderId(source ^ rel.follower_hash),
-            }));
-        }
+            let record = close_one(rel, inst, f, source, close, provider_qty, flat, sid);
+            // Filling at the mark leaves equity as it was; only a pure reduction checks
+            // here (an open leg checks every active follower itself).
+            (Some(record), check_loss && breaches(rel, marks))
+        };
+        fan_out(rels, &providers[pid as usize].book, out, loss_hits, spare, *parallel_book, &work);
     }
 
     fn open_leg(&mut self, pid: ProviderId, sid: SymbolId, f: &ProviderFill, source: u128, open: Qty) {
-        let Engine { providers, rels, instruments, marks, out, .. } = self;
+        let Engine { providers, rels, instruments, marks, out, loss_hits, spare, parallel_book, .. } = self;
         let inst = &instruments[sid as usize];
-        let leg = OpenLeg { instrument: inst, side: f.side, qty: open, price: f.price, provider_equity: f.provider_equity, leverage: f.leverage };
-        // Most followers share a slippage setting: compute its limit once.
-        let mut last_limit: Option<(Factor, Option<Price>)> = None;
-        for &rid in &providers[pid as usize].book {
-            let Some(rel) = rels[rid as usize].as_mut().filter(|r| r.status == Status::Active) else { continue };
-            let (follower, provider) = (rel.follower, rel.provider);
-            let skip = |reason| Record::Skip { follower, provider, reason };
-            let pf = &mut rel.portfolio;
-            let s = &rel.settings;
-            if pf.signed_qty(sid) == 0 && s.max_open_trades.is_some_and(|max| pf.open_positions() >= max as usize) {
-                out.push(skip(SkipReason::MaxOpenTrades));
-                continue;
-            }
-            let Ok((equity, free)) = pf.balances(marks) else {
-                out.push(skip(SkipReason::Overflow));
-                continue;
+        let leg = OpenLeg { symbol: sid, instrument: inst, side: f.side, qty: open, price: f.price, provider_equity: f.provider_equity, leverage: f.leverage };
+        let marks = &marks[..];
+        let work = |rel: &mut Relationship, limits: &mut LimitCache| {
+            let balances = rel.portfolio.balances(marks);
+            // Copies fill at the mark, so this equity is also the equity after the event.
+            let hit = match (rel.settings.max_loss_pct, balances) {
+                (Some(pct), Ok((equity, _))) => below_loss_line(equity, rel.portfolio.base, pct),
+                _ => false,
             };
-            let (qty, clamped) = match size_open(s, equity, free, &leg) {
-                Sized::Skip(reason) => {
-                    out.push(skip(reason));
-                    continue;
-                }
-                Sized::Copy { qty, clamped } => (qty, clamped),
-            };
-            let limit = match last_limit {
-                Some((slip, limit)) if slip == s.slippage_pct => limit,
-                _ => {
-                    let limit = limit_price(f.side, f.price, s.slippage_pct, inst.tick);
-                    last_limit = Some((s.slippage_pct, limit));
-                    limit
-                }
-            };
-            let Some(limit) = limit else {
-                out.push(skip(SkipReason::Overflow));
-                continue;
-            };
-            if pf.apply_fill(sid, inst.kind, f.side, qty, f.price, f.leverage).is_err() {
-                out.push(skip(SkipReason::Overflow));
-                continue;
-            }
-            out.push(Record::Order(CopyOrder {
-                follower,
-                provider,
-                symbol: sid,
-                side: f.side,
-                order_type: OrderType::LimitIoc,
-                qty,
-                limit: Some(limit),
-                reduce_only: false,
-                clamped,
-                client_order_id: ClientOrderId(source ^ rel.follower_hash),
-            }));
-        }
+            (Some(open_one(rel, &leg, balances, limits, source)), hit)
+        };
+        fan_out(rels, &providers[pid as usize].book, out, loss_hits, spare, *parallel_book, &work);
     }
 
     /// Close every position of `rid` at its mark with reduce-only market orders.
@@ -477,7 +441,7 @@ impl Engine {
                 side,
                 order_type: OrderType::Market,
                 qty,
-                limit: None,
+                limit: Price::ZERO,
                 reduce_only: true,
                 clamped: None,
                 client_order_id,
@@ -485,25 +449,216 @@ impl Engine {
         }
     }
 
-    /// Stop every active relationship whose equity fell to `base × (1 − max_loss_pct/100)`.
-    fn check_max_loss(&mut self, seq: u64) {
-        let mut hit = Vec::new();
-        for &rid in &self.loss_watch {
-            let rel = self.rel(rid);
-            let Some(pct) = rel.settings.max_loss_pct.filter(|_| rel.status == Status::Active) else { continue };
-            let Ok(equity) = rel.portfolio.equity(&self.marks) else { continue };
-            let hundred = 100 * Factor::SCALE;
-            // equity × 100 ≤ base × (100 − pct), in raw units.
-            if mul_cmp(equity.0, hundred, rel.portfolio.base.0, hundred - pct.0).is_le() {
-                hit.push(rid);
+    /// Check one relationship against its max-loss line.
+    fn check_one(&mut self, rid: RelId) {
+        if breaches(self.rel(rid), &self.marks) {
+            self.loss_hits.push(rid);
+        }
+    }
+
+    /// Check the relationships that may hold `sid` after its mark moved, except the
+    /// book of `skip` (already checked by its fan-out).
+    fn check_holders(&mut self, sid: SymbolId, skip: Option<ProviderId>) {
+        let Engine { symbol_providers, providers, rels, marks, loss_hits, .. } = self;
+        for &pid in symbol_providers[sid as usize].iter().filter(|&&p| Some(p) != skip) {
+            for &rid in &providers[pid as usize].book {
+                let Some(rel) = rels[rid as usize].as_ref() else { continue };
+                if rel.settings.max_loss_pct.is_some() && rel.portfolio.signed_qty(sid) != 0 && breaches(rel, marks) {
+                    loss_hits.push(rid);
+                }
             }
         }
-        for rid in hit {
+    }
+
+    /// Stop the relationships found below their max-loss line, in global follow order.
+    ///
+    /// Equal to checking every active relationship after every event: a relationship is
+    /// above its line after each event, so only those whose equity or base changed (the
+    /// ones the event touched, or that hold a symbol whose mark moved) can cross it.
+    fn stop_loss_hits(&mut self, seq: u64) {
+        if self.loss_hits.is_empty() {
+            return;
+        }
+        let mut hits = std::mem::take(&mut self.loss_hits);
+        hits.sort_unstable();
+        hits.dedup();
+        for &rid in &hits {
             let rel = self.rel_mut(rid);
             rel.status = Status::Stopped;
             let (follower, provider) = (rel.follower, rel.provider);
             self.out.push(Record::Stop { follower, provider });
             self.close_everything(seq, rid, b"s");
         }
+        hits.clear();
+        self.loss_hits = hits;
+    }
+}
+
+/// Books at least this long are fanned out on two threads by default.
+pub const PARALLEL_BOOK: usize = 2048;
+
+/// The last (slippage, limit) computed in a fan-out: most followers share a slippage.
+type LimitCache = Option<(Factor, Option<Price>)>;
+
+/// Buffers for the second half of a split fan-out, kept to avoid allocating per event.
+#[derive(Debug, Default)]
+struct Spare {
+    records: Vec<Record>,
+    hits: Vec<RelId>,
+}
+
+/// Run `work` over every active relationship of `book`, in order, appending its records
+/// to `out` and its max-loss hits to `hits`. A long book is split at a relationship id:
+/// the slab halves are disjoint, so the two threads share nothing mutable, and the second
+/// half's records are appended after the first's, so the output order is unchanged.
+fn fan_out<W>(
+    rels: &mut [Option<Relationship>],
+    book: &[RelId],
+    out: &mut Vec<Record>,
+    hits: &mut Vec<RelId>,
+    spare: &mut Spare,
+    parallel_book: usize,
+    work: &W,
+) where
+    W: Fn(&mut Relationship, &mut LimitCache) -> (Option<Record>, bool) + Sync,
+{
+    if book.len() < parallel_book {
+        run_chunk(rels, 0, book, out, hits, work);
+        return;
+    }
+    let (first, second) = book.split_at(book.len() / 2);
+    let split = second[0] as usize;
+    let (low, high) = rels.split_at_mut(split);
+    let Spare { records, hits: spare_hits } = spare;
+    rayon::join(|| run_chunk(low, 0, first, out, hits, work), || run_chunk(high, split, second, records, spare_hits, work));
+    out.append(records);
+    hits.append(spare_hits);
+}
+
+fn run_chunk<W>(rels: &mut [Option<Relationship>], offset: usize, book: &[RelId], out: &mut Vec<Record>, hits: &mut Vec<RelId>, work: &W)
+where
+    W: Fn(&mut Relationship, &mut LimitCache) -> (Option<Record>, bool),
+{
+    let mut limits = None;
+    for &rid in book {
+        let Some(rel) = rels[rid as usize - offset].as_mut().filter(|r| r.status == Status::Active) else { continue };
+        let (record, hit) = work(rel, &mut limits);
+        out.extend(record);
+        if hit {
+            hits.push(rid);
+        }
+    }
+}
+
+/// One follower's opening copy: sized, filled at the execution price, recorded.
+fn open_one(
+    rel: &mut Relationship,
+    leg: &OpenLeg<'_>,
+    balances: Result<(Money, Money), crate::portfolio::Overflow>,
+    limits: &mut LimitCache,
+    source: u128,
+) -> Record {
+    let (follower, provider) = (rel.follower, rel.provider);
+    let skip = |reason| Record::Skip { follower, provider, reason };
+    let inst = leg.instrument;
+    let sid = leg.symbol;
+    let (pf, s) = (&mut rel.portfolio, &rel.settings);
+    if pf.signed_qty(sid) == 0 && s.max_open_trades.is_some_and(|max| pf.open_positions() >= max as usize) {
+        return skip(SkipReason::MaxOpenTrades);
+    }
+    let Ok((equity, free)) = balances else { return skip(SkipReason::Overflow) };
+    let (qty, clamped) = match size_open(s, equity, free, leg) {
+        Sized::Skip(reason) => return skip(reason),
+        Sized::Copy { qty, clamped } => (qty, clamped),
+    };
+    let limit = match *limits {
+        Some((slip, limit)) if slip == s.slippage_pct => limit,
+        _ => {
+            let limit = limit_price(leg.side, leg.price, s.slippage_pct, inst.tick);
+            *limits = Some((s.slippage_pct, limit));
+            limit
+        }
+    };
+    let Some(limit) = limit else { return skip(SkipReason::Overflow) };
+    if pf.apply_fill(sid, inst.kind, leg.side, qty, leg.price, leg.leverage).is_err() {
+        return skip(SkipReason::Overflow);
+    }
+    Record::Order(CopyOrder {
+        follower,
+        provider,
+        symbol: sid,
+        side: leg.side,
+        order_type: OrderType::LimitIoc,
+        qty,
+        limit,
+        reduce_only: false,
+        clamped,
+        client_order_id: ClientOrderId(source ^ rel.follower_hash),
+    })
+}
+
+/// `equity ≤ base × (1 − pct/100)`, exactly.
+fn below_loss_line(equity: Money, base: Money, pct: Factor) -> bool {
+    let hundred = 100 * Factor::SCALE;
+    mul_cmp(equity.0, hundred, base.0, hundred - pct.0).is_le()
+}
+
+/// An active relationship with a max-loss setting at or below its line.
+fn breaches(rel: &Relationship, marks: &[Option<Price>]) -> bool {
+    let Some(pct) = rel.settings.max_loss_pct.filter(|_| rel.status == Status::Active) else { return false };
+    rel.portfolio.equity(marks).is_ok_and(|equity| below_loss_line(equity, rel.portfolio.base, pct))
+}
+
+/// One follower's part of a provider's reduction: a reduce-only market order filled at
+/// the execution price, or the reason there is none.
+#[allow(clippy::too_many_arguments)]
+fn close_one(
+    rel: &mut Relationship,
+    inst: &Instrument,
+    f: &ProviderFill,
+    source: u128,
+    close: Qty,
+    provider_qty: Qty,
+    flat: bool,
+    sid: SymbolId,
+) -> Record {
+    let (follower, provider) = (rel.follower, rel.provider);
+    let skip = |reason| Record::Skip { follower, provider, reason };
+    let fpos = rel.portfolio.signed_qty(sid);
+    let held = Qty(fpos.abs());
+    let Some(qty) = (if flat { Some(held) } else { close_share(held, close, provider_qty, inst.step) }) else {
+        return skip(SkipReason::Overflow);
+    };
+    if qty.0 == 0 {
+        return skip(SkipReason::BelowStep);
+    }
+    let side = if fpos > 0 { Side::Sell } else { Side::Buy };
+    if rel.portfolio.apply_fill(sid, inst.kind, side, qty, f.price, f.leverage).is_err() {
+        return skip(SkipReason::Overflow);
+    }
+    Record::Order(CopyOrder {
+        follower,
+        provider,
+        symbol: sid,
+        side,
+        order_type: OrderType::Market,
+        qty,
+        limit: Price::ZERO,
+        reduce_only: true,
+        clamped: None,
+        client_order_id: ClientOrderId(source ^ rel.follower_hash),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_structures_stay_small() {
+        // A fan-out writes one record per follower and walks every relationship: these
+        // sizes are the memory traffic per follower, so growing them is a speed change.
+        assert_eq!(std::mem::size_of::<Record>(), 64);
+        assert!(std::mem::size_of::<Option<Relationship>>() <= 352);
     }
 }

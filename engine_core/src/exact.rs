@@ -39,6 +39,24 @@ impl Frac {
     }
 }
 
+/// `a × b` if it fits i128. LLVM's overflow-checked i128 multiply is a slow generic
+/// routine; when the operands' magnitudes leave room (leading zeros summing to ≥ 130, so
+/// the product is below 2^126) a plain multiply is exact, which is the common case.
+#[inline]
+pub fn mul(a: i128, b: i128) -> Option<i128> {
+    if small_product(a, b) {
+        Some(a.wrapping_mul(b))
+    } else {
+        a.checked_mul(b)
+    }
+}
+
+/// Whether `|a × b| < 2^126` is certain from the operands' bit lengths.
+#[inline]
+fn small_product(a: i128, b: i128) -> bool {
+    a.unsigned_abs().leading_zeros() + b.unsigned_abs().leading_zeros() >= 130
+}
+
 /// A fraction of two `i128` (den > 0): the fast form used when every factor fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Frac128 {
@@ -54,14 +72,15 @@ impl Frac128 {
 
     /// `floor(self / unit)` for a positive `unit`; `None` if `den × unit` passes i128.
     pub fn floor_units(&self, unit: i128) -> Option<i128> {
-        Some(self.num.div_euclid(self.den.checked_mul(unit)?))
+        Some(self.num.div_euclid(mul(self.den, unit)?))
     }
 }
 
 /// Exact `a × b` vs `c × d` for any i128 values.
+#[inline]
 pub fn mul_cmp(a: i128, b: i128, c: i128, d: i128) -> Ordering {
-    if let (Some(x), Some(y)) = (a.checked_mul(b), c.checked_mul(d)) {
-        return x.cmp(&y);
+    if small_product(a, b) && small_product(c, d) {
+        return a.wrapping_mul(b).cmp(&c.wrapping_mul(d));
     }
     let sign = |x: i128, y: i128| {
         if x == 0 || y == 0 {
@@ -86,6 +105,7 @@ pub fn mul_cmp(a: i128, b: i128, c: i128, d: i128) -> Ordering {
 }
 
 /// The full 256-bit product of two u128 as (high, low).
+#[inline]
 pub fn umul_wide(a: u128, b: u128) -> (u128, u128) {
     const LO: u128 = u64::MAX as u128;
     let (a1, a0) = (a >> 64, a & LO);
@@ -115,7 +135,7 @@ pub fn floor_div_256(num: I256, den: I256) -> Option<i128> {
 
 /// `floor(a × b / d)` for d > 0.
 pub fn mul_div_floor(a: i128, b: i128, d: i128) -> Option<i128> {
-    match a.checked_mul(b) {
+    match mul(a, b) {
         Some(p) => Some(p.div_euclid(d)),
         None => floor_div_256(I256::from(a) * I256::from(b), I256::from(d)),
     }
@@ -156,6 +176,13 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn fast_mul_is_checked_mul(a in proptest::num::i128::ANY, b in proptest::num::i128::ANY, sa in 0u32..128, sb in 0u32..128) {
+            // shift to cover every magnitude, not only huge random ones
+            let (a, b) = (a >> sa, b >> sb);
+            proptest::prop_assert_eq!(mul(a, b), a.checked_mul(b));
+        }
+
         #[test]
         fn mul_cmp_matches_256_bit_products(a in proptest::num::i128::ANY, b in proptest::num::i128::ANY, c in proptest::num::i128::ANY, d in proptest::num::i128::ANY) {
             let wide = |x: i128, y: i128| I256::from(x) * I256::from(y);

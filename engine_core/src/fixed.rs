@@ -156,7 +156,7 @@ fixed_type!(
 impl Qty {
     /// The exact notional `self × price`, or `None` past the money range.
     pub fn notional(self, price: Price) -> Option<Money> {
-        self.0.checked_mul(price.0).map(Money)
+        crate::exact::mul(self.0, price.0).map(Money)
     }
 }
 

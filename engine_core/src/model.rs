@@ -114,6 +114,13 @@ pub enum OrderType {
     Market,
 }
 
+impl CopyOrder {
+    /// The limit price, `None` for a market order.
+    pub fn limit_price(&self) -> Option<Price> {
+        (self.order_type == OrderType::LimitIoc).then_some(self.limit)
+    }
+}
+
 impl OrderType {
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -170,8 +177,9 @@ pub struct CopyOrder {
     pub side: Side,
     pub order_type: OrderType,
     pub qty: Qty,
-    /// The limit price; `None` for market orders.
-    pub limit: Option<Price>,
+    /// The limit price; zero for market orders (a limit is always positive). Kept as a
+    /// bare price so a batch entry stays 64 bytes: fan-outs write thousands of them.
+    pub limit: Price,
     pub reduce_only: bool,
     pub clamped: Option<Cap>,
     pub client_order_id: ClientOrderId,

@@ -7,7 +7,7 @@
 
 use smallvec::SmallVec;
 
-use crate::exact::mul_div_ceil;
+use crate::exact::{mul, mul_div_ceil};
 use crate::fixed::{Money, Price, Qty};
 use crate::model::{Kind, Side, SymbolId};
 
@@ -41,7 +41,7 @@ pub struct Position {
     pub margin: Money,
     /// Oldest first. Inline storage: a copy position rarely has more than two lots, and
     /// opening one must not allocate on the hot path.
-    pub lots: SmallVec<[Lot; 2]>,
+    pub lots: SmallVec<[Lot; 1]>,
 }
 
 impl Position {
@@ -55,7 +55,7 @@ impl Position {
 
     /// What the position adds to equity at `mark`.
     fn value(&self, mark: Price) -> Option<i128> {
-        let at_mark = self.qty.0.checked_mul(mark.0)?;
+        let at_mark = mul(self.qty.0, mark.0)?;
         match (self.kind, self.long) {
             (Kind::Spot, _) => Some(at_mark),
             (Kind::Perp, true) => at_mark.checked_sub(self.cost.0),
@@ -72,7 +72,7 @@ pub struct Portfolio {
     pub margin_held: Money,
     /// Open positions in the order they were opened (inline: no pointer chase per
     /// follower on the fan-out for the common one or two symbols).
-    pub positions: SmallVec<[Position; 2]>,
+    pub positions: SmallVec<[Position; 1]>,
 }
 
 /// What closing part of a position changes, computed before anything is written.
@@ -179,8 +179,8 @@ impl Portfolio {
                 break;
             }
             let take = left.min(lot.qty.0);
-            let exit_value = take.checked_mul(price.0).ok_or(Overflow)?;
-            let entry_value = take.checked_mul(lot.entry.0).ok_or(Overflow)?;
+            let exit_value = mul(take, price.0).ok_or(Overflow)?;
+            let entry_value = mul(take, lot.entry.0).ok_or(Overflow)?;
             cost_delta -= entry_value;
             cash_delta = cash_delta
                 .checked_add(match (pos.kind, pos.long) {

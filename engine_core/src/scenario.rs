@@ -141,7 +141,7 @@ pub fn record_json(engine: &Engine, event: u64, rec: &Record) -> Value {
             m.insert("side".into(), json!(o.side.as_str()));
             m.insert("type".into(), json!(o.order_type.as_str()));
             m.insert("qty".into(), json!(o.qty.to_string()));
-            m.insert("price".into(), o.limit.map_or(Value::Null, |p| json!(p.to_string())));
+            m.insert("price".into(), o.limit_price().map_or(Value::Null, |p| json!(p.to_string())));
             m.insert("reduce_only".into(), json!(o.reduce_only));
             if let Some(cap) = o.clamped {
                 m.insert("clamped".into(), json!(cap.as_str()));
@@ -164,7 +164,12 @@ pub fn record_json(engine: &Engine, event: u64, rec: &Record) -> Value {
 /// Replay a whole scenario: every event's records, then one portfolio record per
 /// remaining relationship.
 pub fn replay(text: &str) -> Result<Vec<Value>, ScenarioError> {
-    let Scenario { mut engine, events } = parse(text)?;
+    parse(text).map(run)
+}
+
+/// Replay a parsed scenario (an engine configured by the caller).
+pub fn run(scenario: Scenario) -> Vec<Value> {
+    let Scenario { mut engine, events } = scenario;
     let mut out = Vec::new();
     for (i, raw) in events.iter().enumerate() {
         let seq = i as u64;
@@ -187,7 +192,7 @@ pub fn replay(text: &str) -> Result<Vec<Value>, ScenarioError> {
             "positions": positions,
         }));
     }
-    Ok(out)
+    out
 }
 
 /// The replay as JSON Lines.

@@ -3,9 +3,9 @@
 //! All candidate sizes are exact fractions of raw quantity units (1e-8); the result is
 //! floored to the instrument's step, never rounded up.
 
-use crate::exact::{floor_div_256, mul_div_ceil, mul_div_floor, prod, Frac, Frac128, I256};
+use crate::exact::{floor_div_256, mul, mul_div_ceil, mul_div_floor, prod, Frac, Frac128, I256};
 use crate::fixed::{Factor, Money, Price, Qty};
-use crate::model::{Cap, CopySettings, Instrument, Mode, Side, SkipReason};
+use crate::model::{Cap, CopySettings, Instrument, Mode, Side, SkipReason, SymbolId};
 
 /// `Factor::SCALE × 100`: a percentage's raw value over this is the fraction.
 const PCT_DEN: i128 = 100 * Factor::SCALE;
@@ -13,6 +13,7 @@ const PCT_DEN: i128 = 100 * Factor::SCALE;
 /// The opening part of one provider execution, shared by every follower's sizing.
 #[derive(Debug, Clone, Copy)]
 pub struct OpenLeg<'a> {
+    pub symbol: SymbolId,
     pub instrument: &'a Instrument,
     pub side: Side,
     /// The provider quantity that opens or adds (after any close).
@@ -42,18 +43,18 @@ fn size_open_128(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
     let (e, f, p, l) = (equity.0, free.0, leg.price.0, i128::from(leg.leverage));
     let frac = |num, den| Frac128 { num, den };
     let wanted = match s.mode {
-        Mode::FixedAmount => frac(s.fixed_amount?.0.checked_mul(l)?, p),
-        Mode::Proportional => frac(leg.qty.0.checked_mul(e)?, leg.provider_equity.0),
+        Mode::FixedAmount => frac(mul(s.fixed_amount?.0, l)?, p),
+        Mode::Proportional => frac(mul(leg.qty.0, e)?, leg.provider_equity.0),
         Mode::Multiplier => frac(
-            leg.qty.0.checked_mul(s.multiplier.0)?.checked_mul(e)?,
-            leg.provider_equity.0.checked_mul(Factor::SCALE)?,
+            mul(mul(leg.qty.0, s.multiplier.0)?, e)?,
+            mul(leg.provider_equity.0, Factor::SCALE)?,
         ),
     };
     if f <= 0 {
         return Some(Sized::Skip(SkipReason::InsufficientBalance));
     }
-    let per_trade = frac(e.checked_mul(s.max_per_trade_pct.0)?.checked_mul(l)?, PCT_DEN.checked_mul(p)?);
-    let free_cash = frac(f.checked_mul(l)?, p);
+    let per_trade = frac(mul(mul(e, s.max_per_trade_pct.0)?, l)?, mul(PCT_DEN, p)?);
+    let free_cash = frac(mul(f, l)?, p);
     let (cap, cap_name) =
         if per_trade.cmp(&free_cash).is_le() { (per_trade, Cap::MaxPerTrade) } else { (free_cash, Cap::FreeCash) };
     let (target, clamped) = if cap.cmp(&wanted).is_lt() { (cap, Some(cap_name)) } else { (wanted, None) };
@@ -92,7 +93,7 @@ fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
 /// Steps → quantity on the grid, then the minimums.
 fn finish(steps: i128, clamped: Option<Cap>, leg: &OpenLeg<'_>) -> Option<Sized> {
     let inst = leg.instrument;
-    let qty = Qty(steps.checked_mul(inst.step.0)?);
+    let qty = Qty(mul(steps, inst.step.0)?);
     let below_min = qty.0 <= 0 || qty < inst.min_qty || qty.notional(leg.price)? < inst.min_notional;
     Some(if below_min { Sized::Skip(SkipReason::BelowMin) } else { Sized::Copy { qty, clamped } })
 }
@@ -140,7 +141,7 @@ mod tests {
             step in 1i128..10i128.pow(12),
         ) {
             let i = Instrument { symbol: "X".into(), kind: Kind::Perp, tick: Price(1), step: Qty(step), min_qty: Qty(0), min_notional: Money(0) };
-            let leg = OpenLeg { instrument: &i, side: Side::Buy, qty: Qty(q), price: Price(p), provider_equity: Money(ep), leverage: lev };
+            let leg = OpenLeg { symbol: 0, instrument: &i, side: Side::Buy, qty: Qty(q), price: Price(p), provider_equity: Money(ep), leverage: lev };
             let mut s = settings([Mode::Proportional, Mode::FixedAmount, Mode::Multiplier][mode as usize]);
             s.fixed_amount = Some(Money(fixed));
             s.multiplier = Factor(m);
@@ -183,7 +184,7 @@ mod tests {
     fn binance_example_follower_spends_half_like_the_provider() {
         // Provider equity 1,000 spends 500 (5 @ 100); a follower with 500 spends 250.
         let i = inst("0.001", "0", "0");
-        let leg = OpenLeg { instrument: &i, side: Side::Buy, qty: Qty::from_units(5), price: Price::from_units(100), provider_equity: m("1000"), leverage: 1 };
+        let leg = OpenLeg { symbol: 0, instrument: &i, side: Side::Buy, qty: Qty::from_units(5), price: Price::from_units(100), provider_equity: m("1000"), leverage: 1 };
         let got = size_open(&settings(Mode::Proportional), m("500"), m("500"), &leg);
         assert_eq!(got, Sized::Copy { qty: Qty::parse("2.5").unwrap(), clamped: None });
     }
@@ -191,7 +192,7 @@ mod tests {
     #[test]
     fn caps_bind_and_max_per_trade_wins_a_tie() {
         let i = inst("0.001", "0", "0");
-        let leg = OpenLeg { instrument: &i, side: Side::Buy, qty: Qty::from_units(10), price: Price::from_units(100), provider_equity: m("1000"), leverage: 1 };
+        let leg = OpenLeg { symbol: 0, instrument: &i, side: Side::Buy, qty: Qty::from_units(10), price: Price::from_units(100), provider_equity: m("1000"), leverage: 1 };
         // wants 1000 of notional with equity 1000: capped at 40 % → 4.
         let mut s = settings(Mode::Proportional);
         s.max_per_trade_pct = Factor::from_units(40);
@@ -209,7 +210,7 @@ mod tests {
     #[test]
     fn rounds_down_to_step_and_skips_below_minimums() {
         let i = inst("0.1", "0.5", "0");
-        let leg = OpenLeg { instrument: &i, side: Side::Buy, qty: Qty::from_units(1), price: Price::from_units(3), provider_equity: m("3"), leverage: 1 };
+        let leg = OpenLeg { symbol: 0, instrument: &i, side: Side::Buy, qty: Qty::from_units(1), price: Price::from_units(3), provider_equity: m("3"), leverage: 1 };
         // fixed 2 / price 3 = 0.666… → 0.6, never 0.7
         let mut s = settings(Mode::FixedAmount);
         s.fixed_amount = Some(m("2"));
@@ -217,7 +218,7 @@ mod tests {
         s.fixed_amount = Some(m("1.4"));
         assert_eq!(size_open(&s, m("100"), m("100"), &leg), Sized::Skip(SkipReason::BelowMin));
         let i2 = inst("0.1", "0", "2");
-        let leg2 = OpenLeg { instrument: &i2, ..leg };
+        let leg2 = OpenLeg { symbol: 0, instrument: &i2, ..leg };
         s.fixed_amount = Some(m("1.99"));
         assert_eq!(size_open(&s, m("100"), m("100"), &leg2), Sized::Skip(SkipReason::BelowMin));
     }
