@@ -400,7 +400,7 @@ impl Engine {
     fn open_leg(&mut self, pid: ProviderId, sid: SymbolId, f: &ProviderFill, source: u128, open: Qty) {
         let Engine { providers, rels, instruments, marks, out, loss_hits, spare, parallel_book, .. } = self;
         let inst = &instruments[sid as usize];
-        let leg = OpenLeg { symbol: sid, instrument: inst, side: f.side, qty: open, price: f.price, provider_equity: f.provider_equity, leverage: f.leverage };
+        let leg = OpenLeg::new(sid, inst, f.side, open, f.price, f.provider_equity, f.leverage);
         let marks = &marks[..];
         let work = |rel: &mut Relationship, limits: &mut LimitCache| {
             let balances = rel.portfolio.balances(marks);

@@ -3,7 +3,7 @@
 //! All candidate sizes are exact fractions of raw quantity units (1e-8); the result is
 //! floored to the instrument's step, never rounded up.
 
-use crate::exact::{floor_div_256, mul, mul_div_ceil, mul_div_floor, prod, Frac, Frac128, I256};
+use crate::exact::{floor_div_256, mul, mul_cmp, mul_div_ceil, mul_div_floor, prod, Frac, Frac128, I256};
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{Cap, CopySettings, Instrument, Mode, Side, SkipReason, SymbolId};
 
@@ -14,6 +14,7 @@ const PCT_DEN: i128 = 100 * Factor::SCALE;
 #[derive(Debug, Clone, Copy)]
 pub struct OpenLeg<'a> {
     pub symbol: SymbolId,
+    pub consts: LegConsts,
     pub instrument: &'a Instrument,
     pub side: Side,
     /// The provider quantity that opens or adds (after any close).
@@ -21,6 +22,13 @@ pub struct OpenLeg<'a> {
     pub price: Price,
     pub provider_equity: Money,
     pub leverage: u32,
+}
+
+impl<'a> OpenLeg<'a> {
+    pub fn new(symbol: SymbolId, instrument: &'a Instrument, side: Side, qty: Qty, price: Price, provider_equity: Money, leverage: u32) -> Self {
+        let consts = LegConsts::new(qty, price, provider_equity, leverage);
+        Self { symbol, consts, instrument, side, qty, price, provider_equity, leverage }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,27 +47,69 @@ pub fn size_open(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
         .unwrap_or(Sized::Skip(SkipReason::Overflow))
 }
 
+/// Products of one execution's values that every follower's sizing reuses; `None` where
+/// a product passes i128 (then every follower takes the 256-bit path).
+#[derive(Debug, Clone, Copy)]
+pub struct LegConsts {
+    /// Q × P: the provider's notional, raw.
+    qp: Option<i128>,
+    /// L × Ep
+    l_ep: Option<i128>,
+    /// 100 × P, with the percentage scale
+    pct_p: Option<i128>,
+    /// Ep × 1e8 (the multiplier's scale)
+    ep_m: Option<i128>,
+}
+
+impl LegConsts {
+    pub fn new(qty: Qty, price: Price, provider_equity: Money, leverage: u32) -> Self {
+        let l = i128::from(leverage);
+        Self {
+            qp: mul(qty.0, price.0),
+            l_ep: mul(l, provider_equity.0),
+            pct_p: mul(PCT_DEN, price.0),
+            ep_m: mul(provider_equity.0, Factor::SCALE),
+        }
+    }
+}
+
+/// The i128 path. The caps share the factor `L / P`, and for proportional and multiplier
+/// sizing the follower's equity cancels against the per-trade cap, so most comparisons
+/// reduce to small products; only the one that decides the result is made.
 fn size_open_128(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
     let (e, f, p, l) = (equity.0, free.0, leg.price.0, i128::from(leg.leverage));
-    let frac = |num, den| Frac128 { num, den };
-    let wanted = match s.mode {
-        Mode::FixedAmount => frac(mul(s.fixed_amount?.0, l)?, p),
-        Mode::Proportional => frac(mul(leg.qty.0, e)?, leg.provider_equity.0),
-        Mode::Multiplier => frac(
-            mul(mul(leg.qty.0, s.multiplier.0)?, e)?,
-            mul(leg.provider_equity.0, Factor::SCALE)?,
-        ),
-    };
+    let (q, ep, pct) = (leg.qty.0, leg.provider_equity.0, s.max_per_trade_pct.0);
+    let c = &leg.consts;
     if f <= 0 {
         return Some(Sized::Skip(SkipReason::InsufficientBalance));
     }
-    let per_trade = frac(mul(mul(e, s.max_per_trade_pct.0)?, l)?, mul(PCT_DEN, p)?);
-    let free_cash = frac(mul(f, l)?, p);
-    let (cap, cap_name) =
-        if per_trade.cmp(&free_cash).is_le() { (per_trade, Cap::MaxPerTrade) } else { (free_cash, Cap::FreeCash) };
-    let (target, clamped) = if cap.cmp(&wanted).is_lt() { (cap, Some(cap_name)) } else { (wanted, None) };
-    let steps = target.floor_units(leg.instrument.step.0)?;
-    finish(steps, clamped, leg)
+    if e <= 0 {
+        // wanted ≤ 0 (proportional) or the per-trade cap ≤ 0: nothing to buy.
+        return Some(Sized::Skip(SkipReason::BelowMin));
+    }
+    // per-trade cap E·pct·L/(100·P) vs free-cash cap F·L/P  ⟺  E·pct vs F·100
+    let per_trade_binds = mul_cmp(e, pct, f, PCT_DEN).is_le();
+    // Is the binding cap below the wanted quantity? (Cancelled forms; see FORMAT.md.)
+    let clamped = match (s.mode, per_trade_binds) {
+        // wanted A·L/P
+        (Mode::FixedAmount, true) => mul_cmp(e, pct, s.fixed_amount?.0, PCT_DEN).is_lt(),
+        (Mode::FixedAmount, false) => f < s.fixed_amount?.0,
+        // wanted Q·E/Ep
+        (Mode::Proportional, true) => mul_cmp(mul(pct, l)?, ep, q, c.pct_p?).is_lt(),
+        (Mode::Proportional, false) => mul_cmp(f, c.l_ep?, e, c.qp?).is_lt(),
+        // wanted Q·m·E/(Ep·1e8)
+        (Mode::Multiplier, true) => mul_cmp(mul(pct, l)?, c.ep_m?, mul(q, s.multiplier.0)?, c.pct_p?).is_lt(),
+        (Mode::Multiplier, false) => mul_cmp(f, mul(c.l_ep?, Factor::SCALE)?, e, mul(c.qp?, s.multiplier.0)?).is_lt(),
+    };
+    let target = match (clamped, per_trade_binds, s.mode) {
+        (true, true, _) => Frac128 { num: mul(mul(e, pct)?, l)?, den: c.pct_p? },
+        (true, false, _) => Frac128 { num: mul(f, l)?, den: p },
+        (false, _, Mode::FixedAmount) => Frac128 { num: mul(s.fixed_amount?.0, l)?, den: p },
+        (false, _, Mode::Proportional) => Frac128 { num: mul(q, e)?, den: ep },
+        (false, _, Mode::Multiplier) => Frac128 { num: mul(mul(q, s.multiplier.0)?, e)?, den: c.ep_m? },
+    };
+    let cap = if per_trade_binds { Cap::MaxPerTrade } else { Cap::FreeCash };
+    finish(target.floor_units(leg.instrument.step.0)?, clamped.then_some(cap), leg)
 }
 
 fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
@@ -125,31 +175,37 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
-        /// The i128 fast path and the 256-bit path are the same rules.
+        /// The i128 fast path and the 256-bit path are the same rules: wherever both give
+        /// an answer (the wide path can still overflow where the fast one short-cuts), they
+        /// give the same one. Magnitudes span realistic to extreme, so both paths run.
         #[test]
         fn fast_and_wide_paths_agree(
             mode in 0..3u8,
-            e in -(10i128.pow(28))..10i128.pow(28),
-            f in -(10i128.pow(28))..10i128.pow(28),
-            q in 1i128..10i128.pow(20),
-            p in 1i128..10i128.pow(20),
-            ep in 1i128..10i128.pow(28),
+            (e, f) in (magnitude(28), magnitude(28)),
+            (q, p, ep) in (positive(20), positive(20), positive(28)),
             lev in 1u32..=125,
-            m in 1i128..10i128.pow(12),
-            pct in 1i128..=10i128.pow(10),
-            fixed in 1i128..10i128.pow(28),
-            step in 1i128..10i128.pow(12),
+            (m, pct, fixed, step) in (positive(14), 1i128..=10i128.pow(10), positive(28), positive(12)),
         ) {
             let i = Instrument { symbol: "X".into(), kind: Kind::Perp, tick: Price(1), step: Qty(step), min_qty: Qty(0), min_notional: Money(0) };
-            let leg = OpenLeg { symbol: 0, instrument: &i, side: Side::Buy, qty: Qty(q), price: Price(p), provider_equity: Money(ep), leverage: lev };
+            let leg = OpenLeg::new(0, &i, Side::Buy, Qty(q), Price(p), Money(ep), lev);
             let mut s = settings([Mode::Proportional, Mode::FixedAmount, Mode::Multiplier][mode as usize]);
             s.fixed_amount = Some(Money(fixed));
             s.multiplier = Factor(m);
             s.max_per_trade_pct = Factor(pct);
-            if let Some(fast) = size_open_128(&s, Money(e), Money(f), &leg) {
-                prop_assert_eq!(Some(fast), size_open_256(&s, Money(e), Money(f), &leg));
+            if let (Some(fast), Some(wide)) = (size_open_128(&s, Money(e), Money(f), &leg), size_open_256(&s, Money(e), Money(f), &leg)) {
+                prop_assert_eq!(fast, wide);
             }
         }
+    }
+
+    /// A positive value of up to `digits` digits, its length drawn first so that small
+    /// values are as likely as huge ones.
+    fn positive(digits: u32) -> impl Strategy<Value = i128> {
+        (1..=digits).prop_flat_map(|d| 1i128..10i128.pow(d))
+    }
+
+    fn magnitude(digits: u32) -> impl Strategy<Value = i128> {
+        (positive(digits), any::<bool>()).prop_map(|(v, neg)| if neg { -v } else { v })
     }
 
     fn inst(step: &str, min_qty: &str, min_notional: &str) -> Instrument {
@@ -184,7 +240,7 @@ mod tests {
     fn binance_example_follower_spends_half_like_the_provider() {
         // Provider equity 1,000 spends 500 (5 @ 100); a follower with 500 spends 250.
         let i = inst("0.001", "0", "0");
-        let leg = OpenLeg { symbol: 0, instrument: &i, side: Side::Buy, qty: Qty::from_units(5), price: Price::from_units(100), provider_equity: m("1000"), leverage: 1 };
+        let leg = OpenLeg::new(0, &i, Side::Buy, Qty::from_units(5), Price::from_units(100), m("1000"), 1);
         let got = size_open(&settings(Mode::Proportional), m("500"), m("500"), &leg);
         assert_eq!(got, Sized::Copy { qty: Qty::parse("2.5").unwrap(), clamped: None });
     }
@@ -192,7 +248,7 @@ mod tests {
     #[test]
     fn caps_bind_and_max_per_trade_wins_a_tie() {
         let i = inst("0.001", "0", "0");
-        let leg = OpenLeg { symbol: 0, instrument: &i, side: Side::Buy, qty: Qty::from_units(10), price: Price::from_units(100), provider_equity: m("1000"), leverage: 1 };
+        let leg = OpenLeg::new(0, &i, Side::Buy, Qty::from_units(10), Price::from_units(100), m("1000"), 1);
         // wants 1000 of notional with equity 1000: capped at 40 % → 4.
         let mut s = settings(Mode::Proportional);
         s.max_per_trade_pct = Factor::from_units(40);
@@ -210,7 +266,7 @@ mod tests {
     #[test]
     fn rounds_down_to_step_and_skips_below_minimums() {
         let i = inst("0.1", "0.5", "0");
-        let leg = OpenLeg { symbol: 0, instrument: &i, side: Side::Buy, qty: Qty::from_units(1), price: Price::from_units(3), provider_equity: m("3"), leverage: 1 };
+        let leg = OpenLeg::new(0, &i, Side::Buy, Qty::from_units(1), Price::from_units(3), m("3"), 1);
         // fixed 2 / price 3 = 0.666… → 0.6, never 0.7
         let mut s = settings(Mode::FixedAmount);
         s.fixed_amount = Some(m("2"));
@@ -218,7 +274,7 @@ mod tests {
         s.fixed_amount = Some(m("1.4"));
         assert_eq!(size_open(&s, m("100"), m("100"), &leg), Sized::Skip(SkipReason::BelowMin));
         let i2 = inst("0.1", "0", "2");
-        let leg2 = OpenLeg { symbol: 0, instrument: &i2, ..leg };
+        let leg2 = OpenLeg { instrument: &i2, ..leg };
         s.fixed_amount = Some(m("1.99"));
         assert_eq!(size_open(&s, m("100"), m("100"), &leg2), Sized::Skip(SkipReason::BelowMin));
     }
