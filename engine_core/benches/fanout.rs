@@ -1,3 +1,4 @@
+#![allow(clippy::float_arithmetic)] // timing statistics only; no money here
 //! One provider execution fanned out to N followers, in pure Rust (no Python, no JSON
 //! per call): the number to profile when the core itself gets slower. The end-to-end
 //! figure that includes the Python call is `copyengine bench --core`.

@@ -68,9 +68,6 @@ pub struct Engine {
     symbol_providers: Vec<Vec<ProviderId>>,
     /// Relationships found at or below their max-loss line during the current event.
     loss_hits: Vec<RelId>,
-    spare: Spare,
-    /// Books at least this long are split over two threads (see `fan_out`).
-    parallel_book: usize,
     platform: Platform,
     out: Vec<Record>,
 }
@@ -98,8 +95,6 @@ impl Engine {
             rel_ids: HashMap::new(),
             symbol_providers: vec![Vec::new(); n_sym],
             loss_hits: Vec::new(),
-            spare: Spare::default(),
-            parallel_book: PARALLEL_BOOK,
             platform,
             out: Vec::new(),
         }
@@ -139,12 +134,6 @@ impl Engine {
         self.out.clear();
         self.out.push(Record::Error(message));
         &self.out
-    }
-
-    /// Split fan-outs over books of at least `n` followers (`usize::MAX`: never). The
-    /// output is the same either way; tests force both paths.
-    pub fn set_parallel_book(&mut self, n: usize) {
-        self.parallel_book = n.max(2);
     }
 
     pub fn follower_name(&self, id: FollowerId) -> &str {
@@ -382,7 +371,7 @@ impl Engine {
         flat: bool,
         check_loss: bool,
     ) {
-        let Engine { providers, rels, instruments, marks, out, loss_hits, spare, parallel_book, .. } = self;
+        let Engine { providers, rels, instruments, marks, out, loss_hits, .. } = self;
         let inst = &instruments[sid as usize];
         let marks = &marks[..];
         let work = |rel: &mut Relationship, _: &mut LimitCache| {
@@ -394,11 +383,11 @@ impl Engine {
             // here (an open leg checks every active follower itself).
             (Some(record), check_loss && breaches(rel, marks))
         };
-        fan_out(rels, &providers[pid as usize].book, out, loss_hits, spare, *parallel_book, &work);
+        fan_out(rels, &providers[pid as usize].book, out, loss_hits, work);
     }
 
     fn open_leg(&mut self, pid: ProviderId, sid: SymbolId, f: &ProviderFill, source: u128, open: Qty) {
-        let Engine { providers, rels, instruments, marks, out, loss_hits, spare, parallel_book, .. } = self;
+        let Engine { providers, rels, instruments, marks, out, loss_hits, .. } = self;
         let inst = &instruments[sid as usize];
         let leg = OpenLeg::new(sid, inst, f.side, open, f.price, f.provider_equity, f.leverage);
         let marks = &marks[..];
@@ -411,7 +400,7 @@ impl Engine {
             };
             (Some(open_one(rel, &leg, balances, limits, source)), hit)
         };
-        fan_out(rels, &providers[pid as usize].book, out, loss_hits, spare, *parallel_book, &work);
+        fan_out(rels, &providers[pid as usize].book, out, loss_hits, work);
     }
 
     /// Close every position of `rid` at its mark with reduce-only market orders.
@@ -494,54 +483,18 @@ impl Engine {
     }
 }
 
-/// Books at least this long are fanned out on two threads by default.
-pub const PARALLEL_BOOK: usize = 2048;
-
 /// The last (slippage, limit) computed in a fan-out: most followers share a slippage.
 type LimitCache = Option<(Factor, Option<Price>)>;
 
-/// Buffers for the second half of a split fan-out, kept to avoid allocating per event.
-#[derive(Debug, Default)]
-struct Spare {
-    records: Vec<Record>,
-    hits: Vec<RelId>,
-}
-
-/// Run `work` over every active relationship of `book`, in order, appending its records
-/// to `out` and its max-loss hits to `hits`. A long book is split at a relationship id:
-/// the slab halves are disjoint, so the two threads share nothing mutable, and the second
-/// half's records are appended after the first's, so the output order is unchanged.
-fn fan_out<W>(
-    rels: &mut [Option<Relationship>],
-    book: &[RelId],
-    out: &mut Vec<Record>,
-    hits: &mut Vec<RelId>,
-    spare: &mut Spare,
-    parallel_book: usize,
-    work: &W,
-) where
-    W: Fn(&mut Relationship, &mut LimitCache) -> (Option<Record>, bool) + Sync,
-{
-    if book.len() < parallel_book {
-        run_chunk(rels, 0, book, out, hits, work);
-        return;
-    }
-    let (first, second) = book.split_at(book.len() / 2);
-    let split = second[0] as usize;
-    let (low, high) = rels.split_at_mut(split);
-    let Spare { records, hits: spare_hits } = spare;
-    rayon::join(|| run_chunk(low, 0, first, out, hits, work), || run_chunk(high, split, second, records, spare_hits, work));
-    out.append(records);
-    hits.append(spare_hits);
-}
-
-fn run_chunk<W>(rels: &mut [Option<Relationship>], offset: usize, book: &[RelId], out: &mut Vec<Record>, hits: &mut Vec<RelId>, work: &W)
+/// Run `work` over every active relationship of `book`, in follow order, appending its
+/// records to `out` and its max-loss hits to `hits`.
+fn fan_out<W>(rels: &mut [Option<Relationship>], book: &[RelId], out: &mut Vec<Record>, hits: &mut Vec<RelId>, work: W)
 where
     W: Fn(&mut Relationship, &mut LimitCache) -> (Option<Record>, bool),
 {
     let mut limits = None;
     for &rid in book {
-        let Some(rel) = rels[rid as usize - offset].as_mut().filter(|r| r.status == Status::Active) else { continue };
+        let Some(rel) = rels[rid as usize].as_mut().filter(|r| r.status == Status::Active) else { continue };
         let (record, hit) = work(rel, &mut limits);
         out.extend(record);
         if hit {

@@ -58,10 +58,8 @@ fn scenario(events: &[Value]) -> String {
     json!({"instruments": instruments, "providers": [{"id": "p1"}, {"id": "p2"}], "events": events}).to_string()
 }
 
-fn replay_with(text: &str, parallel_book: usize) -> Vec<Value> {
-    let mut sc = parse(text).expect("valid header");
-    sc.engine.set_parallel_book(parallel_book);
-    run(sc)
+fn replay(text: &str) -> Vec<Value> {
+    run(parse(text).expect("valid header"))
 }
 
 /// A printed decimal as a raw 1e-8 integer (exact; 0 if it does not parse).
@@ -75,10 +73,8 @@ proptest! {
     #[test]
     fn replay_invariants_hold(events in prop::collection::vec(event(), 1..60)) {
         let text = scenario(&events);
-        let out = replay_with(&text, usize::MAX);
-        // deterministic, and the same when every book is split over two threads
-        prop_assert_eq!(&out, &replay_with(&text, usize::MAX));
-        prop_assert_eq!(&out, &replay_with(&text, 2));
+        let out = replay(&text);
+        prop_assert_eq!(&out, &replay(&text), "not deterministic");
         let mut ids = HashSet::new();
         let mut positions: HashMap<(String, String, String), i128> = HashMap::new();
         let mut next_event = 0;
@@ -127,28 +123,4 @@ proptest! {
             }
         }
     }
-}
-
-#[test]
-fn large_books_split_over_threads_print_the_same() {
-    let mut events = Vec::new();
-    for i in 0..3000 {
-        let mode = ["proportional", "fixed_amount", "multiplier"][i % 3];
-        let mut e = json!({"type": "follow", "follower": format!("f{i}"), "provider": if i % 5 == 0 {"p2"} else {"p1"},
-            "allocation": (100 + i % 977).to_string(), "mode": mode, "fixed_amount": "40", "multiplier": "3"});
-        if i % 4 == 0 {
-            e["max_loss_pct"] = json!("10");
-        }
-        events.push(e);
-    }
-    for (i, (side, qty, price)) in [("buy", "2", "1000"), ("buy", "1", "1010"), ("sell", "0.5", "990"), ("sell", "4", "950"), ("buy", "1", "960")].iter().enumerate() {
-        events.push(json!({"type": "fill", "provider": "p1", "exec_id": format!("e{i}"), "symbol": "ETH-PERP", "side": side, "qty": qty, "price": price, "provider_equity": "5000", "leverage": 5}));
-        events.push(json!({"type": "mark", "symbol": "ETH-PERP", "price": "900"}));
-    }
-    let text = scenario(&events);
-    let sequential = replay_with(&text, usize::MAX);
-    assert!(sequential.iter().filter(|r| r["kind"] == "order").count() > 5000);
-    assert!(sequential.iter().any(|r| r["kind"] == "stop"));
-    assert_eq!(sequential, replay_with(&text, 2));
-    assert_eq!(sequential, replay_with(&text, 1000));
 }
