@@ -8,7 +8,7 @@ use std::collections::{HashMap, HashSet};
 
 use crate::coid::{follower_hash, source_hash, ClientOrderId};
 use crate::event::{Event, Follow, ProviderFill};
-use crate::exact::mul_cmp;
+use crate::exact::mul_div_floor;
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{
     CopyOrder, CopySettings, FollowerId, Instrument, Kind, Mode, OrderType, Platform, ProviderId, Record, RelId, Side,
@@ -19,6 +19,11 @@ use crate::sizing::{close_share, limit_price, size_open, OpenLeg, Sized};
 
 #[derive(Debug, Clone)]
 pub struct Relationship {
+    /// The highest equity at which max-loss stops it: `floor(base × (1 − pct/100))`
+    /// (equity is a whole number of raw units, so `equity ≤ line ⟺ equity ≤ floor(line)`),
+    /// or `NO_STOP` without a max-loss setting. Kept current whenever `base` moves, so the
+    /// fan-out compares one integer.
+    pub stop_at: Money,
     pub follower: FollowerId,
     /// The follower's half of every client order id (see `coid`).
     pub follower_hash: u128,
@@ -245,6 +250,7 @@ impl Engine {
             stop_copy_on_close: f.stop_copy_on_close,
         };
         self.rels.push(Some(Relationship {
+            stop_at: stop_line(f.allocation, f.max_loss_pct),
             follower: fid,
             follower_hash: follower_hash(&f.follower),
             provider: pid,
@@ -268,6 +274,7 @@ impl Engine {
         let rel = self.rel_mut(rid);
         rel.portfolio.base = base;
         rel.portfolio.cash = cash;
+        rel.stop_at = stop_line(base, rel.settings.max_loss_pct);
         self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 + amount.0);
         self.check_one(rid);
         Ok(())
@@ -282,6 +289,7 @@ impl Engine {
         }
         rel.portfolio.cash = Money(rel.portfolio.cash.0 - amount.0);
         rel.portfolio.base = Money(rel.portfolio.base.0 - amount.0);
+        rel.stop_at = stop_line(rel.portfolio.base, rel.settings.max_loss_pct);
         let fid = rel.follower;
         self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 - amount.0);
         self.check_one(rid);
@@ -394,10 +402,7 @@ impl Engine {
         let work = |rel: &mut Relationship, limits: &mut LimitCache| {
             let balances = rel.portfolio.balances(marks);
             // Copies fill at the mark, so this equity is also the equity after the event.
-            let hit = match (rel.settings.max_loss_pct, balances) {
-                (Some(pct), Ok((equity, _))) => below_loss_line(equity, rel.portfolio.base, pct),
-                _ => false,
-            };
+            let hit = balances.is_ok_and(|(equity, _)| equity <= rel.stop_at);
             (Some(open_one(rel, &leg, balances, limits, source)), hit)
         };
         fan_out(rels, &providers[pid as usize].book, out, loss_hits, work);
@@ -452,7 +457,7 @@ impl Engine {
         for &pid in symbol_providers[sid as usize].iter().filter(|&&p| Some(p) != skip) {
             for &rid in &providers[pid as usize].book {
                 let Some(rel) = rels[rid as usize].as_ref() else { continue };
-                if rel.settings.max_loss_pct.is_some() && rel.portfolio.signed_qty(sid) != 0 && breaches(rel, marks) {
+                if rel.stop_at != NO_STOP && rel.portfolio.signed_qty(sid) != 0 && breaches(rel, marks) {
                     loss_hits.push(rid);
                 }
             }
@@ -550,16 +555,19 @@ fn open_one(
     })
 }
 
-/// `equity ≤ base × (1 − pct/100)`, exactly.
-fn below_loss_line(equity: Money, base: Money, pct: Factor) -> bool {
+/// The line of a relationship without max-loss: no equity is at or below it.
+pub const NO_STOP: Money = Money(i128::MIN);
+
+/// `floor(base × (1 − pct/100))`, the max-loss line as a raw money value.
+fn stop_line(base: Money, max_loss_pct: Option<Factor>) -> Money {
     let hundred = 100 * Factor::SCALE;
-    mul_cmp(equity.0, hundred, base.0, hundred - pct.0).is_le()
+    // No line past the money range: no equity could reach it there either.
+    max_loss_pct.and_then(|pct| mul_div_floor(base.0, hundred - pct.0, hundred)).map_or(NO_STOP, Money)
 }
 
-/// An active relationship with a max-loss setting at or below its line.
+/// An active relationship at or below its max-loss line.
 fn breaches(rel: &Relationship, marks: &[Option<Price>]) -> bool {
-    let Some(pct) = rel.settings.max_loss_pct.filter(|_| rel.status == Status::Active) else { return false };
-    rel.portfolio.equity(marks).is_ok_and(|equity| below_loss_line(equity, rel.portfolio.base, pct))
+    rel.status == Status::Active && rel.portfolio.equity(marks).is_ok_and(|equity| equity <= rel.stop_at)
 }
 
 /// One follower's part of a provider's reduction: a reduce-only market order filled at
@@ -612,6 +620,6 @@ mod tests {
         // A fan-out writes one record per follower and walks every relationship: these
         // sizes are the memory traffic per follower, so growing them is a speed change.
         assert_eq!(std::mem::size_of::<Record>(), 64);
-        assert!(std::mem::size_of::<Option<Relationship>>() <= 352);
+        assert!(std::mem::size_of::<Option<Relationship>>() <= 368);
     }
 }
