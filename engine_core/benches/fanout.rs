@@ -8,18 +8,27 @@
 use std::time::Instant;
 
 use engine_core::event::{parse_event, Event};
-use engine_core::Engine;
+
 use serde_json::json;
 
 fn main() {
-    let n: usize = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(10_000);
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(10_000);
     let scenario = json!({
         "instruments": [{"symbol": "BTCUSDT", "kind": "spot", "tick": "0.01", "step": "0.00001", "min_qty": "0.00001", "min_notional": "5"}],
         "providers": [{"id": "p1"}],
         "events": [],
     });
-    let mut engine = engine_core::scenario::parse(&scenario.to_string()).expect("valid scenario").engine;
-    let modes = [json!({"mode": "proportional"}), json!({"mode": "fixed_amount", "fixed_amount": "1000"}), json!({"mode": "multiplier", "multiplier": "1.5"})];
+    let mut engine = engine_core::scenario::parse(&scenario.to_string())
+        .expect("valid scenario")
+        .engine;
+    let modes = [
+        json!({"mode": "proportional"}),
+        json!({"mode": "fixed_amount", "fixed_amount": "1000"}),
+        json!({"mode": "multiplier", "multiplier": "1.5"}),
+    ];
     for i in 0..n {
         let mut ev = json!({"type": "follow", "follower": format!("f{i}"), "provider": "p1", "allocation": (10_000 + i % 977).to_string(), "max_loss_pct": "50", "max_open_trades": 5});
         for (k, v) in modes[i % 3].as_object().into_iter().flatten() {
@@ -50,6 +59,11 @@ fn main() {
     for (name, mut v) in [("open", open_ns), ("close", close_ns)] {
         v.sort_by(f64::total_cmp);
         let pct = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] / 1000.0;
-        println!("{name:>5} fan-out, {n} followers: p50 {:.1} us, p99 {:.1} us, {:.1} ns/follower", pct(0.5), pct(0.99), pct(0.5) * 1000.0 / n as f64);
+        println!(
+            "{name:>5} fan-out, {n} followers: p50 {:.1} us, p99 {:.1} us, {:.1} ns/follower",
+            pct(0.5),
+            pct(0.99),
+            pct(0.5) * 1000.0 / n as f64
+        );
     }
 }

@@ -71,20 +71,35 @@ mod tests {
     fn ids_are_22_base62_characters_and_deterministic() {
         let alice = follower_hash("alice");
         let a = ClientOrderId::new(&[b"f", b"p1", b"e1", b"open"], alice);
-        assert_eq!(a, ClientOrderId::new(&[b"f", b"p1", b"e1", b"open"], follower_hash("alice")));
+        assert_eq!(
+            a,
+            ClientOrderId::new(&[b"f", b"p1", b"e1", b"open"], follower_hash("alice"))
+        );
         let text = a.to_string();
         assert_eq!(text.len(), COID_LEN);
         assert!(text.bytes().all(|c| c.is_ascii_alphanumeric()));
-        assert_ne!(a, ClientOrderId::new(&[b"f", b"p1", b"e1", b"close"], alice));
-        assert_ne!(a, ClientOrderId::new(&[b"f", b"p1", b"e1", b"open"], follower_hash("bob")));
+        assert_ne!(
+            a,
+            ClientOrderId::new(&[b"f", b"p1", b"e1", b"close"], alice)
+        );
+        assert_ne!(
+            a,
+            ClientOrderId::new(&[b"f", b"p1", b"e1", b"open"], follower_hash("bob"))
+        );
         assert_eq!(ClientOrderId(0).to_string(), "0".repeat(22));
-        assert_eq!(ClientOrderId(u128::MAX).to_string(), "7n42DGM5Tflk9n8mt7Fhc7");
+        assert_eq!(
+            ClientOrderId(u128::MAX).to_string(),
+            "7n42DGM5Tflk9n8mt7Fhc7"
+        );
     }
 
     #[test]
     fn matches_the_reference_definition() {
         // xxh3_128(b"f\x1fp1\x1fe1\x1fopen") ^ xxh3_128(b"alice"), as the Python reference computes it.
         let expect = xxh3_128(b"f\x1fp1\x1fe1\x1fopen") ^ xxh3_128(b"alice");
-        assert_eq!(ClientOrderId::new(&[b"f", b"p1", b"e1", b"open"], follower_hash("alice")).0, expect);
+        assert_eq!(
+            ClientOrderId::new(&[b"f", b"p1", b"e1", b"open"], follower_hash("alice")).0,
+            expect
+        );
     }
 }

@@ -11,8 +11,8 @@ use crate::event::{Event, Follow, ProviderFill};
 use crate::exact::mul_div_floor;
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{
-    CopyOrder, CopySettings, FollowerId, Instrument, Kind, Mode, OrderType, Platform, ProviderId, Record, RelId, Side,
-    SkipReason, Status, SymbolId,
+    CopyOrder, CopySettings, FollowerId, Instrument, Kind, Mode, OrderType, Platform, ProviderId,
+    Record, RelId, Side, SkipReason, Status, SymbolId,
 };
 use crate::portfolio::Portfolio;
 use crate::sizing::{close_share, limit_price, size_open, OpenLeg, Sized};
@@ -80,12 +80,24 @@ pub struct Engine {
 impl Engine {
     /// A new engine over validated instruments (unique symbols) and provider names (unique).
     pub fn new(instruments: Vec<Instrument>, providers: Vec<String>, platform: Platform) -> Self {
-        let symbol_ids = instruments.iter().enumerate().map(|(i, x)| (x.symbol.clone(), i as SymbolId)).collect();
-        let provider_ids = providers.iter().enumerate().map(|(i, p)| (p.clone(), i as ProviderId)).collect();
+        let symbol_ids = instruments
+            .iter()
+            .enumerate()
+            .map(|(i, x)| (x.symbol.clone(), i as SymbolId))
+            .collect();
+        let provider_ids = providers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.clone(), i as ProviderId))
+            .collect();
         let n_sym = instruments.len();
         let providers = providers
             .into_iter()
-            .map(|name| Provider { name, positions: vec![0; n_sym], ..Provider::default() })
+            .map(|name| Provider {
+                name,
+                positions: vec![0; n_sym],
+                ..Provider::default()
+            })
             .collect();
         Self {
             marks: vec![None; n_sym],
@@ -114,8 +126,16 @@ impl Engine {
             Event::Follow(f) => self.follow(f),
             Event::Fill(f) => self.provider_fill(f),
             Event::Mark { symbol, price } => self.mark(symbol, *price),
-            Event::Deposit { follower, provider, amount } => self.deposit(follower, provider, *amount),
-            Event::Withdraw { follower, provider, amount } => self.withdraw(follower, provider, *amount),
+            Event::Deposit {
+                follower,
+                provider,
+                amount,
+            } => self.deposit(follower, provider, *amount),
+            Event::Withdraw {
+                follower,
+                provider,
+                amount,
+            } => self.withdraw(follower, provider, *amount),
             Event::Unfollow { follower, provider } => self.unfollow(seq, follower, provider),
         };
         match result {
@@ -168,7 +188,12 @@ impl Engine {
                     .portfolio
                     .positions
                     .iter()
-                    .map(|p| (self.instruments[p.symbol as usize].symbol.clone(), Qty(p.signed_qty())))
+                    .map(|p| {
+                        (
+                            self.instruments[p.symbol as usize].symbol.clone(),
+                            Qty(p.signed_qty()),
+                        )
+                    })
                     .collect(),
             })
             .collect()
@@ -179,11 +204,17 @@ impl Engine {
     }
 
     fn provider_id(&self, name: &str) -> Result<ProviderId, String> {
-        self.provider_ids.get(name).copied().ok_or_else(|| format!("unknown provider '{name}'"))
+        self.provider_ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("unknown provider '{name}'"))
     }
 
     fn symbol_id(&self, name: &str) -> Result<SymbolId, String> {
-        self.symbol_ids.get(name).copied().ok_or_else(|| format!("unknown symbol '{name}'"))
+        self.symbol_ids
+            .get(name)
+            .copied()
+            .ok_or_else(|| format!("unknown symbol '{name}'"))
     }
 
     /// The relationship of `follower` with `provider` (the provider must exist).
@@ -197,19 +228,33 @@ impl Engine {
     }
 
     fn rel(&self, id: RelId) -> &Relationship {
-        self.rels[id as usize].as_ref().expect("rel ids point at live relationships")
+        self.rels[id as usize]
+            .as_ref()
+            .expect("rel ids point at live relationships")
     }
 
     fn rel_mut(&mut self, id: RelId) -> &mut Relationship {
-        self.rels[id as usize].as_mut().expect("rel ids point at live relationships")
+        self.rels[id as usize]
+            .as_mut()
+            .expect("rel ids point at live relationships")
     }
 
-    fn check_allocation(&self, follower: &str, fid: Option<FollowerId>, new_base: Money, added: Money) -> Result<(), String> {
+    fn check_allocation(
+        &self,
+        follower: &str,
+        fid: Option<FollowerId>,
+        new_base: Money,
+        added: Money,
+    ) -> Result<(), String> {
         if let Some(min) = self.platform.min_allocation.filter(|min| new_base < *min) {
-            return Err(format!("allocation {new_base} is below min_allocation {min}"));
+            return Err(format!(
+                "allocation {new_base} is below min_allocation {min}"
+            ));
         }
         if let Some(max) = self.platform.max_allocation.filter(|max| new_base > *max) {
-            return Err(format!("allocation {new_base} is above max_allocation {max}"));
+            return Err(format!(
+                "allocation {new_base} is above max_allocation {max}"
+            ));
         }
         if let Some(max) = self.platform.max_total_per_follower {
             let before = fid.map_or(Money::ZERO, |f| self.follower_totals[f as usize]);
@@ -227,7 +272,7 @@ impl Engine {
         if fid.is_some_and(|fid| self.rel_ids.contains_key(&(fid, pid))) {
             return Err(format!("'{}' already follows '{}'", f.follower, f.provider));
         }
-        if f.mode == Mode::FixedAmount && f.fixed_amount.is_none() {
+        if f.settings.mode == Mode::FixedAmount && f.settings.fixed_amount.is_none() {
             return Err("mode fixed_amount needs fixed_amount".into());
         }
         self.check_allocation(&f.follower, fid, f.allocation, f.allocation)?;
@@ -239,18 +284,9 @@ impl Engine {
             id
         });
         let rid = self.rels.len() as RelId;
-        let settings = CopySettings {
-            mode: f.mode,
-            fixed_amount: f.fixed_amount,
-            multiplier: f.multiplier,
-            max_open_trades: f.max_open_trades,
-            max_per_trade_pct: f.max_per_trade_pct,
-            max_loss_pct: f.max_loss_pct,
-            slippage_pct: f.slippage_pct,
-            stop_copy_on_close: f.stop_copy_on_close,
-        };
+        let settings = f.settings.clone();
         self.rels.push(Some(Relationship {
-            stop_at: stop_line(f.allocation, f.max_loss_pct),
+            stop_at: stop_line(f.allocation, f.settings.max_loss_pct),
             follower: fid,
             follower_hash: follower_hash(&f.follower),
             provider: pid,
@@ -260,7 +296,8 @@ impl Engine {
         }));
         self.rel_ids.insert((fid, pid), rid);
         self.providers[pid as usize].book.push(rid);
-        self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 + f.allocation.0);
+        self.follower_totals[fid as usize] =
+            Money(self.follower_totals[fid as usize].0 + f.allocation.0);
         Ok(())
     }
 
@@ -268,8 +305,16 @@ impl Engine {
         let rid = self.rel_id(follower, provider)?;
         let rel = self.rel(rid);
         let fid = rel.follower;
-        let base = rel.portfolio.base.checked_add(amount).ok_or("arithmetic overflow")?;
-        let cash = rel.portfolio.cash.checked_add(amount).ok_or("arithmetic overflow")?;
+        let base = rel
+            .portfolio
+            .base
+            .checked_add(amount)
+            .ok_or("arithmetic overflow")?;
+        let cash = rel
+            .portfolio
+            .cash
+            .checked_add(amount)
+            .ok_or("arithmetic overflow")?;
         self.check_allocation(follower, Some(fid), base, amount)?;
         let rel = self.rel_mut(rid);
         rel.portfolio.base = base;
@@ -282,7 +327,11 @@ impl Engine {
 
     fn withdraw(&mut self, follower: &str, provider: &str, amount: Money) -> Result<(), String> {
         let rid = self.rel_id(follower, provider)?;
-        let (_, free) = self.rel(rid).portfolio.balances(&self.marks).map_err(|_| "arithmetic overflow")?;
+        let (_, free) = self
+            .rel(rid)
+            .portfolio
+            .balances(&self.marks)
+            .map_err(|_| "arithmetic overflow")?;
         let rel = self.rel_mut(rid);
         if amount > free {
             return Err(format!("withdrawal {amount} is above free cash {free}"));
@@ -303,7 +352,9 @@ impl Engine {
         }
         let rel = self.rels[rid as usize].take().expect("live relationship");
         self.rel_ids.remove(&(rel.follower, rel.provider));
-        self.providers[rel.provider as usize].book.retain(|&r| r != rid);
+        self.providers[rel.provider as usize]
+            .book
+            .retain(|&r| r != rid);
         let total = &mut self.follower_totals[rel.follower as usize];
         *total = Money(total.0 - rel.portfolio.base.0);
         Ok(())
@@ -329,22 +380,38 @@ impl Engine {
         }
         let prov = &self.providers[pid as usize];
         if prov.exec_ids.contains(&f.exec_id) {
-            return Err(format!("duplicate exec_id '{}' for provider '{}'", f.exec_id, f.provider));
+            return Err(format!(
+                "duplicate exec_id '{}' for provider '{}'",
+                f.exec_id, f.provider
+            ));
         }
         if !inst.on_step(f.qty) {
-            return Err(format!("qty {} is not a multiple of step {}", f.qty, inst.step));
+            return Err(format!(
+                "qty {} is not a multiple of step {}",
+                f.qty, inst.step
+            ));
         }
         if !inst.on_tick(f.price) {
-            return Err(format!("price {} is not a multiple of tick {}", f.price, inst.tick));
+            return Err(format!(
+                "price {} is not a multiple of tick {}",
+                f.price, inst.tick
+            ));
         }
         let before = prov.positions[sid as usize];
         let delta = f.side.sign() * f.qty.0;
         let after = before + delta;
         if inst.kind == Kind::Spot && after < 0 {
-            return Err(format!("spot position of '{}' in {} would go short", f.provider, f.symbol));
+            return Err(format!(
+                "spot position of '{}' in {} would go short",
+                f.provider, f.symbol
+            ));
         }
         let reduces = before != 0 && (before > 0) != (delta > 0);
-        let close = if reduces { f.qty.0.min(before.abs()) } else { 0 };
+        let close = if reduces {
+            f.qty.0.min(before.abs())
+        } else {
+            0
+        };
         let open = f.qty.0 - close;
 
         let prov = &mut self.providers[pid as usize];
@@ -354,10 +421,20 @@ impl Engine {
         if !self.symbol_providers[sid as usize].contains(&pid) {
             self.symbol_providers[sid as usize].push(pid);
         }
-        let source = |leg: &[u8]| source_hash(&[b"f", f.provider.as_bytes(), f.exec_id.as_bytes(), leg]);
+        let source =
+            |leg: &[u8]| source_hash(&[b"f", f.provider.as_bytes(), f.exec_id.as_bytes(), leg]);
         if close > 0 {
             let flat = f.qty.0 >= before.abs();
-            self.close_leg(pid, sid, f, source(b"close"), Qty(close), Qty(before.abs()), flat, open == 0);
+            self.close_leg(
+                pid,
+                sid,
+                f,
+                source(b"close"),
+                Qty(close),
+                Qty(before.abs()),
+                flat,
+                open == 0,
+            );
         }
         if open > 0 {
             self.open_leg(pid, sid, f, source(b"open"), Qty(open));
@@ -379,7 +456,15 @@ impl Engine {
         flat: bool,
         check_loss: bool,
     ) {
-        let Engine { providers, rels, instruments, marks, out, loss_hits, .. } = self;
+        let Engine {
+            providers,
+            rels,
+            instruments,
+            marks,
+            out,
+            loss_hits,
+            ..
+        } = self;
         let inst = &instruments[sid as usize];
         let marks = &marks[..];
         let work = |rel: &mut Relationship, _: &mut LimitCache| {
@@ -394,10 +479,33 @@ impl Engine {
         fan_out(rels, &providers[pid as usize].book, out, loss_hits, work);
     }
 
-    fn open_leg(&mut self, pid: ProviderId, sid: SymbolId, f: &ProviderFill, source: u128, open: Qty) {
-        let Engine { providers, rels, instruments, marks, out, loss_hits, .. } = self;
+    fn open_leg(
+        &mut self,
+        pid: ProviderId,
+        sid: SymbolId,
+        f: &ProviderFill,
+        source: u128,
+        open: Qty,
+    ) {
+        let Engine {
+            providers,
+            rels,
+            instruments,
+            marks,
+            out,
+            loss_hits,
+            ..
+        } = self;
         let inst = &instruments[sid as usize];
-        let leg = OpenLeg::new(sid, inst, f.side, open, f.price, f.provider_equity, f.leverage);
+        let leg = OpenLeg::new(
+            sid,
+            inst,
+            f.side,
+            open,
+            f.price,
+            f.provider_equity,
+            f.leverage,
+        );
         let marks = &marks[..];
         let work = |rel: &mut Relationship, limits: &mut LimitCache| {
             let balances = rel.portfolio.balances(marks);
@@ -410,36 +518,54 @@ impl Engine {
 
     /// Close every position of `rid` at its mark with reduce-only market orders.
     fn close_everything(&mut self, seq: u64, rid: RelId, tag: &[u8]) {
-        let Engine { rels, providers, instruments, marks, out, .. } = self;
-        let Some(rel) = rels[rid as usize].as_mut() else { return };
+        let Engine {
+            rels,
+            providers,
+            instruments,
+            marks,
+            out,
+            ..
+        } = self;
+        let Some(rel) = rels[rid as usize].as_mut() else {
+            return;
+        };
         let (follower, provider) = (rel.follower, rel.provider);
         let seq_text = seq.to_string();
-        let open: Vec<(SymbolId, i128)> = rel.portfolio.positions.iter().map(|p| (p.symbol, p.signed_qty())).collect();
+        let open: Vec<(SymbolId, i128)> = rel
+            .portfolio
+            .positions
+            .iter()
+            .map(|p| (p.symbol, p.signed_qty()))
+            .collect();
         for (sid, signed) in open {
             let inst = &instruments[sid as usize];
             let side = if signed > 0 { Side::Sell } else { Side::Buy };
             let qty = Qty(signed.abs());
             let mark = marks[sid as usize].expect("a position's symbol has a mark");
-            if rel.portfolio.apply_fill(sid, inst.kind, side, qty, mark, 1).is_err() {
-                out.push(Record::Skip { follower, provider, reason: SkipReason::Overflow });
+            if rel
+                .portfolio
+                .apply_fill(sid, inst.kind, side, qty, mark, 1)
+                .is_err()
+            {
+                out.push(Record::Skip {
+                    follower,
+                    provider,
+                    reason: SkipReason::Overflow,
+                });
                 continue;
             }
-            let client_order_id = ClientOrderId::new(
-                &[tag, providers[provider as usize].name.as_bytes(), seq_text.as_bytes(), inst.symbol.as_bytes()],
+            let id = ClientOrderId::new(
+                &[
+                    tag,
+                    providers[provider as usize].name.as_bytes(),
+                    seq_text.as_bytes(),
+                    inst.symbol.as_bytes(),
+                ],
                 rel.follower_hash,
             );
-            out.push(Record::Order(CopyOrder {
-                follower,
-                provider,
-                symbol: sid,
-                side,
-                order_type: OrderType::Market,
-                qty,
-                limit: Price::ZERO,
-                reduce_only: true,
-                clamped: None,
-                client_order_id,
-            }));
+            out.push(Record::Order(CopyOrder::close(
+                follower, provider, sid, side, qty, id,
+            )));
         }
     }
 
@@ -453,11 +579,26 @@ impl Engine {
     /// Check the relationships that may hold `sid` after its mark moved, except the
     /// book of `skip` (already checked by its fan-out).
     fn check_holders(&mut self, sid: SymbolId, skip: Option<ProviderId>) {
-        let Engine { symbol_providers, providers, rels, marks, loss_hits, .. } = self;
-        for &pid in symbol_providers[sid as usize].iter().filter(|&&p| Some(p) != skip) {
+        let Engine {
+            symbol_providers,
+            providers,
+            rels,
+            marks,
+            loss_hits,
+            ..
+        } = self;
+        for &pid in symbol_providers[sid as usize]
+            .iter()
+            .filter(|&&p| Some(p) != skip)
+        {
             for &rid in &providers[pid as usize].book {
-                let Some(rel) = rels[rid as usize].as_ref() else { continue };
-                if rel.stop_at != NO_STOP && rel.portfolio.signed_qty(sid) != 0 && breaches(rel, marks) {
+                let Some(rel) = rels[rid as usize].as_ref() else {
+                    continue;
+                };
+                if rel.stop_at != NO_STOP
+                    && rel.portfolio.signed_qty(sid) != 0
+                    && breaches(rel, marks)
+                {
                     loss_hits.push(rid);
                 }
             }
@@ -493,13 +634,23 @@ type LimitCache = Option<(Factor, Option<Price>)>;
 
 /// Run `work` over every active relationship of `book`, in follow order, appending its
 /// records to `out` and its max-loss hits to `hits`.
-fn fan_out<W>(rels: &mut [Option<Relationship>], book: &[RelId], out: &mut Vec<Record>, hits: &mut Vec<RelId>, work: W)
-where
+fn fan_out<W>(
+    rels: &mut [Option<Relationship>],
+    book: &[RelId],
+    out: &mut Vec<Record>,
+    hits: &mut Vec<RelId>,
+    work: W,
+) where
     W: Fn(&mut Relationship, &mut LimitCache) -> (Option<Record>, bool),
 {
     let mut limits = None;
     for &rid in book {
-        let Some(rel) = rels[rid as usize].as_mut().filter(|r| r.status == Status::Active) else { continue };
+        let Some(rel) = rels[rid as usize]
+            .as_mut()
+            .filter(|r| r.status == Status::Active)
+        else {
+            continue;
+        };
         let (record, hit) = work(rel, &mut limits);
         out.extend(record);
         if hit {
@@ -517,14 +668,23 @@ fn open_one(
     source: u128,
 ) -> Record {
     let (follower, provider) = (rel.follower, rel.provider);
-    let skip = |reason| Record::Skip { follower, provider, reason };
+    let skip = |reason| Record::Skip {
+        follower,
+        provider,
+        reason,
+    };
     let inst = leg.instrument;
     let sid = leg.symbol;
     let (pf, s) = (&mut rel.portfolio, &rel.settings);
-    if pf.signed_qty(sid) == 0 && s.max_open_trades.is_some_and(|max| pf.open_positions() >= max as usize) {
+    if pf.signed_qty(sid) == 0
+        && s.max_open_trades
+            .is_some_and(|max| pf.open_positions() >= max as usize)
+    {
         return skip(SkipReason::MaxOpenTrades);
     }
-    let Ok((equity, free)) = balances else { return skip(SkipReason::Overflow) };
+    let Ok((equity, free)) = balances else {
+        return skip(SkipReason::Overflow);
+    };
     let (qty, clamped) = match size_open(s, equity, free, leg) {
         Sized::Skip(reason) => return skip(reason),
         Sized::Copy { qty, clamped } => (qty, clamped),
@@ -537,8 +697,13 @@ fn open_one(
             limit
         }
     };
-    let Some(limit) = limit else { return skip(SkipReason::Overflow) };
-    if pf.apply_fill(sid, inst.kind, leg.side, qty, leg.price, leg.leverage).is_err() {
+    let Some(limit) = limit else {
+        return skip(SkipReason::Overflow);
+    };
+    if pf
+        .apply_fill(sid, inst.kind, leg.side, qty, leg.price, leg.leverage)
+        .is_err()
+    {
         return skip(SkipReason::Overflow);
     }
     Record::Order(CopyOrder {
@@ -562,12 +727,18 @@ pub const NO_STOP: Money = Money(i128::MIN);
 fn stop_line(base: Money, max_loss_pct: Option<Factor>) -> Money {
     let hundred = 100 * Factor::SCALE;
     // No line past the money range: no equity could reach it there either.
-    max_loss_pct.and_then(|pct| mul_div_floor(base.0, hundred - pct.0, hundred)).map_or(NO_STOP, Money)
+    max_loss_pct
+        .and_then(|pct| mul_div_floor(base.0, hundred - pct.0, hundred))
+        .map_or(NO_STOP, Money)
 }
 
 /// An active relationship at or below its max-loss line.
 fn breaches(rel: &Relationship, marks: &[Option<Price>]) -> bool {
-    rel.status == Status::Active && rel.portfolio.equity(marks).is_ok_and(|equity| equity <= rel.stop_at)
+    rel.status == Status::Active
+        && rel
+            .portfolio
+            .equity(marks)
+            .is_ok_and(|equity| equity <= rel.stop_at)
 }
 
 /// One follower's part of a provider's reduction: a reduce-only market order filled at
@@ -584,31 +755,39 @@ fn close_one(
     sid: SymbolId,
 ) -> Record {
     let (follower, provider) = (rel.follower, rel.provider);
-    let skip = |reason| Record::Skip { follower, provider, reason };
+    let skip = |reason| Record::Skip {
+        follower,
+        provider,
+        reason,
+    };
     let fpos = rel.portfolio.signed_qty(sid);
     let held = Qty(fpos.abs());
-    let Some(qty) = (if flat { Some(held) } else { close_share(held, close, provider_qty, inst.step) }) else {
+    let Some(qty) = (if flat {
+        Some(held)
+    } else {
+        close_share(held, close, provider_qty, inst.step)
+    }) else {
         return skip(SkipReason::Overflow);
     };
     if qty.0 == 0 {
         return skip(SkipReason::BelowStep);
     }
     let side = if fpos > 0 { Side::Sell } else { Side::Buy };
-    if rel.portfolio.apply_fill(sid, inst.kind, side, qty, f.price, f.leverage).is_err() {
+    if rel
+        .portfolio
+        .apply_fill(sid, inst.kind, side, qty, f.price, f.leverage)
+        .is_err()
+    {
         return skip(SkipReason::Overflow);
     }
-    Record::Order(CopyOrder {
+    Record::Order(CopyOrder::close(
         follower,
         provider,
-        symbol: sid,
+        sid,
         side,
-        order_type: OrderType::Market,
         qty,
-        limit: Price::ZERO,
-        reduce_only: true,
-        clamped: None,
-        client_order_id: ClientOrderId(source ^ rel.follower_hash),
-    })
+        ClientOrderId(source ^ rel.follower_hash),
+    ))
 }
 
 #[cfg(test)]

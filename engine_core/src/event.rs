@@ -6,21 +6,14 @@
 use serde_json::{Map, Value};
 
 use crate::fixed::{DecimalError, Factor, Money, Price, Qty, INPUT_LIMIT};
-use crate::model::{Mode, Side};
+use crate::model::{CopySettings, Mode, Side};
 
 #[derive(Debug, Clone)]
 pub struct Follow {
     pub follower: String,
     pub provider: String,
     pub allocation: Money,
-    pub mode: Mode,
-    pub fixed_amount: Option<Money>,
-    pub multiplier: Factor,
-    pub max_open_trades: Option<u32>,
-    pub max_per_trade_pct: Factor,
-    pub max_loss_pct: Option<Factor>,
-    pub slippage_pct: Factor,
-    pub stop_copy_on_close: bool,
+    pub settings: CopySettings,
 }
 
 /// A venue-verified provider execution.
@@ -40,10 +33,24 @@ pub struct ProviderFill {
 pub enum Event {
     Follow(Follow),
     Fill(ProviderFill),
-    Mark { symbol: String, price: Price },
-    Deposit { follower: String, provider: String, amount: Money },
-    Withdraw { follower: String, provider: String, amount: Money },
-    Unfollow { follower: String, provider: String },
+    Mark {
+        symbol: String,
+        price: Price,
+    },
+    Deposit {
+        follower: String,
+        provider: String,
+        amount: Money,
+    },
+    Withdraw {
+        follower: String,
+        provider: String,
+        amount: Money,
+    },
+    Unfollow {
+        follower: String,
+        provider: String,
+    },
 }
 
 pub const MAX_LEVERAGE: u32 = 125;
@@ -83,24 +90,31 @@ impl<'a> Fields<'a> {
     }
 
     fn required(&self, name: &str) -> Result<&'a Value, String> {
-        self.get(name).ok_or_else(|| format!("missing field '{name}'"))
+        self.get(name)
+            .ok_or_else(|| format!("missing field '{name}'"))
     }
 
     pub fn id(&self, name: &str) -> Result<String, String> {
         let v = self.required(name)?;
         match v.as_str() {
             Some(s) if is_identifier(s) => Ok(s.to_owned()),
-            _ => Err(format!("field '{name}' must be 1-64 characters of [A-Za-z0-9_.:-]")),
+            _ => Err(format!(
+                "field '{name}' must be 1-64 characters of [A-Za-z0-9_.:-]"
+            )),
         }
     }
 
     /// A decimal as a raw value at 8 decimals.
     fn raw_decimal(&self, name: &str, v: &Value, range: Range) -> Result<i128, String> {
-        let s = v.as_str().ok_or_else(|| format!("field '{name}' must be a decimal string"))?;
+        let s = v
+            .as_str()
+            .ok_or_else(|| format!("field '{name}' must be a decimal string"))?;
         let raw = crate::fixed::parse_input(s).map_err(|e| match e {
             DecimalError::Malformed => format!("field '{name}' is not a decimal: '{s}'"),
             DecimalError::TooPrecise => format!("field '{name}' has more than 8 decimal places"),
-            DecimalError::TooLarge => format!("field '{name}' must be below {INPUT_LIMIT} in absolute value"),
+            DecimalError::TooLarge => {
+                format!("field '{name}' must be below {INPUT_LIMIT} in absolute value")
+            }
         })?;
         let hundred = 100 * Factor::SCALE;
         let ok = match range {
@@ -126,7 +140,9 @@ impl<'a> Fields<'a> {
     }
 
     pub fn opt_decimal(&self, name: &str, range: Range) -> Result<Option<i128>, String> {
-        self.get(name).map(|v| self.raw_decimal(name, v, range)).transpose()
+        self.get(name)
+            .map(|v| self.raw_decimal(name, v, range))
+            .transpose()
     }
 
     pub fn money(&self, name: &str, range: Range) -> Result<Money, String> {
@@ -134,12 +150,20 @@ impl<'a> Fields<'a> {
     }
 
     pub fn opt_integer(&self, name: &str, max: u32) -> Result<Option<u32>, String> {
-        let Some(v) = self.get(name) else { return Ok(None) };
+        let Some(v) = self.get(name) else {
+            return Ok(None);
+        };
         let n = match v {
             Value::Number(n) => n.as_u64(),
             Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
                 // Long digit strings are out of range, not malformed.
-                Some(s.trim_start_matches('0').parse::<u64>().unwrap_or(if s.trim_start_matches('0').is_empty() { 0 } else { u64::MAX }))
+                Some(s.trim_start_matches('0').parse::<u64>().unwrap_or(
+                    if s.trim_start_matches('0').is_empty() {
+                        0
+                    } else {
+                        u64::MAX
+                    },
+                ))
             }
             _ => None,
         };
@@ -164,7 +188,9 @@ impl<'a> Fields<'a> {
 
 /// 1–64 characters of `[A-Za-z0-9_.:-]`.
 pub fn is_identifier(s: &str) -> bool {
-    (1..=64).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    (1..=64).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
 /// An 8-decimal raw input as 16-decimal money.
@@ -186,7 +212,17 @@ const FOLLOW_FIELDS: &[&str] = &[
     "slippage_pct",
     "stop_copy_on_close",
 ];
-const FILL_FIELDS: &[&str] = &["type", "provider", "exec_id", "symbol", "side", "qty", "price", "provider_equity", "leverage"];
+const FILL_FIELDS: &[&str] = &[
+    "type",
+    "provider",
+    "exec_id",
+    "symbol",
+    "side",
+    "qty",
+    "price",
+    "provider_equity",
+    "leverage",
+];
 const MARK_FIELDS: &[&str] = &["type", "symbol", "price"];
 const CASH_FIELDS: &[&str] = &["type", "follower", "provider", "amount"];
 const UNFOLLOW_FIELDS: &[&str] = &["type", "follower", "provider"];
@@ -212,18 +248,32 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
     match ty {
         "follow" => parse_follow(&f).map(Event::Follow),
         "fill" => parse_fill(&f).map(Event::Fill),
-        "mark" => Ok(Event::Mark { symbol: f.id("symbol")?, price: Price(f.decimal("price", Range::Positive)?) }),
+        "mark" => Ok(Event::Mark {
+            symbol: f.id("symbol")?,
+            price: Price(f.decimal("price", Range::Positive)?),
+        }),
         "deposit" | "withdraw" => {
             let follower = f.id("follower")?;
             let provider = f.id("provider")?;
             let amount = f.money("amount", Range::Positive)?;
             Ok(if ty == "deposit" {
-                Event::Deposit { follower, provider, amount }
+                Event::Deposit {
+                    follower,
+                    provider,
+                    amount,
+                }
             } else {
-                Event::Withdraw { follower, provider, amount }
+                Event::Withdraw {
+                    follower,
+                    provider,
+                    amount,
+                }
             })
         }
-        _ => Ok(Event::Unfollow { follower: f.id("follower")?, provider: f.id("provider")? }),
+        _ => Ok(Event::Unfollow {
+            follower: f.id("follower")?,
+            provider: f.id("provider")?,
+        }),
     }
 }
 
@@ -236,20 +286,35 @@ fn parse_follow(f: &Fields<'_>) -> Result<Follow, String> {
         Some(Value::String(s)) if s == "proportional" => Mode::Proportional,
         Some(Value::String(s)) if s == "fixed_amount" => Mode::FixedAmount,
         Some(Value::String(s)) if s == "multiplier" => Mode::Multiplier,
-        Some(_) => return Err("field 'mode' must be one of proportional, fixed_amount, multiplier".into()),
+        Some(_) => {
+            return Err("field 'mode' must be one of proportional, fixed_amount, multiplier".into())
+        }
     };
     Ok(Follow {
         follower,
         provider,
         allocation,
-        mode,
-        fixed_amount: f.opt_decimal("fixed_amount", Range::Positive)?.map(to_money),
-        multiplier: Factor(f.opt_decimal("multiplier", Range::Positive)?.unwrap_or(Factor::SCALE)),
-        max_open_trades: f.opt_integer("max_open_trades", MAX_OPEN_TRADES)?,
-        max_per_trade_pct: Factor(f.opt_decimal("max_per_trade_pct", Range::Pct)?.unwrap_or(100 * Factor::SCALE)),
-        max_loss_pct: f.opt_decimal("max_loss_pct", Range::Pct)?.map(Factor),
-        slippage_pct: Factor(f.opt_decimal("slippage_pct", Range::Slippage)?.unwrap_or(Factor::SCALE / 2)),
-        stop_copy_on_close: f.opt_bool("stop_copy_on_close")?.unwrap_or(true),
+        settings: CopySettings {
+            mode,
+            fixed_amount: f
+                .opt_decimal("fixed_amount", Range::Positive)?
+                .map(to_money),
+            multiplier: Factor(
+                f.opt_decimal("multiplier", Range::Positive)?
+                    .unwrap_or(Factor::SCALE),
+            ),
+            max_open_trades: f.opt_integer("max_open_trades", MAX_OPEN_TRADES)?,
+            max_per_trade_pct: Factor(
+                f.opt_decimal("max_per_trade_pct", Range::Pct)?
+                    .unwrap_or(100 * Factor::SCALE),
+            ),
+            max_loss_pct: f.opt_decimal("max_loss_pct", Range::Pct)?.map(Factor),
+            slippage_pct: Factor(
+                f.opt_decimal("slippage_pct", Range::Slippage)?
+                    .unwrap_or(Factor::SCALE / 2),
+            ),
+            stop_copy_on_close: f.opt_bool("stop_copy_on_close")?.unwrap_or(true),
+        },
     })
 }
 
@@ -277,7 +342,9 @@ mod tests {
     use serde_json::json;
 
     fn err(v: Value) -> String {
-        parse_event(&v).err().unwrap_or_else(|| panic!("accepted {v}"))
+        parse_event(&v)
+            .err()
+            .unwrap_or_else(|| panic!("accepted {v}"))
     }
 
     #[test]
@@ -285,33 +352,95 @@ mod tests {
         assert_eq!(err(json!([])), "event must be an object");
         assert_eq!(err(json!({})), "missing field 'type'");
         assert_eq!(err(json!({"type": 3})), "field 'type' must be a string");
-        assert_eq!(err(json!({"type": "teleport"})), "unknown event type 'teleport'");
-        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": "1", "pirce": "2"})), "unknown field 'pirce' for mark");
-        assert_eq!(err(json!({"type": "mark", "price": "1"})), "missing field 'symbol'");
-        assert_eq!(err(json!({"type": "mark", "symbol": "a b", "price": "1"})), "field 'symbol' must be 1-64 characters of [A-Za-z0-9_.:-]");
-        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": 1.5})), "field 'price' must be a decimal string");
-        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": "NaN"})), "field 'price' is not a decimal: 'NaN'");
-        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": "0.000000001"})), "field 'price' has more than 8 decimal places");
-        assert_eq!(err(json!({"type": "mark", "symbol": "X", "price": "-1"})), "field 'price' must be positive");
+        assert_eq!(
+            err(json!({"type": "teleport"})),
+            "unknown event type 'teleport'"
+        );
+        assert_eq!(
+            err(json!({"type": "mark", "symbol": "X", "price": "1", "pirce": "2"})),
+            "unknown field 'pirce' for mark"
+        );
+        assert_eq!(
+            err(json!({"type": "mark", "price": "1"})),
+            "missing field 'symbol'"
+        );
+        assert_eq!(
+            err(json!({"type": "mark", "symbol": "a b", "price": "1"})),
+            "field 'symbol' must be 1-64 characters of [A-Za-z0-9_.:-]"
+        );
+        assert_eq!(
+            err(json!({"type": "mark", "symbol": "X", "price": 1.5})),
+            "field 'price' must be a decimal string"
+        );
+        assert_eq!(
+            err(json!({"type": "mark", "symbol": "X", "price": "NaN"})),
+            "field 'price' is not a decimal: 'NaN'"
+        );
+        assert_eq!(
+            err(json!({"type": "mark", "symbol": "X", "price": "0.000000001"})),
+            "field 'price' has more than 8 decimal places"
+        );
+        assert_eq!(
+            err(json!({"type": "mark", "symbol": "X", "price": "-1"})),
+            "field 'price' must be positive"
+        );
         assert_eq!(
             err(json!({"type": "mark", "symbol": "X", "price": "1000000000000"})),
             "field 'price' must be below 1000000000000 in absolute value"
         );
         let follow = |extra: Value| {
-            let mut v = json!({"type": "follow", "follower": "f", "provider": "p", "allocation": "100"});
+            let mut v =
+                json!({"type": "follow", "follower": "f", "provider": "p", "allocation": "100"});
             for (k, x) in extra.as_object().into_iter().flatten() {
                 v[k] = x.clone();
             }
             v
         };
-        assert_eq!(err(follow(json!({"max_loss_pct": "0"}))), "field 'max_loss_pct' must be in (0, 100]");
-        assert_eq!(err(follow(json!({"max_per_trade_pct": "100.00000001"}))), "field 'max_per_trade_pct' must be in (0, 100]");
-        assert_eq!(err(follow(json!({"slippage_pct": "100"}))), "field 'slippage_pct' must be in [0, 100)");
-        assert_eq!(err(follow(json!({"max_open_trades": 0}))), "field 'max_open_trades' must be an integer from 1 to 1000000");
-        assert_eq!(err(follow(json!({"max_open_trades": true}))), "field 'max_open_trades' must be an integer from 1 to 1000000");
-        assert_eq!(err(follow(json!({"max_open_trades": "99999999999999999999999"}))), "field 'max_open_trades' must be an integer from 1 to 1000000");
-        assert_eq!(err(follow(json!({"mode": "yolo"}))), "field 'mode' must be one of proportional, fixed_amount, multiplier");
-        assert_eq!(err(follow(json!({"stop_copy_on_close": "yes"}))), "field 'stop_copy_on_close' must be true or false");
-        assert!(matches!(parse_event(&follow(json!({"max_open_trades": "3", "slippage_pct": "0"}))), Ok(Event::Follow(Follow { max_open_trades: Some(3), .. }))));
+        assert_eq!(
+            err(follow(json!({"max_loss_pct": "0"}))),
+            "field 'max_loss_pct' must be in (0, 100]"
+        );
+        assert_eq!(
+            err(follow(json!({"max_per_trade_pct": "100.00000001"}))),
+            "field 'max_per_trade_pct' must be in (0, 100]"
+        );
+        assert_eq!(
+            err(follow(json!({"slippage_pct": "100"}))),
+            "field 'slippage_pct' must be in [0, 100)"
+        );
+        assert_eq!(
+            err(follow(json!({"max_open_trades": 0}))),
+            "field 'max_open_trades' must be an integer from 1 to 1000000"
+        );
+        assert_eq!(
+            err(follow(json!({"max_open_trades": true}))),
+            "field 'max_open_trades' must be an integer from 1 to 1000000"
+        );
+        assert_eq!(
+            err(follow(
+                json!({"max_open_trades": "99999999999999999999999"})
+            )),
+            "field 'max_open_trades' must be an integer from 1 to 1000000"
+        );
+        assert_eq!(
+            err(follow(json!({"mode": "yolo"}))),
+            "field 'mode' must be one of proportional, fixed_amount, multiplier"
+        );
+        assert_eq!(
+            err(follow(json!({"stop_copy_on_close": "yes"}))),
+            "field 'stop_copy_on_close' must be true or false"
+        );
+        assert!(matches!(
+            parse_event(&follow(
+                json!({"max_open_trades": "3", "slippage_pct": "0"})
+            )),
+            Ok(Event::Follow(Follow {
+                settings: CopySettings {
+                    max_open_trades: Some(3),
+                    ..
+                },
+                ..
+            }))
+        ));
     }
 }

@@ -22,11 +22,14 @@ impl Frac {
     }
 
     pub fn int(n: i128) -> Self {
-        Self { num: I256::from(n), den: I256::ONE }
+        Self {
+            num: I256::from(n),
+            den: I256::ONE,
+        }
     }
 
     /// Exact comparison by cross-multiplication; `None` if a product leaves 256 bits.
-    pub fn cmp(&self, other: &Self) -> Option<Ordering> {
+    pub fn cmp_exact(&self, other: &Self) -> Option<Ordering> {
         let a = self.num.checked_mul(other.den)?;
         let b = other.num.checked_mul(self.den)?;
         Some(a.cmp(&b))
@@ -66,7 +69,7 @@ pub struct Frac128 {
 
 impl Frac128 {
     /// Exact comparison (never overflows: the cross products are formed in 256 bits).
-    pub fn cmp(&self, other: &Self) -> Ordering {
+    pub fn cmp_exact(&self, other: &Self) -> Ordering {
         mul_cmp(self.num, other.den, other.num, self.den)
     }
 
@@ -129,7 +132,11 @@ pub fn floor_div_256(num: I256, den: I256) -> Option<i128> {
         return Some(n.div_euclid(d));
     }
     let q = num / den;
-    let q = if (num % den) < I256::ZERO { q - I256::ONE } else { q };
+    let q = if (num % den) < I256::ZERO {
+        q - I256::ONE
+    } else {
+        q
+    };
     i128::try_from(q).ok()
 }
 
@@ -148,7 +155,9 @@ pub fn mul_div_ceil(a: i128, b: i128, d: i128) -> Option<i128> {
 
 /// The 256-bit product of some raw values.
 pub fn prod(values: &[i128]) -> Option<I256> {
-    values.iter().try_fold(I256::ONE, |acc, &v| acc.checked_mul(I256::from(v)))
+    values
+        .iter()
+        .try_fold(I256::ONE, |acc, &v| acc.checked_mul(I256::from(v)))
 }
 
 #[cfg(test)]
@@ -170,9 +179,9 @@ mod tests {
     fn compares_beyond_i128() {
         let a = Frac::new(prod(&[i128::MAX, 3]).unwrap(), I256::from(3));
         let b = Frac::int(i128::MAX);
-        assert_eq!(a.cmp(&b), Some(Ordering::Equal));
+        assert_eq!(a.cmp_exact(&b), Some(Ordering::Equal));
         let c = Frac::new(prod(&[i128::MAX, 3]).unwrap() + I256::ONE, I256::from(3));
-        assert_eq!(c.cmp(&b), Some(Ordering::Greater));
+        assert_eq!(c.cmp_exact(&b), Some(Ordering::Greater));
     }
 
     proptest::proptest! {

@@ -179,18 +179,27 @@ mod tests {
             let q = Qty::parse(text).unwrap_or_else(|e| panic!("{text}: {e:?}"));
             assert_eq!(q.to_string(), canon, "{text}");
         }
-        assert_eq!(Money::parse("1.5").map(|m| m.raw()), Ok(15_000_000_000_000_000));
+        assert_eq!(
+            Money::parse("1.5").map(|m| m.raw()),
+            Ok(15_000_000_000_000_000)
+        );
     }
 
     #[test]
     fn refuses_what_is_not_a_plain_decimal() {
-        for bad in ["", "-", ".5", "5.", "1e5", "NaN", "inf", "+1", " 1", "1 ", "1_000", "1..2", "--1", "0x10", "١"] {
+        for bad in [
+            "", "-", ".5", "5.", "1e5", "NaN", "inf", "+1", " 1", "1 ", "1_000", "1..2", "--1",
+            "0x10", "١",
+        ] {
             assert_eq!(Qty::parse(bad), Err(DecimalError::Malformed), "{bad:?}");
         }
         assert_eq!(Qty::parse("0.000000001"), Err(DecimalError::TooPrecise));
         assert_eq!(Qty::parse("1000000000000"), Err(DecimalError::TooLarge));
         assert_eq!(Qty::parse("-1000000000000.5"), Err(DecimalError::TooLarge));
-        assert_eq!(Qty::parse("99999999999999999999999999999999999999999"), Err(DecimalError::TooLarge));
+        assert_eq!(
+            Qty::parse("99999999999999999999999999999999999999999"),
+            Err(DecimalError::TooLarge)
+        );
     }
 
     proptest::proptest! {

@@ -3,6 +3,8 @@
 //! Pure Rust; the PyO3 layer lives in `python/` behind the `python` feature, so
 //! `cargo test` needs no Python. The rules are those of `pyservice/scenarios/FORMAT.md`.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod coid;
 pub mod engine;
 pub mod event;

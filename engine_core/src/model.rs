@@ -115,6 +115,29 @@ pub enum OrderType {
 }
 
 impl CopyOrder {
+    /// A reduce-only market order closing `qty` (a provider's reduction, a stop, an unfollow).
+    pub fn close(
+        follower: FollowerId,
+        provider: ProviderId,
+        symbol: SymbolId,
+        side: Side,
+        qty: Qty,
+        id: ClientOrderId,
+    ) -> Self {
+        Self {
+            follower,
+            provider,
+            symbol,
+            side,
+            order_type: OrderType::Market,
+            qty,
+            limit: Price::ZERO,
+            reduce_only: true,
+            clamped: None,
+            client_order_id: id,
+        }
+    }
+
     /// The limit price, `None` for a market order.
     pub fn limit_price(&self) -> Option<Price> {
         (self.order_type == OrderType::LimitIoc).then_some(self.limit)
@@ -189,7 +212,14 @@ pub struct CopyOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
     Order(CopyOrder),
-    Skip { follower: FollowerId, provider: ProviderId, reason: SkipReason },
-    Stop { follower: FollowerId, provider: ProviderId },
+    Skip {
+        follower: FollowerId,
+        provider: ProviderId,
+        reason: SkipReason,
+    },
+    Stop {
+        follower: FollowerId,
+        provider: ProviderId,
+    },
     Error(String),
 }

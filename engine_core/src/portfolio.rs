@@ -24,7 +24,9 @@ pub struct Lot {
 impl Lot {
     /// Margin a perp lot holds: `qty × entry / leverage`, rounded up to money precision.
     fn margin(&self) -> Result<Money, Overflow> {
-        mul_div_ceil(self.qty.0, self.entry.0, i128::from(self.leverage)).map(Money).ok_or(Overflow)
+        mul_div_ceil(self.qty.0, self.entry.0, i128::from(self.leverage))
+            .map(Money)
+            .ok_or(Overflow)
     }
 }
 
@@ -88,7 +90,12 @@ struct Reduction {
 
 impl Portfolio {
     pub fn new(allocation: Money) -> Self {
-        Self { cash: allocation, base: allocation, margin_held: Money::ZERO, positions: SmallVec::new() }
+        Self {
+            cash: allocation,
+            base: allocation,
+            margin_held: Money::ZERO,
+            positions: SmallVec::new(),
+        }
     }
 
     pub fn position(&self, symbol: SymbolId) -> Option<&Position> {
@@ -138,7 +145,10 @@ impl Portfolio {
         leverage: u32,
     ) -> Result<(), Overflow> {
         let buy = side == Side::Buy;
-        let opposite = self.positions.iter().position(|p| p.symbol == symbol && p.long != buy);
+        let opposite = self
+            .positions
+            .iter()
+            .position(|p| p.symbol == symbol && p.long != buy);
         let Some(i) = opposite else {
             let plan = self.plan_open(kind, qty, price, leverage, self.cash.0)?;
             self.commit_open(symbol, kind, buy, qty, price, leverage, plan);
@@ -147,7 +157,11 @@ impl Portfolio {
         let r = self.plan_reduction(&self.positions[i], qty, price)?;
         let cash = self.cash.0.checked_add(r.cash_delta).ok_or(Overflow)?;
         // Plan the part that opens the other way too, so the whole fill is checked first.
-        let open = if r.rest.0 > 0 { Some(self.plan_open(kind, r.rest, price, leverage, cash)?) } else { None };
+        let open = if r.rest.0 > 0 {
+            Some(self.plan_open(kind, r.rest, price, leverage, cash)?)
+        } else {
+            None
+        };
         self.cash = Money(cash);
         self.margin_held = Money(self.margin_held.0 + r.margin_delta);
         let pos = &mut self.positions[i];
@@ -167,7 +181,12 @@ impl Portfolio {
         Ok(())
     }
 
-    fn plan_reduction(&self, pos: &Position, qty: Qty, price: Price) -> Result<Reduction, Overflow> {
+    fn plan_reduction(
+        &self,
+        pos: &Position,
+        qty: Qty,
+        price: Price,
+    ) -> Result<Reduction, Overflow> {
         let mut left = qty.0;
         let mut cash_delta: i128 = 0;
         let mut margin_delta: i128 = 0;
@@ -191,7 +210,11 @@ impl Portfolio {
                 .ok_or(Overflow)?;
             if pos.kind == Kind::Perp {
                 let before = lot.margin()?;
-                let after = Lot { qty: Qty(lot.qty.0 - take), ..lot.clone() }.margin()?;
+                let after = Lot {
+                    qty: Qty(lot.qty.0 - take),
+                    ..lot.clone()
+                }
+                .margin()?;
                 margin_delta += after.0 - before.0;
             }
             if take == lot.qty.0 {
@@ -201,16 +224,34 @@ impl Portfolio {
             }
             left -= take;
         }
-        Ok(Reduction { cash_delta, margin_delta, whole_lots, partial, cost_delta, rest: Qty(left) })
+        Ok(Reduction {
+            cash_delta,
+            margin_delta,
+            whole_lots,
+            partial,
+            cost_delta,
+            rest: Qty(left),
+        })
     }
 
     /// (new cash, lot margin) for opening `qty`; spot pays the notional now.
-    fn plan_open(&self, kind: Kind, qty: Qty, price: Price, leverage: u32, cash: i128) -> Result<(i128, Money), Overflow> {
+    fn plan_open(
+        &self,
+        kind: Kind,
+        qty: Qty,
+        price: Price,
+        leverage: u32,
+        cash: i128,
+    ) -> Result<(i128, Money), Overflow> {
         let notional = qty.notional(price).ok_or(Overflow)?;
         match kind {
             Kind::Spot => Ok((cash.checked_sub(notional.0).ok_or(Overflow)?, Money::ZERO)),
             Kind::Perp => {
-                let lot = Lot { qty, entry: price, leverage };
+                let lot = Lot {
+                    qty,
+                    entry: price,
+                    leverage,
+                };
                 let margin = lot.margin()?;
                 self.margin_held.0.checked_add(margin.0).ok_or(Overflow)?;
                 Ok((cash, margin))
@@ -219,11 +260,24 @@ impl Portfolio {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn commit_open(&mut self, symbol: SymbolId, kind: Kind, buy: bool, qty: Qty, price: Price, leverage: u32, plan: (i128, Money)) {
+    fn commit_open(
+        &mut self,
+        symbol: SymbolId,
+        kind: Kind,
+        buy: bool,
+        qty: Qty,
+        price: Price,
+        leverage: u32,
+        plan: (i128, Money),
+    ) {
         let (cash, margin) = plan;
         self.cash = Money(cash);
         self.margin_held = Money(self.margin_held.0 + margin.0);
-        let lot = Lot { qty, entry: price, leverage };
+        let lot = Lot {
+            qty,
+            entry: price,
+            leverage,
+        };
         let cost = qty.0 * price.0; // checked in plan_open
         match self.positions.iter_mut().find(|p| p.symbol == symbol) {
             Some(pos) => {

@@ -40,15 +40,21 @@ fn array<'a>(top: &'a Map<String, Value>, key: &str) -> Result<&'a Vec<Value>, S
 }
 
 fn object<'a>(v: &'a Value, at: &str) -> Result<Fields<'a>, ScenarioError> {
-    v.as_object().map(Fields::new).ok_or_else(|| bad(format!("{at} must be an object")))
+    v.as_object()
+        .map(Fields::new)
+        .ok_or_else(|| bad(format!("{at} must be an object")))
 }
 
 /// Parse and validate a scenario's header; its events are kept raw (each is validated
 /// when it is applied, so a bad event is an `error` record, not a bad file).
 pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let top = v.as_object().ok_or_else(|| bad("the scenario must be a JSON object"))?;
-    if let Some(k) = top.keys().find(|k| !["version", "instruments", "providers", "platform", "events"].contains(&k.as_str())) {
+    let top = v
+        .as_object()
+        .ok_or_else(|| bad("the scenario must be a JSON object"))?;
+    if let Some(k) = top.keys().find(|k| {
+        !["version", "instruments", "providers", "platform", "events"].contains(&k.as_str())
+    }) {
         return Err(bad(format!("unknown field '{k}'")));
     }
     if top.get("version").is_some_and(|v| v.as_u64() != Some(1)) {
@@ -68,7 +74,10 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     for (i, v) in array(top, "providers")?.iter().enumerate() {
         let at = format!("providers[{i}]");
         let f = object(v, &at)?;
-        let id = f.reject_unknown(&["id"], "provider").and_then(|()| f.id("id")).map_err(|e| bad(format!("{at}: {e}")))?;
+        let id = f
+            .reject_unknown(&["id"], "provider")
+            .and_then(|()| f.id("id"))
+            .map_err(|e| bad(format!("{at}: {e}")))?;
         if providers.contains(&id) {
             return Err(bad(format!("{at}: duplicate provider '{id}'")));
         }
@@ -79,14 +88,20 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         Some(v) => platform(v)?,
     };
     let events = array(top, "events")?.clone();
-    Ok(Scenario { engine: Engine::new(instruments, providers, platform), events })
+    Ok(Scenario {
+        engine: Engine::new(instruments, providers, platform),
+        events,
+    })
 }
 
 fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
     let f = object(v, at)?;
     let in_field = |e: String| bad(format!("{at}: {e}"));
     let fields = || -> Result<Instrument, String> {
-        f.reject_unknown(&["symbol", "kind", "tick", "step", "min_qty", "min_notional"], "instrument")?;
+        f.reject_unknown(
+            &["symbol", "kind", "tick", "step", "min_qty", "min_notional"],
+            "instrument",
+        )?;
         let symbol = f.id("symbol")?;
         let kind = match f.opt_str("kind") {
             None => return Err("missing field 'kind'".into()),
@@ -109,8 +124,14 @@ fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
 fn platform(v: &Value) -> Result<Platform, ScenarioError> {
     let f = object(v, "platform")?;
     let fields = || -> Result<Platform, String> {
-        f.reject_unknown(&["min_allocation", "max_allocation", "max_total_per_follower"], "platform")?;
-        let money = |name, range| f.opt_decimal(name, range).map(|o| o.map(crate::event::to_money));
+        f.reject_unknown(
+            &["min_allocation", "max_allocation", "max_total_per_follower"],
+            "platform",
+        )?;
+        let money = |name, range| {
+            f.opt_decimal(name, range)
+                .map(|o| o.map(crate::event::to_money))
+        };
         let p = Platform {
             min_allocation: money("min_allocation", Range::NonNegative)?,
             max_allocation: money("max_allocation", Range::Positive)?,
@@ -118,7 +139,9 @@ fn platform(v: &Value) -> Result<Platform, ScenarioError> {
         };
         if let (Some(min), Some(max)) = (p.min_allocation, p.max_allocation) {
             if min > max {
-                return Err(format!("min_allocation {min} is above max_allocation {max}"));
+                return Err(format!(
+                    "min_allocation {min} is above max_allocation {max}"
+                ));
             }
         }
         Ok(p)
@@ -128,7 +151,12 @@ fn platform(v: &Value) -> Result<Platform, ScenarioError> {
 
 /// One outcome record as JSON, with its keys in contract order.
 pub fn record_json(engine: &Engine, event: u64, rec: &Record) -> Value {
-    let names = |f, p| (engine.follower_name(f).to_owned(), engine.provider_name(p).to_owned());
+    let names = |f, p| {
+        (
+            engine.follower_name(f).to_owned(),
+            engine.provider_name(p).to_owned(),
+        )
+    };
     match rec {
         Record::Order(o) => {
             let (follower, provider) = names(o.follower, o.provider);
@@ -141,15 +169,26 @@ pub fn record_json(engine: &Engine, event: u64, rec: &Record) -> Value {
             m.insert("side".into(), json!(o.side.as_str()));
             m.insert("type".into(), json!(o.order_type.as_str()));
             m.insert("qty".into(), json!(o.qty.to_string()));
-            m.insert("price".into(), o.limit_price().map_or(Value::Null, |p| json!(p.to_string())));
+            m.insert(
+                "price".into(),
+                o.limit_price()
+                    .map_or(Value::Null, |p| json!(p.to_string())),
+            );
             m.insert("reduce_only".into(), json!(o.reduce_only));
             if let Some(cap) = o.clamped {
                 m.insert("clamped".into(), json!(cap.as_str()));
             }
-            m.insert("client_order_id".into(), json!(o.client_order_id.to_string()));
+            m.insert(
+                "client_order_id".into(),
+                json!(o.client_order_id.to_string()),
+            );
             Value::Object(m)
         }
-        Record::Skip { follower, provider, reason } => {
+        Record::Skip {
+            follower,
+            provider,
+            reason,
+        } => {
             let (follower, provider) = names(*follower, *provider);
             json!({"event": event, "kind": "skip", "follower": follower, "provider": provider, "reason": reason.as_str()})
         }
@@ -180,7 +219,11 @@ pub fn run(scenario: Scenario) -> Vec<Value> {
         out.extend(records.iter().map(|r| record_json(&engine, seq, r)));
     }
     for p in engine.portfolios() {
-        let positions: Vec<Value> = p.positions.iter().map(|(s, q)| json!({"symbol": s, "qty": q.to_string()})).collect();
+        let positions: Vec<Value> = p
+            .positions
+            .iter()
+            .map(|(s, q)| json!({"symbol": s, "qty": q.to_string()}))
+            .collect();
         out.push(json!({
             "event": Value::Null,
             "kind": "portfolio",

@@ -3,7 +3,9 @@
 //! All candidate sizes are exact fractions of raw quantity units (1e-8); the result is
 //! floored to the instrument's step, never rounded up.
 
-use crate::exact::{floor_div_256, mul, mul_cmp, mul_div_ceil, mul_div_floor, prod, Frac, Frac128, I256};
+use crate::exact::{
+    floor_div_256, mul, mul_cmp, mul_div_ceil, mul_div_floor, prod, Frac, Frac128, I256,
+};
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{Cap, CopySettings, Instrument, Mode, Side, SkipReason, SymbolId};
 
@@ -25,9 +27,26 @@ pub struct OpenLeg<'a> {
 }
 
 impl<'a> OpenLeg<'a> {
-    pub fn new(symbol: SymbolId, instrument: &'a Instrument, side: Side, qty: Qty, price: Price, provider_equity: Money, leverage: u32) -> Self {
+    pub fn new(
+        symbol: SymbolId,
+        instrument: &'a Instrument,
+        side: Side,
+        qty: Qty,
+        price: Price,
+        provider_equity: Money,
+        leverage: u32,
+    ) -> Self {
         let consts = LegConsts::new(qty, price, provider_equity, leverage);
-        Self { symbol, consts, instrument, side, qty, price, provider_equity, leverage }
+        Self {
+            symbol,
+            consts,
+            instrument,
+            side,
+            qty,
+            price,
+            provider_equity,
+            leverage,
+        }
     }
 }
 
@@ -98,18 +117,49 @@ fn size_open_128(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
         (Mode::Proportional, true) => mul_cmp(mul(pct, l)?, ep, q, c.pct_p?).is_lt(),
         (Mode::Proportional, false) => mul_cmp(f, c.l_ep?, e, c.qp?).is_lt(),
         // wanted Q·m·E/(Ep·1e8)
-        (Mode::Multiplier, true) => mul_cmp(mul(pct, l)?, c.ep_m?, mul(q, s.multiplier.0)?, c.pct_p?).is_lt(),
-        (Mode::Multiplier, false) => mul_cmp(f, mul(c.l_ep?, Factor::SCALE)?, e, mul(c.qp?, s.multiplier.0)?).is_lt(),
+        (Mode::Multiplier, true) => {
+            mul_cmp(mul(pct, l)?, c.ep_m?, mul(q, s.multiplier.0)?, c.pct_p?).is_lt()
+        }
+        (Mode::Multiplier, false) => mul_cmp(
+            f,
+            mul(c.l_ep?, Factor::SCALE)?,
+            e,
+            mul(c.qp?, s.multiplier.0)?,
+        )
+        .is_lt(),
     };
     let target = match (clamped, per_trade_binds, s.mode) {
-        (true, true, _) => Frac128 { num: mul(mul(e, pct)?, l)?, den: c.pct_p? },
-        (true, false, _) => Frac128 { num: mul(f, l)?, den: p },
-        (false, _, Mode::FixedAmount) => Frac128 { num: mul(s.fixed_amount?.0, l)?, den: p },
-        (false, _, Mode::Proportional) => Frac128 { num: mul(q, e)?, den: ep },
-        (false, _, Mode::Multiplier) => Frac128 { num: mul(mul(q, s.multiplier.0)?, e)?, den: c.ep_m? },
+        (true, true, _) => Frac128 {
+            num: mul(mul(e, pct)?, l)?,
+            den: c.pct_p?,
+        },
+        (true, false, _) => Frac128 {
+            num: mul(f, l)?,
+            den: p,
+        },
+        (false, _, Mode::FixedAmount) => Frac128 {
+            num: mul(s.fixed_amount?.0, l)?,
+            den: p,
+        },
+        (false, _, Mode::Proportional) => Frac128 {
+            num: mul(q, e)?,
+            den: ep,
+        },
+        (false, _, Mode::Multiplier) => Frac128 {
+            num: mul(mul(q, s.multiplier.0)?, e)?,
+            den: c.ep_m?,
+        },
     };
-    let cap = if per_trade_binds { Cap::MaxPerTrade } else { Cap::FreeCash };
-    finish(target.floor_units(leg.instrument.step.0)?, clamped.then_some(cap), leg)
+    let cap = if per_trade_binds {
+        Cap::MaxPerTrade
+    } else {
+        Cap::FreeCash
+    };
+    finish(
+        target.floor_units(leg.instrument.step.0)?,
+        clamped.then_some(cap),
+        leg,
+    )
 }
 
 fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
@@ -131,12 +181,16 @@ fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
     // E × pct / 100 × L / P   and   F × L / P
     let per_trade = Frac::new(prod(&[e, s.max_per_trade_pct.0, l])?, prod(&[PCT_DEN, p])?);
     let free_cash = Frac::new(prod(&[f, l])?, I256::from(p));
-    let (cap, cap_name) = if per_trade.cmp(&free_cash)?.is_le() {
+    let (cap, cap_name) = if per_trade.cmp_exact(&free_cash)?.is_le() {
         (per_trade, Cap::MaxPerTrade)
     } else {
         (free_cash, Cap::FreeCash)
     };
-    let (target, clamped) = if cap.cmp(&wanted)?.is_lt() { (cap, Some(cap_name)) } else { (wanted, None) };
+    let (target, clamped) = if cap.cmp_exact(&wanted)?.is_lt() {
+        (cap, Some(cap_name))
+    } else {
+        (wanted, None)
+    };
     finish(target.floor_units(leg.instrument.step.0)?, clamped, leg)
 }
 
@@ -144,8 +198,13 @@ fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
 fn finish(steps: i128, clamped: Option<Cap>, leg: &OpenLeg<'_>) -> Option<Sized> {
     let inst = leg.instrument;
     let qty = Qty(mul(steps, inst.step.0)?);
-    let below_min = qty.0 <= 0 || qty < inst.min_qty || qty.notional(leg.price)? < inst.min_notional;
-    Some(if below_min { Sized::Skip(SkipReason::BelowMin) } else { Sized::Copy { qty, clamped } })
+    let below_min =
+        qty.0 <= 0 || qty < inst.min_qty || qty.notional(leg.price)? < inst.min_notional;
+    Some(if below_min {
+        Sized::Skip(SkipReason::BelowMin)
+    } else {
+        Sized::Copy { qty, clamped }
+    })
 }
 
 /// The IOC limit for an opening copy: buy at `price × (1 + slip)` floored to tick, sell at
@@ -163,7 +222,10 @@ pub fn limit_price(side: Side, price: Price, slippage_pct: Factor, tick: Price) 
 pub fn close_share(follower_qty: Qty, close: Qty, provider_qty: Qty, step: Qty) -> Option<Qty> {
     let steps = match provider_qty.0.checked_mul(step.0) {
         Some(den) => mul_div_floor(follower_qty.0, close.0, den)?,
-        None => floor_div_256(prod(&[follower_qty.0, close.0])?, prod(&[provider_qty.0, step.0])?)?,
+        None => floor_div_256(
+            prod(&[follower_qty.0, close.0])?,
+            prod(&[provider_qty.0, step.0])?,
+        )?,
     };
     steps.checked_mul(step.0).map(Qty)
 }
@@ -240,43 +302,115 @@ mod tests {
     fn binance_example_follower_spends_half_like_the_provider() {
         // Provider equity 1,000 spends 500 (5 @ 100); a follower with 500 spends 250.
         let i = inst("0.001", "0", "0");
-        let leg = OpenLeg::new(0, &i, Side::Buy, Qty::from_units(5), Price::from_units(100), m("1000"), 1);
+        let leg = OpenLeg::new(
+            0,
+            &i,
+            Side::Buy,
+            Qty::from_units(5),
+            Price::from_units(100),
+            m("1000"),
+            1,
+        );
         let got = size_open(&settings(Mode::Proportional), m("500"), m("500"), &leg);
-        assert_eq!(got, Sized::Copy { qty: Qty::parse("2.5").unwrap(), clamped: None });
+        assert_eq!(
+            got,
+            Sized::Copy {
+                qty: Qty::parse("2.5").unwrap(),
+                clamped: None
+            }
+        );
     }
 
     #[test]
     fn caps_bind_and_max_per_trade_wins_a_tie() {
         let i = inst("0.001", "0", "0");
-        let leg = OpenLeg::new(0, &i, Side::Buy, Qty::from_units(10), Price::from_units(100), m("1000"), 1);
+        let leg = OpenLeg::new(
+            0,
+            &i,
+            Side::Buy,
+            Qty::from_units(10),
+            Price::from_units(100),
+            m("1000"),
+            1,
+        );
         // wants 1000 of notional with equity 1000: capped at 40 % → 4.
         let mut s = settings(Mode::Proportional);
         s.max_per_trade_pct = Factor::from_units(40);
-        assert_eq!(size_open(&s, m("1000"), m("1000"), &leg), Sized::Copy { qty: Qty::from_units(4), clamped: Some(Cap::MaxPerTrade) });
+        assert_eq!(
+            size_open(&s, m("1000"), m("1000"), &leg),
+            Sized::Copy {
+                qty: Qty::from_units(4),
+                clamped: Some(Cap::MaxPerTrade)
+            }
+        );
         // free cash 300 binds harder.
-        assert_eq!(size_open(&s, m("1000"), m("300"), &leg), Sized::Copy { qty: Qty::from_units(3), clamped: Some(Cap::FreeCash) });
+        assert_eq!(
+            size_open(&s, m("1000"), m("300"), &leg),
+            Sized::Copy {
+                qty: Qty::from_units(3),
+                clamped: Some(Cap::FreeCash)
+            }
+        );
         // a tie between the caps names max_per_trade.
-        assert_eq!(size_open(&s, m("1000"), m("400"), &leg), Sized::Copy { qty: Qty::from_units(4), clamped: Some(Cap::MaxPerTrade) });
+        assert_eq!(
+            size_open(&s, m("1000"), m("400"), &leg),
+            Sized::Copy {
+                qty: Qty::from_units(4),
+                clamped: Some(Cap::MaxPerTrade)
+            }
+        );
         // wanted exactly at the cap is not clamped.
         s.max_per_trade_pct = Factor::from_units(100);
-        assert_eq!(size_open(&s, m("1000"), m("1000"), &leg), Sized::Copy { qty: Qty::from_units(10), clamped: None });
-        assert_eq!(size_open(&s, m("1000"), m("0"), &leg), Sized::Skip(SkipReason::InsufficientBalance));
+        assert_eq!(
+            size_open(&s, m("1000"), m("1000"), &leg),
+            Sized::Copy {
+                qty: Qty::from_units(10),
+                clamped: None
+            }
+        );
+        assert_eq!(
+            size_open(&s, m("1000"), m("0"), &leg),
+            Sized::Skip(SkipReason::InsufficientBalance)
+        );
     }
 
     #[test]
     fn rounds_down_to_step_and_skips_below_minimums() {
         let i = inst("0.1", "0.5", "0");
-        let leg = OpenLeg::new(0, &i, Side::Buy, Qty::from_units(1), Price::from_units(3), m("3"), 1);
+        let leg = OpenLeg::new(
+            0,
+            &i,
+            Side::Buy,
+            Qty::from_units(1),
+            Price::from_units(3),
+            m("3"),
+            1,
+        );
         // fixed 2 / price 3 = 0.666… → 0.6, never 0.7
         let mut s = settings(Mode::FixedAmount);
         s.fixed_amount = Some(m("2"));
-        assert_eq!(size_open(&s, m("100"), m("100"), &leg), Sized::Copy { qty: Qty::parse("0.6").unwrap(), clamped: None });
+        assert_eq!(
+            size_open(&s, m("100"), m("100"), &leg),
+            Sized::Copy {
+                qty: Qty::parse("0.6").unwrap(),
+                clamped: None
+            }
+        );
         s.fixed_amount = Some(m("1.4"));
-        assert_eq!(size_open(&s, m("100"), m("100"), &leg), Sized::Skip(SkipReason::BelowMin));
+        assert_eq!(
+            size_open(&s, m("100"), m("100"), &leg),
+            Sized::Skip(SkipReason::BelowMin)
+        );
         let i2 = inst("0.1", "0", "2");
-        let leg2 = OpenLeg { instrument: &i2, ..leg };
+        let leg2 = OpenLeg {
+            instrument: &i2,
+            ..leg
+        };
         s.fixed_amount = Some(m("1.99"));
-        assert_eq!(size_open(&s, m("100"), m("100"), &leg2), Sized::Skip(SkipReason::BelowMin));
+        assert_eq!(
+            size_open(&s, m("100"), m("100"), &leg2),
+            Sized::Skip(SkipReason::BelowMin)
+        );
     }
 
     #[test]
@@ -284,16 +418,41 @@ mod tests {
         let tick = Price::parse("0.5").unwrap();
         let half = Factor::parse("0.5").unwrap();
         // 101 × 1.005 = 101.505 → 101.5 ; 101 × 0.995 = 100.495 → 100.5
-        assert_eq!(limit_price(Side::Buy, Price::from_units(101), half, tick), Some(Price::parse("101.5").unwrap()));
-        assert_eq!(limit_price(Side::Sell, Price::from_units(101), half, tick), Some(Price::parse("100.5").unwrap()));
-        assert_eq!(limit_price(Side::Buy, Price::from_units(101), Factor::ZERO, tick), Some(Price::from_units(101)));
+        assert_eq!(
+            limit_price(Side::Buy, Price::from_units(101), half, tick),
+            Some(Price::parse("101.5").unwrap())
+        );
+        assert_eq!(
+            limit_price(Side::Sell, Price::from_units(101), half, tick),
+            Some(Price::parse("100.5").unwrap())
+        );
+        assert_eq!(
+            limit_price(Side::Buy, Price::from_units(101), Factor::ZERO, tick),
+            Some(Price::from_units(101))
+        );
     }
 
     #[test]
     fn mexc_partial_close_is_proportional() {
         // Provider 1,000 closes 200; follower 100 closes 20.
         let step = Qty::parse("0.001").unwrap();
-        assert_eq!(close_share(Qty::from_units(100), Qty::from_units(200), Qty::from_units(1000), step), Some(Qty::from_units(20)));
-        assert_eq!(close_share(Qty::parse("0.004").unwrap(), Qty::from_units(1), Qty::from_units(3), step), Some(Qty::parse("0.001").unwrap()));
+        assert_eq!(
+            close_share(
+                Qty::from_units(100),
+                Qty::from_units(200),
+                Qty::from_units(1000),
+                step
+            ),
+            Some(Qty::from_units(20))
+        );
+        assert_eq!(
+            close_share(
+                Qty::parse("0.004").unwrap(),
+                Qty::from_units(1),
+                Qty::from_units(3),
+                step
+            ),
+            Some(Qty::parse("0.001").unwrap())
+        );
     }
 }

@@ -9,7 +9,10 @@ use engine_core::scenario::{parse, run};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const SYMBOLS: [(&str, &str, &str, &str); 2] = [("BTC", "spot", "0.01", "0.001"), ("ETH-PERP", "perp", "0.5", "0.01")];
+const SYMBOLS: [(&str, &str, &str, &str); 2] = [
+    ("BTC", "spot", "0.01", "0.001"),
+    ("ETH-PERP", "perp", "0.5", "0.01"),
+];
 
 fn event() -> impl Strategy<Value = Value> {
     let follower = prop::sample::select(vec!["a", "b", "c", "d", "e"]);
@@ -47,7 +50,11 @@ fn mul_text(n: u32, unit: &str) -> String {
     let raw = u64::from(n) * unit.replace('.', "").parse::<u64>().unwrap_or(1);
     let text = format!("{raw:0>width$}", width = decimals + 1);
     let (int, frac) = text.split_at(text.len() - decimals);
-    if decimals == 0 { int.to_string() } else { format!("{int}.{frac}") }
+    if decimals == 0 {
+        int.to_string()
+    } else {
+        format!("{int}.{frac}")
+    }
 }
 
 fn scenario(events: &[Value]) -> String {
@@ -55,7 +62,8 @@ fn scenario(events: &[Value]) -> String {
         .iter()
         .map(|(s, k, t, st)| json!({"symbol": s, "kind": k, "tick": t, "step": st, "min_qty": st, "min_notional": "1"}))
         .collect();
-    json!({"instruments": instruments, "providers": [{"id": "p1"}, {"id": "p2"}], "events": events}).to_string()
+    json!({"instruments": instruments, "providers": [{"id": "p1"}, {"id": "p2"}], "events": events})
+        .to_string()
 }
 
 fn replay(text: &str) -> Vec<Value> {
@@ -64,7 +72,9 @@ fn replay(text: &str) -> Vec<Value> {
 
 /// A printed decimal as a raw 1e-8 integer (exact; 0 if it does not parse).
 fn raw(v: &Value) -> i128 {
-    v.as_str().and_then(|s| Qty::parse(s).ok()).map_or(0, |q| q.raw())
+    v.as_str()
+        .and_then(|s| Qty::parse(s).ok())
+        .map_or(0, |q| q.raw())
 }
 
 proptest! {

@@ -12,13 +12,24 @@ use crate::event::parse_event;
 use crate::model::Record;
 use crate::scenario::{self, record_json};
 
-create_exception!(_engine_core, CopyEngineError, PyValueError, "Base of every error the engine core raises.");
-create_exception!(_engine_core, ScenarioError, CopyEngineError, "The file is not a valid scenario (format v1).");
+create_exception!(
+    _engine_core,
+    CopyEngineError,
+    PyValueError,
+    "Base of every error the engine core raises."
+);
+create_exception!(
+    _engine_core,
+    ScenarioError,
+    CopyEngineError,
+    "The file is not a valid scenario (format v1)."
+);
 
 /// Replay a scenario file's text; returns its JSON Lines output.
 #[pyfunction]
 fn replay_jsonl(py: Python<'_>, text: &str) -> PyResult<String> {
-    py.detach(|| scenario::replay_jsonl(text)).map_err(|e| ScenarioError::new_err(e.0))
+    py.detach(|| scenario::replay_jsonl(text))
+        .map_err(|e| ScenarioError::new_err(e.0))
 }
 
 /// Record buffers returned by dropped batches, so a fan-out to thousands of followers
@@ -59,13 +70,19 @@ impl Batch {
     /// Number of copy orders.
     #[getter]
     fn orders(&self) -> usize {
-        self.records.iter().filter(|r| matches!(r, Record::Order(_))).count()
+        self.records
+            .iter()
+            .filter(|r| matches!(r, Record::Order(_)))
+            .count()
     }
 
     /// Number of skips.
     #[getter]
     fn skips(&self) -> usize {
-        self.records.iter().filter(|r| matches!(r, Record::Skip { .. })).count()
+        self.records
+            .iter()
+            .filter(|r| matches!(r, Record::Skip { .. }))
+            .count()
     }
 
     /// The error message if the event was refused.
@@ -97,7 +114,10 @@ impl PyEngine {
                     engine.apply(i as u64, &ev);
                 }
             }
-            Ok(Self { inner: engine, pool: Pool::default() })
+            Ok(Self {
+                inner: engine,
+                pool: Pool::default(),
+            })
         })
         .map_err(|e: scenario::ScenarioError| ScenarioError::new_err(e.0))
     }
@@ -105,10 +125,18 @@ impl PyEngine {
     /// Apply one event (a JSON object text) at input position `seq`.
     fn apply(&mut self, py: Python<'_>, seq: u64, event_json: &str) -> Batch {
         let engine = &mut self.inner;
-        let spare = self.pool.lock().ok().and_then(|mut p| p.pop()).unwrap_or_default();
+        let spare = self
+            .pool
+            .lock()
+            .ok()
+            .and_then(|mut p| p.pop())
+            .unwrap_or_default();
         let pool = self.pool.clone();
         py.detach(|| {
-            match serde_json::from_str(event_json).map_err(|e| format!("not JSON: {e}")).and_then(|v| parse_event(&v)) {
+            match serde_json::from_str(event_json)
+                .map_err(|e| format!("not JSON: {e}"))
+                .and_then(|v| parse_event(&v))
+            {
                 Ok(ev) => {
                     engine.apply(seq, &ev);
                 }
@@ -116,13 +144,21 @@ impl PyEngine {
                     engine.reject(msg);
                 }
             }
-            Batch { seq, records: engine.swap_records(spare), pool }
+            Batch {
+                seq,
+                records: engine.swap_records(spare),
+                pool,
+            }
         })
     }
 
     /// A batch's records as JSON Lines (names resolved), for tools and tests.
     fn render_jsonl(&self, batch: &Batch) -> String {
-        batch.records.iter().map(|r| record_json(&self.inner, batch.seq, r).to_string() + "\n").collect()
+        batch
+            .records
+            .iter()
+            .map(|r| record_json(&self.inner, batch.seq, r).to_string() + "\n")
+            .collect()
     }
 
     #[getter]
