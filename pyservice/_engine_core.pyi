@@ -32,7 +32,11 @@ class Batch:
 
 @final
 class Engine:
-    """The engine state machine over one scenario header (instruments, providers, platform)."""
+    """The engine state machine over one scenario header (instruments, providers, platform).
+
+    Single-threaded: use it from one thread. A call made while another thread's call is
+    running (they run without the GIL) raises RuntimeError instead of interleaving.
+    """
 
     @staticmethod
     def from_scenario(text: str) -> Engine:
@@ -40,6 +44,8 @@ class Engine:
     def apply(self, seq: int, event_json: str) -> Batch:
         """Apply one event (a JSON object text) at input position `seq`."""
     def render_jsonl(self, batch: Batch) -> str:
-        """A batch's records as JSON Lines (names resolved), for tools and tests."""
+        """A batch's records as JSON Lines (names resolved), for tools and tests.
+
+        Raises ValueError for a batch made by another Engine."""
     @property
     def relationships(self) -> int: ...

@@ -149,15 +149,48 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+MAX_JSON_DEPTH = 127  # serde_json refuses the 128th level
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _finite_number(text: str) -> Decimal:
+    # JSON numbers must fit a double (1e400 does not), as in strict parsers
+    if not math.isfinite(float(text)):
+        raise ValueError(f"number out of range: {text}")
+    return Decimal(text)
+
+
+def _finite_int(text: str) -> int:
+    _finite_number(text)
+    return int(text)
+
+
+def _check_strict(value: Any, depth: int = 1) -> None:
+    """Strict JSON (FORMAT.md "File"): nesting at most 127 deep, valid Unicode."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError("nested too deeply")
+    if isinstance(value, str) and _SURROGATE.search(value):
+        raise ValueError("lone surrogate in a string")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_strict(key, depth)
+            _check_strict(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_strict(item, depth + 1)
+
+
 def _load_json(text: str) -> Any:
     try:
-        return json.loads(
+        value = json.loads(
             text,
-            parse_float=Decimal,
-            parse_int=int,
+            parse_float=_finite_number,
+            parse_int=_finite_int,
             parse_constant=_reject_constant,
         )
-    except ValueError as error:
+        _check_strict(value)
+        return value
+    except (ValueError, RecursionError) as error:
         raise ScenarioError(f"not JSON: {error}") from None
 
 

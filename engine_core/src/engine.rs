@@ -148,6 +148,11 @@ impl Engine {
         &self.out
     }
 
+    /// The last event's records.
+    pub fn records(&self) -> &[Record] {
+        &self.out
+    }
+
     /// Move the last event's records out, leaving `spare` (emptied) as the next buffer.
     pub fn swap_records(&mut self, mut spare: Vec<Record>) -> Vec<Record> {
         spare.clear();
@@ -245,7 +250,7 @@ impl Engine {
         fid: Option<FollowerId>,
         new_base: Money,
         added: Money,
-    ) -> Result<(), String> {
+    ) -> Result<Money, String> {
         if let Some(min) = self.platform.min_allocation.filter(|min| new_base < *min) {
             return Err(format!(
                 "allocation {new_base} is below min_allocation {min}"
@@ -256,14 +261,12 @@ impl Engine {
                 "allocation {new_base} is above max_allocation {max}"
             ));
         }
-        if let Some(max) = self.platform.max_total_per_follower {
-            let before = fid.map_or(Money::ZERO, |f| self.follower_totals[f as usize]);
-            let total = before.checked_add(added).ok_or("arithmetic overflow")?;
-            if total > max {
-                return Err(format!("total allocation {total} of '{follower}' is above max_total_per_follower {max}"));
-            }
+        let before = fid.map_or(Money::ZERO, |f| self.follower_totals[f as usize]);
+        let total = before.checked_add(added).ok_or("arithmetic overflow")?;
+        if let Some(max) = self.platform.max_total_per_follower.filter(|max| total > *max) {
+            return Err(format!("total allocation {total} of '{follower}' is above max_total_per_follower {max}"));
         }
-        Ok(())
+        Ok(total)
     }
 
     fn follow(&mut self, f: &Follow) -> Result<(), String> {
@@ -275,7 +278,7 @@ impl Engine {
         if f.settings.mode == Mode::FixedAmount && f.settings.fixed_amount.is_none() {
             return Err("mode fixed_amount needs fixed_amount".into());
         }
-        self.check_allocation(&f.follower, fid, f.allocation, f.allocation)?;
+        let total = self.check_allocation(&f.follower, fid, f.allocation, f.allocation)?;
         let fid = fid.unwrap_or_else(|| {
             let id = self.followers.len() as FollowerId;
             self.followers.push(f.follower.clone());
@@ -296,8 +299,7 @@ impl Engine {
         }));
         self.rel_ids.insert((fid, pid), rid);
         self.providers[pid as usize].book.push(rid);
-        self.follower_totals[fid as usize] =
-            Money(self.follower_totals[fid as usize].0 + f.allocation.0);
+        self.follower_totals[fid as usize] = total;
         Ok(())
     }
 
@@ -315,12 +317,12 @@ impl Engine {
             .cash
             .checked_add(amount)
             .ok_or("arithmetic overflow")?;
-        self.check_allocation(follower, Some(fid), base, amount)?;
+        let total = self.check_allocation(follower, Some(fid), base, amount)?;
         let rel = self.rel_mut(rid);
         rel.portfolio.base = base;
         rel.portfolio.cash = cash;
         rel.stop_at = stop_line(base, rel.settings.max_loss_pct);
-        self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 + amount.0);
+        self.follower_totals[fid as usize] = total;
         self.check_one(rid);
         Ok(())
     }
@@ -332,39 +334,46 @@ impl Engine {
             .portfolio
             .balances(&self.marks)
             .map_err(|_| "arithmetic overflow")?;
-        let rel = self.rel_mut(rid);
         if amount > free {
             return Err(format!("withdrawal {amount} is above free cash {free}"));
         }
-        rel.portfolio.cash = Money(rel.portfolio.cash.0 - amount.0);
-        rel.portfolio.base = Money(rel.portfolio.base.0 - amount.0);
-        rel.stop_at = stop_line(rel.portfolio.base, rel.settings.max_loss_pct);
+        let rel = self.rel(rid);
         let fid = rel.follower;
-        self.follower_totals[fid as usize] = Money(self.follower_totals[fid as usize].0 - amount.0);
+        let overflow = || "arithmetic overflow".to_string();
+        // cash ≥ free ≥ amount, so only base and the total can leave the range
+        let base = rel.portfolio.base.checked_sub(amount).ok_or_else(overflow)?;
+        let total = self.follower_totals[fid as usize].checked_sub(amount).ok_or_else(overflow)?;
+        let rel = self.rel_mut(rid);
+        rel.portfolio.cash = Money(rel.portfolio.cash.0 - amount.0);
+        rel.portfolio.base = base;
+        rel.stop_at = stop_line(base, rel.settings.max_loss_pct);
+        self.follower_totals[fid as usize] = total;
         self.check_one(rid);
         Ok(())
     }
 
     fn unfollow(&mut self, seq: u64, follower: &str, provider: &str) -> Result<(), String> {
         let rid = self.rel_id(follower, provider)?;
-        if self.rel(rid).settings.stop_copy_on_close {
+        let rel = self.rel(rid);
+        let (fid, pid) = (rel.follower, rel.provider);
+        let total = self.follower_totals[fid as usize]
+            .checked_sub(rel.portfolio.base)
+            .ok_or("arithmetic overflow")?;
+        if rel.settings.stop_copy_on_close {
             self.close_everything(seq, rid, b"u");
         }
-        let rel = self.rels[rid as usize].take().expect("live relationship");
-        self.rel_ids.remove(&(rel.follower, rel.provider));
-        self.providers[rel.provider as usize]
-            .book
-            .retain(|&r| r != rid);
-        let total = &mut self.follower_totals[rel.follower as usize];
-        *total = Money(total.0 - rel.portfolio.base.0);
+        self.rels[rid as usize] = None;
+        self.rel_ids.remove(&(fid, pid));
+        self.providers[pid as usize].book.retain(|&r| r != rid);
+        self.follower_totals[fid as usize] = total;
         Ok(())
     }
 
     fn mark(&mut self, symbol: &str, price: Price) -> Result<(), String> {
         let sid = self.symbol_id(symbol)?;
-        let tick = self.instruments[sid as usize].tick;
-        if price.0 % tick.0 != 0 {
-            return Err(format!("price {price} is not a multiple of tick {tick}"));
+        let inst = &self.instruments[sid as usize];
+        if !inst.on_tick(price) {
+            return Err(format!("price {price} is not a multiple of tick {}", inst.tick));
         }
         self.marks[sid as usize] = Some(price);
         self.check_holders(sid, None);
@@ -725,7 +734,7 @@ pub const NO_STOP: Money = Money(i128::MIN);
 
 /// `floor(base × (1 − pct/100))`, the max-loss line as a raw money value.
 fn stop_line(base: Money, max_loss_pct: Option<Factor>) -> Money {
-    let hundred = 100 * Factor::SCALE;
+    let hundred = Factor::HUNDRED.0;
     // No line past the money range: no equity could reach it there either.
     max_loss_pct
         .and_then(|pct| mul_div_floor(base.0, hundred - pct.0, hundred))

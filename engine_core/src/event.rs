@@ -116,7 +116,7 @@ impl<'a> Fields<'a> {
                 format!("field '{name}' must be below {INPUT_LIMIT} in absolute value")
             }
         })?;
-        let hundred = 100 * Factor::SCALE;
+        let hundred = Factor::HUNDRED.0;
         let ok = match range {
             Range::Positive => raw > 0,
             Range::NonNegative => raw >= 0,
@@ -181,7 +181,7 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub fn opt_str(&self, name: &str) -> Option<&'a Value> {
+    pub fn opt_value(&self, name: &str) -> Option<&'a Value> {
         self.get(name)
     }
 }
@@ -281,7 +281,7 @@ fn parse_follow(f: &Fields<'_>) -> Result<Follow, String> {
     let follower = f.id("follower")?;
     let provider = f.id("provider")?;
     let allocation = f.money("allocation", Range::Positive)?;
-    let mode = match f.opt_str("mode") {
+    let mode = match f.opt_value("mode") {
         None => Mode::Proportional,
         Some(Value::String(s)) if s == "proportional" => Mode::Proportional,
         Some(Value::String(s)) if s == "fixed_amount" => Mode::FixedAmount,
@@ -306,7 +306,7 @@ fn parse_follow(f: &Fields<'_>) -> Result<Follow, String> {
             max_open_trades: f.opt_integer("max_open_trades", MAX_OPEN_TRADES)?,
             max_per_trade_pct: Factor(
                 f.opt_decimal("max_per_trade_pct", Range::Pct)?
-                    .unwrap_or(100 * Factor::SCALE),
+                    .unwrap_or(Factor::HUNDRED.0),
             ),
             max_loss_pct: f.opt_decimal("max_loss_pct", Range::Pct)?.map(Factor),
             slippage_pct: Factor(
@@ -323,7 +323,7 @@ fn parse_fill(f: &Fields<'_>) -> Result<ProviderFill, String> {
         provider: f.id("provider")?,
         exec_id: f.id("exec_id")?,
         symbol: f.id("symbol")?,
-        side: match f.opt_str("side") {
+        side: match f.opt_value("side") {
             None => return Err("missing field 'side'".into()),
             Some(Value::String(s)) if s == "buy" => Side::Buy,
             Some(Value::String(s)) if s == "sell" => Side::Sell,

@@ -21,13 +21,6 @@ impl Frac {
         Self { num, den }
     }
 
-    pub fn int(n: i128) -> Self {
-        Self {
-            num: I256::from(n),
-            den: I256::ONE,
-        }
-    }
-
     /// Exact comparison by cross-multiplication; `None` if a product leaves 256 bits.
     pub fn cmp_exact(&self, other: &Self) -> Option<Ordering> {
         let a = self.num.checked_mul(other.den)?;
@@ -68,11 +61,6 @@ pub struct Frac128 {
 }
 
 impl Frac128 {
-    /// Exact comparison (never overflows: the cross products are formed in 256 bits).
-    pub fn cmp_exact(&self, other: &Self) -> Ordering {
-        mul_cmp(self.num, other.den, other.num, self.den)
-    }
-
     /// `floor(self / unit)` for a positive `unit`; `None` if `den × unit` passes i128.
     pub fn floor_units(&self, unit: i128) -> Option<i128> {
         Some(self.num.div_euclid(mul(self.den, unit)?))
@@ -178,7 +166,7 @@ mod tests {
     #[test]
     fn compares_beyond_i128() {
         let a = Frac::new(prod(&[i128::MAX, 3]).unwrap(), I256::from(3));
-        let b = Frac::int(i128::MAX);
+        let b = Frac::new(I256::from(i128::MAX), I256::ONE);
         assert_eq!(a.cmp_exact(&b), Some(Ordering::Equal));
         let c = Frac::new(prod(&[i128::MAX, 3]).unwrap() + I256::ONE, I256::from(3));
         assert_eq!(c.cmp_exact(&b), Some(Ordering::Greater));

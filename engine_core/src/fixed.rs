@@ -47,9 +47,6 @@ pub fn parse_input(s: &str) -> Result<i128, DecimalError> {
     for &d in int_digits {
         raw = raw * 10 + i128::from(d - b'0');
     }
-    if raw >= INPUT_LIMIT {
-        return Err(DecimalError::TooLarge);
-    }
     for i in 0..INPUT_DECIMALS as usize {
         raw = raw * 10 + frac.get(i).map_or(0, |&d| i128::from(d - b'0'));
     }
@@ -152,6 +149,11 @@ fixed_type!(
     Money,
     16
 );
+
+impl Factor {
+    /// 100, the raw denominator of a percentage.
+    pub const HUNDRED: Factor = Factor(100 * Factor::SCALE);
+}
 
 impl Qty {
     /// The exact notional `self × price`, or `None` past the money range.

@@ -14,7 +14,7 @@ use crate::model::{Kind, Side, SymbolId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overflow;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lot {
     pub qty: Qty,
     pub entry: Price,
@@ -39,8 +39,6 @@ pub struct Position {
     pub qty: Qty,
     /// Σ entry × qty over the lots, for unrealized PnL without walking them.
     pub cost: Money,
-    /// Σ lot margins (perp only).
-    pub margin: Money,
     /// Oldest first. Inline storage: a copy position rarely has more than two lots, and
     /// opening one must not allocate on the hot path.
     pub lots: SmallVec<[Lot; 1]>,
@@ -130,8 +128,8 @@ impl Portfolio {
                 perp_pnl = perp_pnl.checked_add(value).ok_or(Overflow)?;
             }
         }
-        let free = self.cash.0 - self.margin_held.0 + perp_pnl.min(0);
-        Ok((Money(equity), Money(free)))
+        let free = self.cash.0.checked_sub(self.margin_held.0).and_then(|f| f.checked_add(perp_pnl.min(0)));
+        Ok((Money(equity), Money(free.ok_or(Overflow)?)))
     }
 
     /// Apply an execution of `qty` at `price`: consume opposite lots FIFO, open the rest.
@@ -150,20 +148,22 @@ impl Portfolio {
             .iter()
             .position(|p| p.symbol == symbol && p.long != buy);
         let Some(i) = opposite else {
-            let plan = self.plan_open(kind, qty, price, leverage, self.cash.0)?;
-            self.commit_open(symbol, kind, buy, qty, price, leverage, plan);
+            let plan = Self::plan_open(self.position(symbol), kind, qty, price, leverage, self.cash.0, self.margin_held.0)?;
+            self.commit_open(symbol, kind, buy, plan);
             return Ok(());
         };
         let r = self.plan_reduction(&self.positions[i], qty, price)?;
         let cash = self.cash.0.checked_add(r.cash_delta).ok_or(Overflow)?;
-        // Plan the part that opens the other way too, so the whole fill is checked first.
+        let margin_held = self.margin_held.0.checked_add(r.margin_delta).ok_or(Overflow)?;
+        // A flip consumed every lot: plan the part that opens the other way from the
+        // reduced state too, so the whole fill is checked before anything is written.
         let open = if r.rest.0 > 0 {
-            Some(self.plan_open(kind, r.rest, price, leverage, cash)?)
+            Some(Self::plan_open(None, kind, r.rest, price, leverage, cash, margin_held)?)
         } else {
             None
         };
         self.cash = Money(cash);
-        self.margin_held = Money(self.margin_held.0 + r.margin_delta);
+        self.margin_held = Money(margin_held);
         let pos = &mut self.positions[i];
         pos.lots.drain(..r.whole_lots);
         if let (Some(q), Some(front)) = (r.partial, pos.lots.first_mut()) {
@@ -171,12 +171,11 @@ impl Portfolio {
         }
         pos.qty = Qty(pos.qty.0 - (qty.0 - r.rest.0));
         pos.cost = Money(pos.cost.0 + r.cost_delta);
-        pos.margin = Money(pos.margin.0 + r.margin_delta);
         if pos.qty.0 == 0 {
             self.positions.remove(i);
         }
         if let Some(plan) = open {
-            self.commit_open(symbol, kind, buy, r.rest, price, leverage, plan);
+            self.commit_open(symbol, kind, buy, plan);
         }
         Ok(())
     }
@@ -203,7 +202,8 @@ impl Portfolio {
             cost_delta -= entry_value;
             cash_delta = cash_delta
                 .checked_add(match (pos.kind, pos.long) {
-                    (Kind::Spot, _) => exit_value,
+                    // closing a (never copied) spot short would pay, not receive
+                    (Kind::Spot, long) => if long { exit_value } else { -exit_value },
                     (Kind::Perp, true) => exit_value - entry_value,
                     (Kind::Perp, false) => entry_value - exit_value,
                 })
@@ -212,7 +212,7 @@ impl Portfolio {
                 let before = lot.margin()?;
                 let after = Lot {
                     qty: Qty(lot.qty.0 - take),
-                    ..lot.clone()
+                    ..*lot
                 }
                 .margin()?;
                 margin_delta += after.0 - before.0;
@@ -234,67 +234,136 @@ impl Portfolio {
         })
     }
 
-    /// (new cash, lot margin) for opening `qty`; spot pays the notional now.
+    /// Every value opening `qty` writes, computed (checked) before anything is written.
+    /// `existing` is the same-direction position being added to; `cash` and `margin_held`
+    /// are the values the open starts from (after the reducing part of a flip).
+    #[allow(clippy::too_many_arguments)]
     fn plan_open(
-        &self,
+        existing: Option<&Position>,
         kind: Kind,
         qty: Qty,
         price: Price,
         leverage: u32,
         cash: i128,
-    ) -> Result<(i128, Money), Overflow> {
+        margin_held: i128,
+    ) -> Result<OpenPlan, Overflow> {
+        let lot = Lot { qty, entry: price, leverage };
         let notional = qty.notional(price).ok_or(Overflow)?;
-        match kind {
-            Kind::Spot => Ok((cash.checked_sub(notional.0).ok_or(Overflow)?, Money::ZERO)),
-            Kind::Perp => {
-                let lot = Lot {
-                    qty,
-                    entry: price,
-                    leverage,
-                };
-                let margin = lot.margin()?;
-                self.margin_held.0.checked_add(margin.0).ok_or(Overflow)?;
-                Ok((cash, margin))
-            }
-        }
+        let (cash, lot_margin) = match kind {
+            // spot pays the notional now; a perp lot holds margin instead
+            Kind::Spot => (cash.checked_sub(notional.0).ok_or(Overflow)?, 0),
+            Kind::Perp => (cash, lot.margin()?.0),
+        };
+        let margin_held = margin_held.checked_add(lot_margin).ok_or(Overflow)?;
+        let (pos_qty, pos_cost) = match existing {
+            Some(pos) => (pos.qty.0.checked_add(qty.0).ok_or(Overflow)?, pos.cost.0.checked_add(notional.0).ok_or(Overflow)?),
+            None => (qty.0, notional.0),
+        };
+        Ok(OpenPlan { lot, cash: Money(cash), margin_held: Money(margin_held), pos_qty: Qty(pos_qty), pos_cost: Money(pos_cost) })
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn commit_open(
-        &mut self,
-        symbol: SymbolId,
-        kind: Kind,
-        buy: bool,
-        qty: Qty,
-        price: Price,
-        leverage: u32,
-        plan: (i128, Money),
-    ) {
-        let (cash, margin) = plan;
-        self.cash = Money(cash);
-        self.margin_held = Money(self.margin_held.0 + margin.0);
-        let lot = Lot {
-            qty,
-            entry: price,
-            leverage,
-        };
-        let cost = qty.0 * price.0; // checked in plan_open
+    fn commit_open(&mut self, symbol: SymbolId, kind: Kind, buy: bool, plan: OpenPlan) {
+        self.cash = plan.cash;
+        self.margin_held = plan.margin_held;
         match self.positions.iter_mut().find(|p| p.symbol == symbol) {
             Some(pos) => {
-                pos.qty = Qty(pos.qty.0 + qty.0);
-                pos.cost = Money(pos.cost.0 + cost);
-                pos.margin = Money(pos.margin.0 + margin.0);
-                pos.lots.push(lot);
+                pos.qty = plan.pos_qty;
+                pos.cost = plan.pos_cost;
+                pos.lots.push(plan.lot);
             }
             None => self.positions.push(Position {
                 symbol,
                 kind,
                 long: buy,
-                qty,
-                cost: Money(cost),
-                margin,
-                lots: smallvec::smallvec![lot],
+                qty: plan.pos_qty,
+                cost: plan.pos_cost,
+                lots: smallvec::smallvec![plan.lot],
             }),
+        }
+    }
+}
+
+/// The new values of an opening fill (see `Portfolio::plan_open`).
+struct OpenPlan {
+    lot: Lot,
+    cash: Money,
+    margin_held: Money,
+    pos_qty: Qty,
+    pos_cost: Money,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn margins(pf: &Portfolio) -> i128 {
+        pf.positions.iter().flat_map(|p| p.lots.iter()).filter_map(|l| l.margin().ok()).map(|m| m.0).sum()
+    }
+
+    /// The aggregates a position keeps agree with its lots.
+    fn consistent(pf: &Portfolio, kind: Kind) -> bool {
+        let lots_ok = pf.positions.iter().all(|p| {
+            p.qty.0 == p.lots.iter().map(|l| l.qty.0).sum::<i128>()
+                && p.cost.0 == p.lots.iter().map(|l| l.qty.0 * l.entry.0).sum::<i128>()
+                && p.qty.0 > 0
+        });
+        lots_ok && pf.margin_held.0 == if kind == Kind::Perp { margins(pf) } else { 0 }
+    }
+
+    #[test]
+    fn a_flip_closes_fifo_then_opens_the_rest() {
+        let mut pf = Portfolio::new(Money::from_units(1000));
+        let (p, q) = (Price::from_units, Qty::from_units);
+        pf.apply_fill(0, Kind::Perp, Side::Buy, q(2), p(100), 3).unwrap();
+        pf.apply_fill(0, Kind::Perp, Side::Buy, q(1), p(130), 3).unwrap();
+        // sell 5 at 120: closes 2 @100 (+40) and 1 @130 (-10), opens 2 short @120
+        pf.apply_fill(0, Kind::Perp, Side::Sell, q(5), p(120), 3).unwrap();
+        assert_eq!(pf.cash, Money::from_units(1030));
+        assert_eq!(pf.signed_qty(0), -q(2).0);
+        // margin of the new short lot: 2 × 120 / 3 = 80
+        assert_eq!(pf.margin_held, Money::from_units(80));
+        assert!(consistent(&pf, Kind::Perp));
+    }
+
+    #[test]
+    fn an_overflowing_fill_changes_nothing() {
+        let mut pf = Portfolio::new(Money::from_units(1));
+        let huge = Qty(i128::MAX / 4);
+        pf.apply_fill(0, Kind::Perp, Side::Buy, Qty(1), Price(1), 1).unwrap();
+        let before = pf.clone();
+        assert_eq!(pf.apply_fill(0, Kind::Perp, Side::Buy, huge, Price(8), 1), Err(Overflow));
+        assert_eq!(pf, before);
+        assert_eq!(pf.apply_fill(0, Kind::Spot, Side::Buy, huge, Price(8), 1), Err(Overflow));
+        assert_eq!(pf, before);
+        // each lot's notional fits, their sum in the position's cost does not
+        let mut pf = Portfolio::new(Money::from_units(1));
+        let big = Qty(i128::MAX / 10);
+        pf.apply_fill(0, Kind::Perp, Side::Buy, big, Price(6), 125).unwrap();
+        let before = pf.clone();
+        assert_eq!(pf.apply_fill(0, Kind::Perp, Side::Buy, big, Price(6), 125), Err(Overflow));
+        assert_eq!(pf, before);
+    }
+
+    proptest! {
+        #[test]
+        fn aggregates_follow_the_lots(fills in prop::collection::vec((any::<bool>(), 1i128..5_000, 1i128..10_000, 1u32..=20), 1..40), perp in any::<bool>()) {
+            let kind = if perp { Kind::Perp } else { Kind::Spot };
+            let mut pf = Portfolio::new(Money::from_units(1_000_000));
+            for (buy, qty, price, lev) in fills {
+                let held = pf.signed_qty(0);
+                // spot never goes short: a sell is capped at the holding
+                let qty = if kind == Kind::Spot && !buy { qty.min(held) } else { qty };
+                if qty == 0 { continue; }
+                let cash_before = pf.cash.0;
+                let side = if buy { Side::Buy } else { Side::Sell };
+                pf.apply_fill(0, kind, side, Qty(qty), Price(price), if perp { lev } else { 1 }).unwrap();
+                prop_assert!(consistent(&pf, kind));
+                prop_assert_eq!(pf.signed_qty(0), held + side.sign() * qty);
+                if kind == Kind::Spot {
+                    prop_assert_eq!(pf.cash.0, cash_before - side.sign() * qty * price);
+                }
+            }
         }
     }
 }

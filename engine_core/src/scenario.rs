@@ -49,9 +49,9 @@ fn object<'a>(v: &'a Value, at: &str) -> Result<Fields<'a>, ScenarioError> {
 /// when it is applied, so a bad event is an `error` record, not a bad file).
 pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
-    let top = v
-        .as_object()
-        .ok_or_else(|| bad("the scenario must be a JSON object"))?;
+    let Value::Object(mut top) = v else {
+        return Err(bad("the scenario must be a JSON object"));
+    };
     if let Some(k) = top.keys().find(|k| {
         !["version", "instruments", "providers", "platform", "events"].contains(&k.as_str())
     }) {
@@ -62,7 +62,7 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     }
     let mut instruments = Vec::new();
     let mut symbols = HashSet::new();
-    for (i, v) in array(top, "instruments")?.iter().enumerate() {
+    for (i, v) in array(&top, "instruments")?.iter().enumerate() {
         let at = format!("instruments[{i}]");
         let inst = instrument(v, &at)?;
         if !symbols.insert(inst.symbol.clone()) {
@@ -71,7 +71,7 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         instruments.push(inst);
     }
     let mut providers = Vec::new();
-    for (i, v) in array(top, "providers")?.iter().enumerate() {
+    for (i, v) in array(&top, "providers")?.iter().enumerate() {
         let at = format!("providers[{i}]");
         let f = object(v, &at)?;
         let id = f
@@ -87,7 +87,11 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         None | Some(Value::Null) => Platform::default(),
         Some(v) => platform(v)?,
     };
-    let events = array(top, "events")?.clone();
+    let events = match top.remove("events") {
+        Some(Value::Array(events)) => events,
+        None => return Err(bad("missing field 'events'")),
+        Some(_) => return Err(bad("field 'events' must be an array")),
+    };
     Ok(Scenario {
         engine: Engine::new(instruments, providers, platform),
         events,
@@ -103,7 +107,7 @@ fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
             "instrument",
         )?;
         let symbol = f.id("symbol")?;
-        let kind = match f.opt_str("kind") {
+        let kind = match f.opt_value("kind") {
             None => return Err("missing field 'kind'".into()),
             Some(Value::String(s)) if s == "spot" => Kind::Spot,
             Some(Value::String(s)) if s == "perp" => Kind::Perp,
@@ -212,11 +216,11 @@ pub fn run(scenario: Scenario) -> Vec<Value> {
     let mut out = Vec::new();
     for (i, raw) in events.iter().enumerate() {
         let seq = i as u64;
-        let records: Vec<Record> = match parse_event(raw) {
-            Ok(ev) => engine.apply(seq, &ev).to_vec(),
-            Err(msg) => engine.reject(msg).to_vec(),
+        match parse_event(raw) {
+            Ok(ev) => engine.apply(seq, &ev),
+            Err(msg) => engine.reject(msg),
         };
-        out.extend(records.iter().map(|r| record_json(&engine, seq, r)));
+        out.extend(engine.records().iter().map(|r| record_json(&engine, seq, r)));
     }
     for p in engine.portfolios() {
         let positions: Vec<Value> = p

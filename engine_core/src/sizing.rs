@@ -9,8 +9,8 @@ use crate::exact::{
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{Cap, CopySettings, Instrument, Mode, Side, SkipReason, SymbolId};
 
-/// `Factor::SCALE × 100`: a percentage's raw value over this is the fraction.
-const PCT_DEN: i128 = 100 * Factor::SCALE;
+/// A percentage's raw value over this is the fraction.
+const PCT_DEN: i128 = Factor::HUNDRED.0;
 
 /// The opening part of one provider execution, shared by every follower's sizing.
 #[derive(Debug, Clone, Copy)]
@@ -103,12 +103,14 @@ fn size_open_128(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
         return Some(Sized::Skip(SkipReason::InsufficientBalance));
     }
     if e <= 0 {
-        // wanted ≤ 0 (proportional) or the per-trade cap ≤ 0: nothing to buy.
+        // Unreachable while equity ≥ free cash (it is: equity − free cash = spot value +
+        // margin held + open perp profit ≥ 0), but the cancellations below divide by E.
         return Some(Sized::Skip(SkipReason::BelowMin));
     }
     // per-trade cap E·pct·L/(100·P) vs free-cash cap F·L/P  ⟺  E·pct vs F·100
     let per_trade_binds = mul_cmp(e, pct, f, PCT_DEN).is_le();
-    // Is the binding cap below the wanted quantity? (Cancelled forms; see FORMAT.md.)
+    // Is the binding cap below the wanted quantity? Each arm is `cap < wanted` with the
+    // common factors (L/P, and E where both sides have it) cancelled.
     let clamped = match (s.mode, per_trade_binds) {
         // wanted A·L/P
         (Mode::FixedAmount, true) => mul_cmp(e, pct, s.fixed_amount?.0, PCT_DEN).is_lt(),

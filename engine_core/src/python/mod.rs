@@ -1,6 +1,11 @@
 //! PyO3 bindings: `pyservice._engine_core`. Every call that touches many followers runs
 //! with the GIL released; batches stay Rust vectors until Python asks to render them.
+//!
+//! An `Engine` is a single-threaded state machine: use it from one thread (the daemon's
+//! event loop). While a call runs without the GIL the object stays borrowed, so a call
+//! from a second thread raises `RuntimeError` instead of interleaving.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pyo3::create_exception;
@@ -42,6 +47,8 @@ struct Batch {
     seq: u64,
     records: Vec<Record>,
     pool: Pool,
+    /// The engine that made it: its records name followers by that engine's ids.
+    engine_id: u64,
 }
 
 impl Drop for Batch {
@@ -96,11 +103,16 @@ impl Batch {
 }
 
 /// The engine state machine over one scenario header (instruments, providers, platform).
+/// Single-threaded: see the module comment.
 #[pyclass(name = "Engine", module = "pyservice._engine_core")]
 struct PyEngine {
     inner: Engine,
     pool: Pool,
+    id: u64,
 }
+
+/// Engine ids, so a batch is never rendered with another engine's names.
+static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
 
 #[pymethods]
 impl PyEngine {
@@ -117,6 +129,7 @@ impl PyEngine {
             Ok(Self {
                 inner: engine,
                 pool: Pool::default(),
+                id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
             })
         })
         .map_err(|e: scenario::ScenarioError| ScenarioError::new_err(e.0))
@@ -124,6 +137,7 @@ impl PyEngine {
 
     /// Apply one event (a JSON object text) at input position `seq`.
     fn apply(&mut self, py: Python<'_>, seq: u64, event_json: &str) -> Batch {
+        let engine_id = self.id;
         let engine = &mut self.inner;
         let spare = self
             .pool
@@ -148,17 +162,25 @@ impl PyEngine {
                 seq,
                 records: engine.swap_records(spare),
                 pool,
+                engine_id,
             }
         })
     }
 
-    /// A batch's records as JSON Lines (names resolved), for tools and tests.
-    fn render_jsonl(&self, batch: &Batch) -> String {
-        batch
-            .records
-            .iter()
-            .map(|r| record_json(&self.inner, batch.seq, r).to_string() + "\n")
-            .collect()
+    /// A batch's records as JSON Lines (names resolved), for tools and tests. Raises
+    /// ValueError for a batch made by another Engine.
+    fn render_jsonl(&self, py: Python<'_>, batch: &Batch) -> PyResult<String> {
+        if batch.engine_id != self.id {
+            return Err(PyValueError::new_err("this batch was made by another Engine"));
+        }
+        let engine = &self.inner;
+        Ok(py.detach(|| {
+            batch
+                .records
+                .iter()
+                .map(|r| record_json(engine, batch.seq, r).to_string() + "\n")
+                .collect()
+        }))
     }
 
     #[getter]

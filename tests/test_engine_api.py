@@ -1,0 +1,65 @@
+"""The extension's Python surface: `Engine.apply` batches, bad input, the error types."""
+
+import json
+
+import pytest
+
+from pyservice import CopyEngineError, ScenarioError
+from pyservice._engine_core import Engine
+
+HEADER = {
+    "instruments": [{"symbol": "BTC", "kind": "spot", "tick": "0.01", "step": "0.001", "min_qty": "0.001", "min_notional": "1"}],
+    "providers": [{"id": "p1"}],
+}
+
+
+def engine(followers: int = 3) -> Engine:
+    events = [
+        {"type": "follow", "follower": f"f{i}", "provider": "p1", "allocation": "1000"} for i in range(followers)
+    ]
+    return Engine.from_scenario(json.dumps({**HEADER, "events": events}))
+
+
+def fill(exec_id: str, side: str = "buy", qty: str = "1") -> str:
+    return json.dumps(
+        {"type": "fill", "provider": "p1", "exec_id": exec_id, "symbol": "BTC", "side": side, "qty": qty,
+         "price": "100", "provider_equity": "1000"}
+    )
+
+
+def test_apply_returns_a_batch_per_event() -> None:
+    e = engine(3)
+    assert e.relationships == 3
+    batch = e.apply(10, fill("x1"))
+    assert (len(batch), batch.orders, batch.skips, batch.error, batch.seq) == (3, 3, 0, None, 10)
+    records = [json.loads(line) for line in e.render_jsonl(batch).splitlines()]
+    # provider spends 10 % of its equity: each 1,000 follower buys 1 at 100
+    assert [(r["follower"], r["qty"], r["price"]) for r in records] == [("f0", "1", "100.5"), ("f1", "1", "100.5"), ("f2", "1", "100.5")]
+
+
+def test_bad_events_are_error_batches_and_change_nothing() -> None:
+    e = engine(2)
+    for bad, message in [
+        ("{not json", "not JSON"),
+        ('{"type": "fill"}', "missing field 'provider'"),
+        (fill("x1", qty="NaN"), "field 'qty' is not a decimal: 'NaN'"),
+        (fill("x1", qty="0.0005"), "qty 0.0005 is not a multiple of step 0.001"),
+    ]:
+        batch = e.apply(1, bad)
+        assert batch.orders == 0 and batch.error is not None and batch.error.startswith(message), batch.error
+    # nothing was consumed: the same exec id still copies to both followers
+    assert e.apply(2, fill("x1")).orders == 2
+    assert e.apply(3, fill("x1")).error == "duplicate exec_id 'x1' for provider 'p1'"
+
+
+def test_a_batch_renders_only_with_its_own_engine() -> None:
+    a, b = engine(1), engine(1)
+    batch = a.apply(1, fill("x1"))
+    with pytest.raises(ValueError, match="another Engine"):
+        b.render_jsonl(batch)
+
+
+def test_errors_form_one_hierarchy() -> None:
+    assert issubclass(ScenarioError, CopyEngineError) and issubclass(CopyEngineError, ValueError)
+    with pytest.raises(ScenarioError, match="missing field 'instruments'"):
+        Engine.from_scenario("{}")
