@@ -56,6 +56,7 @@ fn main() {
         close_ns.push(t.elapsed().as_nanos() as f64);
         seq += 2;
     }
+    let mut report = String::new();
     for (name, mut v) in [("open", open_ns), ("close", close_ns)] {
         v.sort_by(f64::total_cmp);
         let pct = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] / 1000.0;

@@ -38,7 +38,7 @@ impl Frac {
 /// `a × b` if it fits i128. LLVM's overflow-checked i128 multiply is a slow generic
 /// routine; when the operands' magnitudes leave room (leading zeros summing to ≥ 130, so
 /// the product is below 2^126) a plain multiply is exact, which is the common case.
-#[inline]
+#[inline(always)]
 pub fn mul(a: i128, b: i128) -> Option<i128> {
     if small_product(a, b) {
         Some(a.wrapping_mul(b))
@@ -48,7 +48,7 @@ pub fn mul(a: i128, b: i128) -> Option<i128> {
 }
 
 /// Whether `|a × b| < 2^126` is certain from the operands' bit lengths.
-#[inline]
+#[inline(always)]
 fn small_product(a: i128, b: i128) -> bool {
     a.unsigned_abs().leading_zeros() + b.unsigned_abs().leading_zeros() >= 130
 }
@@ -63,12 +63,15 @@ pub struct Frac128 {
 impl Frac128 {
     /// `floor(self / unit)` for a positive `unit`; `None` if `den × unit` passes i128.
     pub fn floor_units(&self, unit: i128) -> Option<i128> {
-        Some(self.num.div_euclid(mul(self.den, unit)?))
+        let den = mul(self.den, unit)?;
+        // The common case (a positive size) divides unsigned: cheaper than the signed
+        // routine behind `div_euclid`.
+        Some(if self.num >= 0 && den > 0 { (self.num as u128 / den as u128) as i128 } else { self.num.div_euclid(den) })
     }
 }
 
 /// Exact `a × b` vs `c × d` for any i128 values.
-#[inline]
+#[inline(always)]
 pub fn mul_cmp(a: i128, b: i128, c: i128, d: i128) -> Ordering {
     if small_product(a, b) && small_product(c, d) {
         return a.wrapping_mul(b).cmp(&c.wrapping_mul(d));
@@ -96,7 +99,7 @@ pub fn mul_cmp(a: i128, b: i128, c: i128, d: i128) -> Ordering {
 }
 
 /// The full 256-bit product of two u128 as (high, low).
-#[inline]
+#[inline(always)]
 pub fn umul_wide(a: u128, b: u128) -> (u128, u128) {
     const LO: u128 = u64::MAX as u128;
     let (a1, a0) = (a >> 64, a & LO);
