@@ -263,8 +263,14 @@ impl Engine {
         }
         let before = fid.map_or(Money::ZERO, |f| self.follower_totals[f as usize]);
         let total = before.checked_add(added).ok_or("arithmetic overflow")?;
-        if let Some(max) = self.platform.max_total_per_follower.filter(|max| total > *max) {
-            return Err(format!("total allocation {total} of '{follower}' is above max_total_per_follower {max}"));
+        if let Some(max) = self
+            .platform
+            .max_total_per_follower
+            .filter(|max| total > *max)
+        {
+            return Err(format!(
+                "total allocation {total} of '{follower}' is above max_total_per_follower {max}"
+            ));
         }
         Ok(total)
     }
@@ -341,8 +347,14 @@ impl Engine {
         let fid = rel.follower;
         let overflow = || "arithmetic overflow".to_string();
         // cash ≥ free ≥ amount, so only base and the total can leave the range
-        let base = rel.portfolio.base.checked_sub(amount).ok_or_else(overflow)?;
-        let total = self.follower_totals[fid as usize].checked_sub(amount).ok_or_else(overflow)?;
+        let base = rel
+            .portfolio
+            .base
+            .checked_sub(amount)
+            .ok_or_else(overflow)?;
+        let total = self.follower_totals[fid as usize]
+            .checked_sub(amount)
+            .ok_or_else(overflow)?;
         let rel = self.rel_mut(rid);
         rel.portfolio.cash = Money(rel.portfolio.cash.0 - amount.0);
         rel.portfolio.base = base;
@@ -373,7 +385,10 @@ impl Engine {
         let sid = self.symbol_id(symbol)?;
         let inst = &self.instruments[sid as usize];
         if !inst.on_tick(price) {
-            return Err(format!("price {price} is not a multiple of tick {}", inst.tick));
+            return Err(format!(
+                "price {price} is not a multiple of tick {}",
+                inst.tick
+            ));
         }
         self.marks[sid as usize] = Some(price);
         self.check_holders(sid, None);
@@ -476,7 +491,7 @@ impl Engine {
         } = self;
         let inst = &instruments[sid as usize];
         let marks = &marks[..];
-        let work = |rel: &mut Relationship, _: &mut LimitCache| {
+        let work = |rel: &mut Relationship| {
             if rel.portfolio.signed_qty(sid) == 0 {
                 return (None, false);
             }
@@ -516,11 +531,16 @@ impl Engine {
             f.leverage,
         );
         let marks = &marks[..];
-        let work = |rel: &mut Relationship, limits: &mut LimitCache| {
+        // Most followers share a slippage setting: its limit is computed once.
+        let mut limits: LimitCache = None;
+        let work = |rel: &mut Relationship| {
             let balances = rel.portfolio.balances(marks);
             // Copies fill at the mark, so this equity is also the equity after the event.
             let hit = balances.is_ok_and(|(equity, _)| equity <= rel.stop_at);
-            (Some(open_one(rel, &leg, balances, limits, source)), hit)
+            (
+                Some(open_one(rel, &leg, balances, &mut limits, source)),
+                hit,
+            )
         };
         fan_out(rels, &providers[pid as usize].book, out, loss_hits, work);
     }
@@ -648,11 +668,10 @@ fn fan_out<W>(
     book: &[RelId],
     out: &mut Vec<Record>,
     hits: &mut Vec<RelId>,
-    work: W,
+    mut work: W,
 ) where
-    W: Fn(&mut Relationship, &mut LimitCache) -> (Option<Record>, bool),
+    W: FnMut(&mut Relationship) -> (Option<Record>, bool),
 {
-    let mut limits = None;
     for &rid in book {
         let Some(rel) = rels[rid as usize]
             .as_mut()
@@ -660,7 +679,7 @@ fn fan_out<W>(
         else {
             continue;
         };
-        let (record, hit) = work(rel, &mut limits);
+        let (record, hit) = work(rel);
         out.extend(record);
         if hit {
             hits.push(rid);

@@ -66,7 +66,11 @@ impl Frac128 {
         let den = mul(self.den, unit)?;
         // The common case (a positive size) divides unsigned: cheaper than the signed
         // routine behind `div_euclid`.
-        Some(if self.num >= 0 && den > 0 { (self.num as u128 / den as u128) as i128 } else { self.num.div_euclid(den) })
+        Some(if self.num >= 0 && den > 0 {
+            (self.num as u128 / den as u128) as i128
+        } else {
+            self.num.div_euclid(den)
+        })
     }
 }
 

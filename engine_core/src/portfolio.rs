@@ -128,7 +128,11 @@ impl Portfolio {
                 perp_pnl = perp_pnl.checked_add(value).ok_or(Overflow)?;
             }
         }
-        let free = self.cash.0.checked_sub(self.margin_held.0).and_then(|f| f.checked_add(perp_pnl.min(0)));
+        let free = self
+            .cash
+            .0
+            .checked_sub(self.margin_held.0)
+            .and_then(|f| f.checked_add(perp_pnl.min(0)));
         Ok((Money(equity), Money(free.ok_or(Overflow)?)))
     }
 
@@ -148,17 +152,37 @@ impl Portfolio {
             .iter()
             .position(|p| p.symbol == symbol && p.long != buy);
         let Some(i) = opposite else {
-            let plan = Self::plan_open(self.position(symbol), kind, qty, price, leverage, self.cash.0, self.margin_held.0)?;
+            let plan = Self::plan_open(
+                self.position(symbol),
+                kind,
+                qty,
+                price,
+                leverage,
+                self.cash.0,
+                self.margin_held.0,
+            )?;
             self.commit_open(symbol, kind, buy, plan);
             return Ok(());
         };
         let r = self.plan_reduction(&self.positions[i], qty, price)?;
         let cash = self.cash.0.checked_add(r.cash_delta).ok_or(Overflow)?;
-        let margin_held = self.margin_held.0.checked_add(r.margin_delta).ok_or(Overflow)?;
+        let margin_held = self
+            .margin_held
+            .0
+            .checked_add(r.margin_delta)
+            .ok_or(Overflow)?;
         // A flip consumed every lot: plan the part that opens the other way from the
         // reduced state too, so the whole fill is checked before anything is written.
         let open = if r.rest.0 > 0 {
-            Some(Self::plan_open(None, kind, r.rest, price, leverage, cash, margin_held)?)
+            Some(Self::plan_open(
+                None,
+                kind,
+                r.rest,
+                price,
+                leverage,
+                cash,
+                margin_held,
+            )?)
         } else {
             None
         };
@@ -203,7 +227,13 @@ impl Portfolio {
             cash_delta = cash_delta
                 .checked_add(match (pos.kind, pos.long) {
                     // closing a (never copied) spot short would pay, not receive
-                    (Kind::Spot, long) => if long { exit_value } else { -exit_value },
+                    (Kind::Spot, long) => {
+                        if long {
+                            exit_value
+                        } else {
+                            -exit_value
+                        }
+                    }
                     (Kind::Perp, true) => exit_value - entry_value,
                     (Kind::Perp, false) => entry_value - exit_value,
                 })
@@ -247,7 +277,11 @@ impl Portfolio {
         cash: i128,
         margin_held: i128,
     ) -> Result<OpenPlan, Overflow> {
-        let lot = Lot { qty, entry: price, leverage };
+        let lot = Lot {
+            qty,
+            entry: price,
+            leverage,
+        };
         let notional = qty.notional(price).ok_or(Overflow)?;
         let (cash, lot_margin) = match kind {
             // spot pays the notional now; a perp lot holds margin instead
@@ -256,10 +290,19 @@ impl Portfolio {
         };
         let margin_held = margin_held.checked_add(lot_margin).ok_or(Overflow)?;
         let (pos_qty, pos_cost) = match existing {
-            Some(pos) => (pos.qty.0.checked_add(qty.0).ok_or(Overflow)?, pos.cost.0.checked_add(notional.0).ok_or(Overflow)?),
+            Some(pos) => (
+                pos.qty.0.checked_add(qty.0).ok_or(Overflow)?,
+                pos.cost.0.checked_add(notional.0).ok_or(Overflow)?,
+            ),
             None => (qty.0, notional.0),
         };
-        Ok(OpenPlan { lot, cash: Money(cash), margin_held: Money(margin_held), pos_qty: Qty(pos_qty), pos_cost: Money(pos_cost) })
+        Ok(OpenPlan {
+            lot,
+            cash: Money(cash),
+            margin_held: Money(margin_held),
+            pos_qty: Qty(pos_qty),
+            pos_cost: Money(pos_cost),
+        })
     }
 
     fn commit_open(&mut self, symbol: SymbolId, kind: Kind, buy: bool, plan: OpenPlan) {
@@ -298,7 +341,12 @@ mod tests {
     use proptest::prelude::*;
 
     fn margins(pf: &Portfolio) -> i128 {
-        pf.positions.iter().flat_map(|p| p.lots.iter()).filter_map(|l| l.margin().ok()).map(|m| m.0).sum()
+        pf.positions
+            .iter()
+            .flat_map(|p| p.lots.iter())
+            .filter_map(|l| l.margin().ok())
+            .map(|m| m.0)
+            .sum()
     }
 
     /// The aggregates a position keeps agree with its lots.
@@ -315,10 +363,13 @@ mod tests {
     fn a_flip_closes_fifo_then_opens_the_rest() {
         let mut pf = Portfolio::new(Money::from_units(1000));
         let (p, q) = (Price::from_units, Qty::from_units);
-        pf.apply_fill(0, Kind::Perp, Side::Buy, q(2), p(100), 3).unwrap();
-        pf.apply_fill(0, Kind::Perp, Side::Buy, q(1), p(130), 3).unwrap();
+        pf.apply_fill(0, Kind::Perp, Side::Buy, q(2), p(100), 3)
+            .unwrap();
+        pf.apply_fill(0, Kind::Perp, Side::Buy, q(1), p(130), 3)
+            .unwrap();
         // sell 5 at 120: closes 2 @100 (+40) and 1 @130 (-10), opens 2 short @120
-        pf.apply_fill(0, Kind::Perp, Side::Sell, q(5), p(120), 3).unwrap();
+        pf.apply_fill(0, Kind::Perp, Side::Sell, q(5), p(120), 3)
+            .unwrap();
         assert_eq!(pf.cash, Money::from_units(1030));
         assert_eq!(pf.signed_qty(0), -q(2).0);
         // margin of the new short lot: 2 × 120 / 3 = 80
@@ -330,18 +381,29 @@ mod tests {
     fn an_overflowing_fill_changes_nothing() {
         let mut pf = Portfolio::new(Money::from_units(1));
         let huge = Qty(i128::MAX / 4);
-        pf.apply_fill(0, Kind::Perp, Side::Buy, Qty(1), Price(1), 1).unwrap();
+        pf.apply_fill(0, Kind::Perp, Side::Buy, Qty(1), Price(1), 1)
+            .unwrap();
         let before = pf.clone();
-        assert_eq!(pf.apply_fill(0, Kind::Perp, Side::Buy, huge, Price(8), 1), Err(Overflow));
+        assert_eq!(
+            pf.apply_fill(0, Kind::Perp, Side::Buy, huge, Price(8), 1),
+            Err(Overflow)
+        );
         assert_eq!(pf, before);
-        assert_eq!(pf.apply_fill(0, Kind::Spot, Side::Buy, huge, Price(8), 1), Err(Overflow));
+        assert_eq!(
+            pf.apply_fill(0, Kind::Spot, Side::Buy, huge, Price(8), 1),
+            Err(Overflow)
+        );
         assert_eq!(pf, before);
         // each lot's notional fits, their sum in the position's cost does not
         let mut pf = Portfolio::new(Money::from_units(1));
         let big = Qty(i128::MAX / 10);
-        pf.apply_fill(0, Kind::Perp, Side::Buy, big, Price(6), 125).unwrap();
+        pf.apply_fill(0, Kind::Perp, Side::Buy, big, Price(6), 125)
+            .unwrap();
         let before = pf.clone();
-        assert_eq!(pf.apply_fill(0, Kind::Perp, Side::Buy, big, Price(6), 125), Err(Overflow));
+        assert_eq!(
+            pf.apply_fill(0, Kind::Perp, Side::Buy, big, Price(6), 125),
+            Err(Overflow)
+        );
         assert_eq!(pf, before);
     }
 

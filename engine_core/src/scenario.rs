@@ -220,7 +220,12 @@ pub fn run(scenario: Scenario) -> Vec<Value> {
             Ok(ev) => engine.apply(seq, &ev),
             Err(msg) => engine.reject(msg),
         };
-        out.extend(engine.records().iter().map(|r| record_json(&engine, seq, r)));
+        out.extend(
+            engine
+                .records()
+                .iter()
+                .map(|r| record_json(&engine, seq, r)),
+        );
     }
     for p in engine.portfolios() {
         let positions: Vec<Value> = p

@@ -171,7 +171,9 @@ impl PyEngine {
     /// ValueError for a batch made by another Engine.
     fn render_jsonl(&self, py: Python<'_>, batch: &Batch) -> PyResult<String> {
         if batch.engine_id != self.id {
-            return Err(PyValueError::new_err("this batch was made by another Engine"));
+            return Err(PyValueError::new_err(
+                "this batch was made by another Engine",
+            ));
         }
         let engine = &self.inner;
         Ok(py.detach(|| {
