@@ -53,27 +53,6 @@ fn small_product(a: i128, b: i128) -> bool {
     a.unsigned_abs().leading_zeros() + b.unsigned_abs().leading_zeros() >= 130
 }
 
-/// A fraction of two `i128` (den > 0): the fast form used when every factor fits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Frac128 {
-    pub num: i128,
-    pub den: i128,
-}
-
-impl Frac128 {
-    /// `floor(self / unit)` for a positive `unit`; `None` if `den × unit` passes i128.
-    pub fn floor_units(&self, unit: i128) -> Option<i128> {
-        let den = mul(self.den, unit)?;
-        // The common case (a positive size) divides unsigned: cheaper than the signed
-        // routine behind `div_euclid`.
-        Some(if self.num >= 0 && den > 0 {
-            (self.num as u128 / den as u128) as i128
-        } else {
-            self.num.div_euclid(den)
-        })
-    }
-}
-
 /// Exact `a × b` vs `c × d` for any i128 values.
 #[inline(always)]
 pub fn mul_cmp(a: i128, b: i128, c: i128, d: i128) -> Ordering {
@@ -118,6 +97,61 @@ pub fn umul_wide(a: u128, b: u128) -> (u128, u128) {
     let lo = (mid << 64) | (p00 & LO);
     let hi = p11 + (mid >> 64) + (((carry1 as u128) + (carry2 as u128)) << 64);
     (hi, lo)
+}
+
+/// Division by a divisor that stays fixed across a fan-out, by a precomputed reciprocal
+/// (Granlund & Montgomery's round-up method, as in libdivide): one 128×128-bit multiply
+/// instead of a `u128` division, which costs several times more once the divisor passes
+/// 64 bits.
+#[derive(Debug, Clone, Copy)]
+pub struct Divisor {
+    d: u128,
+    magic: u128,
+    /// ceil(log2 d) − 1
+    shift: u32,
+}
+
+impl Divisor {
+    /// `None` for zero.
+    pub fn new(d: u128) -> Option<Self> {
+        if d == 0 {
+            return None;
+        }
+        if d == 1 {
+            return Some(Self {
+                d,
+                magic: 0,
+                shift: 0,
+            });
+        }
+        let l = 128 - (d - 1).leading_zeros(); // ceil(log2 d), 1..=128
+                                               // magic = floor(2^128 × (2^l − d) / d) + 1, which fits in 128 bits
+        let two_l_minus_d = if l == 128 {
+            u128::MAX - d + 1
+        } else {
+            (1u128 << l) - d
+        };
+        let wide = ethnum::U256::from_words(two_l_minus_d, 0) / ethnum::U256::from(d);
+        Some(Self {
+            d,
+            magic: wide.as_u128() + 1,
+            shift: l - 1,
+        })
+    }
+
+    pub fn get(&self) -> u128 {
+        self.d
+    }
+
+    /// `floor(n / d)`.
+    #[inline(always)]
+    pub fn div(&self, n: u128) -> u128 {
+        if self.d == 1 {
+            return n;
+        }
+        let (hi, _) = umul_wide(self.magic, n);
+        (hi + ((n - hi) >> 1)) >> self.shift
+    }
 }
 
 /// Floor division of 256-bit values (den > 0), with an i128 fast path; `None` if the
@@ -179,7 +213,48 @@ mod tests {
         assert_eq!(c.cmp_exact(&b), Some(Ordering::Greater));
     }
 
+    #[test]
+    fn divisor_edges() {
+        for d in [
+            1u128,
+            2,
+            3,
+            7,
+            10,
+            1 << 64,
+            (1 << 64) + 1,
+            u128::MAX / 3,
+            1 << 127,
+            (1 << 127) + 1,
+            u128::MAX - 1,
+            u128::MAX,
+        ] {
+            let div = Divisor::new(d).unwrap();
+            for n in [
+                0u128,
+                1,
+                d - 1,
+                d,
+                d.saturating_add(1),
+                u128::MAX,
+                u128::MAX - 1,
+                u128::MAX / 2,
+                12345678901234567890,
+            ] {
+                assert_eq!(div.div(n), n / d, "{n} / {d}");
+            }
+        }
+        assert!(Divisor::new(0).is_none());
+    }
+
     proptest::proptest! {
+        #[test]
+        fn divisor_matches_division(n in proptest::num::u128::ANY, d in 1u128.., sn in 0u32..128, sd in 0u32..128) {
+            // shifts spread both over every magnitude
+            let (n, d) = (n >> sn, (d >> sd).max(1));
+            proptest::prop_assert_eq!(Divisor::new(d).map(|x| x.div(n)), Some(n / d));
+        }
+
         #[test]
         fn fast_mul_is_checked_mul(a in proptest::num::i128::ANY, b in proptest::num::i128::ANY, sa in 0u32..128, sb in 0u32..128) {
             // shift to cover every magnitude, not only huge random ones

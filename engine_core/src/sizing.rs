@@ -4,7 +4,7 @@
 //! floored to the instrument's step, never rounded up.
 
 use crate::exact::{
-    floor_div_256, mul, mul_cmp, mul_div_ceil, mul_div_floor, prod, Frac, Frac128, I256,
+    floor_div_256, mul, mul_cmp, mul_div_ceil, mul_div_floor, prod, Divisor, Frac, I256,
 };
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{Cap, CopySettings, Instrument, Mode, Side, SkipReason, SymbolId};
@@ -36,7 +36,7 @@ impl<'a> OpenLeg<'a> {
         provider_equity: Money,
         leverage: u32,
     ) -> Self {
-        let consts = LegConsts::new(qty, price, provider_equity, leverage);
+        let consts = LegConsts::new(qty, price, provider_equity, leverage, instrument.step);
         Self {
             symbol,
             consts,
@@ -78,16 +78,32 @@ pub struct LegConsts {
     pct_p: Option<i128>,
     /// Ep × 1e8 (the multiplier's scale)
     ep_m: Option<i128>,
+    /// Each target quantity is `num / den` with one of these four `den`s; flooring it to
+    /// the step divides by `den × step`, the same for every follower.
+    per_price_step: Option<Divisor>,
+    per_pct_price_step: Option<Divisor>,
+    per_equity_step: Option<Divisor>,
+    per_equity_m_step: Option<Divisor>,
 }
 
 impl LegConsts {
-    pub fn new(qty: Qty, price: Price, provider_equity: Money, leverage: u32) -> Self {
+    pub fn new(qty: Qty, price: Price, provider_equity: Money, leverage: u32, step: Qty) -> Self {
         let l = i128::from(leverage);
+        let pct_p = mul(PCT_DEN, price.0);
+        let ep_m = mul(provider_equity.0, Factor::SCALE);
+        let per_step = |den: Option<i128>| {
+            let d = mul(den?, step.0)?;
+            Divisor::new(u128::try_from(d).ok()?)
+        };
         Self {
             qp: mul(qty.0, price.0),
             l_ep: mul(l, provider_equity.0),
-            pct_p: mul(PCT_DEN, price.0),
-            ep_m: mul(provider_equity.0, Factor::SCALE),
+            pct_p,
+            ep_m,
+            per_price_step: per_step(Some(price.0)),
+            per_pct_price_step: per_step(pct_p),
+            per_equity_step: per_step(Some(provider_equity.0)),
+            per_equity_m_step: per_step(ep_m),
         }
     }
 }
@@ -96,7 +112,7 @@ impl LegConsts {
 /// sizing the follower's equity cancels against the per-trade cap, so most comparisons
 /// reduce to small products; only the one that decides the result is made.
 fn size_open_128(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
-    let (e, f, p, l) = (equity.0, free.0, leg.price.0, i128::from(leg.leverage));
+    let (e, f, l) = (equity.0, free.0, i128::from(leg.leverage));
     let (q, ep, pct) = (leg.qty.0, leg.provider_equity.0, s.max_per_trade_pct.0);
     let c = &leg.consts;
     if f <= 0 {
@@ -130,38 +146,22 @@ fn size_open_128(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
         )
         .is_lt(),
     };
-    let target = match (clamped, per_trade_binds, s.mode) {
-        (true, true, _) => Frac128 {
-            num: mul(mul(e, pct)?, l)?,
-            den: c.pct_p?,
-        },
-        (true, false, _) => Frac128 {
-            num: mul(f, l)?,
-            den: p,
-        },
-        (false, _, Mode::FixedAmount) => Frac128 {
-            num: mul(s.fixed_amount?.0, l)?,
-            den: p,
-        },
-        (false, _, Mode::Proportional) => Frac128 {
-            num: mul(q, e)?,
-            den: ep,
-        },
-        (false, _, Mode::Multiplier) => Frac128 {
-            num: mul(mul(q, s.multiplier.0)?, e)?,
-            den: c.ep_m?,
-        },
+    // The quantity as `num / den`; its steps are `num / (den × step)`.
+    let (num, per_step) = match (clamped, per_trade_binds, s.mode) {
+        (true, true, _) => (mul(mul(e, pct)?, l)?, c.per_pct_price_step),
+        (true, false, _) => (mul(f, l)?, c.per_price_step),
+        (false, _, Mode::FixedAmount) => (mul(s.fixed_amount?.0, l)?, c.per_price_step),
+        (false, _, Mode::Proportional) => (mul(q, e)?, c.per_equity_step),
+        (false, _, Mode::Multiplier) => (mul(mul(q, s.multiplier.0)?, e)?, c.per_equity_m_step),
     };
+    // Every factor of `num` is positive here (E ≥ F > 0), so the division is unsigned.
+    let steps = i128::try_from(per_step?.div(u128::try_from(num).ok()?)).ok()?;
     let cap = if per_trade_binds {
         Cap::MaxPerTrade
     } else {
         Cap::FreeCash
     };
-    finish(
-        target.floor_units(leg.instrument.step.0)?,
-        clamped.then_some(cap),
-        leg,
-    )
+    finish(steps, clamped.then_some(cap), leg)
 }
 
 fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
