@@ -3,7 +3,7 @@
 //! per call): the number to profile when the core itself gets slower. The end-to-end
 //! figure that includes the Python call is `copyengine bench --core`.
 //!
-//! `cargo bench -p engine_core --bench fanout -- 10000`
+//! `cargo bench -p engine_core --bench fanout -- 10000 [ITERATIONS]`
 
 use std::time::Instant;
 
@@ -41,7 +41,12 @@ fn main() {
         parse_event(&json!({"type": "fill", "provider": "p1", "exec_id": format!("x{i}-{side}"), "symbol": "BTCUSDT", "side": side, "qty": "0.5", "price": "60000.5", "provider_equity": "100000"}))
             .expect("valid fill")
     };
-    let iterations = 300;
+    // `-- N ITERATIONS`; a few iterations under `valgrind --tool=callgrind` give an
+    // instruction count that, unlike time on a shared VM, repeats exactly.
+    let iterations: usize = std::env::args()
+        .filter_map(|a| a.parse().ok())
+        .nth(1)
+        .unwrap_or(300);
     let mut open_ns = Vec::with_capacity(iterations);
     let mut close_ns = Vec::with_capacity(iterations);
     let mut seq = n as u64;

@@ -117,6 +117,10 @@ impl Portfolio {
     /// by withdrawal: cash, less the margin perp lots hold, less open perp losses (an
     /// unrealized perp profit is not spendable until it is realized).
     pub fn balances(&self, marks: &[Option<Price>]) -> Result<(Money, Money), Overflow> {
+        if self.positions.is_empty() {
+            // no position holds margin or marks to market: both are the cash
+            return Ok((self.cash, self.cash));
+        }
         let mut equity = self.cash.0;
         let mut perp_pnl: i128 = 0;
         for p in &self.positions {
@@ -147,22 +151,23 @@ impl Portfolio {
         leverage: u32,
     ) -> Result<(), Overflow> {
         let buy = side == Side::Buy;
-        let opposite = self
-            .positions
-            .iter()
-            .position(|p| p.symbol == symbol && p.long != buy);
-        let Some(i) = opposite else {
-            let plan = Self::plan_open(
-                self.position(symbol),
-                kind,
-                qty,
-                price,
-                leverage,
-                self.cash.0,
-                self.margin_held.0,
-            )?;
-            self.commit_open(symbol, kind, buy, plan);
-            return Ok(());
+        let at = self.positions.iter().position(|p| p.symbol == symbol);
+        let i = match at {
+            Some(i) if self.positions[i].long != buy => i,
+            _ => {
+                let existing = at.map(|i| &self.positions[i]);
+                let plan = Self::plan_open(
+                    existing,
+                    kind,
+                    qty,
+                    price,
+                    leverage,
+                    self.cash.0,
+                    self.margin_held.0,
+                )?;
+                self.commit_open(at, symbol, kind, buy, plan);
+                return Ok(());
+            }
         };
         let r = self.plan_reduction(&self.positions[i], qty, price)?;
         let cash = self.cash.0.checked_add(r.cash_delta).ok_or(Overflow)?;
@@ -199,7 +204,8 @@ impl Portfolio {
             self.positions.remove(i);
         }
         if let Some(plan) = open {
-            self.commit_open(symbol, kind, buy, plan);
+            // every lot was consumed and the position removed: the rest opens a new one
+            self.commit_open(None, symbol, kind, buy, plan);
         }
         Ok(())
     }
@@ -305,10 +311,18 @@ impl Portfolio {
         })
     }
 
-    fn commit_open(&mut self, symbol: SymbolId, kind: Kind, buy: bool, plan: OpenPlan) {
+    /// Write an open planned by `plan_open`; `at` is the same-direction position's index.
+    fn commit_open(
+        &mut self,
+        at: Option<usize>,
+        symbol: SymbolId,
+        kind: Kind,
+        buy: bool,
+        plan: OpenPlan,
+    ) {
         self.cash = plan.cash;
         self.margin_held = plan.margin_held;
-        match self.positions.iter_mut().find(|p| p.symbol == symbol) {
+        match at.map(|i| &mut self.positions[i]) {
             Some(pos) => {
                 pos.qty = plan.pos_qty;
                 pos.cost = plan.pos_cost;

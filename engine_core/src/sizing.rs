@@ -4,7 +4,7 @@
 //! floored to the instrument's step, never rounded up.
 
 use crate::exact::{
-    floor_div_256, mul, mul_cmp, mul_div_ceil, mul_div_floor, prod, Divisor, Frac, I256,
+    floor_div_256, mul, mul_div_ceil, mul_div_floor, prod, umul_wide, Divisor, Frac, I256,
 };
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{Cap, CopySettings, Instrument, Mode, Side, SkipReason, SymbolId};
@@ -16,7 +16,7 @@ const PCT_DEN: i128 = Factor::HUNDRED.0;
 #[derive(Debug, Clone, Copy)]
 pub struct OpenLeg<'a> {
     pub symbol: SymbolId,
-    pub consts: LegConsts,
+    pub consts: Option<LegConsts>,
     pub instrument: &'a Instrument,
     pub side: Side,
     /// The provider quantity that opens or adds (after any close).
@@ -58,110 +58,162 @@ pub enum Sized {
 
 /// Size one follower's opening copy from its equity and free cash (FORMAT.md, open leg).
 ///
-/// Every factor usually fits `i128`, so the sizing runs on `i128` fractions with exact
-/// 256-bit cross products; if any factor would overflow, the same rules run in 256 bits.
+/// Inside the bounds of `size_open_fast` (ordinary accounts and executions) the sizing is
+/// plain `i128` arithmetic; outside them the same rules run in 256 bits.
 pub fn size_open(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Sized {
-    size_open_128(s, equity, free, leg)
+    size_open_fast(s, equity, free, leg)
         .or_else(|| size_open_256(s, equity, free, leg))
         .unwrap_or(Sized::Skip(SkipReason::Overflow))
 }
 
-/// Products of one execution's values that every follower's sizing reuses; `None` where
-/// a product passes i128 (then every follower takes the 256-bit path).
+/// Bounds (in bits of the raw value) under which the fast path's arithmetic provably fits
+/// `i128`; the bit count of every product is noted where it is formed. Anything larger
+/// (a follower above ~10^8 in equity, a huge multiplier, an extreme execution) takes the
+/// 256-bit path, which implements the same rules without bounds.
+const EQUITY_BITS: u32 = 80; // equity, free cash, fixed amount
+const MULTIPLIER_BITS: u32 = 36; // up to ~687×
+const QTY_BITS: u32 = 40; // the execution's quantity
+const PRICE_BITS: u32 = 50; // price, and the instrument's step
+const PROVIDER_EQUITY_BITS: u32 = 85;
+// max_per_trade_pct ≤ 100 (validated) is below 2^34 raw, leverage ≤ 125 below 2^7.
+
+/// One execution's values and the products every follower's sizing reuses, present only
+/// when the execution is within the fast path's bounds.
 #[derive(Debug, Clone, Copy)]
 pub struct LegConsts {
-    /// Q × P: the provider's notional, raw.
-    qp: Option<i128>,
-    /// L × Ep
-    l_ep: Option<i128>,
-    /// 100 × P, with the percentage scale
-    pct_p: Option<i128>,
-    /// Ep × 1e8 (the multiplier's scale)
-    ep_m: Option<i128>,
-    /// Each target quantity is `num / den` with one of these four `den`s; flooring it to
-    /// the step divides by `den × step`, the same for every follower.
-    per_price_step: Option<Divisor>,
-    per_pct_price_step: Option<Divisor>,
-    per_equity_step: Option<Divisor>,
-    per_equity_m_step: Option<Divisor>,
+    q: i128,
+    p: i128,
+    ep: i128,
+    l: i128,
+    step: i128,
+    /// Q·P < 2^90
+    qp: i128,
+    /// L·Ep < 2^92
+    l_ep: i128,
+    /// L·Ep·1e8 < 2^119
+    l_ep_m: i128,
+    /// 100·P at the percentage scale < 2^84
+    pct_p: i128,
+    /// Ep·1e8 < 2^112
+    ep_m: i128,
+    /// A target quantity is `num / den` with one of four `den`s; flooring it to the step
+    /// divides by `den × step`, the same for every follower.
+    per_price_step: Divisor,
+    per_pct_price_step: Divisor,
+    per_equity_step: Divisor,
+    per_equity_m_step: Divisor,
 }
 
 impl LegConsts {
-    pub fn new(qty: Qty, price: Price, provider_equity: Money, leverage: u32, step: Qty) -> Self {
+    pub fn new(
+        qty: Qty,
+        price: Price,
+        provider_equity: Money,
+        leverage: u32,
+        step: Qty,
+    ) -> Option<Self> {
+        let fits = |v: i128, bits: u32| v > 0 && v < 1 << bits;
+        let (q, p, ep, st) = (qty.0, price.0, provider_equity.0, step.0);
+        if !(fits(q, QTY_BITS)
+            && fits(p, PRICE_BITS)
+            && fits(ep, PROVIDER_EQUITY_BITS)
+            && fits(st, PRICE_BITS))
+        {
+            return None;
+        }
         let l = i128::from(leverage);
-        let pct_p = mul(PCT_DEN, price.0);
-        let ep_m = mul(provider_equity.0, Factor::SCALE);
-        let per_step = |den: Option<i128>| {
-            let d = mul(den?, step.0)?;
-            Divisor::new(u128::try_from(d).ok()?)
-        };
-        Self {
-            qp: mul(qty.0, price.0),
-            l_ep: mul(l, provider_equity.0),
+        let (pct_p, ep_m) = (PCT_DEN * p, ep * Factor::SCALE);
+        let per_step = |den: i128| Divisor::new(u128::try_from(mul(den, st)?).ok()?);
+        Some(Self {
+            q,
+            p,
+            ep,
+            l,
+            step: st,
+            qp: q * p,
+            l_ep: l * ep,
+            l_ep_m: l * ep * Factor::SCALE,
             pct_p,
             ep_m,
-            per_price_step: per_step(Some(price.0)),
-            per_pct_price_step: per_step(pct_p),
-            per_equity_step: per_step(Some(provider_equity.0)),
-            per_equity_m_step: per_step(ep_m),
-        }
+            per_price_step: per_step(p)?,
+            per_pct_price_step: per_step(pct_p)?,
+            per_equity_step: per_step(ep)?,
+            per_equity_m_step: per_step(ep_m)?,
+        })
     }
 }
 
-/// The i128 path. The caps share the factor `L / P`, and for proportional and multiplier
-/// sizing the follower's equity cancels against the per-trade cap, so most comparisons
-/// reduce to small products; only the one that decides the result is made.
-fn size_open_128(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
-    let (e, f, l) = (equity.0, free.0, i128::from(leg.leverage));
-    let (q, ep, pct) = (leg.qty.0, leg.provider_equity.0, s.max_per_trade_pct.0);
-    let c = &leg.consts;
+/// `a·b < c·d` for non-negative values, exactly (products formed in 256 bits).
+#[inline(always)]
+fn wide_lt(a: i128, b: i128, c: i128, d: i128) -> bool {
+    umul_wide(a as u128, b as u128) < umul_wide(c as u128, d as u128)
+}
+
+/// The fast path: plain `i128` arithmetic inside the bounds above. The caps share the
+/// factor `L / P`, and for proportional and multiplier sizing the follower's equity
+/// cancels against the per-trade cap, so each comparison is of small products and only
+/// the one that decides the result is made.
+fn size_open_fast(
+    s: &CopySettings,
+    equity: Money,
+    free: Money,
+    leg: &OpenLeg<'_>,
+) -> Option<Sized> {
+    let (e, f) = (equity.0, free.0);
     if f <= 0 {
         return Some(Sized::Skip(SkipReason::InsufficientBalance));
     }
-    if e <= 0 {
-        // Unreachable while equity ≥ free cash (it is: equity − free cash = spot value +
-        // margin held + open perp profit ≥ 0), but the cancellations below divide by E.
-        return Some(Sized::Skip(SkipReason::BelowMin));
+    let c = leg.consts.as_ref()?;
+    let (m, pct, l, q) = (s.multiplier.0, s.max_per_trade_pct.0, c.l, c.q);
+    // E ≥ F > 0 (equity − free cash = spot value + margin held + open perp profit ≥ 0).
+    if e < f || e >= 1 << EQUITY_BITS || m >= 1 << MULTIPLIER_BITS {
+        return None;
     }
-    // per-trade cap E·pct·L/(100·P) vs free-cash cap F·L/P  ⟺  E·pct vs F·100
-    let per_trade_binds = mul_cmp(e, pct, f, PCT_DEN).is_le();
+    let a = match (s.mode, s.fixed_amount) {
+        (Mode::FixedAmount, Some(a)) if a.0 >= 1 << EQUITY_BITS => return None,
+        (_, a) => a.map_or(0, |a| a.0),
+    };
+    // per-trade cap E·pct·L/(100·P) vs free-cash cap F·L/P ⟺ E·pct vs F·100 (< 2^114)
+    let per_trade_binds = e * pct <= f * PCT_DEN;
     // Is the binding cap below the wanted quantity? Each arm is `cap < wanted` with the
     // common factors (L/P, and E where both sides have it) cancelled.
     let clamped = match (s.mode, per_trade_binds) {
         // wanted A·L/P
-        (Mode::FixedAmount, true) => mul_cmp(e, pct, s.fixed_amount?.0, PCT_DEN).is_lt(),
-        (Mode::FixedAmount, false) => f < s.fixed_amount?.0,
+        (Mode::FixedAmount, true) => e * pct < a * PCT_DEN, // < 2^114
+        (Mode::FixedAmount, false) => f < a,
         // wanted Q·E/Ep
-        (Mode::Proportional, true) => mul_cmp(mul(pct, l)?, ep, q, c.pct_p?).is_lt(),
-        (Mode::Proportional, false) => mul_cmp(f, c.l_ep?, e, c.qp?).is_lt(),
+        (Mode::Proportional, true) => pct * l * c.ep < q * c.pct_p, // < 2^126, < 2^124
+        (Mode::Proportional, false) => wide_lt(f, c.l_ep, e, c.qp),
         // wanted Q·m·E/(Ep·1e8)
-        (Mode::Multiplier, true) => {
-            mul_cmp(mul(pct, l)?, c.ep_m?, mul(q, s.multiplier.0)?, c.pct_p?).is_lt()
-        }
-        (Mode::Multiplier, false) => mul_cmp(
-            f,
-            mul(c.l_ep?, Factor::SCALE)?,
-            e,
-            mul(c.qp?, s.multiplier.0)?,
-        )
-        .is_lt(),
+        (Mode::Multiplier, true) => wide_lt(pct * l, c.ep_m, q * m, c.pct_p),
+        (Mode::Multiplier, false) => wide_lt(f, c.l_ep_m, e, c.qp * m), // Q·P·m < 2^126
     };
     // The quantity as `num / den`; its steps are `num / (den × step)`.
     let (num, per_step) = match (clamped, per_trade_binds, s.mode) {
-        (true, true, _) => (mul(mul(e, pct)?, l)?, c.per_pct_price_step),
-        (true, false, _) => (mul(f, l)?, c.per_price_step),
-        (false, _, Mode::FixedAmount) => (mul(s.fixed_amount?.0, l)?, c.per_price_step),
-        (false, _, Mode::Proportional) => (mul(q, e)?, c.per_equity_step),
-        (false, _, Mode::Multiplier) => (mul(mul(q, s.multiplier.0)?, e)?, c.per_equity_m_step),
+        (true, true, _) => (e * pct * l, &c.per_pct_price_step), // < 2^121
+        (true, false, _) => (f * l, &c.per_price_step),          // < 2^87
+        (false, _, Mode::FixedAmount) => (a * l, &c.per_price_step), // < 2^87
+        (false, _, Mode::Proportional) => (q * e, &c.per_equity_step), // < 2^120
+        (false, _, Mode::Multiplier) => (mul(q * m, e)?, &c.per_equity_m_step), // may not fit
     };
-    // Every factor of `num` is positive here (E ≥ F > 0), so the division is unsigned.
-    let steps = i128::try_from(per_step?.div(u128::try_from(num).ok()?)).ok()?;
+    // num ≥ 0, so the unsigned quotient is the floor; it is at most num < 2^127.
+    let qty = Qty(per_step.div(num as u128) as i128 * c.step);
+    // The quantity never passes the free-cash cap F·L/P, so its notional is ≤ F·L < 2^87.
+    let inst = leg.instrument;
+    let below_min = qty.0 <= 0 || qty < inst.min_qty || Money(qty.0 * c.p) < inst.min_notional;
     let cap = if per_trade_binds {
         Cap::MaxPerTrade
     } else {
         Cap::FreeCash
     };
-    finish(steps, clamped.then_some(cap), leg)
+    Some(if below_min {
+        Sized::Skip(SkipReason::BelowMin)
+    } else {
+        Sized::Copy {
+            qty,
+            clamped: clamped.then_some(cap),
+        }
+    })
 }
 
 fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
@@ -256,7 +308,7 @@ mod tests {
             s.fixed_amount = Some(Money(fixed));
             s.multiplier = Factor(m);
             s.max_per_trade_pct = Factor(pct);
-            if let (Some(fast), Some(wide)) = (size_open_128(&s, Money(e), Money(f), &leg), size_open_256(&s, Money(e), Money(f), &leg)) {
+            if let (Some(fast), Some(wide)) = (size_open_fast(&s, Money(e), Money(f), &leg), size_open_256(&s, Money(e), Money(f), &leg)) {
                 prop_assert_eq!(fast, wide);
             }
         }
