@@ -3,6 +3,8 @@
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyservice import CopyEngineError, ScenarioError
 from pyservice._engine_core import Engine
@@ -63,3 +65,23 @@ def test_errors_form_one_hierarchy() -> None:
     assert issubclass(ScenarioError, CopyEngineError) and issubclass(CopyEngineError, ValueError)
     with pytest.raises(ScenarioError, match="missing field 'instruments'"):
         Engine.from_scenario("{}")
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.sampled_from(["1", "-1", "1e5", "NaN", "0.000000001"]),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
+        ["type", "provider", "exec_id", "symbol", "side", "qty", "price", "provider_equity", "leverage", "follower",
+         "allocation", "amount", "mode"]), inner, max_size=9),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(max_size=64), _json_values.map(json.dumps)))
+def test_garbage_events_never_raise_and_never_order(text: str) -> None:
+    e = engine(2)
+    batch = e.apply(1, text)
+    if batch.error is not None:
+        assert batch.orders == 0 and len(batch) == 1
+    # whatever came before, the engine still takes a valid execution
+    assert e.apply(2, fill("after")).error is None
