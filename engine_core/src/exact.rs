@@ -1,8 +1,9 @@
-//! Exact rational helpers over raw fixed-point integers.
+//! Exact integer helpers over raw fixed-point values.
 //!
-//! Sizing compares products of three or four raw values, which can pass `i128`; those
-//! products are formed in 256 bits (`ethnum::I256`, multiplication only, which is cheap).
-//! The single division per copy order takes an `i128` fast path whenever both sides fit.
+//! The sizing fast path needs three things: an `i128` multiply whose overflow check is
+//! cheap (`mul`), full 256-bit products for comparisons that pass `i128` (`umul_wide`),
+//! and a division by a divisor fixed across a fan-out (`Divisor`). Outside its bounds,
+//! sizing runs on 256-bit fractions (`Frac`, `floor_div_256`).
 
 use std::cmp::Ordering;
 
@@ -51,34 +52,6 @@ pub fn mul(a: i128, b: i128) -> Option<i128> {
 #[inline(always)]
 fn small_product(a: i128, b: i128) -> bool {
     a.unsigned_abs().leading_zeros() + b.unsigned_abs().leading_zeros() >= 130
-}
-
-/// Exact `a × b` vs `c × d` for any i128 values.
-#[inline(always)]
-pub fn mul_cmp(a: i128, b: i128, c: i128, d: i128) -> Ordering {
-    if small_product(a, b) && small_product(c, d) {
-        return a.wrapping_mul(b).cmp(&c.wrapping_mul(d));
-    }
-    let sign = |x: i128, y: i128| {
-        if x == 0 || y == 0 {
-            0
-        } else if (x < 0) == (y < 0) {
-            1
-        } else {
-            -1
-        }
-    };
-    let (s1, s2) = (sign(a, b), sign(c, d));
-    if s1 != s2 {
-        return s1.cmp(&s2);
-    }
-    let m1 = umul_wide(a.unsigned_abs(), b.unsigned_abs());
-    let m2 = umul_wide(c.unsigned_abs(), d.unsigned_abs());
-    if s1 >= 0 {
-        m1.cmp(&m2)
-    } else {
-        m2.cmp(&m1)
-    }
 }
 
 /// The full 256-bit product of two u128 as (high, low).
@@ -263,12 +236,9 @@ mod tests {
         }
 
         #[test]
-        fn mul_cmp_matches_256_bit_products(a in proptest::num::i128::ANY, b in proptest::num::i128::ANY, c in proptest::num::i128::ANY, d in proptest::num::i128::ANY) {
-            let wide = |x: i128, y: i128| I256::from(x) * I256::from(y);
-            proptest::prop_assert_eq!(mul_cmp(a, b, c, d), wide(a, b).cmp(&wide(c, d)));
-            let (hi, lo) = umul_wide(a.unsigned_abs(), b.unsigned_abs());
-            let w = ethnum::U256::from(a.unsigned_abs()) * ethnum::U256::from(b.unsigned_abs());
-            proptest::prop_assert_eq!((hi, lo), (*w.high(), *w.low()));
+        fn umul_wide_is_the_256_bit_product(a in proptest::num::u128::ANY, b in proptest::num::u128::ANY) {
+            let w = ethnum::U256::from(a) * ethnum::U256::from(b);
+            proptest::prop_assert_eq!(umul_wide(a, b), (*w.high(), *w.low()));
         }
 
         #[test]
