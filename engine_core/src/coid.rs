@@ -38,6 +38,21 @@ impl ClientOrderId {
     }
 }
 
+impl ClientOrderId {
+    /// Parse the 22-character form back; `None` for anything this module never wrote.
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() != COID_LEN {
+            return None;
+        }
+        let mut v: u128 = 0;
+        for b in text.bytes() {
+            let digit = ALPHABET.iter().position(|&a| a == b)? as u128;
+            v = v.checked_mul(62)?.checked_add(digit)?;
+        }
+        Some(Self(v))
+    }
+}
+
 impl fmt::Display for ClientOrderId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let bytes = self.to_bytes();

@@ -1,14 +1,17 @@
 //! The deterministic state machine: one input event in, its outcome records out.
 //!
 //! State is plain tables indexed by small integer ids. A provider execution walks the
-//! provider's follower book once per leg; every copy is sized, recorded and (in this
-//! offline mode) filled at the provider's price before the next follower.
+//! provider's follower book once per leg; every copy is sized and recorded. In replay
+//! mode it is filled at the provider's price before the next follower; in live mode (the
+//! daemon) it reserves what it may cost and stays working until the venue reports it
+//! (`copy_fills`, `copy_rejects`; the rules are in `pyservice/PROTOCOL.md`).
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::coid::{follower_hash, source_hash, ClientOrderId};
 use crate::event::{Event, Follow, ProviderFill};
-use crate::exact::mul_div_floor;
+use crate::exact::{mul_div_ceil, mul_div_floor};
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{
     CopyOrder, CopySettings, FollowerId, Instrument, Kind, Mode, OrderType, Platform, ProviderId,
@@ -52,6 +55,8 @@ pub struct PortfolioView {
     pub cash: Money,
     pub equity: Option<Money>,
     pub positions: Vec<(String, Qty)>,
+    /// Margin reserved by working opening copies (live mode; zero in replay).
+    pub reserved: Money,
 }
 
 #[derive(Debug)]
@@ -75,6 +80,88 @@ pub struct Engine {
     loss_hits: Vec<RelId>,
     platform: Platform,
     out: Vec<Record>,
+    /// Live mode: copies wait for the venue's report instead of filling at once.
+    live: bool,
+    /// Live mode: copy orders sent and not yet reported, by client order id.
+    pending: PendingMap,
+}
+
+/// A copy order working at the venue (live mode).
+#[derive(Debug, Clone, Copy)]
+pub struct Pending {
+    pub rel: RelId,
+    pub symbol: SymbolId,
+    pub side: Side,
+    pub qty: Qty,
+    pub order_type: OrderType,
+    /// Zero for a market order.
+    pub limit: Price,
+    pub reduce_only: bool,
+    pub leverage: u32,
+    /// Margin reserved by an opening copy (zero for a close).
+    pub reserve: Money,
+}
+
+impl Pending {
+    fn close(rel: RelId, symbol: SymbolId, side: Side, qty: Qty) -> Self {
+        Self {
+            rel,
+            symbol,
+            side,
+            qty,
+            order_type: OrderType::Market,
+            limit: Price::ZERO,
+            reduce_only: true,
+            leverage: 1,
+            reserve: Money::ZERO,
+        }
+    }
+}
+
+type PendingMap = HashMap<u128, Pending, BuildHasherDefault<IdHasher>>;
+
+/// How the venue answered a copy order it did not fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    InsufficientFunds,
+    Expired,
+    ReduceOnly,
+    /// The venue already has the order: it stays working (its report is in the log).
+    Duplicate,
+    Invalid,
+}
+
+impl RejectReason {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "insufficient_funds" => Self::InsufficientFunds,
+            "expired" => Self::Expired,
+            "reduce_only" => Self::ReduceOnly,
+            "duplicate" => Self::Duplicate,
+            "invalid" => Self::Invalid,
+            _ => return None,
+        })
+    }
+}
+
+/// Client order ids are already uniform hashes: their low bits are the table hash.
+#[derive(Default)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u128(&mut self, i: u128) {
+        self.0 = i as u64 ^ (i >> 64) as u64;
+    }
 }
 
 impl Engine {
@@ -114,7 +201,204 @@ impl Engine {
             loss_hits: Vec::new(),
             platform,
             out: Vec::new(),
+            live: false,
+            pending: HashMap::default(),
         }
+    }
+
+    /// The same engine in live mode (see the module comment).
+    pub fn into_live(mut self) -> Self {
+        self.live = true;
+        self
+    }
+
+    pub fn is_live(&self) -> bool {
+        self.live
+    }
+
+    /// Copy orders working at the venue.
+    pub fn pending_orders(&self) -> usize {
+        self.pending.len()
+    }
+
+    pub fn pending(&self, id: ClientOrderId) -> Option<&Pending> {
+        self.pending.get(&id.0)
+    }
+
+    /// Every working copy order as an order record, sorted by relationship then id: what
+    /// to send again after a reconnect (the venue answers `duplicate` for those it has).
+    pub fn working_orders(&mut self) -> &[Record] {
+        self.out.clear();
+        let mut all: Vec<(u128, Pending)> = self.pending.iter().map(|(k, v)| (*k, *v)).collect();
+        all.sort_unstable_by_key(|(id, p)| (p.rel, *id));
+        for (id, p) in all {
+            let Some(rel) = self.rels[p.rel as usize].as_ref() else {
+                continue;
+            };
+            self.out.push(Record::Order(CopyOrder {
+                follower: rel.follower,
+                provider: rel.provider,
+                symbol: p.symbol,
+                side: p.side,
+                order_type: p.order_type,
+                qty: p.qty,
+                limit: p.limit,
+                reduce_only: p.reduce_only,
+                clamped: None,
+                client_order_id: ClientOrderId(id),
+            }));
+        }
+        &self.out
+    }
+
+    /// Define an instrument (in live mode the venue announces them). The same definition
+    /// again changes nothing; a different one is an error.
+    pub fn add_instrument(&mut self, inst: Instrument) -> &[Record] {
+        self.out.clear();
+        if let Some(&sid) = self.symbol_ids.get(&inst.symbol) {
+            if self.instruments[sid as usize] != inst {
+                self.out.push(Record::Error(format!(
+                    "instrument '{}' is already defined differently",
+                    inst.symbol
+                )));
+            }
+            return &self.out;
+        }
+        let sid = self.instruments.len() as SymbolId;
+        self.symbol_ids.insert(inst.symbol.clone(), sid);
+        self.instruments.push(inst);
+        self.marks.push(None);
+        for p in &mut self.providers {
+            p.positions.push(0);
+        }
+        self.symbol_providers.push(Vec::new());
+        &self.out
+    }
+
+    /// Apply the venue's fill reports `(client order id, qty, price)`; a bad report is an
+    /// `error` record and changes nothing, the others still apply.
+    pub fn copy_fills<S: AsRef<str>>(&mut self, seq: u64, fills: &[(S, S, S)]) -> &[Record] {
+        self.out.clear();
+        self.loss_hits.clear();
+        for (id, qty, price) in fills {
+            if let Err(m) = self.copy_fill(id.as_ref(), qty.as_ref(), price.as_ref()) {
+                self.out.push(Record::Error(m));
+            }
+        }
+        self.stop_loss_hits(seq);
+        &self.out
+    }
+
+    /// Apply the venue's rejects `(client order id, reason)`.
+    pub fn copy_rejects<S: AsRef<str>>(&mut self, seq: u64, rejects: &[(S, S)]) -> &[Record] {
+        self.out.clear();
+        self.loss_hits.clear();
+        for (id, reason) in rejects {
+            if let Err(m) = self.copy_reject(id.as_ref(), reason.as_ref()) {
+                self.out.push(Record::Error(m));
+            }
+        }
+        self.stop_loss_hits(seq);
+        &self.out
+    }
+
+    fn copy_fill(&mut self, coid: &str, qty_text: &str, price_text: &str) -> Result<(), String> {
+        let id = ClientOrderId::parse(coid).ok_or_else(|| format!("unknown order '{coid}'"))?;
+        let p = *self
+            .pending
+            .get(&id.0)
+            .ok_or_else(|| format!("unknown order '{coid}'"))?;
+        let qty = Qty::parse(qty_text)
+            .ok()
+            .filter(|q| (0..=p.qty.0).contains(&q.0))
+            .ok_or_else(|| format!("fill qty '{qty_text}' of order '{coid}' is not within 0..={}", p.qty))?;
+        let price = Price::parse(price_text)
+            .ok()
+            .filter(|x| x.0 > 0)
+            .ok_or_else(|| format!("fill price '{price_text}' of order '{coid}' is not a positive decimal"))?;
+        let inst = &self.instruments[p.symbol as usize];
+        if !inst.on_step(qty) {
+            return Err(format!("fill qty {qty} of order '{coid}' is not a multiple of step {}", inst.step));
+        }
+        let kind = inst.kind;
+        let (sid, rid) = (p.symbol, p.rel);
+        let Some(rel) = self.rels[rid as usize].as_mut() else {
+            self.pending.remove(&id.0);
+            return Err(format!("fill of order '{coid}' of an ended relationship"));
+        };
+        let overflow = |_| format!("fill of order '{coid}': arithmetic overflow");
+        if p.reduce_only {
+            // A close never flips: it reduces at most what is held, on the reducing side.
+            let held = rel.portfolio.signed_qty(sid);
+            let q = if held != 0 && (held > 0) != (p.side == Side::Buy) {
+                qty.0.min(held.abs())
+            } else {
+                0
+            };
+            if q > 0 {
+                rel.portfolio
+                    .apply_fill(sid, kind, p.side, Qty(q), price, 1)
+                    .map_err(overflow)?;
+            }
+            rel.portfolio.close_done(sid, p.qty);
+            self.pending.remove(&id.0);
+        } else {
+            if qty.0 > 0 {
+                rel.portfolio
+                    .apply_fill(sid, kind, p.side, qty, price, p.leverage)
+                    .map_err(overflow)?;
+            }
+            rel.portfolio.open_done(sid, p.reserve);
+            self.pending.remove(&id.0);
+            // A late fill: the relationship stopped, or the provider no longer holds what
+            // was copied. Close what it added at once.
+            let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
+            let still_copied =
+                rel.status == Status::Active && provider_pos.signum() == p.side.sign();
+            let q = qty.0.min(rel.portfolio.closable(sid).abs());
+            if !still_copied && q > 0 {
+                let side = p.side.opposite();
+                let late = ClientOrderId::new(&[b"l", &id.to_bytes()], rel.follower_hash);
+                rel.portfolio.close_sent(sid, Qty(q));
+                self.pending
+                    .insert(late.0, Pending::close(rid, sid, side, Qty(q)));
+                let (follower, provider) = (rel.follower, rel.provider);
+                self.out.push(Record::Order(CopyOrder::close(
+                    follower, provider, sid, side, Qty(q), late,
+                )));
+            }
+        }
+        self.check_one(rid);
+        Ok(())
+    }
+
+    fn copy_reject(&mut self, coid: &str, reason_text: &str) -> Result<(), String> {
+        let reason = RejectReason::parse(reason_text)
+            .ok_or_else(|| format!("unknown reject reason '{reason_text}'"))?;
+        let id = ClientOrderId::parse(coid).map(|i| i.0);
+        let Some(p) = id.and_then(|i| self.pending.get(&i)).copied() else {
+            // After a restart the venue answers `duplicate` for orders whose report the
+            // engine has already applied again from the log: nothing is working.
+            return if reason == RejectReason::Duplicate {
+                Ok(())
+            } else {
+                Err(format!("unknown order '{coid}'"))
+            };
+        };
+        if reason == RejectReason::Duplicate {
+            return Ok(());
+        }
+        if let Some(rel) = self.rels[p.rel as usize].as_mut() {
+            if p.reduce_only {
+                rel.portfolio.close_done(p.symbol, p.qty);
+            } else {
+                rel.portfolio.open_done(p.symbol, p.reserve);
+            }
+        }
+        if let Some(i) = id {
+            self.pending.remove(&i);
+        }
+        Ok(())
     }
 
     /// Apply one event; `seq` is its position in the input order (the event index in a
@@ -188,6 +472,7 @@ impl Engine {
                 provider: self.providers[r.provider as usize].name.clone(),
                 status: r.status,
                 cash: r.portfolio.cash,
+                reserved: r.portfolio.reserved,
                 equity: r.portfolio.equity(&self.marks).ok(),
                 positions: r
                     .portfolio
@@ -487,15 +772,28 @@ impl Engine {
             marks,
             out,
             loss_hits,
+            pending,
+            live,
             ..
         } = self;
         let inst = &instruments[sid as usize];
         let marks = &marks[..];
-        let work = |rel: &mut Relationship| {
-            if rel.portfolio.signed_qty(sid) == 0 {
+        let live = *live;
+        let work = |rid, rel: &mut Relationship| {
+            if rel.portfolio.closable(sid) == 0 {
                 return (None, false);
             }
-            let record = close_one(rel, inst, f, source, close, provider_qty, flat, sid);
+            let working = live.then_some(&mut *pending);
+            let record = close_one(
+                rid,
+                rel,
+                inst,
+                f,
+                source,
+                (close, provider_qty, flat),
+                sid,
+                working,
+            );
             // Filling at the mark leaves equity as it was; only a pure reduction checks
             // here (an open leg checks every active follower itself).
             (Some(record), check_loss && breaches(rel, marks))
@@ -518,9 +816,12 @@ impl Engine {
             marks,
             out,
             loss_hits,
+            pending,
+            live,
             ..
         } = self;
         let inst = &instruments[sid as usize];
+        let live = *live;
         let leg = OpenLeg::new(
             sid,
             inst,
@@ -533,14 +834,14 @@ impl Engine {
         let marks = &marks[..];
         // Most followers share a slippage setting: its limit is computed once.
         let mut limits: LimitCache = None;
-        let work = |rel: &mut Relationship| {
+        let work = |rid, rel: &mut Relationship| {
             let balances = rel.portfolio.balances(marks);
-            // Copies fill at the mark, so this equity is also the equity after the event.
+            // Copies fill at the mark (or not yet, live), so this equity is also the
+            // equity after the event.
             let hit = balances.is_ok_and(|(equity, _)| equity <= rel.stop_at);
-            (
-                Some(open_one(rel, &leg, balances, &mut limits, source)),
-                hit,
-            )
+            let working = live.then_some(&mut *pending);
+            let record = open_one(rid, rel, &leg, balances, &mut limits, source, working);
+            (Some(record), hit)
         };
         fan_out(rels, &providers[pid as usize].book, out, loss_hits, work);
     }
@@ -553,6 +854,8 @@ impl Engine {
             instruments,
             marks,
             out,
+            pending,
+            live,
             ..
         } = self;
         let Some(rel) = rels[rid as usize].as_mut() else {
@@ -564,17 +867,19 @@ impl Engine {
             .portfolio
             .positions
             .iter()
-            .map(|p| (p.symbol, p.signed_qty()))
+            .map(|p| (p.symbol, rel.portfolio.closable(p.symbol)))
+            .filter(|&(_, q)| q != 0)
             .collect();
         for (sid, signed) in open {
             let inst = &instruments[sid as usize];
             let side = if signed > 0 { Side::Sell } else { Side::Buy };
             let qty = Qty(signed.abs());
             let mark = marks[sid as usize].expect("a position's symbol has a mark");
-            if rel
-                .portfolio
-                .apply_fill(sid, inst.kind, side, qty, mark, 1)
-                .is_err()
+            if !*live
+                && rel
+                    .portfolio
+                    .apply_fill(sid, inst.kind, side, qty, mark, 1)
+                    .is_err()
             {
                 out.push(Record::Skip {
                     follower,
@@ -592,6 +897,10 @@ impl Engine {
                 ],
                 rel.follower_hash,
             );
+            if *live {
+                rel.portfolio.close_sent(sid, qty);
+                pending.insert(id.0, Pending::close(rid, sid, side, qty));
+            }
             out.push(Record::Order(CopyOrder::close(
                 follower, provider, sid, side, qty, id,
             )));
@@ -670,7 +979,7 @@ fn fan_out<W>(
     hits: &mut Vec<RelId>,
     mut work: W,
 ) where
-    W: FnMut(&mut Relationship) -> (Option<Record>, bool),
+    W: FnMut(RelId, &mut Relationship) -> (Option<Record>, bool),
 {
     for &rid in book {
         let Some(rel) = rels[rid as usize]
@@ -679,7 +988,7 @@ fn fan_out<W>(
         else {
             continue;
         };
-        let (record, hit) = work(rel);
+        let (record, hit) = work(rid, rel);
         out.extend(record);
         if hit {
             hits.push(rid);
@@ -687,13 +996,16 @@ fn fan_out<W>(
     }
 }
 
-/// One follower's opening copy: sized, filled at the execution price, recorded.
+/// One follower's opening copy: sized, recorded, and filled at the execution price
+/// (replay) or sent with its margin reserved (live: `working` is the pending table).
 fn open_one(
+    rid: RelId,
     rel: &mut Relationship,
     leg: &OpenLeg<'_>,
     balances: Result<(Money, Money), crate::portfolio::Overflow>,
     limits: &mut LimitCache,
     source: u128,
+    working: Option<&mut PendingMap>,
 ) -> Record {
     let (follower, provider) = (rel.follower, rel.provider);
     let skip = |reason| Record::Skip {
@@ -704,9 +1016,9 @@ fn open_one(
     let inst = leg.instrument;
     let sid = leg.symbol;
     let (pf, s) = (&mut rel.portfolio, &rel.settings);
-    if pf.signed_qty(sid) == 0
+    if pf.is_new_symbol(sid)
         && s.max_open_trades
-            .is_some_and(|max| pf.open_positions() >= max as usize)
+            .is_some_and(|max| pf.open_or_opening() >= max as usize)
     {
         return skip(SkipReason::MaxOpenTrades);
     }
@@ -728,11 +1040,39 @@ fn open_one(
     let Some(limit) = limit else {
         return skip(SkipReason::Overflow);
     };
-    if pf
-        .apply_fill(sid, inst.kind, leg.side, qty, leg.price, leg.leverage)
-        .is_err()
-    {
-        return skip(SkipReason::Overflow);
+    let id = source ^ rel.follower_hash;
+    match working {
+        None => {
+            if pf
+                .apply_fill(sid, inst.kind, leg.side, qty, leg.price, leg.leverage)
+                .is_err()
+            {
+                return skip(SkipReason::Overflow);
+            }
+        }
+        Some(pending) => {
+            // The most the order can cost: a buy fills at or under its limit; a sell
+            // opens a short whose margin is taken at the provider's price.
+            let at = if leg.side == Side::Buy { limit } else { leg.price };
+            let reserve = mul_div_ceil(qty.0, at.0, i128::from(leg.leverage)).map(Money);
+            if reserve.is_none_or(|r| pf.open_sent(sid, r).is_err()) {
+                return skip(SkipReason::Overflow);
+            }
+            pending.insert(
+                id,
+                Pending {
+                    rel: rid,
+                    symbol: sid,
+                    side: leg.side,
+                    qty,
+                    order_type: OrderType::LimitIoc,
+                    limit,
+                    reduce_only: false,
+                    leverage: leg.leverage,
+                    reserve: reserve.unwrap_or(Money::ZERO),
+                },
+            );
+        }
     }
     Record::Order(CopyOrder {
         follower,
@@ -744,7 +1084,7 @@ fn open_one(
         limit,
         reduce_only: false,
         clamped,
-        client_order_id: ClientOrderId(source ^ rel.follower_hash),
+        client_order_id: ClientOrderId(id),
     })
 }
 
@@ -771,16 +1111,18 @@ fn breaches(rel: &Relationship, marks: &[Option<Price>]) -> bool {
 
 /// One follower's part of a provider's reduction: a reduce-only market order filled at
 /// the execution price, or the reason there is none.
+/// `share` is (the provider's closed qty, its position before, whether it ended flat).
+/// Live (`working` is the pending table): the close is sent, not filled.
 #[allow(clippy::too_many_arguments)]
 fn close_one(
+    rid: RelId,
     rel: &mut Relationship,
     inst: &Instrument,
     f: &ProviderFill,
     source: u128,
-    close: Qty,
-    provider_qty: Qty,
-    flat: bool,
+    (close, provider_qty, flat): (Qty, Qty, bool),
     sid: SymbolId,
+    working: Option<&mut PendingMap>,
 ) -> Record {
     let (follower, provider) = (rel.follower, rel.provider);
     let skip = |reason| Record::Skip {
@@ -788,7 +1130,7 @@ fn close_one(
         provider,
         reason,
     };
-    let fpos = rel.portfolio.signed_qty(sid);
+    let fpos = rel.portfolio.closable(sid);
     let held = Qty(fpos.abs());
     let Some(qty) = (if flat {
         Some(held)
@@ -801,12 +1143,21 @@ fn close_one(
         return skip(SkipReason::BelowStep);
     }
     let side = if fpos > 0 { Side::Sell } else { Side::Buy };
-    if rel
-        .portfolio
-        .apply_fill(sid, inst.kind, side, qty, f.price, f.leverage)
-        .is_err()
-    {
-        return skip(SkipReason::Overflow);
+    let id = source ^ rel.follower_hash;
+    match working {
+        None => {
+            if rel
+                .portfolio
+                .apply_fill(sid, inst.kind, side, qty, f.price, f.leverage)
+                .is_err()
+            {
+                return skip(SkipReason::Overflow);
+            }
+        }
+        Some(pending) => {
+            rel.portfolio.close_sent(sid, qty);
+            pending.insert(id, Pending::close(rid, sid, side, qty));
+        }
     }
     Record::Order(CopyOrder::close(
         follower,
@@ -814,7 +1165,7 @@ fn close_one(
         sid,
         side,
         qty,
-        ClientOrderId(source ^ rel.follower_hash),
+        ClientOrderId(id),
     ))
 }
 
@@ -827,6 +1178,7 @@ mod tests {
         // A fan-out writes one record per follower and walks every relationship: these
         // sizes are the memory traffic per follower, so growing them is a speed change.
         assert_eq!(std::mem::size_of::<Record>(), 64);
-        assert!(std::mem::size_of::<Option<Relationship>>() <= 368);
+        // 368 before live mode added `reserved` and `working` (40 bytes).
+        assert!(std::mem::size_of::<Option<Relationship>>() <= 416);
     }
 }

@@ -14,6 +14,7 @@ pub mod model;
 pub mod portfolio;
 pub mod scenario;
 pub mod sizing;
+pub mod wire;
 
 #[cfg(feature = "python")]
 mod python;

@@ -45,7 +45,7 @@ impl Side {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Instrument {
     pub symbol: String,
     pub kind: Kind,

@@ -73,6 +73,20 @@ pub struct Portfolio {
     /// Open positions in the order they were opened (inline: no pointer chase per
     /// follower on the fan-out for the common one or two symbols).
     pub positions: SmallVec<[Position; 1]>,
+    /// Live mode only (always zero/empty in replay): margin reserved by opening copies
+    /// still working at the venue, and per symbol what those orders will change.
+    pub reserved: Money,
+    pub working: Vec<Working>,
+}
+
+/// Copy orders of one symbol still working at the venue (live mode).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Working {
+    pub symbol: SymbolId,
+    /// Opening copies not yet reported: the symbol counts as open for max_open_trades.
+    pub opening: u32,
+    /// Σ qty of reduce-only closes not yet reported: later closes size from what is left.
+    pub closing: i128,
 }
 
 /// What closing part of a position changes, computed before anything is written.
@@ -93,7 +107,96 @@ impl Portfolio {
             base: allocation,
             margin_held: Money::ZERO,
             positions: SmallVec::new(),
+            reserved: Money::ZERO,
+            working: Vec::new(),
         }
+    }
+
+    fn working_mut(&mut self, symbol: SymbolId) -> &mut Working {
+        let i = match self.working.iter().position(|w| w.symbol == symbol) {
+            Some(i) => i,
+            None => {
+                self.working.push(Working {
+                    symbol,
+                    opening: 0,
+                    closing: 0,
+                });
+                self.working.len() - 1
+            }
+        };
+        &mut self.working[i]
+    }
+
+    /// Drop the symbol's entry once nothing of it is working.
+    fn tidy_working(&mut self, symbol: SymbolId) {
+        self.working
+            .retain(|w| w.symbol != symbol || w.opening > 0 || w.closing > 0);
+    }
+
+    /// Record an opening copy sent to the venue with `reserve` of margin held for it.
+    pub fn open_sent(&mut self, symbol: SymbolId, reserve: Money) -> Result<(), Overflow> {
+        self.reserved = self.reserved.checked_add(reserve).ok_or(Overflow)?;
+        self.working_mut(symbol).opening += 1;
+        Ok(())
+    }
+
+    /// Release an opening copy the venue reported (filled, expired or rejected).
+    pub fn open_done(&mut self, symbol: SymbolId, reserve: Money) {
+        self.reserved = Money(self.reserved.0 - reserve.0);
+        let w = self.working_mut(symbol);
+        w.opening = w.opening.saturating_sub(1);
+        self.tidy_working(symbol);
+    }
+
+    /// Record a reduce-only close of `qty` sent to the venue.
+    pub fn close_sent(&mut self, symbol: SymbolId, qty: Qty) {
+        self.working_mut(symbol).closing += qty.0;
+    }
+
+    /// Release a reduce-only close the venue reported.
+    pub fn close_done(&mut self, symbol: SymbolId, qty: Qty) {
+        let w = self.working_mut(symbol);
+        w.closing = (w.closing - qty.0).max(0);
+        self.tidy_working(symbol);
+    }
+
+    /// The position's signed qty less what working closes will take off it: what a new
+    /// close may still reduce.
+    pub fn closable(&self, symbol: SymbolId) -> i128 {
+        let signed = self.signed_qty(symbol);
+        let closing = self
+            .working
+            .iter()
+            .find(|w| w.symbol == symbol)
+            .map_or(0, |w| w.closing);
+        let left = (signed.abs() - closing).max(0);
+        if signed < 0 {
+            -left
+        } else {
+            left
+        }
+    }
+
+    /// Whether a copy on `symbol` would open a new position (none held, none opening).
+    pub fn is_new_symbol(&self, symbol: SymbolId) -> bool {
+        self.signed_qty(symbol) == 0
+            && !self
+                .working
+                .iter()
+                .any(|w| w.symbol == symbol && w.opening > 0)
+    }
+
+    /// Positions held or being opened, for max_open_trades.
+    pub fn open_or_opening(&self) -> usize {
+        if self.working.is_empty() {
+            return self.positions.len();
+        }
+        let opening = self
+            .working
+            .iter()
+            .filter(|w| w.opening > 0 && self.signed_qty(w.symbol) == 0)
+            .count();
+        self.positions.len() + opening
     }
 
     pub fn position(&self, symbol: SymbolId) -> Option<&Position> {
@@ -104,22 +207,20 @@ impl Portfolio {
         self.position(symbol).map_or(0, Position::signed_qty)
     }
 
-    pub fn open_positions(&self) -> usize {
-        self.positions.len()
-    }
-
     /// cash + spot value + perp unrealized PnL, marked with `marks[symbol]`.
     pub fn equity(&self, marks: &[Option<Price>]) -> Result<Money, Overflow> {
         self.balances(marks).map(|(equity, _)| equity)
     }
 
     /// (equity, free cash) in one pass. Free cash is what may back a new order or leave
-    /// by withdrawal: cash, less the margin perp lots hold, less open perp losses (an
-    /// unrealized perp profit is not spendable until it is realized).
+    /// by withdrawal: cash, less the margin perp lots hold, less what working opening
+    /// copies reserve, less open perp losses (an unrealized perp profit is not spendable
+    /// until it is realized).
     pub fn balances(&self, marks: &[Option<Price>]) -> Result<(Money, Money), Overflow> {
         if self.positions.is_empty() {
-            // no position holds margin or marks to market: both are the cash
-            return Ok((self.cash, self.cash));
+            // no position holds margin or marks to market
+            let free = self.cash.0.checked_sub(self.reserved.0).ok_or(Overflow)?;
+            return Ok((self.cash, Money(free)));
         }
         let mut equity = self.cash.0;
         let mut perp_pnl: i128 = 0;
@@ -136,6 +237,7 @@ impl Portfolio {
             .cash
             .0
             .checked_sub(self.margin_held.0)
+            .and_then(|f| f.checked_sub(self.reserved.0))
             .and_then(|f| f.checked_add(perp_pnl.min(0)));
         Ok((Money(equity), Money(free.ok_or(Overflow)?)))
     }

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Map, Value};
 
-use crate::engine::Engine;
+use crate::engine::{Engine, PortfolioView};
 use crate::event::{parse_event, Fields, Range};
 use crate::fixed::{Price, Qty};
 use crate::model::{Instrument, Kind, Platform, Record};
@@ -70,19 +70,7 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         }
         instruments.push(inst);
     }
-    let mut providers = Vec::new();
-    for (i, v) in array(&top, "providers")?.iter().enumerate() {
-        let at = format!("providers[{i}]");
-        let f = object(v, &at)?;
-        let id = f
-            .reject_unknown(&["id"], "provider")
-            .and_then(|()| f.id("id"))
-            .map_err(|e| bad(format!("{at}: {e}")))?;
-        if providers.contains(&id) {
-            return Err(bad(format!("{at}: duplicate provider '{id}'")));
-        }
-        providers.push(id);
-    }
+    let providers = providers(&top)?;
     let platform = match top.get("platform") {
         None | Some(Value::Null) => Platform::default(),
         Some(v) => platform(v)?,
@@ -98,7 +86,70 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     })
 }
 
-fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
+/// A live engine's follower books: `{"version": 1, "providers": [...], "platform": {...},
+/// "follows": [...]}`, each follow a scenario `follow` event (its `type` may be left out).
+/// Instruments come later, from the venue. Any invalid entry makes the file invalid.
+pub fn parse_books(text: &str) -> Result<Engine, ScenarioError> {
+    let v: Value = serde_json::from_str(text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let Value::Object(top) = v else {
+        return Err(bad("the books file must be a JSON object"));
+    };
+    if let Some(k) = top
+        .keys()
+        .find(|k| !["version", "providers", "platform", "follows"].contains(&k.as_str()))
+    {
+        return Err(bad(format!("unknown field '{k}'")));
+    }
+    if top.get("version").is_some_and(|v| v.as_u64() != Some(1)) {
+        return Err(bad("unsupported version (this engine reads version 1)"));
+    }
+    let providers = providers(&top)?;
+    let platform = match top.get("platform") {
+        None | Some(Value::Null) => Platform::default(),
+        Some(v) => platform(v)?,
+    };
+    let mut engine = Engine::new(Vec::new(), providers, platform).into_live();
+    for (i, v) in array(&top, "follows")?.iter().enumerate() {
+        let mut follow = v.clone();
+        if let Value::Object(map) = &mut follow {
+            map.entry("type").or_insert_with(|| json!("follow"));
+        }
+        let outcome = match parse_event(&follow) {
+            Ok(ev @ crate::event::Event::Follow(_)) => engine
+                .apply(0, &ev)
+                .iter()
+                .find_map(|r| match r {
+                    Record::Error(m) => Some(m.clone()),
+                    _ => None,
+                }),
+            Ok(_) => Some("field 'type' must be 'follow'".into()),
+            Err(m) => Some(m),
+        };
+        if let Some(m) = outcome {
+            return Err(bad(format!("follows[{i}]: {m}")));
+        }
+    }
+    Ok(engine)
+}
+
+fn providers(top: &Map<String, Value>) -> Result<Vec<String>, ScenarioError> {
+    let mut providers = Vec::new();
+    for (i, v) in array(top, "providers")?.iter().enumerate() {
+        let at = format!("providers[{i}]");
+        let f = object(v, &at)?;
+        let id = f
+            .reject_unknown(&["id"], "provider")
+            .and_then(|()| f.id("id"))
+            .map_err(|e| bad(format!("{at}: {e}")))?;
+        if providers.contains(&id) {
+            return Err(bad(format!("{at}: duplicate provider '{id}'")));
+        }
+        providers.push(id);
+    }
+    Ok(providers)
+}
+
+pub fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
     let f = object(v, at)?;
     let in_field = |e: String| bad(format!("{at}: {e}"));
     let fields = || -> Result<Instrument, String> {
@@ -227,24 +278,27 @@ pub fn run(scenario: Scenario) -> Vec<Value> {
                 .map(|r| record_json(&engine, seq, r)),
         );
     }
-    for p in engine.portfolios() {
-        let positions: Vec<Value> = p
-            .positions
-            .iter()
-            .map(|(s, q)| json!({"symbol": s, "qty": q.to_string()}))
-            .collect();
-        out.push(json!({
-            "event": Value::Null,
-            "kind": "portfolio",
-            "follower": p.follower,
-            "provider": p.provider,
-            "status": p.status.as_str(),
-            "cash": p.cash.to_string(),
-            "equity": p.equity.map_or(Value::Null, |e| json!(e.to_string())),
-            "positions": positions,
-        }));
-    }
+    out.extend(engine.portfolios().iter().map(portfolio_json));
     out
+}
+
+/// A `portfolio` record (FORMAT.md "Output records").
+pub fn portfolio_json(p: &PortfolioView) -> Value {
+    let positions: Vec<Value> = p
+        .positions
+        .iter()
+        .map(|(s, q)| json!({"symbol": s, "qty": q.to_string()}))
+        .collect();
+    json!({
+        "event": Value::Null,
+        "kind": "portfolio",
+        "follower": p.follower,
+        "provider": p.provider,
+        "status": p.status.as_str(),
+        "cash": p.cash.to_string(),
+        "equity": p.equity.map_or(Value::Null, |e| json!(e.to_string())),
+        "positions": positions,
+    })
 }
 
 /// The replay as JSON Lines.

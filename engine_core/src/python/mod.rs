@@ -17,6 +17,8 @@ use crate::event::parse_event;
 use crate::model::Record;
 use crate::scenario::{self, record_json};
 
+mod live;
+
 create_exception!(
     _engine_core,
     CopyEngineError,
@@ -196,6 +198,7 @@ fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(replay_jsonl, m)?)?;
     m.add_class::<PyEngine>()?;
     m.add_class::<Batch>()?;
+    live::register(m)?;
     m.add("CopyEngineError", m.py().get_type::<CopyEngineError>())?;
     m.add("ScenarioError", m.py().get_type::<ScenarioError>())?;
     Ok(())

@@ -1,0 +1,288 @@
+//! `LiveEngine`: the engine in live mode for the daemon. Each venue message is one call
+//! that runs without the GIL and returns an `Outcome`: the finished `orders` frame (if the
+//! message produced orders) and the counts the daemon turns into metrics.
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use serde_json::{json, Value};
+
+use crate::engine::Engine;
+use crate::event::parse_event;
+use crate::model::{CopyOrder, Record, SkipReason};
+use crate::scenario;
+use crate::wire::encode_orders;
+
+use super::ScenarioError;
+
+const SKIP_REASONS: [SkipReason; 5] = [
+    SkipReason::MaxOpenTrades,
+    SkipReason::InsufficientBalance,
+    SkipReason::BelowMin,
+    SkipReason::BelowStep,
+    SkipReason::Overflow,
+];
+
+/// What one venue message did. No Python object per follower: counts and one frame.
+#[pyclass(frozen, module = "pyservice._engine_core")]
+pub struct Outcome {
+    frame: Option<Py<PyBytes>>,
+    #[pyo3(get)]
+    orders: usize,
+    skips: [usize; 5],
+    /// (max_per_trade, free_cash)
+    clamps: [usize; 2],
+    #[pyo3(get)]
+    stops: usize,
+    #[pyo3(get)]
+    errors: Vec<String>,
+}
+
+#[pymethods]
+impl Outcome {
+    /// The complete `orders` frame (length prefix included), or None.
+    #[getter]
+    fn frame(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
+        self.frame.as_ref().map(|f| f.clone_ref(py))
+    }
+
+    /// Skips by reason (only reasons that occurred).
+    #[getter]
+    fn skips<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (reason, &n) in SKIP_REASONS.iter().zip(&self.skips) {
+            if n > 0 {
+                d.set_item(reason.as_str(), n)?;
+            }
+        }
+        Ok(d)
+    }
+
+    /// Clamped orders by binding cap (only caps that occurred).
+    #[getter]
+    fn clamps<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        for (name, &n) in ["max_per_trade", "free_cash"].iter().zip(&self.clamps) {
+            if n > 0 {
+                d.set_item(*name, n)?;
+            }
+        }
+        Ok(d)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Outcome(orders={}, skips={}, stops={}, errors={})",
+            self.orders,
+            self.skips.iter().sum::<usize>(),
+            self.stops,
+            self.errors.len()
+        )
+    }
+}
+
+/// Counts and the frame, computed without the GIL.
+struct Summary {
+    frame: Vec<u8>,
+    orders: usize,
+    skips: [usize; 5],
+    clamps: [usize; 2],
+    stops: usize,
+    errors: Vec<String>,
+}
+
+/// `leverage`: the opening orders' leverage, or None to take each order's from the
+/// engine's working-order table.
+fn summarize(engine: &Engine, seq: u64, records: &[Record], leverage: Option<u32>) -> Summary {
+    let mut s = Summary {
+        frame: Vec::new(),
+        orders: 0,
+        skips: [0; 5],
+        clamps: [0; 2],
+        stops: 0,
+        errors: Vec::new(),
+    };
+    for r in records {
+        match r {
+            Record::Order(o) => match o.clamped {
+                Some(crate::model::Cap::MaxPerTrade) => s.clamps[0] += 1,
+                Some(crate::model::Cap::FreeCash) => s.clamps[1] += 1,
+                None => {}
+            },
+            Record::Skip { reason, .. } => {
+                let i = SKIP_REASONS.iter().position(|r| r == reason).unwrap_or(4);
+                s.skips[i] += 1;
+            }
+            Record::Stop { .. } => s.stops += 1,
+            Record::Error(m) => s.errors.push(m.clone()),
+        }
+    }
+    let leverage_of = |o: &CopyOrder| match (o.reduce_only, leverage) {
+        (true, _) => 1,
+        (false, Some(l)) => l,
+        (false, None) => engine.pending(o.client_order_id).map_or(1, |p| p.leverage),
+    };
+    s.orders = encode_orders(engine, seq, records, leverage_of, &mut s.frame);
+    s
+}
+
+fn outcome(py: Python<'_>, s: Summary) -> Outcome {
+    Outcome {
+        frame: (s.orders > 0).then(|| PyBytes::new(py, &s.frame).unbind()),
+        orders: s.orders,
+        skips: s.skips,
+        clamps: s.clamps,
+        stops: s.stops,
+        errors: s.errors,
+    }
+}
+
+/// The engine in live mode over follower books (see `pyservice/PROTOCOL.md`).
+/// Single-threaded, like `Engine`.
+#[pyclass(name = "LiveEngine", module = "pyservice._engine_core")]
+pub struct PyLiveEngine {
+    inner: Engine,
+}
+
+impl PyLiveEngine {
+    /// Apply a scenario-style event given as JSON, then summarize.
+    fn event(&mut self, py: Python<'_>, seq: u64, event: Value, leverage: u32) -> Outcome {
+        let engine = &mut self.inner;
+        let s = py.detach(|| {
+            match parse_event(&event) {
+                Ok(ev) => engine.apply(seq, &ev),
+                Err(m) => engine.reject(m),
+            };
+            summarize(engine, seq, engine.records(), Some(leverage))
+        });
+        outcome(py, s)
+    }
+}
+
+#[pymethods]
+impl PyLiveEngine {
+    /// Build from a books file's text (providers, platform, follows). Raises
+    /// ScenarioError with a one-line reason for an invalid file.
+    #[staticmethod]
+    fn from_books(py: Python<'_>, text: &str) -> PyResult<Self> {
+        py.detach(|| scenario::parse_books(text))
+            .map(|inner| Self { inner })
+            .map_err(|e| ScenarioError::new_err(e.0))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn instrument(
+        &mut self,
+        py: Python<'_>,
+        seq: u64,
+        symbol: &str,
+        kind: &str,
+        tick: &str,
+        step: &str,
+        min_qty: &str,
+        min_notional: &str,
+    ) -> Outcome {
+        let v = json!({"symbol": symbol, "kind": kind, "tick": tick, "step": step,
+                       "min_qty": min_qty, "min_notional": min_notional});
+        let engine = &mut self.inner;
+        let s = py.detach(|| {
+            match scenario::instrument(&v, "instrument") {
+                Ok(inst) => engine.add_instrument(inst),
+                Err(e) => engine.reject(e.0),
+            };
+            summarize(engine, seq, engine.records(), Some(1))
+        });
+        outcome(py, s)
+    }
+
+    fn mark(&mut self, py: Python<'_>, seq: u64, symbol: &str, price: &str) -> Outcome {
+        self.event(
+            py,
+            seq,
+            json!({"type": "mark", "symbol": symbol, "price": price}),
+            1,
+        )
+    }
+
+    /// A provider execution: one fan-out over the provider's book.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage=1))]
+    fn execute(
+        &mut self,
+        py: Python<'_>,
+        seq: u64,
+        provider: &str,
+        exec_id: &str,
+        symbol: &str,
+        side: &str,
+        qty: &str,
+        price: &str,
+        provider_equity: &str,
+        leverage: u32,
+    ) -> Outcome {
+        let v = json!({"type": "fill", "provider": provider, "exec_id": exec_id,
+                       "symbol": symbol, "side": side, "qty": qty, "price": price,
+                       "provider_equity": provider_equity, "leverage": leverage});
+        self.event(py, seq, v, leverage)
+    }
+
+    /// The venue's fill reports: (client_order_id, qty, price) each.
+    fn fills(&mut self, py: Python<'_>, seq: u64, fills: Vec<(String, String, String)>) -> Outcome {
+        let engine = &mut self.inner;
+        let s = py.detach(|| {
+            engine.copy_fills(seq, &fills);
+            summarize(engine, seq, engine.records(), Some(1))
+        });
+        outcome(py, s)
+    }
+
+    /// The venue's rejects: (client_order_id, reason) each.
+    fn rejects(&mut self, py: Python<'_>, seq: u64, rejects: Vec<(String, String)>) -> Outcome {
+        let engine = &mut self.inner;
+        let s = py.detach(|| {
+            engine.copy_rejects(seq, &rejects);
+            summarize(engine, seq, engine.records(), Some(1))
+        });
+        outcome(py, s)
+    }
+
+    /// Every working copy order as one frame, to send again after a reconnect.
+    fn working_orders(&mut self, py: Python<'_>, seq: u64) -> Outcome {
+        let engine = &mut self.inner;
+        let s = py.detach(|| {
+            engine.working_orders();
+            summarize(engine, seq, engine.records(), None)
+        });
+        outcome(py, s)
+    }
+
+    #[getter]
+    fn pending_orders(&self) -> usize {
+        self.inner.pending_orders()
+    }
+
+    #[getter]
+    fn relationships(&self) -> usize {
+        self.inner.relationship_count()
+    }
+
+    /// Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
+    /// plus `reserved`), for tests and operators.
+    fn portfolios_jsonl(&self) -> String {
+        let mut out = String::new();
+        for view in self.inner.portfolios() {
+            let mut v = scenario::portfolio_json(&view);
+            if let Value::Object(map) = &mut v {
+                map.insert("reserved".into(), json!(view.reserved.to_string()));
+            }
+            out.push_str(&v.to_string());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyLiveEngine>()?;
+    m.add_class::<Outcome>()?;
+    Ok(())
+}

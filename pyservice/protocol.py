@@ -1,0 +1,207 @@
+"""The venue wire protocol, version 1 (the contract: `pyservice/PROTOCOL.md`).
+
+A frame is a 4-byte big-endian length, then one msgpack message. A message is a msgspec
+tagged-union Struct encoded as an array: `[tag, field, ...]`. Numbers that are money,
+prices or quantities travel as decimal strings; sequence numbers and leverage are
+integers. The engine writes `NewOrders` in Rust (`Engine.execute` returns the finished
+frame); the Structs here decode it, and tests check the two agree byte for byte.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Annotated, Final, Literal, NamedTuple, TypeAlias, Union
+
+import msgspec
+
+PROTOCOL_VERSION: Final = 1
+#: Default limit on one frame's payload; a NewOrders frame for 100,000 followers is ~10 MB.
+DEFAULT_MAX_FRAME: Final = 64 * 1024 * 1024
+
+_HEADER = struct.Struct(">I")
+
+Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+#: A non-negative decimal string; the engine applies the exact per-field precision rules.
+Decimal = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}(\.[0-9]{1,16})?$")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{1,32}$")]
+Side = Literal["buy", "sell"]
+
+
+class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
+    pass
+
+
+# venue → engine. Hello and Heartbeat carry the venue's newest seq (they are not part of
+# the log); every other message is a log entry with its own seq, replayable on Resume.
+
+
+class Hello(_Message, tag="hello"):
+    seq: Seq
+    version: int
+    session: Name
+
+
+class Instrument(_Message, tag="instrument"):
+    seq: Seq
+    symbol: Name
+    kind: Literal["spot", "perp"]
+    tick: Decimal
+    step: Decimal
+    min_qty: Decimal
+    min_notional: Decimal
+
+
+class MarkPrice(_Message, tag="mark"):
+    seq: Seq
+    symbol: Name
+    price: Decimal
+
+
+class ProviderExecution(_Message, tag="exec"):
+    seq: Seq
+    provider: Name
+    exec_id: Name
+    symbol: Name
+    side: Side
+    qty: Decimal
+    price: Decimal
+    provider_equity: Decimal
+    leverage: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 1
+
+
+class Fill(NamedTuple):
+    """One copy order's execution report. IOC: the unfilled rest of the order expired.
+
+    Batch entries are NamedTuples (msgpack arrays): the engine hands the list to Rust as
+    plain tuples, with no per-entry conversion in Python."""
+
+    client_order_id: ClientOrderId
+    qty: Decimal
+    price: Decimal
+
+
+class CopyFills(_Message, tag="fills"):
+    seq: Seq
+    fills: list[Fill]
+
+
+RejectReason = Literal["insufficient_funds", "expired", "reduce_only", "duplicate", "invalid"]
+
+
+class Reject(NamedTuple):
+    """`duplicate`: the venue already has this order; the engine adopts it."""
+
+    client_order_id: ClientOrderId
+    reason: RejectReason
+
+
+class CopyRejects(_Message, tag="rejects"):
+    seq: Seq
+    rejects: list[Reject]
+
+
+class Heartbeat(_Message, tag="hb"):
+    seq: Seq
+
+
+# engine → venue
+
+
+class Resume(_Message, tag="resume"):
+    """Send every log entry from `from_seq` on, then keep pushing."""
+
+    from_seq: Seq
+    version: int = PROTOCOL_VERSION
+
+
+class NewOrder(NamedTuple):
+    client_order_id: ClientOrderId
+    follower: Name
+    provider: Name
+    symbol: Name
+    side: Side
+    type: Literal["limit_ioc", "market"]
+    qty: Decimal
+    #: None for a market order.
+    price: Decimal | None
+    reduce_only: bool
+    leverage: int
+
+
+class NewOrders(_Message, tag="orders"):
+    """Every copy order one input produced; `seq` is that input's seq."""
+
+    seq: Seq
+    orders: list[NewOrder]
+
+
+VenueMessage: TypeAlias = Union[
+    Hello, Instrument, MarkPrice, ProviderExecution, CopyFills, CopyRejects, Heartbeat
+]
+EngineMessage: TypeAlias = Union[Resume, NewOrders, Heartbeat]
+Message: TypeAlias = Union[VenueMessage, EngineMessage]
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+class ProtocolError(Exception):
+    """A frame that breaks the protocol: the connection carrying it must be dropped."""
+
+
+def encode(message: Message) -> bytes:
+    """One complete frame: length prefix and payload."""
+    payload = _encoder.encode(message)
+    return _HEADER.pack(len(payload)) + payload
+
+
+class FrameReader:
+    """Splits a byte stream into frames and decodes them as `kind` messages.
+
+    `feed` returns the messages completed so far; a bad frame raises `ProtocolError` and
+    the reader must then be discarded (the stream position is lost).
+    """
+
+    def __init__(self, kind: type[VenueMessage] | type[EngineMessage] | object,
+                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self._decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(kind)  # type: ignore[arg-type]
+        self._max = max_frame
+        self._buf = bytearray()
+
+    def feed(self, data: bytes) -> list[Message]:
+        self._buf += data
+        return list(self._frames())
+
+    def _frames(self) -> Iterator[Message]:
+        buf = self._buf
+        start = 0
+        try:
+            while len(buf) - start >= 4:
+                (size,) = _HEADER.unpack_from(buf, start)
+                if size > self._max:
+                    raise ProtocolError(f"frame of {size} bytes is above the limit {self._max}")
+                if len(buf) - start - 4 < size:
+                    break
+                payload = bytes(buf[start + 4 : start + 4 + size])
+                start += 4 + size
+                try:
+                    yield self._decoder.decode(payload)
+                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    raise ProtocolError(f"bad frame: {exc}") from None
+        finally:
+            del buf[:start]
+
+    @property
+    def buffered(self) -> int:
+        return len(self._buf)
+
+
+def venue_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader:
+    """Reads what a venue sends (the engine's side of the socket)."""
+    return FrameReader(VenueMessage, max_frame)
+
+
+def engine_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader:
+    """Reads what an engine sends (the venue's side of the socket)."""
+    return FrameReader(EngineMessage, max_frame)
