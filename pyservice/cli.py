@@ -39,6 +39,32 @@ def _bench(args: argparse.Namespace) -> int:
     return 0 if result["agree"] else 1
 
 
+def _engine(args: argparse.Namespace) -> int:
+    from pyservice import logs
+    from pyservice.engine.daemon import EngineConfig, EngineDaemon
+    from pyservice.replay import ScenarioError
+    from pyservice.runtime import run_until_signal
+
+    logs.setup(args.log_format, args.log_level)
+    config = EngineConfig(
+        books=Path(args.books), listen=args.listen or ["tcp://127.0.0.1:7400"],
+        metrics_port=args.metrics_port, heartbeat_s=args.heartbeat, dead_after_s=args.dead_after,
+        max_frame=args.max_frame,
+    )
+    try:
+        daemon = EngineDaemon(config)
+    except (OSError, UnicodeDecodeError, ScenarioError, ValueError) as exc:
+        print(f"invalid books: {exc}", file=sys.stderr)
+        return 2
+    return run_until_signal(daemon.run(), daemon.stop)
+
+
+def _venue_sim(argv: list[str]) -> int:
+    from pyservice.venue_sim.cli import main as venue_main
+
+    return venue_main(argv)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="copyengine", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -54,10 +80,27 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--python-iterations", type=int, default=5, help="timed reference fan-outs")
     bench.add_argument("--json", metavar="PATH", help="also write the result here")
     bench.set_defaults(func=_bench)
+
+    engine = sub.add_parser("engine", help="the engine daemon: a venue connects and pushes its log")
+    engine.add_argument("--books", required=True, help="follower books JSON (providers, platform, follows)")
+    engine.add_argument("--listen", action="append", metavar="ENDPOINT",
+                        help="tcp://HOST:PORT or unix:PATH; repeatable (default tcp://127.0.0.1:7400)")
+    engine.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
+    engine.add_argument("--heartbeat", type=float, default=1.0, help="seconds between heartbeats")
+    engine.add_argument("--dead-after", type=float, default=5.0, help="drop a venue silent this long")
+    engine.add_argument("--max-frame", type=int, default=64 * 1024 * 1024, help="largest frame accepted, bytes")
+    engine.add_argument("--log-format", choices=["plain", "json"], default="plain")
+    engine.add_argument("--log-level", default="INFO")
+    engine.set_defaults(func=_engine)
+
+    sub.add_parser("venue-sim", help="the venue simulator (see `copyengine venue-sim --help`)", add_help=False)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["venue-sim"]:  # its own parser owns every option after the name
+        return _venue_sim(argv[1:])
     args = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

@@ -1,0 +1,1 @@
+"""`copyengine engine`: the hot-path daemon on the venue socket (see pyservice/PROTOCOL.md)."""

@@ -1,0 +1,253 @@
+"""The engine daemon: listens for a venue, applies its sequenced log, writes copy orders.
+
+Everything between a frame arriving and its orders frame being written is synchronous:
+`data_received` decodes, one Rust call applies the message (GIL released inside) and
+returns the finished frame, one `transport.write` sends it. No await, no per-follower
+Python. The state lives in `LiveEngine`; this module owns sessions, sequencing,
+heartbeats and metrics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from typing import cast
+from pathlib import Path
+
+from pyservice import protocol as P
+from pyservice._engine_core import LiveEngine, Outcome
+from pyservice.endpoints import Endpoint, parse_endpoint
+from pyservice.engine.metrics import EngineMetrics
+
+log = logging.getLogger("copyengine.engine")
+
+
+@dataclass
+class EngineConfig:
+    books: Path
+    listen: list[str] = field(default_factory=lambda: ["tcp://127.0.0.1:7400"])
+    metrics_port: int | None = None
+    heartbeat_s: float = 1.0
+    dead_after_s: float = 5.0
+    max_frame: int = P.DEFAULT_MAX_FRAME
+
+
+class EngineDaemon:
+    def __init__(self, config: EngineConfig, engine: LiveEngine | None = None) -> None:
+        self.config = config
+        self.engine = engine or LiveEngine.from_books(config.books.read_text(encoding="utf-8"))
+        self.metrics = EngineMetrics()
+        self.applied_seq = 0
+        #: The venue session whose log this engine has applied (fixed by the first hello).
+        self.session: str | None = None
+        self.venue_head = 0
+        self._conn: VenueConnection | None = None
+        self._servers: list[asyncio.AbstractServer] = []
+        self._stopped = asyncio.Event()
+        self.endpoints: list[Endpoint] = [parse_endpoint(e) for e in config.listen]
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        for ep in self.endpoints:
+            if ep.unix_path is not None:
+                if os.path.exists(ep.unix_path):
+                    os.unlink(ep.unix_path)
+                server = await loop.create_unix_server(lambda: VenueConnection(self), ep.unix_path)
+            else:
+                server = await loop.create_server(lambda: VenueConnection(self), ep.host, ep.port)
+                if ep.port == 0:  # report the port the OS chose
+                    ep.port = server.sockets[0].getsockname()[1]
+            self._servers.append(server)
+        if self.config.metrics_port is not None:
+            from prometheus_client import start_http_server
+
+            start_http_server(self.config.metrics_port, registry=self.metrics.registry)
+        log.info("engine listening", extra={"listen": [str(e) for e in self.endpoints],
+                                             "relationships": self.engine.relationships})
+
+    async def run(self) -> None:
+        await self.start()
+        ticker = asyncio.create_task(self._heartbeats())
+        try:
+            await self._stopped.wait()
+        finally:
+            ticker.cancel()
+            for s in self._servers:
+                s.close()
+            if self._conn is not None:
+                self._conn.drop("engine stopping", kind=None)
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_s)
+            conn = self._conn
+            if conn is None:
+                continue
+            if time.monotonic() - conn.last_heard > self.config.dead_after_s:
+                conn.drop(f"no frame for {self.config.dead_after_s}s", kind="dead_peer")
+            else:
+                conn.send(P.encode(P.Heartbeat(seq=self.applied_seq)))
+
+    # -- connections ---------------------------------------------------------------
+
+    def attach(self, conn: VenueConnection) -> None:
+        if self._conn is not None:
+            self._conn.drop("a new venue connection replaces this one", kind=None)
+        self._conn = conn
+        self.metrics.reconnects.inc()
+
+    def detach(self, conn: VenueConnection) -> None:
+        if self._conn is conn:
+            self._conn = None
+            self.metrics.connected.set(0)
+
+    def hello(self, conn: VenueConnection, msg: P.Hello) -> None:
+        if msg.version != P.PROTOCOL_VERSION:
+            raise _Refused("version", f"venue speaks protocol {msg.version}, this engine {P.PROTOCOL_VERSION}")
+        if self.session is not None and msg.session != self.session:
+            raise _Refused("session", f"venue session '{msg.session}' is not the applied session '{self.session}'")
+        self.session = msg.session
+        self.venue_head = msg.seq
+        conn.send(P.encode(P.Resume(from_seq=self.applied_seq + 1)))
+        # Orders sent on a connection that then broke may never have arrived: send every
+        # working one again; the venue answers `duplicate` for those it has.
+        again = self.engine.working_orders(self.applied_seq)
+        if again.frame is not None:
+            conn.send(again.frame)
+        self.metrics.connected.set(1)
+        self._lag()
+        log.info("venue session", extra={"session": msg.session, "venue_seq": msg.seq,
+                                         "resume_from": self.applied_seq + 1, "resent": again.orders})
+
+    # -- the sequenced log -----------------------------------------------------------
+
+    def apply(self, conn: VenueConnection, msg: P.VenueMessage) -> None:
+        if isinstance(msg, P.Heartbeat):
+            self.venue_head = max(self.venue_head, msg.seq)
+            self._lag()
+            return
+        if isinstance(msg, P.Hello):
+            raise _Refused("hello", "a second hello on one connection")
+        seq = msg.seq
+        if seq <= self.applied_seq:
+            return  # a replay overlap: already applied
+        if seq != self.applied_seq + 1:
+            raise _Refused("gap", f"seq {seq} after {self.applied_seq}")
+        started = time.perf_counter_ns()
+        outcome = self._apply_entry(msg)
+        if outcome.frame is not None:
+            conn.send(outcome.frame)
+        if isinstance(msg, P.ProviderExecution):
+            self.metrics.fanout_seconds.observe((time.perf_counter_ns() - started) / 1e9)
+        self.applied_seq = seq
+        self.venue_head = max(self.venue_head, seq)
+        self._count(outcome, msg)
+
+    def _apply_entry(self, msg: P.VenueMessage) -> Outcome:
+        e = self.engine
+        match msg:
+            case P.ProviderExecution():
+                return e.execute(msg.seq, msg.provider, msg.exec_id, msg.symbol, msg.side, msg.qty,
+                                 msg.price, msg.provider_equity, msg.leverage)
+            case P.CopyFills():
+                return e.fills(msg.seq, msg.fills)
+            case P.CopyRejects():
+                return e.rejects(msg.seq, msg.rejects)
+            case P.MarkPrice():
+                return e.mark(msg.seq, msg.symbol, msg.price)
+            case P.Instrument():
+                return e.instrument(msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty,
+                                    msg.min_notional)
+        raise _Refused("unexpected", f"unexpected message {type(msg).__name__}")
+
+    def _count(self, outcome: Outcome, msg: P.VenueMessage) -> None:
+        m = self.metrics
+        if outcome.orders:
+            m.copy_orders.inc(outcome.orders)
+        for reason, n in outcome.skips.items():
+            m.skips.labels(reason).inc(n)
+        for cap, n in outcome.clamps.items():
+            m.clamps.labels(cap).inc(n)
+        if outcome.stops:
+            m.stops.inc(outcome.stops)
+        if isinstance(msg, P.CopyFills):
+            m.fills.inc(len(msg.fills) - len(outcome.errors))
+        elif isinstance(msg, P.CopyRejects):
+            for r in msg.rejects:
+                m.rejects.labels(r.reason).inc()
+        if outcome.errors:
+            m.rule_errors.inc(len(outcome.errors))
+            log.warning("refused by the copy rules", extra={"seq": msg.seq, "errors": outcome.errors[:5],
+                                                             "count": len(outcome.errors)})
+        m.applied_seq.set(self.applied_seq)
+        m.pending.set(self.engine.pending_orders)
+        self._lag()
+
+    def _lag(self) -> None:
+        self.metrics.seq_lag.set(max(0, self.venue_head - self.applied_seq))
+
+
+class _Refused(Exception):
+    """A protocol violation: drop the connection (the venue reconnects and resumes)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class VenueConnection(asyncio.Protocol):
+    def __init__(self, daemon: EngineDaemon) -> None:
+        self.daemon = daemon
+        self.reader = P.venue_reader(daemon.config.max_frame)
+        self.transport: asyncio.Transport | None = None
+        self.greeted = False
+        self.last_heard = time.monotonic()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it
+        self.transport = cast(asyncio.Transport, transport)
+        self.daemon.attach(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.daemon.detach(self)
+        self.transport = None
+        log.info("venue disconnected", extra={"applied_seq": self.daemon.applied_seq})
+
+    def send(self, frame: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(frame)
+
+    def drop(self, reason: str, kind: str | None) -> None:
+        if kind is not None:
+            self.daemon.metrics.protocol_errors.labels(kind).inc()
+            log.error("protocol error, dropping the venue", extra={"kind": kind, "reason": reason,
+                                                                    "applied_seq": self.daemon.applied_seq})
+        if self.transport is not None:
+            self.transport.abort()
+        self.daemon.detach(self)
+
+    def data_received(self, data: bytes) -> None:
+        self.last_heard = time.monotonic()
+        try:
+            for msg in self.reader.feed(data):
+                if self.transport is None:
+                    return  # dropped while applying an earlier message of this read
+                if not self.greeted:
+                    if not isinstance(msg, P.Hello):
+                        raise _Refused("no_hello", f"{type(msg).__name__} before hello")
+                    self.greeted = True
+                    self.daemon.hello(self, msg)  # type: ignore[arg-type]
+                else:
+                    self.daemon.apply(self, msg)  # type: ignore[arg-type]
+        except P.ProtocolError as exc:
+            self.drop(str(exc), kind="bad_frame")
+        except _Refused as exc:
+            self.drop(str(exc), kind=exc.kind)
