@@ -25,10 +25,29 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _socket_bench(args: argparse.Namespace) -> int:
+    from pyservice.bench.socket import run_socket_bench
+
+    engines = ["rust", "naive"] if args.engine == "both" else [args.engine]
+    results = {e: run_socket_bench(args.followers, args.fills, args.burst, e) for e in engines}
+    out: dict[str, object] = dict(results["rust"] if "rust" in results else results["naive"])
+    if len(results) == 2:
+        out["naive"] = results["naive"]
+        rust_p50 = results["rust"]["latency_us"].get("p50")
+        naive_p50 = results["naive"]["latency_us"].get("p50")
+        if rust_p50 and naive_p50:
+            out["speedup_p50"] = round(naive_p50 / rust_p50, 1)
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    ok = all(r["lost"] == 0 and r["duplicates"] == 0 for r in results.values())
+    return 0 if ok else 1
+
+
 def _bench(args: argparse.Namespace) -> int:
     if not args.core:
-        print("only `copyengine bench --core` exists so far (the socket benchmark is next)", file=sys.stderr)
-        return 2
+        return _socket_bench(args)
     from pyservice.bench.core import run_core_bench
 
     result = run_core_bench(args.followers, iterations=args.iterations, python_iterations=args.python_iterations)
@@ -59,6 +78,12 @@ def _engine(args: argparse.Namespace) -> int:
     return run_until_signal(daemon.run(), daemon.stop)
 
 
+def _demo(args: argparse.Namespace) -> int:
+    from pyservice.demo import run_demo
+
+    return run_demo(args.providers, args.followers, args.duration, args.rate, args.metrics_port)
+
+
 def _venue_sim(argv: list[str]) -> int:
     from pyservice.venue_sim.cli import main as venue_main
 
@@ -73,11 +98,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("scenario", help="scenario JSON (format v1, see pyservice/scenarios/FORMAT.md)")
     replay.set_defaults(func=_replay)
 
-    bench = sub.add_parser("bench", help="benchmarks; --core: one fan-out, Rust core vs Python reference")
+    bench = sub.add_parser("bench", help="SRE benchmark over sockets (venue-sim + engine); --core: in-process fan-out")
     bench.add_argument("--core", action="store_true", help="benchmark the in-process fan-out")
     bench.add_argument("--followers", type=int, default=10_000)
     bench.add_argument("--iterations", type=int, default=300, help="timed Rust fan-outs")
     bench.add_argument("--python-iterations", type=int, default=5, help="timed reference fan-outs")
+    bench.add_argument("--fills", type=int, default=200, help="socket bench: timed provider executions")
+    bench.add_argument("--burst", type=int, default=50, help="socket bench: executions in the throughput burst")
+    bench.add_argument("--engine", choices=["rust", "naive", "both"], default="both",
+                       help="socket bench: the engine, the newcomer's baseline, or both (ratio in one run)")
     bench.add_argument("--json", metavar="PATH", help="also write the result here")
     bench.set_defaults(func=_bench)
 
@@ -92,6 +121,14 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--log-format", choices=["plain", "json"], default="plain")
     engine.add_argument("--log-level", default="INFO")
     engine.set_defaults(func=_engine)
+
+    demo = sub.add_parser("demo", help="venue-sim and engine with traffic and a live view; Ctrl-C stops")
+    demo.add_argument("--providers", type=int, default=5)
+    demo.add_argument("--followers", type=int, default=3000)
+    demo.add_argument("--rate", type=float, default=20.0, help="provider executions per second")
+    demo.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--metrics-port", type=int, default=9464)
+    demo.set_defaults(func=_demo)
 
     sub.add_parser("venue-sim", help="the venue simulator (see `copyengine venue-sim --help`)", add_help=False)
     return parser

@@ -1,0 +1,152 @@
+"""The baseline of `copyengine bench --engine naive`: the engine a newcomer would write.
+
+Same protocol and books as the real engine, but one asyncio task per follower per
+provider execution, `Decimal` sizing, and one `orders` frame and one write per copy order.
+It implements only what the benchmark exercises (proportional / fixed_amount /
+multiplier sizing with the per-trade and free-cash caps, step rounding, spot buys and
+their fills), so its speed is a fair floor, not a second implementation of the rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from dataclasses import dataclass
+from decimal import ROUND_DOWN, Decimal
+from pathlib import Path
+from typing import cast
+
+from pyservice import protocol as P
+from pyservice.endpoints import parse_endpoint
+
+
+@dataclass
+class _Follower:
+    name: str
+    cash: Decimal
+    mode: str
+    fixed_amount: Decimal
+    multiplier: Decimal
+    max_per_trade: Decimal
+    slippage: Decimal
+
+
+class NaiveEngine:
+    def __init__(self, books: Path, listen: str) -> None:
+        data = json.loads(books.read_text(encoding="utf-8"))
+        self.books: dict[str, list[_Follower]] = {p["id"]: [] for p in data["providers"]}
+        for f in data["follows"]:
+            self.books[f["provider"]].append(_Follower(
+                name=f["follower"], cash=Decimal(f["allocation"]), mode=f.get("mode", "proportional"),
+                fixed_amount=Decimal(f.get("fixed_amount", "0")), multiplier=Decimal(f.get("multiplier", "1")),
+                max_per_trade=Decimal(f.get("max_per_trade_pct", "100")) / 100,
+                slippage=Decimal(f.get("slippage_pct", "0.5")) / 100,
+            ))
+        self.steps: dict[str, Decimal] = {}
+        self.ticks: dict[str, Decimal] = {}
+        self.orders: dict[str, tuple[_Follower, Decimal]] = {}
+        self.applied = 0
+        self.endpoint = parse_endpoint(listen)
+        self.transport: asyncio.Transport | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        ep = self.endpoint
+        if ep.unix_path is not None:
+            server = await loop.create_unix_server(lambda: _Conn(self), ep.unix_path)
+        else:
+            server = await loop.create_server(lambda: _Conn(self), ep.host, ep.port)
+        async with server:
+            await server.serve_forever()
+
+    def apply(self, msg: P.VenueMessage) -> None:
+        if isinstance(msg, P.Instrument):
+            self.steps[msg.symbol] = Decimal(msg.step)
+            self.ticks[msg.symbol] = Decimal(msg.tick)
+        elif isinstance(msg, P.ProviderExecution) and msg.side == "buy":
+            for f in self.books.get(msg.provider, []):
+                asyncio.create_task(self.copy(f, msg))  # one task per follower
+        elif isinstance(msg, P.CopyFills):
+            for fill in msg.fills:
+                follower, _ = self.orders.pop(fill.client_order_id, (None, Decimal(0)))
+                if follower is not None:
+                    follower.cash -= Decimal(fill.qty) * Decimal(fill.price)
+        elif isinstance(msg, P.CopyRejects):
+            for r in msg.rejects:
+                self.orders.pop(r.client_order_id, None)
+
+    async def copy(self, f: _Follower, e: P.ProviderExecution) -> None:
+        price, equity = Decimal(e.price), f.cash
+        if f.mode == "fixed_amount":
+            notional = f.fixed_amount
+        else:
+            notional = equity * Decimal(e.qty) * price / Decimal(e.provider_equity)
+            if f.mode == "multiplier":
+                notional *= f.multiplier
+        notional = min(notional, equity * f.max_per_trade, f.cash)
+        step = self.steps[e.symbol]
+        qty = (notional / price / step).to_integral_value(ROUND_DOWN) * step
+        if qty <= 0:
+            return
+        tick = self.ticks[e.symbol]
+        limit = (price * (1 + f.slippage) / tick).to_integral_value(ROUND_DOWN) * tick
+        coid = hashlib.sha1(f"{e.exec_id}|{f.name}".encode()).hexdigest()[:32]
+        self.orders[coid] = (f, qty)
+        order = P.NewOrder(coid, f.name, e.provider, e.symbol, "buy", "limit_ioc", _text(qty), _text(limit),
+                           False, e.leverage)
+        if self.transport is not None:
+            self.transport.write(P.encode(P.NewOrders(seq=e.seq, orders=[order])))
+
+
+def _text(d: Decimal) -> str:
+    return format(d.normalize(), "f")
+
+
+class _Conn(asyncio.Protocol):
+    def __init__(self, engine: NaiveEngine) -> None:
+        self.engine = engine
+        self.reader = P.venue_reader()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.engine.transport = cast(asyncio.Transport, transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.engine.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        e = self.engine
+        for msg in self.reader.feed(data):
+            if isinstance(msg, P.Hello):
+                if e.transport is not None:
+                    e.transport.write(P.encode(P.Resume(from_seq=e.applied + 1)))
+            elif isinstance(msg, P.Heartbeat):
+                if e.transport is not None:
+                    e.transport.write(P.encode(P.Heartbeat(seq=e.applied)))
+            elif msg.seq == e.applied + 1:
+                e.apply(msg)
+                e.applied = msg.seq
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    from pyservice.runtime import run_until_signal
+
+    parser = argparse.ArgumentParser(prog="python -m pyservice.bench.naive_engine")
+    parser.add_argument("--books", required=True)
+    parser.add_argument("--listen", default="tcp://127.0.0.1:7400")
+    args = parser.parse_args(argv)
+    engine = NaiveEngine(Path(args.books), args.listen)
+
+    async def serve() -> None:
+        task = asyncio.ensure_future(engine.run())
+        await stopped.wait()
+        task.cancel()
+
+    stopped = asyncio.Event()
+    return run_until_signal(serve(), stopped.set)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,169 @@
+"""`copyengine bench --followers N --fills M`: the SRE benchmark over real sockets.
+
+The venue (this process, `VenueSim`) and the engine (a child process) talk over
+loopback TCP. Latency phase: M provider executions one at a time, each timed from the
+venue writing it to the venue holding every copy order of it. Throughput phase: a burst
+of executions, timed until every copy order is back at the venue, filled, and the fills
+applied by the engine (its heartbeat reports the applied seq). The naive engine runs on
+the same harness (`--engine naive`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from pyservice import books as B
+from pyservice import protocol as P
+from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
+from pyservice.venue_sim.venue import VenueSim
+
+PROVIDER = "bench"
+SYMBOL = "BTCUSDT"
+PRICE = "60000"
+#: provider equity and follower allocation are equal, so each copy is the provider's qty
+EQUITY = "1000000"
+QTY = "0.001"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _percentiles(values_ns: list[int]) -> dict[str, float]:
+    v = sorted(values_ns)
+    if not v:
+        return {}
+
+    def at(q: float) -> float:
+        return round(v[min(len(v) - 1, int(q * len(v)))] / 1000, 1)
+
+    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p999": at(0.999), "max": round(v[-1] / 1000, 1)}
+
+
+def _rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):  # peak resident set
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return 0.0
+
+
+async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path) -> dict[str, Any]:
+    books = B.bench_books(followers, PROVIDER)
+    books_path = B.write(books, tmp / "books.json")
+    port = _free_port()
+    addr = f"tcp://127.0.0.1:{port}"
+    if engine == "naive":
+        cmd = [sys.executable, "-m", "pyservice.bench.naive_engine", "--books", str(books_path), "--listen", addr]
+    else:
+        cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books_path), "--listen", addr,
+               "--heartbeat", "0.01", "--dead-after", "30", "--log-level", "WARNING"]
+    proc = subprocess.Popen(cmd, stderr=open(tmp / "engine.log", "wb"))
+    venue_books = Books(providers=[BookProvider(PROVIDER)],
+                        follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)])
+    venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, books=venue_books,
+                                 heartbeat=0.01, dead_after=30, record=str(tmp / "orders.jsonl")))
+    received: Counter[int] = Counter()
+    ids_seen: set[str] = set()
+    duplicates = 0
+    done: dict[int, asyncio.Event] = {}
+    sent_ns: dict[int, int] = {}
+    latencies: list[int] = []
+
+    def on_orders(seq: int, n: int, recv_ns: int) -> None:
+        received[seq] += n
+        if received[seq] >= followers and seq in done and not done[seq].is_set():
+            if seq in sent_ns:
+                latencies.append(recv_ns - sent_ns.pop(seq))
+            done[seq].set()
+
+    venue.on_orders(on_orders)
+    runner = asyncio.create_task(venue.run())
+    try:
+        deadline = time.monotonic() + 30
+        while not venue.connected:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the engine did not come up; see {tmp / 'engine.log'}")
+            await asyncio.sleep(0.05)
+        n_exec = 0
+
+        def execution() -> P.ProviderExecution:
+            nonlocal n_exec
+            n_exec += 1
+            return P.ProviderExecution(0, PROVIDER, f"x{n_exec}", SYMBOL, "buy", QTY, PRICE, EQUITY)
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task(f"{engine}: {followers:,} followers", total=fills + burst)
+            for _ in range(fills):
+                ev = asyncio.Event()
+                t0 = time.monotonic_ns()
+                seq = venue.publish(execution())
+                sent_ns[seq] = t0
+                done[seq] = ev
+                await asyncio.wait_for(ev.wait(), 60)
+                progress.advance(task)
+            # throughput: a burst, then wait for the fills to be applied by the engine
+            t0 = time.monotonic_ns()
+            burst_seqs = []
+            for _ in range(burst):
+                seq = venue.publish(execution())
+                done[seq] = asyncio.Event()
+                burst_seqs.append(seq)
+            for seq in burst_seqs:
+                await asyncio.wait_for(done[seq].wait(), 120)
+                progress.advance(task)
+            while venue.stats.engine_applied_seq < venue.log.newest:
+                await asyncio.sleep(0.001)
+            burst_s = (time.monotonic_ns() - t0) / 1e9
+        rss = _rss_mb(proc.pid)
+    finally:
+        venue.stop()
+        await asyncio.wait_for(runner, 10)
+        proc.terminate()
+        proc.wait(10)
+    expected = (fills + burst) * followers
+    got = sum(received.values())
+    # duplicates: the same client order id received twice (outside a resume)
+    for line in (tmp / "orders.jsonl").read_bytes().splitlines():
+        coid = line.split(b'"client_order_id":"', 1)[1].split(b'"', 1)[0].decode()
+        if coid in ids_seen:
+            duplicates += 1
+        ids_seen.add(coid)
+    return {
+        "engine": engine,
+        "followers": followers,
+        "fills": fills,
+        "copy_orders_expected": fills * followers,
+        "copy_orders_received": sum(received[s] for s in range(1, max(received, default=0) + 1)
+                                    if s not in burst_seqs),
+        "duplicates": duplicates,
+        "lost": expected - min(got, expected),
+        "latency_us": _percentiles(latencies),
+        "burst_executions": burst,
+        "orders_per_s": round(burst * followers / burst_s) if burst else 0,
+        "engine_rss_mb": rss,
+    }
+
+
+def run_socket_bench(followers: int, fills: int, burst: int, engine: str) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="copyengine-bench-") as tmp:
+        try:
+            import uvloop
+
+            return uvloop.run(_bench(followers, fills, burst, engine, Path(tmp)))
+        except ImportError:
+            return asyncio.run(_bench(followers, fills, burst, engine, Path(tmp)))
