@@ -1,8 +1,9 @@
 """Typed surface of the Rust extension (checked by ``mypy.stubtest``)."""
 
+from collections.abc import Sequence
 from typing import final
 
-__all__ = ["Batch", "CopyEngineError", "Engine", "ScenarioError", "replay_jsonl"]
+__all__ = ["Batch", "CopyEngineError", "Engine", "LiveEngine", "Outcome", "ScenarioError", "replay_jsonl"]
 
 class CopyEngineError(ValueError):
     """Base of every error the engine core raises."""
@@ -49,3 +50,63 @@ class Engine:
         Raises ValueError for a batch made by another Engine."""
     @property
     def relationships(self) -> int: ...
+
+@final
+class Outcome:
+    """What one venue message did: counts, and the finished `orders` frame if any."""
+
+    @property
+    def frame(self) -> bytes | None:
+        """The complete `orders` frame (length prefix included), or None."""
+    @property
+    def orders(self) -> int: ...
+    @property
+    def skips(self) -> dict[str, int]:
+        """Skips by reason (only reasons that occurred)."""
+    @property
+    def clamps(self) -> dict[str, int]:
+        """Clamped orders by binding cap (only caps that occurred)."""
+    @property
+    def stops(self) -> int: ...
+    @property
+    def errors(self) -> list[str]: ...
+
+@final
+class LiveEngine:
+    """The engine in live mode over follower books (see `pyservice/PROTOCOL.md`).
+    Single-threaded, like `Engine`."""
+
+    @staticmethod
+    def from_books(text: str) -> LiveEngine:
+        """Build from a books file's text (providers, platform, follows). Raises
+        ScenarioError with a one-line reason for an invalid file."""
+    def instrument(
+        self, seq: int, symbol: str, kind: str, tick: str, step: str, min_qty: str, min_notional: str
+    ) -> Outcome: ...
+    def mark(self, seq: int, symbol: str, price: str) -> Outcome: ...
+    def execute(
+        self,
+        seq: int,
+        provider: str,
+        exec_id: str,
+        symbol: str,
+        side: str,
+        qty: str,
+        price: str,
+        provider_equity: str,
+        leverage: int = 1,
+    ) -> Outcome:
+        """A provider execution: one fan-out over the provider's book."""
+    def fills(self, seq: int, fills: Sequence[tuple[str, str, str]]) -> Outcome:
+        """The venue's fill reports: (client_order_id, qty, price) each."""
+    def rejects(self, seq: int, rejects: Sequence[tuple[str, str]]) -> Outcome:
+        """The venue's rejects: (client_order_id, reason) each."""
+    def working_orders(self, seq: int) -> Outcome:
+        """Every working copy order as one frame, to send again after a reconnect."""
+    @property
+    def pending_orders(self) -> int: ...
+    @property
+    def relationships(self) -> int: ...
+    def portfolios_jsonl(self) -> str:
+        """Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
+        plus `reserved`), for tests and operators."""

@@ -37,13 +37,13 @@ class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fiel
 # the log); every other message is a log entry with its own seq, replayable on Resume.
 
 
-class Hello(_Message, tag="hello"):
+class Hello(_Message, tag="hello", frozen=True):
     seq: Seq
     version: int
     session: Name
 
 
-class Instrument(_Message, tag="instrument"):
+class Instrument(_Message, tag="instrument", frozen=True):
     seq: Seq
     symbol: Name
     kind: Literal["spot", "perp"]
@@ -53,13 +53,13 @@ class Instrument(_Message, tag="instrument"):
     min_notional: Decimal
 
 
-class MarkPrice(_Message, tag="mark"):
+class MarkPrice(_Message, tag="mark", frozen=True):
     seq: Seq
     symbol: Name
     price: Decimal
 
 
-class ProviderExecution(_Message, tag="exec"):
+class ProviderExecution(_Message, tag="exec", frozen=True):
     seq: Seq
     provider: Name
     exec_id: Name
@@ -82,7 +82,7 @@ class Fill(NamedTuple):
     price: Decimal
 
 
-class CopyFills(_Message, tag="fills"):
+class CopyFills(_Message, tag="fills", frozen=True):
     seq: Seq
     fills: list[Fill]
 
@@ -97,19 +97,19 @@ class Reject(NamedTuple):
     reason: RejectReason
 
 
-class CopyRejects(_Message, tag="rejects"):
+class CopyRejects(_Message, tag="rejects", frozen=True):
     seq: Seq
     rejects: list[Reject]
 
 
-class Heartbeat(_Message, tag="hb"):
+class Heartbeat(_Message, tag="hb", frozen=True):
     seq: Seq
 
 
 # engine → venue
 
 
-class Resume(_Message, tag="resume"):
+class Resume(_Message, tag="resume", frozen=True):
     """Send every log entry from `from_seq` on, then keep pushing."""
 
     from_seq: Seq
@@ -130,7 +130,7 @@ class NewOrder(NamedTuple):
     leverage: int
 
 
-class NewOrders(_Message, tag="orders"):
+class NewOrders(_Message, tag="orders", frozen=True):
     """Every copy order one input produced; `seq` is that input's seq."""
 
     seq: Seq
@@ -165,7 +165,7 @@ class FrameReader:
 
     def __init__(self, kind: type[VenueMessage] | type[EngineMessage] | object,
                  max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self._decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(kind)  # type: ignore[arg-type]
+        self._decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(kind)
         self._max = max_frame
         self._buf = bytearray()
 

@@ -280,10 +280,18 @@ impl Engine {
     pub fn copy_fills<S: AsRef<str>>(&mut self, seq: u64, fills: &[(S, S, S)]) -> &[Record] {
         self.out.clear();
         self.loss_hits.clear();
+        let mut touched = Vec::new();
         for (id, qty, price) in fills {
-            if let Err(m) = self.copy_fill(id.as_ref(), qty.as_ref(), price.as_ref()) {
-                self.out.push(Record::Error(m));
+            match self.copy_fill(id.as_ref(), qty.as_ref(), price.as_ref()) {
+                Ok(rid) => touched.push(rid),
+                Err(m) => self.out.push(Record::Error(m)),
             }
+        }
+        // Max-loss looks at the state after the whole message, as for any other input.
+        touched.sort_unstable();
+        touched.dedup();
+        for rid in touched {
+            self.check_one(rid);
         }
         self.stop_loss_hits(seq);
         &self.out
@@ -302,7 +310,8 @@ impl Engine {
         &self.out
     }
 
-    fn copy_fill(&mut self, coid: &str, qty_text: &str, price_text: &str) -> Result<(), String> {
+    /// Apply one fill report; returns the relationship it moved.
+    fn copy_fill(&mut self, coid: &str, qty_text: &str, price_text: &str) -> Result<RelId, String> {
         let id = ClientOrderId::parse(coid).ok_or_else(|| format!("unknown order '{coid}'"))?;
         let p = *self
             .pending
@@ -311,14 +320,24 @@ impl Engine {
         let qty = Qty::parse(qty_text)
             .ok()
             .filter(|q| (0..=p.qty.0).contains(&q.0))
-            .ok_or_else(|| format!("fill qty '{qty_text}' of order '{coid}' is not within 0..={}", p.qty))?;
+            .ok_or_else(|| {
+                format!(
+                    "fill qty '{qty_text}' of order '{coid}' is not within 0..={}",
+                    p.qty
+                )
+            })?;
         let price = Price::parse(price_text)
             .ok()
             .filter(|x| x.0 > 0)
-            .ok_or_else(|| format!("fill price '{price_text}' of order '{coid}' is not a positive decimal"))?;
+            .ok_or_else(|| {
+                format!("fill price '{price_text}' of order '{coid}' is not a positive decimal")
+            })?;
         let inst = &self.instruments[p.symbol as usize];
         if !inst.on_step(qty) {
-            return Err(format!("fill qty {qty} of order '{coid}' is not a multiple of step {}", inst.step));
+            return Err(format!(
+                "fill qty {qty} of order '{coid}' is not a multiple of step {}",
+                inst.step
+            ));
         }
         let kind = inst.kind;
         let (sid, rid) = (p.symbol, p.rel);
@@ -355,7 +374,13 @@ impl Engine {
             let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
             let still_copied =
                 rel.status == Status::Active && provider_pos.signum() == p.side.sign();
-            let q = qty.0.min(rel.portfolio.closable(sid).abs());
+            // Only what the fill added is closed, and only on the side it added to.
+            let closable = rel.portfolio.closable(sid);
+            let q = if closable.signum() == p.side.sign() {
+                qty.0.min(closable.abs())
+            } else {
+                0
+            };
             if !still_copied && q > 0 {
                 let side = p.side.opposite();
                 let late = ClientOrderId::new(&[b"l", &id.to_bytes()], rel.follower_hash);
@@ -364,12 +389,16 @@ impl Engine {
                     .insert(late.0, Pending::close(rid, sid, side, Qty(q)));
                 let (follower, provider) = (rel.follower, rel.provider);
                 self.out.push(Record::Order(CopyOrder::close(
-                    follower, provider, sid, side, Qty(q), late,
+                    follower,
+                    provider,
+                    sid,
+                    side,
+                    Qty(q),
+                    late,
                 )));
             }
         }
-        self.check_one(rid);
-        Ok(())
+        Ok(rid)
     }
 
     fn copy_reject(&mut self, coid: &str, reason_text: &str) -> Result<(), String> {
@@ -1053,7 +1082,11 @@ fn open_one(
         Some(pending) => {
             // The most the order can cost: a buy fills at or under its limit; a sell
             // opens a short whose margin is taken at the provider's price.
-            let at = if leg.side == Side::Buy { limit } else { leg.price };
+            let at = if leg.side == Side::Buy {
+                limit
+            } else {
+                leg.price
+            };
             let reserve = mul_div_ceil(qty.0, at.0, i128::from(leg.leverage)).map(Money);
             if reserve.is_none_or(|r| pf.open_sent(sid, r).is_err()) {
                 return skip(SkipReason::Overflow);

@@ -115,13 +115,12 @@ pub fn parse_books(text: &str) -> Result<Engine, ScenarioError> {
             map.entry("type").or_insert_with(|| json!("follow"));
         }
         let outcome = match parse_event(&follow) {
-            Ok(ev @ crate::event::Event::Follow(_)) => engine
-                .apply(0, &ev)
-                .iter()
-                .find_map(|r| match r {
+            Ok(ev @ crate::event::Event::Follow(_)) => {
+                engine.apply(0, &ev).iter().find_map(|r| match r {
                     Record::Error(m) => Some(m.clone()),
                     _ => None,
-                }),
+                })
+            }
             Ok(_) => Some("field 'type' must be 'follow'".into()),
             Err(m) => Some(m),
         };

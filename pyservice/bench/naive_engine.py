@@ -117,6 +117,8 @@ class _Conn(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         e = self.engine
         for msg in self.reader.feed(data):
+            if isinstance(msg, (P.Resume, P.NewOrders)):
+                continue  # engine-bound messages never come from a venue
             if isinstance(msg, P.Hello):
                 if e.transport is not None:
                     e.transport.write(P.encode(P.Resume(from_seq=e.applied + 1)))

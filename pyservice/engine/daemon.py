@@ -147,6 +147,8 @@ class EngineDaemon:
             conn.send(outcome.frame)
         if isinstance(msg, P.ProviderExecution):
             self.metrics.fanout_seconds.observe((time.perf_counter_ns() - started) / 1e9)
+            if outcome.orders:
+                self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
         self.applied_seq = seq
         self.venue_head = max(self.venue_head, seq)
         self._count(outcome, msg)
@@ -244,7 +246,7 @@ class VenueConnection(asyncio.Protocol):
                     if not isinstance(msg, P.Hello):
                         raise _Refused("no_hello", f"{type(msg).__name__} before hello")
                     self.greeted = True
-                    self.daemon.hello(self, msg)  # type: ignore[arg-type]
+                    self.daemon.hello(self, msg)
                 else:
                     self.daemon.apply(self, msg)  # type: ignore[arg-type]
         except P.ProtocolError as exc:

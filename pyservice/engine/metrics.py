@@ -17,6 +17,9 @@ class EngineMetrics:
             "copyengine_fanout_seconds", "Provider execution decoded to orders frame written",
             buckets=_LATENCY_BUCKETS, registry=r)
         self.copy_orders = Counter("copyengine_copy_orders", "Copy orders sent", registry=r)
+        # one series per provider of this shard (the demo's top providers)
+        self.provider_orders = Counter(
+            "copyengine_provider_copy_orders", "Copy orders of provider executions", ["provider"], registry=r)
         self.skips = Counter("copyengine_skips", "Copies skipped, by reason", ["reason"], registry=r)
         self.clamps = Counter("copyengine_clamps", "Copies clamped, by binding cap", ["cap"], registry=r)
         self.stops = Counter("copyengine_stops", "Relationships stopped by max-loss", registry=r)

@@ -1,0 +1,5 @@
+import sys
+
+from pyservice.venue_sim.cli import main
+
+sys.exit(main())

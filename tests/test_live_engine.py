@@ -1,0 +1,427 @@
+"""`pyservice._engine_core.LiveEngine` end to end: books in, venue messages in, `Outcome`
+(counts and the finished `orders` frame) out. The rules are PROTOCOL.md "How the engine
+applies them (live mode)"; expected values are worked out by hand in the comments and
+client order ids are recomputed here with an independent base62 encoder.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import xxhash
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pyservice import CopyEngineError, ScenarioError
+from pyservice._engine_core import LiveEngine, Outcome
+from pyservice.protocol import NewOrder, NewOrders, engine_reader
+
+# --------------------------------------------------------------------------- helpers
+
+ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def cid(*source: str, follower: str) -> str:
+    """base62(xxh3_128(source joined by \\x1f) XOR xxh3_128(follower)), 22 characters."""
+    h = lambda b: int(xxhash.xxh3_128_hexdigest(b), 16)  # noqa: E731
+    n = h("\x1f".join(source).encode()) ^ h(follower.encode())
+    out = ""
+    for power in range(21, -1, -1):
+        digit, n = divmod(n, 62**power)
+        out += ALPHABET[digit]
+    return out
+
+
+def live(*follows: dict, providers: tuple[str, ...] = ("P", "Q"), platform: dict | None = None,
+         instruments: tuple[tuple[str, ...], ...] = (("BTC", "spot", "0.01", "0.001", "0", "0"),
+                                                     ("ETH-PERP", "perp", "0.01", "0.001", "0", "0"))) -> LiveEngine:
+    books: dict = {"version": 1, "providers": [{"id": p} for p in providers], "follows": list(follows)}
+    if platform is not None:
+        books["platform"] = platform
+    e = LiveEngine.from_books(json.dumps(books))
+    for seq, inst in enumerate(instruments, start=1):
+        out = e.instrument(seq, *inst)
+        assert (out.orders, out.errors, out.frame) == (0, [], None)
+    return e
+
+
+def follow(follower: str, allocation: str, provider: str = "P", **settings: object) -> dict:
+    return {"follower": follower, "provider": provider, "allocation": allocation, **settings}
+
+
+def frame_orders(out: Outcome, seq: int) -> list[NewOrder]:
+    """The outcome's frame, decoded as the venue reads it."""
+    assert out.frame is not None
+    msgs = engine_reader().feed(out.frame)
+    assert len(msgs) == 1 and isinstance(msgs[0], NewOrders)
+    assert msgs[0].seq == seq
+    assert len(msgs[0].orders) == out.orders
+    return msgs[0].orders
+
+
+def portfolios(e: LiveEngine) -> dict[str, dict]:
+    return {(r := json.loads(line))["follower"] + "/" + r["provider"]: r for line in e.portfolios_jsonl().splitlines()}
+
+
+def money(e: LiveEngine, key: str) -> tuple[str, str, str, list]:
+    p = portfolios(e)[key]
+    return p["cash"], p["reserved"], p["equity"], [(x["symbol"], x["qty"]) for x in p["positions"]]
+
+
+def empty(out: Outcome) -> bool:
+    return (out.orders, out.frame, out.errors, out.stops, dict(out.skips), dict(out.clamps)) == (0, None, [], 0, {}, {})
+
+
+# --------------------------------------------------------------------------- executions
+
+
+def test_an_execution_frames_its_copies_and_reserves() -> None:
+    e = live(follow("a", "1000"), follow("c", "1000", slippage_pct="0"))
+    # W = 1 × 1000/1000 = 1; a's limit floor(100 × 1.005) = 100.5, c's 100
+    out = e.execute(7, "P", "x1", "ETH-PERP", "buy", "1", "100", "1000", 7)
+    assert (out.orders, out.errors, out.stops, out.skips, out.clamps) == (2, [], 0, {}, {})
+    assert frame_orders(out, 7) == [
+        NewOrder(cid("f", "P", "x1", "open", follower="a"), "a", "P", "ETH-PERP", "buy", "limit_ioc", "1", "100.5", False, 7),
+        NewOrder(cid("f", "P", "x1", "open", follower="c"), "c", "P", "ETH-PERP", "buy", "limit_ioc", "1", "100", False, 7),
+    ]
+    assert e.pending_orders == 2
+    # ceil16(100.5 / 7) = 14.3571428571428572; 100 / 7 → 14.2857142857142858
+    assert money(e, "a/P") == ("1000", "14.3571428571428572", "1000", [])
+    assert money(e, "c/P") == ("1000", "14.2857142857142858", "1000", [])
+    p = portfolios(e)["a/P"]
+    assert list(p) == ["event", "kind", "follower", "provider", "status", "cash", "equity", "positions", "reserved"]
+    assert (p["event"], p["kind"], p["status"]) == (None, "portfolio", "active")
+
+
+def test_a_short_reserves_at_the_provider_price() -> None:
+    e = live(follow("a", "1000"))
+    out = e.execute(1, "P", "x1", "ETH-PERP", "sell", "1", "100", "1000", 3)
+    [o] = frame_orders(out, 1)
+    assert (o.side, o.type, o.qty, o.price, o.reduce_only, o.leverage) == ("sell", "limit_ioc", "1", "99.5", False, 3)
+    assert money(e, "a/P")[1] == "33.3333333333333334"
+
+
+def test_reserved_cash_sizes_the_next_execution() -> None:
+    e = live(follow("a", "1000", slippage_pct="10"), follow("b", "1000"))
+    # a reserves 9.5 × 110 = 1045 (free −45); b 9.5 × 100.5 = 954.75 (free 45.25)
+    assert e.execute(1, "P", "x1", "BTC", "buy", "9.5", "100", "1000").orders == 2
+    out = e.execute(2, "P", "x2", "BTC", "buy", "1", "100", "1000")
+    # a: F ≤ 0; b: 45.25/100 = 0.4525 → 0.452, clamped by free cash (a replay: 0.1 and 0.5)
+    assert (out.orders, dict(out.skips), dict(out.clamps), out.errors) == (1, {"insufficient_balance": 1}, {"free_cash": 1}, [])
+    [o] = frame_orders(out, 2)
+    assert (o.follower, o.qty, o.price, o.leverage) == ("b", "0.452", "100.5", 1)
+    assert money(e, "b/P") == ("1000", "1000.176", "1000", [])
+
+
+def test_max_open_trades_counts_a_symbol_still_opening() -> None:
+    e = live(follow("a", "1000", max_open_trades=1),
+             instruments=(("BTC", "spot", "0.01", "0.001", "0", "0"), ("ETH", "spot", "0.01", "0.001", "0", "0")))
+    first = e.execute(1, "P", "x1", "BTC", "buy", "1", "100", "1000")
+    assert first.orders == 1
+    out = e.execute(2, "P", "x2", "ETH", "buy", "1", "100", "1000")
+    assert (out.orders, dict(out.skips), out.frame) == (0, {"max_open_trades": 1}, None)
+    [o] = frame_orders(first, 1)
+    assert empty(e.rejects(3, [(o.client_order_id, "expired")]))
+    assert e.execute(4, "P", "x3", "ETH", "buy", "1", "100", "1000").orders == 1
+
+
+# --------------------------------------------------------------------------- reports
+
+
+def one_working_buy() -> tuple[LiveEngine, str]:
+    e = live(follow("a", "1000", slippage_pct="10"))
+    out = e.execute(1, "P", "x1", "BTC", "buy", "9.5", "100", "1000")
+    [o] = frame_orders(out, 1)
+    assert (o.qty, o.price) == ("9.5", "110")
+    assert money(e, "a/P") == ("1000", "1045", "1000", [])
+    return e, o.client_order_id
+
+
+@pytest.mark.parametrize(
+    ("qty", "price", "expect"),
+    [
+        ("9.5", "99.5", ("54.75", "0", "1004.75", [("BTC", "9.5")])),  # 1000 − 945.25; +9.5 × 100 at the mark
+        ("4", "100", ("600", "0", "1000", [("BTC", "4")])),  # a part: the whole reservation goes
+        ("0", "100", ("1000", "0", "1000", [])),  # nothing filled: released
+    ],
+)
+def test_a_fill_applies_and_releases(qty: str, price: str, expect: tuple) -> None:
+    e, oid = one_working_buy()
+    assert empty(e.fills(2, [(oid, qty, price)]))
+    assert money(e, "a/P") == expect
+    assert e.pending_orders == 0
+    assert e.fills(3, [(oid, qty, price)]).errors == [f"unknown order '{oid}'"]
+
+
+@pytest.mark.parametrize("reason", ["expired", "insufficient_funds", "reduce_only", "invalid"])
+def test_a_reject_releases(reason: str) -> None:
+    e, oid = one_working_buy()
+    assert empty(e.rejects(2, [(oid, reason)]))
+    assert money(e, "a/P") == ("1000", "0", "1000", [])
+    assert e.pending_orders == 0
+
+
+def test_duplicate_leaves_the_order_working() -> None:
+    e, oid = one_working_buy()
+    assert empty(e.rejects(2, [(oid, "duplicate"), ("0" * 22, "duplicate"), ("x", "duplicate")]))
+    assert e.pending_orders == 1
+    assert money(e, "a/P")[1] == "1045"
+    assert [o.client_order_id for o in frame_orders(e.working_orders(9), 9)] == [oid]
+
+
+def test_bad_reports_are_errors_and_the_rest_of_the_batch_applies() -> None:
+    e = live(follow("a", "1000", slippage_pct="10"), follow("b", "1000", slippage_pct="10"))
+    a, b = (o.client_order_id for o in frame_orders(e.execute(1, "P", "x1", "BTC", "buy", "9.5", "100", "1000"), 1))
+    out = e.fills(2, [("zzz", "1", "100"), (a, "9.501", "100"), (a, "0.0005", "100"), (a, "-1", "100"),
+                      (a, "1", "0"), (b, "2", "100"), (a, "1", "1e2")])
+    assert out.orders == 0 and out.frame is None
+    assert out.errors == [
+        "unknown order 'zzz'",
+        f"fill qty '9.501' of order '{a}' is not within 0..=9.5",
+        f"fill qty 0.0005 of order '{a}' is not a multiple of step 0.001",
+        f"fill qty '-1' of order '{a}' is not within 0..=9.5",
+        f"fill price '0' of order '{a}' is not a positive decimal",
+        f"fill price '1e2' of order '{a}' is not a positive decimal",
+    ]
+    assert money(e, "a/P") == ("1000", "1045", "1000", [])
+    assert money(e, "b/P") == ("800", "0", "1000", [("BTC", "2")])
+    out = e.rejects(3, [(a, "nope"), ("zzz", "expired")])
+    assert out.errors == ["unknown reject reason 'nope'", "unknown order 'zzz'"]
+    assert e.pending_orders == 1
+
+
+# --------------------------------------------------------------------------- closes, late fills, stops
+
+
+def long_one(**settings: object) -> LiveEngine:
+    """a (1000) long 1 ETH-PERP @100, copying P's 10 (P's equity 10,000), leverage 10."""
+    e = live(follow("a", "1000", **settings))
+    [o] = frame_orders(e.execute(1, "P", "o1", "ETH-PERP", "buy", "10", "100", "10000", 10), 1)
+    assert empty(e.fills(2, [(o.client_order_id, "1", "100")]))
+    return e
+
+
+def test_reductions_never_over_close() -> None:
+    e = long_one()
+    closes = []
+    for seq, (exec_id, qty, expect) in enumerate([("c1", "5", "0.5"), ("c2", "3", "0.3"), ("c3", "2", "0.2")], start=3):
+        out = e.execute(seq, "P", exec_id, "ETH-PERP", "sell", qty, "100", "10000", 10)
+        [o] = frame_orders(out, seq)
+        # reduce-only market closes carry leverage 1 and no price
+        assert o == NewOrder(cid("f", "P", exec_id, "close", follower="a"), "a", "P", "ETH-PERP", "sell", "market",
+                             expect, None, True, 1)
+        closes.append(o)
+    assert e.pending_orders == 3
+    assert empty(e.fills(9, [(o.client_order_id, o.qty, "110") for o in closes]))
+    assert money(e, "a/P") == ("1010", "0", "1010", [])
+
+
+def test_a_late_fill_is_closed_again() -> None:
+    e = live(follow("a", "1000"))
+    [o] = frame_orders(e.execute(1, "P", "o1", "ETH-PERP", "buy", "10", "100", "10000", 5), 1)
+    assert o.leverage == 5
+    assert empty(e.execute(2, "P", "c1", "ETH-PERP", "sell", "10", "101", "10000", 5))
+    out = e.fills(3, [(o.client_order_id, "0.6", "100")])
+    [late] = frame_orders(out, 3)
+    assert (late.follower, late.side, late.type, late.qty, late.price, late.reduce_only, late.leverage) == (
+        "a", "sell", "market", "0.6", None, True, 1)
+    assert late.client_order_id == cid("l", o.client_order_id, follower="a")  # as the engine defines it today
+    assert e.pending_orders == 1
+    [again] = frame_orders(e.working_orders(4), 4)
+    assert again == late
+    assert empty(e.fills(5, [(late.client_order_id, "0.6", "101")]))
+    assert money(e, "a/P") == ("1000.6", "0", "1000.6", [])
+
+
+def test_a_stop_frames_its_closes() -> None:
+    e = live(follow("a", "1000", max_loss_pct="10"))
+    [o] = frame_orders(e.execute(1, "P", "o1", "ETH-PERP", "buy", "10", "100", "1000", 10), 1)
+    assert (o.qty, o.leverage) == ("10", 10)
+    working = e.execute(2, "P", "o2", "ETH-PERP", "buy", "1", "100", "1000", 10)
+    assert empty(e.fills(3, [(o.client_order_id, "10", "100")]))
+    # mark 90: equity 1000 − 100 = 900 ≤ 900
+    out = e.mark(4, "ETH-PERP", "90")
+    assert (out.stops, out.orders, out.errors) == (1, 1, [])
+    assert frame_orders(out, 4) == [
+        NewOrder(cid("s", "P", "4", "ETH-PERP", follower="a"), "a", "P", "ETH-PERP", "sell", "market", "10", None, True, 1)]
+    assert portfolios(e)["a/P"]["status"] == "stopped"
+    # stopped: the working open of 1 that fills is closed at once
+    [w] = frame_orders(working, 2)
+    [late] = frame_orders(e.fills(5, [(w.client_order_id, "1", "90")]), 5)
+    assert (late.side, late.qty, late.reduce_only) == ("sell", "1", True)
+    assert e.pending_orders == 2
+    # copies nothing more
+    assert empty(e.execute(6, "P", "o3", "ETH-PERP", "buy", "1", "90", "1000", 10))
+
+
+def test_working_orders_is_one_frame_of_every_pending_order() -> None:
+    e = live(follow("a", "1000"), follow("b", "1000", provider="Q"), follow("c", "1000"))
+    assert empty(e.working_orders(1))
+    sent = []
+    sent += frame_orders(e.execute(2, "P", "o1", "BTC", "buy", "1", "100", "1000"), 2)
+    sent += frame_orders(e.execute(3, "Q", "q1", "ETH-PERP", "sell", "1", "100", "1000", 3), 3)
+    sent += frame_orders(e.execute(4, "P", "o2", "ETH-PERP", "buy", "2", "100", "1000", 2), 4)
+    assert len(sent) == 5
+    out = e.working_orders(5)
+    listed = frame_orders(out, 5)
+    assert sorted(listed) == sorted(sent)  # leverage too: each order's own
+    # relationship (follow) order: a, b, c
+    assert [o.follower for o in listed] == ["a", "a", "b", "c", "c"]
+    assert frame_orders(e.working_orders(5), 5) == listed
+
+
+# --------------------------------------------------------------------------- instruments, books
+
+
+def test_instruments() -> None:
+    e = live(follow("a", "1000"))
+    assert empty(e.instrument(3, "BTC", "spot", "0.01", "0.001", "0", "0"))
+    assert e.instrument(4, "BTC", "spot", "0.1", "0.001", "0", "0").errors == ["instrument 'BTC' is already defined differently"]
+    assert e.instrument(5, "X", "option", "1", "1", "0", "0").errors == ["instrument: field 'kind' must be 'spot' or 'perp'"]
+    assert e.instrument(6, "X", "spot", "0", "1", "0", "0").errors == ["instrument: field 'tick' must be positive"]
+    assert e.execute(7, "P", "x", "X", "buy", "1", "1", "1").errors == ["unknown symbol 'X'"]
+
+
+@pytest.mark.parametrize(
+    ("books", "message"),
+    [
+        ({"providers": [{"id": "P"}], "follows": [follow("a", "0")]}, "follows[0]: field 'allocation' must be positive"),
+        ({"providers": [{"id": "P"}], "follows": [follow("a", "1"), follow("a", "2")]}, "follows[1]: 'a' already follows 'P'"),
+        ({"providers": [{"id": "P"}], "follows": [follow("a", "1", provider="X")]}, "follows[0]: unknown provider 'X'"),
+        ({"providers": [{"id": "P"}], "follows": [{**follow("a", "1"), "x": 1}]}, "follows[0]: unknown field 'x' for follow"),
+        ({"providers": [{"id": "P"}], "follows": [follow("a", 5)]}, "follows[0]: field 'allocation' must be a decimal string"),
+        ({"providers": [{"id": "P"}], "platform": {"min_allocation": "10"}, "follows": [follow("a", "5")]},
+         "follows[0]: allocation 5 is below min_allocation 10"),
+        ({"providers": [{"id": "P"}]}, "missing field 'follows'"),
+        ({"providers": [], "follows": [], "events": []}, "unknown field 'events'"),
+        ([], "the books file must be a JSON object"),
+    ],
+)
+def test_invalid_books_raise_one_line(books: object, message: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        LiveEngine.from_books(json.dumps(books))
+    assert str(info.value) == message
+    assert isinstance(info.value, CopyEngineError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize("text", ["", "{", '{"providers": [], "follows": [],}', "{\n\n\"a\"", "NaN"])
+def test_unparsable_books_raise_one_line(text: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        LiveEngine.from_books(text)
+    assert str(info.value).startswith("not JSON: ") and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------- garbage
+
+ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+# well-formed decimals every field refuses (range, precision, magnitude)
+BAD_NUMBERS = ["0", "-1", "-0.5", "0.000000001", "1000000000000", "99999999999999999999"]
+
+
+def not_an_id() -> st.SearchStrategy[str]:
+    return st.text(max_size=70).filter(lambda s: not ID.fullmatch(s)) | st.sampled_from(["x y", "", "a" * 65, "é"])
+
+
+def bad_number() -> st.SearchStrategy[str]:
+    return st.text(max_size=24).filter(lambda s: not DECIMAL.fullmatch(s)) | st.sampled_from(BAD_NUMBERS)
+
+
+def garbage_engine() -> tuple[LiveEngine, str]:
+    """Two followers, one of them long BTC, and one working order; returns its id."""
+    e = live(follow("a", "1000"), follow("b", "1000", provider="Q"))
+    [o] = frame_orders(e.execute(1, "P", "x1", "BTC", "buy", "1", "100", "1000"), 1)
+    assert empty(e.fills(2, [(o.client_order_id, "1", "100")]))
+    [w] = frame_orders(e.execute(3, "P", "x2", "BTC", "buy", "1", "100", "1000"), 3)
+    return e, w.client_order_id
+
+
+def refused(e: LiveEngine, out: Outcome, before: tuple[str, int]) -> None:
+    assert out.orders == 0 and out.frame is None and out.stops == 0
+    assert len(out.errors) >= 1 and all(isinstance(m, str) and m for m in out.errors)
+    assert (e.portfolios_jsonl(), e.pending_orders) == before
+
+
+EXEC_ARGS = ["P", "x9", "BTC", "sell", "1", "100", "1000"]
+EXEC_GARBAGE = [
+    not_an_id().filter(lambda s: s not in ("P", "Q")) | st.sampled_from(["R", "p"]),  # provider
+    not_an_id() | st.just("x1"),  # exec_id (x1 is a duplicate)
+    not_an_id() | st.sampled_from(["ETH", "btc"]),  # symbol
+    st.text(max_size=8).filter(lambda s: s not in ("buy", "sell")),  # side
+    bad_number() | st.sampled_from(["0.0005", "3"]),  # qty: off step; more than P holds (2) on spot
+    bad_number() | st.just("100.001"),  # price: off tick
+    bad_number(),  # provider_equity
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, len(EXEC_ARGS) - 1).flatmap(lambda i: st.tuples(st.just(i), EXEC_GARBAGE[i])))
+def test_garbage_executions_change_nothing(arg: tuple[int, str]) -> None:
+    e, _ = garbage_engine()
+    before = (e.portfolios_jsonl(), e.pending_orders)
+    args = list(EXEC_ARGS)
+    args[arg[0]] = arg[1]
+    refused(e, e.execute(10, *args), before)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.one_of(st.tuples(not_an_id() | st.just("ETH"), st.just("100")), st.tuples(st.just("BTC"), bad_number() | st.just("100.001"))))
+def test_garbage_marks_change_nothing(args: tuple[str, str]) -> None:
+    e, _ = garbage_engine()
+    before = (e.portfolios_jsonl(), e.pending_orders)
+    refused(e, e.mark(10, *args), before)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_garbage_fill_reports_change_nothing(data: st.DataObject) -> None:
+    e, oid = garbage_engine()
+    before = (e.portfolios_jsonl(), e.pending_orders)
+    which = data.draw(st.integers(0, 2))
+    report = [oid, "1", "100"]
+    if which == 0:
+        report[0] = data.draw(st.text(max_size=30).filter(lambda s: s != oid))
+    elif which == 1:
+        report[1] = data.draw(bad_number().filter(lambda s: s != "0") | st.sampled_from(["0.0005", "1.001", "2"]))
+    else:
+        report[2] = data.draw(bad_number())
+    refused(e, e.fills(10, [tuple(report)]), before)  # type: ignore[list-item]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_garbage_rejects_change_nothing(data: st.DataObject) -> None:
+    e, oid = garbage_engine()
+    before = (e.portfolios_jsonl(), e.pending_orders)
+    reasons = ("insufficient_funds", "expired", "reduce_only", "duplicate", "invalid")
+    if data.draw(st.booleans()):
+        reject = (oid, data.draw(st.text(max_size=20).filter(lambda s: s not in reasons)))
+    else:
+        reject = (data.draw(st.text(max_size=30).filter(lambda s: s != oid)), data.draw(st.sampled_from(reasons[:2])))
+    refused(e, e.rejects(10, [reject]), before)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data())
+def test_garbage_instruments_change_nothing(data: st.DataObject) -> None:
+    e, _ = garbage_engine()
+    before = (e.portfolios_jsonl(), e.pending_orders)
+    args = ["SOL", "spot", "0.01", "0.001", "0", "0"]
+    i = data.draw(st.integers(0, 5))
+    args[i] = data.draw([
+        not_an_id(),
+        st.text(max_size=8).filter(lambda s: s not in ("spot", "perp")),
+        bad_number(), bad_number(),
+        bad_number().filter(lambda s: s != "0"), bad_number().filter(lambda s: s != "0"),
+    ][i])
+    refused(e, e.instrument(10, *args), before)
+    # and SOL is still not defined
+    assert e.execute(11, "P", "s1", "SOL", "buy", "1", "1", "1").errors == ["unknown symbol 'SOL'"]
+
+
+def test_unknown_duplicate_is_not_an_error_and_not_an_order() -> None:
+    e, oid = garbage_engine()
+    assert empty(e.rejects(10, [("no such order", "duplicate")]))
+    assert e.pending_orders == 1
