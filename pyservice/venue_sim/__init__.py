@@ -6,6 +6,7 @@ executions, and matches the engine's copy orders IOC against follower accounts.
 
 from pyservice.venue_sim.config import (
     DEFAULT_INSTRUMENTS,
+    BookProvider,
     Books,
     ConfigError,
     Follow,
@@ -20,6 +21,7 @@ from pyservice.venue_sim.venue import VenueSim
 
 __all__ = [
     "DEFAULT_INSTRUMENTS",
+    "BookProvider",
     "Books",
     "ConfigError",
     "Follow",

@@ -177,12 +177,23 @@ class Matcher:
         self._partial = partial_fill_pct / 100  # a probability, not money
         self._numbers: dict[str, int] = {}  # decimal text → fixed; limit prices repeat a lot
 
+    # A venue may publish what the engine's rules refuse (a test of those rules): such an
+    # instrument or mark changes nothing here either.
+
     def set_instrument(self, message: protocol.Instrument) -> None:
-        self.instruments[message.symbol] = Instrument(message)
+        try:
+            self.instruments[message.symbol] = Instrument(message)
+        except ValueError:
+            pass
 
     def set_mark(self, symbol: str, price: str) -> None:
-        self.marks[symbol] = fixed.parse(price)
-        self._mark_text[symbol] = price
+        try:
+            value = fixed.parse(price)
+        except ValueError:
+            return
+        if value > 0:
+            self.marks[symbol] = value
+            self._mark_text[symbol] = price
 
     def open_account(self, follower: str, provider: str, cash: int) -> Account:
         account = self.accounts[(follower, provider)] = Account(cash)

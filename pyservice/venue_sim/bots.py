@@ -17,6 +17,7 @@ from pyservice.venue_sim.fixed import ceil_div
 #: a mark moves by up to this fraction of its price per step (at least one tick)
 _MARK_MOVE = 2000  # 1/2000 = 0.05 %
 _MAX_BOT_LEVERAGE = 20
+_PICKS = 5
 
 
 def mark_step(instruments: Sequence[Instrument], marks: Mapping[str, int], rng: random.Random) -> list[MarkPrice]:
@@ -107,11 +108,12 @@ class Bots:
         return mark_step(self._instruments, marks, self._marks_rng)
 
     def execution(self, marks: Mapping[str, int]) -> ProviderExecution | None:
-        if not self._bots or not self._instruments:
-            return None
-        bot = self._rng.choice(self._bots)
-        inst = self._rng.choice(self._instruments)
-        execution = bot.act(inst, marks, f"x{self._count + 1}")
-        if execution is not None:
-            self._count += 1
-        return execution
+        """One execution; a few picks are tried, as a broke bot can have nothing to do."""
+        for _ in range(_PICKS if self._bots and self._instruments else 0):
+            bot = self._rng.choice(self._bots)
+            inst = self._rng.choice(self._instruments)
+            execution = bot.act(inst, marks, f"x{self._count + 1}")
+            if execution is not None:
+                self._count += 1
+                return execution
+        return None

@@ -59,7 +59,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", help="session name (default: random, fixed for this run)")
     parser.add_argument("--books", metavar="PATH", help="providers and follows (JSON); funds the followers")
     parser.add_argument("--funding", type=_decimal, default="1",
-                        help="each follower account holds FUNDING x its allocation (default %(default)s)")
+                        help="each follow is an account (follower, provider) holding FUNDING x its allocation"
+                             " (default %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="seeds marks, bots and partial fills")
     parser.add_argument("--rate", type=_non_negative, default=10.0,
                         help="provider executions per second, all bots (default %(default)s; 0: none)")

@@ -135,12 +135,12 @@ def parse_script_line(obj: Any) -> ScriptStep:
     cls = _SCRIPT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ConfigError(f"unknown script type {kind!r}")
-    names = [f.name for f in msgspec.structs.fields(cls)][1:]  # the venue assigns seq
-    unknown = set(fields) - set(names)
+    wire_fields = msgspec.structs.fields(cls)[1:]  # the venue assigns seq
+    unknown = set(fields) - {f.name for f in wire_fields}
     if unknown:
         raise ConfigError(f"unknown field(s) {sorted(unknown)} for {kind}")
     row: list[Any] = [kind, 0]
-    for f in msgspec.structs.fields(cls)[1:]:
+    for f in wire_fields:
         if f.name in fields:
             row.append(fields[f.name])
         elif f.required:
@@ -162,6 +162,6 @@ def load_script(path: str | Path) -> list[ScriptStep]:
             continue
         try:
             steps.append(parse_script_line(json.loads(line)))
-        except (ValueError, msgspec.ValidationError) as exc:
+        except ValueError as exc:  # msgspec's errors and json's are ValueErrors
             raise ConfigError(f"script {path} line {number}: {exc}") from None
     return steps

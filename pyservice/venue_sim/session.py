@@ -171,7 +171,7 @@ class _Connection:
         self.resumed.set()
 
     def _silent(self) -> bool:
-        if self.loop.time() - self.last_heard <= self.link.dead_after:
+        if self.loop.time() - self.last_heard < self.link.dead_after:
             return False
         logger.warning("nothing heard from the engine for %.1f s, dropping the connection", self.link.dead_after)
         return True
@@ -179,7 +179,8 @@ class _Connection:
     async def _write(self) -> None:
         link, log, writer = self.link, self.link.log, self.writer
         writer.write(encode(Hello(log.newest, PROTOCOL_VERSION, link.session)))
-        await writer.drain()
+        if not await self._drain():
+            return
         while not self.resumed.is_set():
             if self._silent():
                 return
@@ -197,7 +198,8 @@ class _Connection:
                 if not self._send(next_seq, last):
                     return
                 next_seq = last + 1
-                await writer.drain()
+                if not await self._drain():
+                    return
             if self._silent():
                 return
             now = self.loop.time()
@@ -206,6 +208,17 @@ class _Connection:
                 hb_due = now + link.heartbeat
             if next_seq > log.newest:
                 await log.wait_beyond(next_seq - 1, min(hb_due, self.last_heard + link.dead_after) - now)
+
+    async def _drain(self) -> bool:
+        """Wait until the socket takes what was written; False if the engine fell silent."""
+        while True:
+            try:
+                async with asyncio.timeout(self.last_heard + self.link.dead_after - self.loop.time()):
+                    await self.writer.drain()
+                return True
+            except TimeoutError:
+                if self._silent():
+                    return False
 
     def _send(self, first: int, last: int) -> bool:
         """Write entries `first`..`last`; False if a fault cut the connection."""

@@ -228,3 +228,11 @@ def test_one_report_per_order_in_order() -> None:
     assert [f[0] for f in fills] == [o.client_order_id for i, o in enumerate(orders) if i % 3]
     assert [r[0] for r in rejects] == [o.client_order_id for i, o in enumerate(orders) if not i % 3]
     assert len(outcomes) == 30 and m.stats.fills == 20 and m.stats.rejects == {"expired": 10}
+
+
+def test_instruments_and_marks_the_engine_would_refuse_change_nothing() -> None:
+    m, _ = make()
+    m.set_instrument(Instrument(0, "BADUSDT", "spot", "0", "0.1", "0", "0"))
+    m.set_mark("BTCUSDT", "1.123456789")
+    m.set_mark("BTCUSDT", "0")
+    assert "BADUSDT" not in m.instruments and m.marks["BTCUSDT"] == qty("50000")

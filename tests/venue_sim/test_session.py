@@ -1,0 +1,390 @@
+"""The venue's connection (`pyservice.venue_sim.session`) against a tiny fake engine
+that speaks the protocol with `pyservice.protocol`, and the CLI as a process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from pyservice.protocol import (
+    CopyFills,
+    CopyRejects,
+    Heartbeat,
+    Hello,
+    Instrument,
+    MarkPrice,
+    NewOrder,
+    NewOrders,
+    ProtocolError,
+    ProviderExecution,
+    Resume,
+    VenueMessage,
+    encode,
+    venue_reader,
+)
+from pyservice.venue_sim import (
+    BookProvider,
+    Books,
+    ConfigError,
+    Follow,
+    Pause,
+    VenueConfig,
+    VenueSim,
+    load_books,
+    load_script,
+)
+from pyservice.venue_sim.cli import main
+from pyservice.venue_sim.log import LogEntry
+
+BTC = Instrument(0, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
+SCRIPT: list[LogEntry] = [BTC, MarkPrice(0, "BTCUSDT", "50000"), MarkPrice(0, "BTCUSDT", "50001")]
+BOOKS = Books(providers=[BookProvider("p1")], follows=[Follow("f1", "p1", "10000")])
+
+
+def buy(cid: str, limit: str | None = "50100", qty: str = "0.01", follower: str = "f1") -> NewOrder:
+    return NewOrder(cid, follower, "p1", "BTCUSDT", "buy", "market" if limit is None else "limit_ioc", qty,
+                    limit, False, 1)
+
+
+class Peer:
+    """One connection accepted by the fake engine."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.frames = venue_reader()
+        self.pending: deque[VenueMessage] = deque()
+
+    async def recv(self, timeout: float = 2.0) -> VenueMessage:
+        while not self.pending:
+            data = await asyncio.wait_for(self.reader.read(1 << 16), timeout)
+            if not data:
+                raise EOFError
+            self.pending.extend(self.frames.feed(data))
+        return self.pending.popleft()
+
+    async def entries(self, n: int) -> list[VenueMessage]:
+        """The next `n` log entries (heartbeats skipped)."""
+        out: list[VenueMessage] = []
+        while len(out) < n:
+            msg = await self.recv()
+            if not isinstance(msg, Heartbeat):
+                out.append(msg)
+        return out
+
+    async def until_closed(self, timeout: float = 2.0) -> None:
+        while data := await asyncio.wait_for(self.reader.read(1 << 16), timeout):
+            self.pending.extend(self.frames.feed(data))
+
+    def send(self, msg: Resume | NewOrders | Heartbeat) -> None:
+        self.writer.write(encode(msg))
+
+
+class FakeEngine:
+    def __init__(self) -> None:
+        self.peers: asyncio.Queue[Peer] = asyncio.Queue()
+        self.address = ""
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self, unix_path: Path | None = None) -> None:
+        if unix_path is None:
+            self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+            self.address = f"tcp://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        else:
+            self._server = await asyncio.start_unix_server(self._accept, str(unix_path))
+            self.address = f"unix:{unix_path}"
+
+    def close(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        if self._server is not None:
+            self._server.close()
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
+        await self.peers.put(Peer(reader, writer))
+
+    async def accept(self, timeout: float = 3.0) -> Peer:
+        return await asyncio.wait_for(self.peers.get(), timeout)
+
+    async def resumed(self, from_seq: int = 1) -> tuple[Peer, Hello]:
+        """Accept the venue's next connection, read its hello, resume it."""
+        peer = await self.accept()
+        hello = await peer.recv()
+        assert isinstance(hello, Hello)
+        peer.send(Resume(from_seq))
+        return peer, hello
+
+
+def run(config: VenueConfig, scenario: Callable[[FakeEngine, VenueSim], Awaitable[None]],
+        unix_path: Path | None = None) -> VenueSim:
+    """Run `scenario` against a venue connected to a fresh fake engine; the venue after."""
+    venues: list[VenueSim] = []
+
+    async def go() -> None:
+        engine = FakeEngine()
+        await engine.start(unix_path)
+        config.connect = engine.address
+        venues.append(VenueSim(config))
+        task = asyncio.create_task(venues[0].run())
+        try:
+            await scenario(engine, venues[0])
+        finally:
+            venues[0].stop()
+            await asyncio.wait_for(task, 3)
+            engine.close()
+
+    asyncio.run(go())
+    return venues[0]
+
+
+def config(**kw: object) -> VenueConfig:
+    base: dict[str, object] = dict(script=list(SCRIPT), books=BOOKS, session="s1", heartbeat=0.05, dead_after=2.0)
+    base.update(kw)
+    return VenueConfig(**base)
+
+
+def test_orders_reports_reconnect_resume_and_a_garbage_frame() -> None:
+    calls: list[tuple[int, int, int]] = []
+
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        venue.on_orders(lambda *a: calls.append(a))
+        peer, hello = await engine.resumed(1)
+        assert hello == Hello(0, 1, "s1")  # the script waits for the engine
+        first = await peer.entries(3)
+        assert first == [_with_seq(e, i + 1) for i, e in enumerate(SCRIPT)]
+        t0 = time.monotonic_ns()
+        peer.send(NewOrders(3, [buy("a"), buy("a"), buy("b", "49999.99"), buy("c", follower="nobody"),
+                                buy("d", None, "0.001")]))
+        fills, rejects = await peer.entries(2)
+        assert fills == CopyFills(4, [("a", "0.01", "50001"), ("d", "0.001", "50001")])
+        assert rejects == CopyRejects(5, [("a", "duplicate"), ("b", "expired"), ("c", "invalid")])
+        assert len(calls) == 1 and calls[0][:2] == (3, 5) and calls[0][2] >= t0
+        hb = await peer.recv()
+        assert hb == Heartbeat(5)
+
+        # the engine drops the connection: the venue comes back and resumes where asked
+        peer.writer.close()
+        peer, hello = await engine.resumed(2)
+        assert hello == Hello(5, 1, "s1")
+        assert await peer.entries(4) == first[1:] + [fills, rejects]
+        assert venue.stats.reconnects == 1
+
+        # a malformed frame from the engine: the venue drops it and reconnects
+        peer.writer.write(b"\x00\x00\x00\x03abc")
+        await peer.until_closed()
+        peer, hello = await engine.resumed(6)
+        assert hello.seq == 5 and venue.stats.protocol_errors == 1
+        peer.send(NewOrders(9, [buy("e")]))
+        assert await peer.entries(1) == [CopyFills(6, [("e", "0.01", "50001")])]
+
+    venue = run(config(), scenario)
+    assert venue.stats.orders_received == 6 and venue.stats.fills == 3
+    assert venue.stats.rejects == {"duplicate": 1, "expired": 1, "invalid": 1}
+    assert venue.stats.connections == 3
+
+
+def _with_seq(entry: LogEntry, seq: int) -> LogEntry:
+    return msgspec.structs.replace(entry, seq=seq)
+
+
+def test_a_silent_engine_is_dropped_after_dead_after() -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        peer, _ = await engine.resumed(1)
+        t0 = time.monotonic()
+        await peer.until_closed(timeout=2)
+        assert 0.25 <= time.monotonic() - t0 < 1.5
+        _, hello = await engine.resumed(4)
+        assert hello.seq == 3
+
+    run(config(dead_after=0.3), scenario)
+
+
+def test_the_engine_heartbeats_keep_the_connection() -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        peer, _ = await engine.resumed(1)
+        for _ in range(8):
+            peer.send(Heartbeat(0))
+            await asyncio.sleep(0.05)
+        assert venue.stats.connections == 1 and venue.connected
+
+    run(config(dead_after=0.2), scenario)
+
+
+def test_disconnect_at_seq_cuts_a_frame_once_then_resumes() -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        peer, _ = await engine.resumed(1)
+        assert await peer.entries(1) == [_with_seq(BTC, 1)]
+        await peer.until_closed()
+        assert peer.frames.buffered > 0  # half of entry 2, then the end
+        peer, hello = await engine.resumed(2)
+        assert hello.seq == 3  # the script went on: the log is the log, sent or not
+        assert await peer.entries(2) == [_with_seq(SCRIPT[1], 2), _with_seq(SCRIPT[2], 3)]
+
+    venue = run(config(disconnect_at_seq=2), scenario)
+    assert venue.stats.reconnects == 1
+
+
+def test_garbage_at_seq_sends_a_bad_frame_once() -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        peer, _ = await engine.resumed(1)
+        with pytest.raises(ProtocolError):  # entry 1 may come in the same read: lost with it
+            while True:
+                await peer.recv()
+        peer.writer.close()  # as the engine does
+        peer, _ = await engine.resumed(2)
+        assert await peer.entries(2) == [_with_seq(SCRIPT[1], 2), _with_seq(SCRIPT[2], 3)]
+
+    run(config(garbage_at_seq=2), scenario)
+
+
+@pytest.mark.parametrize("resume", [Resume(5), Resume(1, version=2)])
+def test_a_bad_resume_is_a_protocol_error(resume: Resume) -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        peer = await engine.accept()
+        await peer.recv()
+        peer.send(resume)  # the log is empty: seq 5 does not exist
+        await peer.until_closed()
+        await engine.resumed(1)
+        assert venue.stats.protocol_errors == 1
+
+    run(config(script=[]), scenario)
+
+
+def test_fill_latency_and_the_record_file(tmp_path: Path) -> None:
+    record = tmp_path / "orders.jsonl"
+
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        peer, _ = await engine.resumed(1)
+        await peer.entries(3)
+        t0 = time.monotonic()
+        peer.send(NewOrders(3, [buy("a")]))
+        peer.send(NewOrders(3, [buy("b", "1"), buy("a")]))
+        assert [type(e) for e in await peer.entries(2)] == [CopyFills, CopyRejects]
+        assert time.monotonic() - t0 >= 0.09
+
+    run(config(fill_latency_ms=100, record=str(record)), scenario)
+    lines = [json.loads(line) for line in record.read_text().splitlines()]
+    assert [(x["client_order_id"], x["outcome"], x.get("reason")) for x in lines] == [
+        ("a", "fill", None), ("b", "reject", "expired"), ("a", "reject", "duplicate")]
+    assert lines[0] | {"recv_ns": 0} == {
+        "recv_ns": 0, "frame_seq": 3, "client_order_id": "a", "follower": "f1", "provider": "p1",
+        "symbol": "BTCUSDT", "side": "buy", "type": "limit_ioc", "qty": "0.01", "price": "50100",
+        "reduce_only": False, "leverage": 1, "outcome": "fill", "fill_qty": "0.01", "fill_price": "50001"}
+
+
+def test_unix_socket(tmp_path: Path) -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        peer, hello = await engine.resumed(1)
+        assert hello.session == "s1"
+        assert len(await peer.entries(3)) == 3
+
+    run(config(), scenario, unix_path=tmp_path / "e.sock")
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+@pytest.mark.parametrize(("line", "error"), [
+    ('{"type": "fill", "symbol": "BTCUSDT"}', "unknown script type 'fill'"),
+    ('{"type": "mark", "symbol": "BTCUSDT"}', "missing field 'price' for mark"),
+    ('{"type": "mark", "symbol": "BTCUSDT", "price": "1", "seq": 3}', "unknown field(s) ['seq'] for mark"),
+    ('{"type": "mark", "symbol": "BTCUSDT", "price": "1e3"}', "Expected `str` matching regex"),
+    ('{"type": "pause", "seconds": -1}', "Expected `float` >= 0"),
+    ("[1]", "a script line must be a JSON object"),
+])
+def test_script_errors_name_the_line(tmp_path: Path, line: str, error: str) -> None:
+    (tmp_path / "s.jsonl").write_text('{"type": "pause", "seconds": 0}\n' + line + "\n")
+    with pytest.raises(ConfigError, match=re.escape(f"line 2: {error}")):
+        load_script(tmp_path / "s.jsonl")
+
+
+def test_script_entries_and_defaults(tmp_path: Path) -> None:
+    (tmp_path / "s.jsonl").write_text(
+        '{"type": "exec", "provider": "p1", "exec_id": "e1", "symbol": "BTCUSDT", "side": "sell",'
+        ' "qty": "0.5", "price": "100", "provider_equity": "10"}\n{"type": "pause", "seconds": 0.5}\n')
+    assert load_script(tmp_path / "s.jsonl") == [
+        ProviderExecution(0, "p1", "e1", "BTCUSDT", "sell", "0.5", "100", "10", 1), Pause(0.5)]
+
+
+@pytest.mark.parametrize(("books", "error"), [
+    ('{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p2", "allocation": "1"}]}',
+     "follows[0]: unknown provider 'p2'"),
+    ('{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p1", "allocation": "1"},'
+     ' {"follower": "f", "provider": "p1", "allocation": "2"}]}', "follows[1]: 'f' already follows 'p1'"),
+    ('{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p1", "allocation": "0"}]}',
+     "follows[0]: allocation must be positive"),
+    ('{"providers": [], "instruments": []}', "Object contains unknown field `instruments`"),
+])
+def test_books_errors(tmp_path: Path, books: str, error: str) -> None:
+    (tmp_path / "b.json").write_text(books)
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load_books(tmp_path / "b.json")
+
+
+def test_each_relationship_is_funded_with_funding_times_its_allocation() -> None:
+    books = Books(providers=[BookProvider("p1"), BookProvider("p2")],
+                  follows=[Follow("f1", "p1", "500"), Follow("f1", "p2", "250.5")])
+    venue = VenueSim(VenueConfig(books=books, funding="0.5", script=[]))
+    cash = {k: a.cash for k, a in venue.matcher.accounts.items()}
+    assert cash == {("f1", "p1"): 250 * 10**16, ("f1", "p2"): 12525 * 10**14}
+
+
+def test_cli_refuses_a_bad_books_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "books.json").write_text('{"providers": [], "follows": [{"follower": "x"}]}')
+    assert main(["--books", str(tmp_path / "books.json")]) == 2
+    assert capsys.readouterr().err.startswith("venue-sim: books ")
+
+
+def test_cli_process_serves_an_engine_and_stops_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "script.jsonl").write_text(
+        '{"type": "instrument", "symbol": "BTCUSDT", "kind": "spot", "tick": "0.01", "step": "0.00001",'
+        ' "min_qty": "0.00001", "min_notional": "5"}\n\n'
+        '{"type": "pause", "seconds": 0.01}\n'
+        '{"type": "exec", "provider": "p1", "exec_id": "e1", "symbol": "BTCUSDT", "side": "buy",'
+        ' "qty": "0.01", "price": "50000", "provider_equity": "1000"}\n')
+    (tmp_path / "books.json").write_text(
+        '{"version": 1, "providers": [{"id": "p1"}], "follows": [{"follower": "f1", "provider": "p1",'
+        ' "allocation": "1000", "mode": "proportional"}]}')
+
+    async def go() -> None:
+        engine = FakeEngine()
+        await engine.start()
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pyservice.venue_sim", "--connect", engine.address, "--session", "cli",
+            "--script", str(tmp_path / "script.jsonl"), "--books", str(tmp_path / "books.json"),
+            "--record", str(tmp_path / "orders.jsonl"), "--duration", "20", stderr=asyncio.subprocess.PIPE)
+        try:
+            peer = await engine.accept(timeout=20)
+            assert await peer.recv() == Hello(0, 1, "cli")
+            peer.send(Resume(1))
+            instrument, execution = await peer.entries(2)
+            assert execution.seq == 2
+            peer.send(NewOrders(2, [buy("a", "50250")]))
+            assert await peer.entries(1) == [CopyFills(3, [("a", "0.01", "50000")])]
+            proc.send_signal(signal.SIGTERM)
+            await peer.until_closed()
+            assert proc.stderr is not None
+            err = (await asyncio.wait_for(proc.stderr.read(), 10)).decode()
+            assert await proc.wait() == 0, err
+            assert "venue-sim stopped" in err and "orders_received=1" in err
+        finally:
+            engine.close()
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+    asyncio.run(go())
+    (line,) = (tmp_path / "orders.jsonl").read_text().splitlines()
+    assert json.loads(line)["outcome"] == "fill"
