@@ -10,28 +10,18 @@ import json
 import re
 
 import pytest
-import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyservice import CopyEngineError, ScenarioError
 from pyservice._engine_core import LiveEngine, Outcome
 from pyservice.protocol import NewOrder, NewOrders, engine_reader
+from pyservice.reference import client_order_id
 
 # --------------------------------------------------------------------------- helpers
 
-ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
 def cid(*source: str, follower: str) -> str:
-    """base62(xxh3_128(source joined by \\x1f) XOR xxh3_128(follower)), 22 characters."""
-    h = lambda b: int(xxhash.xxh3_128_hexdigest(b), 16)  # noqa: E731
-    n = h("\x1f".join(source).encode()) ^ h(follower.encode())
-    out = ""
-    for power in range(21, -1, -1):
-        digit, n = divmod(n, 62**power)
-        out += ALPHABET[digit]
-    return out
+    return client_order_id(source, follower)
 
 
 def live(*follows: dict, providers: tuple[str, ...] = ("P", "Q"), platform: dict | None = None,

@@ -18,12 +18,12 @@ from fractions import Fraction
 
 import msgspec
 import pytest
-import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyservice import protocol
 from pyservice._engine_core import LiveEngine, Outcome
+from pyservice.reference import client_order_id
 from pyservice.protocol import (
     CopyFills,
     CopyRejects,
@@ -49,13 +49,7 @@ NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-
 
 
 def cid(*source: str, follower: str) -> str:
-    h = lambda b: int(xxhash.xxh3_128_hexdigest(b), 16)  # noqa: E731
-    n = h("\x1f".join(source).encode()) ^ h(follower.encode())
-    out = ""
-    for power in range(21, -1, -1):
-        digit, n = divmod(n, 62**power)
-        out += ALPHABET[digit]
-    return out
+    return client_order_id(source, follower)
 
 
 def dec(x: Fraction | int) -> str:

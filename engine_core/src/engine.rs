@@ -93,8 +93,7 @@ pub struct Pending {
     pub symbol: SymbolId,
     pub side: Side,
     pub qty: Qty,
-    pub order_type: OrderType,
-    /// Zero for a market order.
+    /// The limit of an opening copy; zero for a (reduce-only market) close.
     pub limit: Price,
     pub reduce_only: bool,
     pub leverage: u32,
@@ -109,7 +108,6 @@ impl Pending {
             symbol,
             side,
             qty,
-            order_type: OrderType::Market,
             limit: Price::ZERO,
             reduce_only: true,
             leverage: 1,
@@ -240,7 +238,11 @@ impl Engine {
                 provider: rel.provider,
                 symbol: p.symbol,
                 side: p.side,
-                order_type: p.order_type,
+                order_type: if p.reduce_only {
+                    OrderType::Market
+                } else {
+                    OrderType::LimitIoc
+                },
                 qty: p.qty,
                 limit: p.limit,
                 reduce_only: p.reduce_only,
@@ -404,28 +406,20 @@ impl Engine {
     fn copy_reject(&mut self, coid: &str, reason_text: &str) -> Result<(), String> {
         let reason = RejectReason::parse(reason_text)
             .ok_or_else(|| format!("unknown reject reason '{reason_text}'"))?;
-        let id = ClientOrderId::parse(coid).map(|i| i.0);
-        let Some(p) = id.and_then(|i| self.pending.get(&i)).copied() else {
-            // After a restart the venue answers `duplicate` for orders whose report the
-            // engine has already applied again from the log: nothing is working.
-            return if reason == RejectReason::Duplicate {
-                Ok(())
-            } else {
-                Err(format!("unknown order '{coid}'"))
-            };
-        };
+        // `duplicate` leaves a working order working; for an order that is not working
+        // (after a restart its report was applied again from the log) it says nothing new.
         if reason == RejectReason::Duplicate {
             return Ok(());
         }
+        let Some(p) = ClientOrderId::parse(coid).and_then(|id| self.pending.remove(&id.0)) else {
+            return Err(format!("unknown order '{coid}'"));
+        };
         if let Some(rel) = self.rels[p.rel as usize].as_mut() {
             if p.reduce_only {
                 rel.portfolio.close_done(p.symbol, p.qty);
             } else {
                 rel.portfolio.open_done(p.symbol, p.reserve);
             }
-        }
-        if let Some(i) = id {
-            self.pending.remove(&i);
         }
         Ok(())
     }
@@ -1087,8 +1081,11 @@ fn open_one(
             } else {
                 leg.price
             };
-            let reserve = mul_div_ceil(qty.0, at.0, i128::from(leg.leverage)).map(Money);
-            if reserve.is_none_or(|r| pf.open_sent(sid, r).is_err()) {
+            let Some(reserve) = mul_div_ceil(qty.0, at.0, i128::from(leg.leverage)).map(Money)
+            else {
+                return skip(SkipReason::Overflow);
+            };
+            if pf.open_sent(sid, reserve).is_err() {
                 return skip(SkipReason::Overflow);
             }
             pending.insert(
@@ -1098,11 +1095,10 @@ fn open_one(
                     symbol: sid,
                     side: leg.side,
                     qty,
-                    order_type: OrderType::LimitIoc,
                     limit,
                     reduce_only: false,
                     leverage: leg.leverage,
-                    reserve: reserve.unwrap_or(Money::ZERO),
+                    reserve,
                 },
             );
         }

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use engine_core::coid::{follower_hash, ClientOrderId};
 use engine_core::engine::{Engine, PortfolioView};
 use engine_core::fixed::{Money, Price, Qty};
-use engine_core::model::{Instrument, Kind, Record, Status};
+use engine_core::model::{Instrument, Kind, OrderType, Record, Status};
 use engine_core::parse_event;
 use engine_core::scenario::{parse_books, record_json};
 use proptest::prelude::*;
@@ -904,9 +904,21 @@ fn working_orders_lists_every_pending_order_once_in_a_stable_order() {
     for r in l.e.working_orders().to_vec() {
         let Record::Order(o) = r else { unreachable!() };
         let p = *l.e.pending(o.client_order_id).unwrap();
+        let order_type = if p.reduce_only {
+            OrderType::Market
+        } else {
+            OrderType::LimitIoc
+        };
         assert_eq!(
-            (o.qty, o.side, o.reduce_only, o.order_type, o.symbol),
-            (p.qty, p.side, p.reduce_only, p.order_type, p.symbol)
+            (
+                o.qty,
+                o.side,
+                o.reduce_only,
+                o.order_type,
+                o.limit,
+                o.symbol
+            ),
+            (p.qty, p.side, p.reduce_only, order_type, p.limit, p.symbol)
         );
     }
     assert_eq!(l.working_ids(), listed);

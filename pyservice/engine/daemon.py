@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import cast
 from pathlib import Path
@@ -183,8 +184,8 @@ class EngineDaemon:
         if isinstance(msg, P.CopyFills):
             m.fills.inc(len(msg.fills) - len(outcome.errors))
         elif isinstance(msg, P.CopyRejects):
-            for r in msg.rejects:
-                m.rejects.labels(r.reason).inc()
+            for reason, n in Counter(r.reason for r in msg.rejects).items():
+                m.rejects.labels(reason).inc(n)
         if outcome.errors:
             m.rule_errors.inc(len(outcome.errors))
             log.warning("refused by the copy rules", extra={"seq": msg.seq, "errors": outcome.errors[:5],

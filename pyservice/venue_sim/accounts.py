@@ -105,12 +105,15 @@ class Account:
             if qty > held:  # spot never goes short
                 return False
             self.cash += qty * price
-        held = held + qty if buy else held - qty
+        self._hold(symbol, held + qty if buy else held - qty)
+        return True
+
+    def _hold(self, symbol: str, held: int) -> None:
+        """Book the new signed holding; a flat symbol leaves the table."""
         if held:
             self.qty[symbol] = held
         else:
             del self.qty[symbol]
-        return True
 
     def _reduce_perp(self, symbol: str, buy: bool, qty: int, price: int, leverage: int, held: int) -> bool:
         """A perp fill against the position: close lots FIFO, open the rest the other way."""
@@ -149,11 +152,7 @@ class Account:
             self.margin += new_margin
         elif not lots:
             del self.lots[symbol]
-        held = held + qty if buy else held - qty
-        if held:
-            self.qty[symbol] = held
-        else:
-            del self.qty[symbol]
+        self._hold(symbol, held + qty if buy else held - qty)
         return True
 
 
