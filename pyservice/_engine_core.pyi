@@ -1,12 +1,18 @@
 """Typed surface of the Rust extension (checked by ``mypy.stubtest``)."""
 
 from collections.abc import Sequence
-from typing import final
+from typing import Literal, final
 
-__all__ = ["Batch", "CopyEngineError", "Engine", "LiveEngine", "Outcome", "ScenarioError", "replay_jsonl"]
+__all__ = [
+    "Batch", "CopyEngineError", "Engine", "FrameError", "LiveEngine", "Outcome", "Reports", "ScenarioError",
+    "decode_reports", "replay_jsonl",
+]
 
 class CopyEngineError(ValueError):
     """Base of every error the engine core raises."""
+
+class FrameError(CopyEngineError):
+    """A venue frame that breaks the protocol (pyservice/PROTOCOL.md)."""
 
 class ScenarioError(CopyEngineError):
     """The file is not a valid scenario (format v1)."""
@@ -72,6 +78,25 @@ class Outcome:
     def errors(self) -> list[str]: ...
 
 @final
+class Reports:
+    """A decoded `fills` or `rejects` frame, held in Rust (no Python object per entry)."""
+
+    @property
+    def seq(self) -> int: ...
+    @property
+    def kind(self) -> Literal["fills", "rejects"]: ...
+    def __len__(self) -> int: ...
+    def entries(self) -> list[list[str]]:
+        """The entries as tuples, as `CopyFills.fills` / `CopyRejects.rejects` hold them
+        (for tests and tools; the daemon never builds them)."""
+    def reasons(self) -> list[tuple[str, int]]:
+        """Rejects by reason (empty for fills), for the metrics."""
+
+def decode_reports(payload: bytes) -> Reports:
+    """Decode a `fills` or `rejects` frame payload (no length prefix), with the checks of
+    `pyservice.protocol`'s Structs; raises FrameError with the reason otherwise."""
+
+@final
 class LiveEngine:
     """The engine in live mode over follower books (see `pyservice/PROTOCOL.md`).
     Single-threaded, like `Engine`."""
@@ -101,6 +126,8 @@ class LiveEngine:
         """The venue's fill reports: (client_order_id, qty, price) each."""
     def rejects(self, seq: int, rejects: Sequence[tuple[str, str]]) -> Outcome:
         """The venue's rejects: (client_order_id, reason) each."""
+    def reports(self, reports: Reports) -> Outcome:
+        """A `fills` or `rejects` frame from `decode_reports`, applied like `fills`/`rejects`."""
     def working_orders(self, seq: int) -> Outcome:
         """Every working copy order as one frame, to send again after a reconnect."""
     @property

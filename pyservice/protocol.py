@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
-from typing import Annotated, Final, Literal, NamedTuple, TypeAlias, Union
+from typing import Annotated, Final, Generic, Literal, NamedTuple, TypeAlias, TypeVar, Union, overload
 
 import msgspec
+
+from pyservice._engine_core import FrameError, Reports, decode_reports
 
 PROTOCOL_VERSION: Final = 1
 #: Default limit on one frame's payload; a NewOrders frame for 100,000 followers is ~10 MB.
@@ -21,11 +23,12 @@ DEFAULT_MAX_FRAME: Final = 64 * 1024 * 1024
 
 _HEADER = struct.Struct(">I")
 
+# Patterns end in `\Z`, not `$`: in Python's `re`, `$` also matches before a final newline.
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 #: A non-negative decimal string; the engine applies the exact per-field precision rules.
-Decimal = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}(\.[0-9]{1,16})?$")]
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
-ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{1,32}$")]
+Decimal = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}(\.[0-9]{1,16})?\Z")]
+Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}\Z")]
+ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{1,32}\Z")]
 Side = Literal["buy", "sell"]
 
 
@@ -156,24 +159,35 @@ def encode(message: Message) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-class FrameReader:
+#: How msgspec (and every venue using these Structs) starts a fills / rejects payload.
+_REPORT_PREFIXES: Final = (b"\x93\xa5fills", b"\x93\xa7rejects")
+
+
+T = TypeVar("T")
+
+
+class FrameReader(Generic[T]):
     """Splits a byte stream into frames and decodes them as `kind` messages.
 
     `feed` returns the messages completed so far; a bad frame raises `ProtocolError` and
     the reader must then be discarded (the stream position is lost).
+
+    With `native_reports`, `fills` and `rejects` frames come back as Rust `Reports`
+    (same checks, no Python object per entry) instead of `CopyFills` / `CopyRejects`.
     """
 
-    def __init__(self, kind: type[VenueMessage] | type[EngineMessage] | object,
-                 max_frame: int = DEFAULT_MAX_FRAME) -> None:
-        self._decoder: msgspec.msgpack.Decoder[Message] = msgspec.msgpack.Decoder(kind)
+    def __init__(self, kind: object, max_frame: int = DEFAULT_MAX_FRAME, *,
+                 native_reports: bool = False) -> None:
+        self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(kind)
         self._max = max_frame
         self._buf = bytearray()
+        self._native = native_reports
 
-    def feed(self, data: bytes) -> list[Message]:
+    def feed(self, data: bytes) -> list[T]:
         self._buf += data
         return list(self._frames())
 
-    def _frames(self) -> Iterator[Message]:
+    def _frames(self) -> Iterator[T]:
         buf = self._buf
         start = 0
         try:
@@ -186,8 +200,11 @@ class FrameReader:
                 payload = bytes(buf[start + 4 : start + 4 + size])
                 start += 4 + size
                 try:
-                    yield self._decoder.decode(payload)
-                except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                    if self._native and payload.startswith(_REPORT_PREFIXES):
+                        yield decode_reports(payload)  # type: ignore[misc]  # native readers are typed with Reports in T
+                    else:
+                        yield self._decoder.decode(payload)
+                except (msgspec.DecodeError, msgspec.ValidationError, FrameError) as exc:
                     raise ProtocolError(f"bad frame: {exc}") from None
         finally:
             del buf[:start]
@@ -197,11 +214,18 @@ class FrameReader:
         return len(self._buf)
 
 
-def venue_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader:
+@overload
+def venue_reader(max_frame: int = ..., *, native_reports: Literal[False] = ...) -> FrameReader[VenueMessage]: ...
+@overload
+def venue_reader(max_frame: int = ..., *, native_reports: Literal[True]) -> FrameReader[VenueMessage | Reports]: ...
+
+
+def venue_reader(max_frame: int = DEFAULT_MAX_FRAME, *,
+                 native_reports: bool = False) -> FrameReader[VenueMessage] | FrameReader[VenueMessage | Reports]:
     """Reads what a venue sends (the engine's side of the socket)."""
-    return FrameReader(VenueMessage, max_frame)
+    return FrameReader(VenueMessage, max_frame, native_reports=native_reports)
 
 
-def engine_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader:
+def engine_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader[EngineMessage]:
     """Reads what an engine sends (the venue's side of the socket)."""
     return FrameReader(EngineMessage, max_frame)

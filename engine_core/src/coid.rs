@@ -28,28 +28,59 @@ impl ClientOrderId {
 
     /// The 22 ASCII bytes of the id.
     pub fn to_bytes(self) -> [u8; COID_LEN] {
+        // Two u128 divisions by 62^10 split the value into 2 + 10 + 10 digits; the digits
+        // of each part then come from u64 arithmetic (a u128 division is a slow library
+        // call, and this runs once per copy order).
         let mut out = [b'0'; COID_LEN];
-        let mut v = self.0;
-        for slot in out.iter_mut().rev() {
-            *slot = ALPHABET[(v % 62) as usize];
-            v /= 62;
+        let hi = self.0 / CHUNK as u128;
+        let low = (self.0 - hi * CHUNK as u128) as u64;
+        let top = (hi / CHUNK as u128) as u64;
+        let mid = (hi - u128::from(top) * CHUNK as u128) as u64;
+        for (part, slots) in [(top, 0..2), (mid, 2..12), (low, 12..22)] {
+            let mut v = part;
+            for slot in out[slots].iter_mut().rev() {
+                *slot = ALPHABET[(v % 62) as usize];
+                v /= 62;
+            }
         }
         out
     }
 }
 
+/// 62^10, the largest power of 62 below 2^64.
+const CHUNK: u64 = 839_299_365_868_340_224;
+
+/// Each ASCII byte's base-62 digit, or 0xff.
+const DIGIT: [u8; 256] = {
+    let mut t = [0xff; 256];
+    let mut i = 0;
+    while i < 62 {
+        t[ALPHABET[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 impl ClientOrderId {
     /// Parse the 22-character form back; `None` for anything this module never wrote.
     pub fn parse(text: &str) -> Option<Self> {
-        if text.len() != COID_LEN {
+        let b = text.as_bytes();
+        if b.len() != COID_LEN {
             return None;
         }
-        let mut v: u128 = 0;
-        for b in text.bytes() {
-            let digit = ALPHABET.iter().position(|&a| a == b)? as u128;
-            v = v.checked_mul(62)?.checked_add(digit)?;
-        }
-        Some(Self(v))
+        let chunk = |digits: &[u8]| -> Option<u64> {
+            digits
+                .iter()
+                .try_fold(0u64, |v, &c| match DIGIT[c as usize] {
+                    0xff => None,
+                    d => Some(v * 62 + u64::from(d)),
+                })
+        };
+        let (top, mid, low) = (chunk(&b[..2])?, chunk(&b[2..12])?, chunk(&b[12..])?);
+        let hi = u128::from(top) * u128::from(CHUNK) + u128::from(mid);
+        hi.checked_mul(u128::from(CHUNK))?
+            .checked_add(u128::from(low))
+            .map(Self)
     }
 }
 
@@ -106,6 +137,41 @@ mod tests {
             ClientOrderId(u128::MAX).to_string(),
             "7n42DGM5Tflk9n8mt7Fhc7"
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn text_round_trips(v: u128) {
+            let id = ClientOrderId(v);
+            let text = id.to_string();
+            // the plain definition: base 62, most significant digit first
+            let mut expect = Vec::new();
+            let mut x = v;
+            for _ in 0..COID_LEN {
+                expect.push(ALPHABET[(x % 62) as usize]);
+                x /= 62;
+            }
+            expect.reverse();
+            proptest::prop_assert_eq!(text.as_bytes(), &expect[..]);
+            proptest::prop_assert_eq!(ClientOrderId::parse(&text), Some(id));
+        }
+    }
+
+    #[test]
+    fn parse_refuses_what_it_never_wrote() {
+        assert_eq!(
+            ClientOrderId::parse("7n42DGM5Tflk9n8mt7Fhc7"),
+            Some(ClientOrderId(u128::MAX))
+        );
+        for bad in [
+            "7n42DGM5Tflk9n8mt7Fhc8",
+            "zzzzzzzzzzzzzzzzzzzzzz",
+            "7n42DGM5Tflk9n8mt7Fhc",
+            "7n42DGM5Tflk9n8mt7Fh-7",
+            "",
+        ] {
+            assert_eq!(ClientOrderId::parse(bad), None, "{bad}");
+        }
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod exact;
 pub mod fixed;
 pub mod model;
 pub mod portfolio;
+pub mod reports;
 pub mod scenario;
 pub mod sizing;
 pub mod wire;

@@ -107,17 +107,31 @@ fn uint(buf: &mut Vec<u8>, v: u64) {
 fn decimal(raw: i128, out: &mut [u8; 56]) -> &[u8] {
     let scale = Qty::SCALE as u128;
     let v = raw.unsigned_abs();
-    let (mut int, mut frac) = (v / scale, (v % scale) as u64);
+    // Orders' quantities and prices fit in u64, where division by a constant is a
+    // multiply; only larger values pay for u128 division (a library call).
+    let (int, mut frac) = match u64::try_from(v) {
+        Ok(v) => (u128::from(v / Qty::SCALE as u64), v % Qty::SCALE as u64),
+        Err(_) => (v / scale, (v % scale) as u64),
+    };
     // integer digits, right to left, into the front half
     let mut end = 40;
     let mut i = end;
-    loop {
-        i -= 1;
-        out[i] = b'0' + (int % 10) as u8;
-        int /= 10;
-        if int == 0 {
-            break;
-        }
+    macro_rules! digits {
+        ($x:expr) => {{
+            let mut x = $x;
+            loop {
+                i -= 1;
+                out[i] = b'0' + (x % 10) as u8;
+                x /= 10;
+                if x == 0 {
+                    break;
+                }
+            }
+        }};
+    }
+    match u64::try_from(int) {
+        Ok(x) => digits!(x),
+        Err(_) => digits!(int),
     }
     if frac != 0 {
         let mut places = 8;

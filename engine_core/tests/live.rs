@@ -109,7 +109,7 @@ impl Live {
 
     fn fills(&mut self, fills: &[(&str, &str, &str)]) -> Vec<Value> {
         self.seq += 1;
-        let records = self.e.copy_fills(self.seq, fills).to_vec();
+        let records = self.e.copy_fills(self.seq, fills.iter().copied()).to_vec();
         self.json(self.seq, &records)
     }
 
@@ -119,7 +119,10 @@ impl Live {
 
     fn rejects(&mut self, rejects: &[(&str, &str)]) -> Vec<Value> {
         self.seq += 1;
-        let records = self.e.copy_rejects(self.seq, rejects).to_vec();
+        let records = self
+            .e
+            .copy_rejects(self.seq, rejects.iter().copied())
+            .to_vec();
         self.json(self.seq, &records)
     }
 

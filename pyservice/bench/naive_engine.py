@@ -3,8 +3,9 @@
 Same protocol and books as the real engine, but one asyncio task per follower per
 provider execution, `Decimal` sizing, and one `orders` frame and one write per copy order.
 It implements only what the benchmark exercises (proportional / fixed_amount /
-multiplier sizing with the per-trade and free-cash caps, step rounding, spot buys and
-their fills), so its speed is a fair floor, not a second implementation of the rules.
+multiplier sizing with the per-trade and free-cash caps, step rounding, spot buys, the
+proportional close of a provider's sell, and their fills), so its speed is a fair floor,
+not a second implementation of the rules.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class _Follower:
     multiplier: Decimal
     max_per_trade: Decimal
     slippage: Decimal
+    held: dict[str, Decimal]
 
 
 class NaiveEngine:
@@ -41,11 +43,12 @@ class NaiveEngine:
                 name=f["follower"], cash=Decimal(f["allocation"]), mode=f.get("mode", "proportional"),
                 fixed_amount=Decimal(f.get("fixed_amount", "0")), multiplier=Decimal(f.get("multiplier", "1")),
                 max_per_trade=Decimal(f.get("max_per_trade_pct", "100")) / 100,
-                slippage=Decimal(f.get("slippage_pct", "0.5")) / 100,
+                slippage=Decimal(f.get("slippage_pct", "0.5")) / 100, held={},
             ))
         self.steps: dict[str, Decimal] = {}
         self.ticks: dict[str, Decimal] = {}
-        self.orders: dict[str, tuple[_Follower, Decimal]] = {}
+        self.orders: dict[str, tuple[_Follower, str, str]] = {}  # coid: follower, symbol, side
+        self.provider_held: dict[tuple[str, str], Decimal] = {}
         self.applied = 0
         self.endpoint = parse_endpoint(listen)
         self.transport: asyncio.Transport | None = None
@@ -64,14 +67,24 @@ class NaiveEngine:
         if isinstance(msg, P.Instrument):
             self.steps[msg.symbol] = Decimal(msg.step)
             self.ticks[msg.symbol] = Decimal(msg.tick)
-        elif isinstance(msg, P.ProviderExecution) and msg.side == "buy":
+        elif isinstance(msg, P.ProviderExecution):
+            key = (msg.provider, msg.symbol)
+            before = self.provider_held.get(key, Decimal(0))
+            qty = Decimal(msg.qty)
+            self.provider_held[key] = before + qty if msg.side == "buy" else max(Decimal(0), before - qty)
             for f in self.books.get(msg.provider, []):
-                asyncio.create_task(self.copy(f, msg))  # one task per follower
+                if msg.side == "buy":
+                    asyncio.create_task(self.copy(f, msg))  # one task per follower
+                elif before > 0:
+                    asyncio.create_task(self.close(f, msg, min(Decimal(1), qty / before)))
         elif isinstance(msg, P.CopyFills):
             for fill in msg.fills:
-                follower, _ = self.orders.pop(fill.client_order_id, (None, Decimal(0)))
+                follower, symbol, side = self.orders.pop(fill.client_order_id, (None, "", ""))
                 if follower is not None:
-                    follower.cash -= Decimal(fill.qty) * Decimal(fill.price)
+                    qty = Decimal(fill.qty)
+                    sign = 1 if side == "buy" else -1
+                    follower.cash -= sign * qty * Decimal(fill.price)
+                    follower.held[symbol] = follower.held.get(symbol, Decimal(0)) + sign * qty
         elif isinstance(msg, P.CopyRejects):
             for r in msg.rejects:
                 self.orders.pop(r.client_order_id, None)
@@ -91,10 +104,21 @@ class NaiveEngine:
             return
         tick = self.ticks[e.symbol]
         limit = (price * (1 + f.slippage) / tick).to_integral_value(ROUND_DOWN) * tick
-        coid = hashlib.sha1(f"{e.exec_id}|{f.name}".encode()).hexdigest()[:32]
-        self.orders[coid] = (f, qty)
-        order = P.NewOrder(coid, f.name, e.provider, e.symbol, "buy", "limit_ioc", _text(qty), _text(limit),
-                           False, e.leverage)
+        self.send(e, f, P.NewOrder(self.coid(e, f), f.name, e.provider, e.symbol, "buy", "limit_ioc",
+                                   _text(qty), _text(limit), False, e.leverage))
+
+    async def close(self, f: _Follower, e: P.ProviderExecution, fraction: Decimal) -> None:
+        step = self.steps[e.symbol]
+        qty = (f.held.get(e.symbol, Decimal(0)) * fraction / step).to_integral_value(ROUND_DOWN) * step
+        if qty > 0:
+            self.send(e, f, P.NewOrder(self.coid(e, f), f.name, e.provider, e.symbol, "sell", "market",
+                                       _text(qty), None, True, 1))
+
+    def coid(self, e: P.ProviderExecution, f: _Follower) -> str:
+        return hashlib.sha1(f"{e.exec_id}|{f.name}".encode()).hexdigest()[:32]
+
+    def send(self, e: P.ProviderExecution, f: _Follower, order: P.NewOrder) -> None:
+        self.orders[order.client_order_id] = (f, order.symbol, order.side)
         if self.transport is not None:
             self.transport.write(P.encode(P.NewOrders(seq=e.seq, orders=[order])))
 

@@ -100,17 +100,21 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path)
             await asyncio.sleep(0.05)
         n_exec = 0
 
-        def execution() -> P.ProviderExecution:
+        def execution(side: P.Side = "buy") -> P.ProviderExecution:
             nonlocal n_exec
             n_exec += 1
-            return P.ProviderExecution(0, PROVIDER, f"x{n_exec}", SYMBOL, "buy", QTY, PRICE, EQUITY)
+            return P.ProviderExecution(0, PROVIDER, f"x{n_exec}", SYMBOL, side, QTY, PRICE, EQUITY)
 
         with Progress(transient=True) as progress:
             task = progress.add_task(f"{engine}: {followers:,} followers", total=fills + burst)
-            for _ in range(fills):
+            for i in range(fills):
                 ev = asyncio.Event()
+                # opens and closes in turn, so positions (and their FIFO lots) stay bounded
+                # as a trading provider's do; each waits for the last one's fills, so every
+                # close finds the position it closes
+                side: P.Side = "sell" if i % 2 else "buy"
                 t0 = time.monotonic_ns()
-                seq = venue.publish(execution())
+                seq = venue.publish(execution(side))
                 sent_ns[seq] = t0
                 done[seq] = ev
                 await asyncio.wait_for(ev.wait(), 60)

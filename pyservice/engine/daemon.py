@@ -19,7 +19,7 @@ from typing import cast
 from pathlib import Path
 
 from pyservice import protocol as P
-from pyservice._engine_core import LiveEngine, Outcome
+from pyservice._engine_core import LiveEngine, Outcome, Reports
 from pyservice.endpoints import Endpoint, parse_endpoint
 from pyservice.engine.metrics import EngineMetrics
 
@@ -130,7 +130,7 @@ class EngineDaemon:
 
     # -- the sequenced log -----------------------------------------------------------
 
-    def apply(self, conn: VenueConnection, msg: P.VenueMessage) -> None:
+    def apply(self, conn: VenueConnection, msg: P.VenueMessage | Reports) -> None:
         if isinstance(msg, P.Heartbeat):
             self.venue_head = max(self.venue_head, msg.seq)
             self._lag()
@@ -154,9 +154,11 @@ class EngineDaemon:
         self.venue_head = max(self.venue_head, seq)
         self._count(outcome, msg)
 
-    def _apply_entry(self, msg: P.VenueMessage) -> Outcome:
+    def _apply_entry(self, msg: P.VenueMessage | Reports) -> Outcome:
         e = self.engine
         match msg:
+            case Reports():
+                return e.reports(msg)
             case P.ProviderExecution():
                 return e.execute(msg.seq, msg.provider, msg.exec_id, msg.symbol, msg.side, msg.qty,
                                  msg.price, msg.provider_equity, msg.leverage)
@@ -171,7 +173,7 @@ class EngineDaemon:
                                     msg.min_notional)
         raise _Refused("unexpected", f"unexpected message {type(msg).__name__}")
 
-    def _count(self, outcome: Outcome, msg: P.VenueMessage) -> None:
+    def _count(self, outcome: Outcome, msg: P.VenueMessage | Reports) -> None:
         m = self.metrics
         if outcome.orders:
             m.copy_orders.inc(outcome.orders)
@@ -181,7 +183,12 @@ class EngineDaemon:
             m.clamps.labels(cap).inc(n)
         if outcome.stops:
             m.stops.inc(outcome.stops)
-        if isinstance(msg, P.CopyFills):
+        if isinstance(msg, Reports):
+            if msg.kind == "fills":
+                m.fills.inc(len(msg) - len(outcome.errors))
+            for reason, n in msg.reasons():
+                m.rejects.labels(reason).inc(n)
+        elif isinstance(msg, P.CopyFills):
             m.fills.inc(len(msg.fills) - len(outcome.errors))
         elif isinstance(msg, P.CopyRejects):
             for reason, n in Counter(r.reason for r in msg.rejects).items():
@@ -209,7 +216,7 @@ class _Refused(Exception):
 class VenueConnection(asyncio.Protocol):
     def __init__(self, daemon: EngineDaemon) -> None:
         self.daemon = daemon
-        self.reader = P.venue_reader(daemon.config.max_frame)
+        self.reader = P.venue_reader(daemon.config.max_frame, native_reports=True)
         self.transport: asyncio.Transport | None = None
         self.greeted = False
         self.last_heard = time.monotonic()
@@ -249,7 +256,7 @@ class VenueConnection(asyncio.Protocol):
                     self.greeted = True
                     self.daemon.hello(self, msg)
                 else:
-                    self.daemon.apply(self, msg)  # type: ignore[arg-type]
+                    self.daemon.apply(self, msg)
         except P.ProtocolError as exc:
             self.drop(str(exc), kind="bad_frame")
         except _Refused as exc:

@@ -9,10 +9,11 @@ use serde_json::{json, Value};
 use crate::engine::Engine;
 use crate::event::parse_event;
 use crate::model::{CopyOrder, Record, SkipReason};
+use crate::reports::{ReportKind, Reports};
 use crate::scenario;
 use crate::wire::encode_orders;
 
-use super::ScenarioError;
+use super::{FrameError, ScenarioError};
 
 const SKIP_REASONS: [SkipReason; 5] = [
     SkipReason::MaxOpenTrades,
@@ -229,7 +230,12 @@ impl PyLiveEngine {
     fn fills(&mut self, py: Python<'_>, seq: u64, fills: Vec<(String, String, String)>) -> Outcome {
         let engine = &mut self.inner;
         let s = py.detach(|| {
-            engine.copy_fills(seq, &fills);
+            engine.copy_fills(
+                seq,
+                fills
+                    .iter()
+                    .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
+            );
             summarize(engine, seq, engine.records(), Some(1))
         });
         outcome(py, s)
@@ -239,8 +245,22 @@ impl PyLiveEngine {
     fn rejects(&mut self, py: Python<'_>, seq: u64, rejects: Vec<(String, String)>) -> Outcome {
         let engine = &mut self.inner;
         let s = py.detach(|| {
-            engine.copy_rejects(seq, &rejects);
+            engine.copy_rejects(seq, rejects.iter().map(|(a, b)| (a.as_str(), b.as_str())));
             summarize(engine, seq, engine.records(), Some(1))
+        });
+        outcome(py, s)
+    }
+
+    /// A `fills` or `rejects` frame from `decode_reports`, applied like `fills`/`rejects`.
+    fn reports(&mut self, py: Python<'_>, reports: &Bound<'_, PyReports>) -> Outcome {
+        let engine = &mut self.inner;
+        let r = &reports.get().0;
+        let s = py.detach(|| {
+            match r.kind {
+                ReportKind::Fills => engine.copy_fills(r.seq, r.fills()),
+                ReportKind::Rejects => engine.copy_rejects(r.seq, r.rejects()),
+            };
+            summarize(engine, r.seq, engine.records(), Some(1))
         });
         outcome(py, s)
     }
@@ -281,7 +301,70 @@ impl PyLiveEngine {
     }
 }
 
+/// A decoded `fills` or `rejects` frame, held in Rust (no Python object per entry).
+#[pyclass(name = "Reports", frozen, module = "pyservice._engine_core")]
+pub struct PyReports(Reports);
+
+#[pymethods]
+impl PyReports {
+    #[getter]
+    fn seq(&self) -> u64 {
+        self.0.seq
+    }
+
+    /// "fills" or "rejects".
+    #[getter]
+    fn kind(&self) -> &'static str {
+        self.0.kind.as_str()
+    }
+
+    fn __len__(&self) -> usize {
+        self.0.len()
+    }
+
+    /// The entries as tuples, as `CopyFills.fills` / `CopyRejects.rejects` hold them
+    /// (for tests and tools; the daemon never builds them).
+    fn entries(&self) -> Vec<Vec<&str>> {
+        match self.0.kind {
+            ReportKind::Fills => self.0.fills().map(|(a, b, c)| vec![a, b, c]).collect(),
+            ReportKind::Rejects => self.0.rejects().map(|(a, b)| vec![a, b]).collect(),
+        }
+    }
+
+    /// Rejects by reason (empty for fills), for the metrics.
+    fn reasons(&self) -> Vec<(&str, usize)> {
+        let mut counts: Vec<(&str, usize)> = Vec::new();
+        for (_, reason) in self.0.rejects() {
+            match counts.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((reason, 1)),
+            }
+        }
+        counts
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Reports(kind={:?}, seq={}, entries={})",
+            self.0.kind.as_str(),
+            self.0.seq,
+            self.0.len()
+        )
+    }
+}
+
+/// Decode a `fills` or `rejects` frame payload (no length prefix), with the checks of
+/// `pyservice.protocol`'s Structs; raises FrameError with the reason otherwise.
+#[pyfunction]
+fn decode_reports(py: Python<'_>, payload: &[u8]) -> PyResult<PyReports> {
+    py.detach(|| Reports::decode(payload))
+        .map(PyReports)
+        .map_err(FrameError::new_err)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyReports>()?;
+    m.add_function(wrap_pyfunction!(decode_reports, m)?)?;
     m.add_class::<PyLiveEngine>()?;
     m.add_class::<Outcome>()?;
     Ok(())

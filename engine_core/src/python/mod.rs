@@ -31,6 +31,12 @@ create_exception!(
     CopyEngineError,
     "The file is not a valid scenario (format v1)."
 );
+create_exception!(
+    _engine_core,
+    FrameError,
+    CopyEngineError,
+    "A venue frame that breaks the protocol (pyservice/PROTOCOL.md)."
+);
 
 /// Replay a scenario file's text; returns its JSON Lines output.
 #[pyfunction]
@@ -201,5 +207,6 @@ fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     live::register(m)?;
     m.add("CopyEngineError", m.py().get_type::<CopyEngineError>())?;
     m.add("ScenarioError", m.py().get_type::<ScenarioError>())?;
+    m.add("FrameError", m.py().get_type::<FrameError>())?;
     Ok(())
 }

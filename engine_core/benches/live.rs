@@ -1,0 +1,94 @@
+#![allow(clippy::float_arithmetic)] // timing statistics only; no money here
+//! The daemon's hot loop in pure Rust: a provider execution fanned out to N followers in
+//! live mode (reservations, working orders, the `orders` frame), then the venue's fills
+//! for every copy applied. `copyengine bench` measures the same over sockets; this is the
+//! number to profile (`perf record`) when the engine's share of that gets slower.
+//!
+//! `cargo bench -p engine_core --bench live -- 10000 [ITERATIONS]`
+
+use std::time::Instant;
+
+use engine_core::event::parse_event;
+use engine_core::model::Record;
+use engine_core::wire::encode_orders;
+use serde_json::json;
+
+fn main() {
+    let mut args = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse::<usize>().ok());
+    let n = args.next().unwrap_or(10_000);
+    let iterations = args.next().unwrap_or(200);
+    let follows: Vec<_> = (0..n)
+        .map(|i| json!({"follower": format!("f{i:06}"), "provider": "p1", "allocation": "1000000"}))
+        .collect();
+    let books = json!({"version": 1, "providers": [{"id": "p1"}], "follows": follows});
+    let mut engine = engine_core::scenario::parse_books(&books.to_string()).expect("valid books");
+    let inst = json!({"symbol": "BTCUSDT", "kind": "spot", "tick": "0.01", "step": "0.00001",
+                      "min_qty": "0.00001", "min_notional": "5"});
+    engine.add_instrument(engine_core::scenario::instrument(&inst, "instrument").expect("valid"));
+    let mut seq = 1;
+    let (mut exec_ns, mut frame_ns, mut fills_ns) = (Vec::new(), Vec::new(), Vec::new());
+    let mut frame = Vec::new();
+    // `COLD=1`: evict the caches between the fan-out and its fills
+    let cold = std::env::var_os("COLD").is_some();
+    let mut sweep = vec![0u8; if cold { 64 << 20 } else { 0 }];
+    for i in 0..iterations {
+        // alternate buys and sells so positions (and their lots) stay bounded
+        let side = if i % 2 == 0 { "buy" } else { "sell" };
+        let ev = parse_event(
+            &json!({"type": "fill", "provider": "p1", "exec_id": format!("x{i}"),
+            "symbol": "BTCUSDT", "side": side, "qty": "0.001", "price": "60000",
+            "provider_equity": "1000000"}),
+        )
+        .expect("valid fill");
+        seq += 1;
+        let t = Instant::now();
+        let records = engine.apply(seq, &ev).to_vec();
+        exec_ns.push(t.elapsed().as_nanos() as f64);
+        let t = Instant::now();
+        frame.clear();
+        let orders = encode_orders(&engine, seq, &records, |_| 1, &mut frame);
+        frame_ns.push(t.elapsed().as_nanos() as f64);
+        assert_eq!(orders, n, "every follower copies");
+        let fills: Vec<(String, String, String)> = records
+            .iter()
+            .filter_map(|r| match r {
+                Record::Order(o) => Some((
+                    o.client_order_id.to_string(),
+                    o.qty.to_string(),
+                    "60000".into(),
+                )),
+                _ => None,
+            })
+            .collect();
+        seq += 1;
+        if cold {
+            // what the daemon sees: the venue and Python ran since the fan-out
+            sweep.iter_mut().for_each(|b| *b = b.wrapping_add(1));
+        }
+        let t = Instant::now();
+        let out = engine.copy_fills(
+            seq,
+            fills
+                .iter()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
+        );
+        fills_ns.push(t.elapsed().as_nanos() as f64);
+        assert!(out.is_empty(), "fills apply cleanly: {:?}", out.first());
+    }
+    for (name, v) in [
+        ("execute", &mut exec_ns),
+        ("orders frame", &mut frame_ns),
+        ("fills", &mut fills_ns),
+    ] {
+        v.sort_by(f64::total_cmp);
+        let p = |q: f64| v[((v.len() as f64 - 1.0) * q) as usize] / 1000.0;
+        println!(
+            "{name:>12}, {n} followers: p50 {:8.1} us, p99 {:8.1} us, {:6.1} ns/follower",
+            p(0.5),
+            p(0.99),
+            p(0.5) * 1000.0 / n as f64
+        );
+    }
+}

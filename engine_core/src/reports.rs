@@ -1,0 +1,263 @@
+//! The venue's report frames, `fills` and `rejects` (pyservice/PROTOCOL.md), decoded
+//! straight from msgpack. They are the engine's largest inputs (one entry per copy
+//! order), so the daemon hands their payload here instead of building a Python object
+//! per entry.
+//!
+//! The checks are exactly those of `pyservice.protocol.CopyFills` / `CopyRejects` as
+//! msgspec decodes them (tests compare the two on random and mutated frames): a
+//! 3-element array `[tag, seq, [entry, ...]]`, seq an integer in 0..=2^63-1, each fill
+//! `[client_order_id, qty, price]` and each reject `[client_order_id, reason]`, every
+//! field a string of the protocol's syntax, nothing after the message. A frame that
+//! breaks any of them is refused whole; the copy rules (known order, qty within the
+//! order, step) are the engine's and apply per entry.
+
+use std::ops::Range;
+
+use rmp::decode::{self, Bytes};
+
+use crate::engine::RejectReason;
+
+/// Which report a frame carries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReportKind {
+    Fills,
+    Rejects,
+}
+
+impl ReportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportKind::Fills => "fills",
+            ReportKind::Rejects => "rejects",
+        }
+    }
+
+    fn width(self) -> usize {
+        match self {
+            ReportKind::Fills => 3,
+            ReportKind::Rejects => 2,
+        }
+    }
+}
+
+/// A decoded report frame: the payload, and where each entry's fields lie in it.
+#[derive(Debug)]
+pub struct Reports {
+    pub kind: ReportKind,
+    pub seq: u64,
+    payload: Vec<u8>,
+    /// `kind.width()` ranges per entry, into `payload`.
+    fields: Vec<Range<u32>>,
+}
+
+impl Reports {
+    /// Decode one frame payload (without its length prefix).
+    pub fn decode(payload: &[u8]) -> Result<Reports, String> {
+        if payload.len() > u32::MAX as usize {
+            return Err("frame too large".into());
+        }
+        let mut rd = Bytes::new(payload);
+        let top = decode::read_array_len(&mut rd).map_err(|_| "expected an array".to_string())?;
+        let tag = read_str(&mut rd, payload).map_err(|e| format!("the tag: {e}"))?;
+        let kind = match &payload[tag] {
+            b"fills" => ReportKind::Fills,
+            b"rejects" => ReportKind::Rejects,
+            _ => return Err("not a fills or rejects frame".into()),
+        };
+        if top != 3 {
+            return Err(format!(
+                "a {} message has 3 elements, not {top}",
+                kind.as_str()
+            ));
+        }
+        let seq: u64 =
+            decode::read_int(&mut rd).map_err(|_| "seq: expected an integer".to_string())?;
+        if seq > i64::MAX as u64 {
+            return Err(format!("seq {seq} is above 2^63-1"));
+        }
+        let n = decode::read_array_len(&mut rd)
+            .map_err(|_| "expected an array of entries".to_string())? as usize;
+        let width = kind.width();
+        // Each entry takes at least 1 + width bytes: a length claim beyond that is a lie.
+        if n > payload.len() / (1 + width) {
+            return Err(format!("{n} entries cannot fit in {} bytes", payload.len()));
+        }
+        let mut fields = Vec::with_capacity(n * width);
+        for i in 0..n {
+            let w = decode::read_array_len(&mut rd)
+                .map_err(|_| format!("entry {i}: expected an array"))?;
+            if w as usize != width {
+                return Err(format!("entry {i}: {w} fields, expected {width}"));
+            }
+            for f in 0..width {
+                let r = read_str(&mut rd, payload).map_err(|e| format!("entry {i}: {e}"))?;
+                let text = &payload[r.clone()];
+                let ok = match (kind, f) {
+                    (_, 0) => is_client_order_id(text),
+                    (ReportKind::Fills, _) => is_decimal(text),
+                    (ReportKind::Rejects, _) => std::str::from_utf8(text)
+                        .ok()
+                        .and_then(RejectReason::parse)
+                        .is_some(),
+                };
+                if !ok {
+                    let name = match (kind, f) {
+                        (_, 0) => "client_order_id",
+                        (ReportKind::Fills, 1) => "qty",
+                        (ReportKind::Fills, _) => "price",
+                        (ReportKind::Rejects, _) => "reason",
+                    };
+                    return Err(format!(
+                        "entry {i}: {name} '{}' is not valid",
+                        String::from_utf8_lossy(text).escape_debug()
+                    ));
+                }
+                fields.push(r.start as u32..r.end as u32);
+            }
+        }
+        if !rd.remaining_slice().is_empty() {
+            return Err("bytes after the message".into());
+        }
+        Ok(Reports {
+            kind,
+            seq,
+            payload: payload.to_vec(),
+            fields,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.fields.len() / self.kind.width()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    fn text(&self, r: &Range<u32>) -> &str {
+        // Every field was checked to be ASCII.
+        std::str::from_utf8(&self.payload[r.start as usize..r.end as usize]).unwrap_or_default()
+    }
+
+    /// `(client_order_id, qty, price)` of each fill (empty for a rejects frame).
+    pub fn fills(&self) -> impl Iterator<Item = (&str, &str, &str)> {
+        let n = if self.kind == ReportKind::Fills {
+            self.fields.len()
+        } else {
+            0
+        };
+        self.fields[..n]
+            .chunks_exact(3)
+            .map(|f| (self.text(&f[0]), self.text(&f[1]), self.text(&f[2])))
+    }
+
+    /// `(client_order_id, reason)` of each reject (empty for a fills frame).
+    pub fn rejects(&self) -> impl Iterator<Item = (&str, &str)> {
+        let n = if self.kind == ReportKind::Rejects {
+            self.fields.len()
+        } else {
+            0
+        };
+        self.fields[..n]
+            .chunks_exact(2)
+            .map(|f| (self.text(&f[0]), self.text(&f[1])))
+    }
+}
+
+/// Read a msgpack string; returns where its bytes lie in `payload`.
+fn read_str(rd: &mut Bytes<'_>, payload: &[u8]) -> Result<Range<usize>, String> {
+    let n = decode::read_str_len(rd).map_err(|_| "expected a string".to_string())? as usize;
+    let rest = rd.remaining_slice();
+    if rest.len() < n {
+        return Err("truncated".into());
+    }
+    let start = payload.len() - rest.len();
+    *rd = Bytes::new(&rest[n..]);
+    Ok(start..start + n)
+}
+
+/// `^[A-Za-z0-9]{1,32}$`, as `pyservice.protocol.ClientOrderId`.
+fn is_client_order_id(s: &[u8]) -> bool {
+    (1..=32).contains(&s.len()) && s.iter().all(u8::is_ascii_alphanumeric)
+}
+
+/// `^[0-9]{1,13}(\.[0-9]{1,16})?$`, as `pyservice.protocol.Decimal`.
+fn is_decimal(s: &[u8]) -> bool {
+    let (int, frac) = match s.iter().position(|&b| b == b'.') {
+        Some(dot) => (&s[..dot], Some(&s[dot + 1..])),
+        None => (s, None),
+    };
+    let digits =
+        |d: &[u8], max: usize| (1..=max).contains(&d.len()) && d.iter().all(u8::is_ascii_digit);
+    digits(int, 13) && frac.is_none_or(|f| digits(f, 16))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fills_frame(entries: &[[&str; 3]], seq: u8) -> Vec<u8> {
+        let mut b = vec![0x93, 0xa5];
+        b.extend_from_slice(b"fills");
+        b.push(seq);
+        b.push(0x90 | entries.len() as u8);
+        for e in entries {
+            b.push(0x93);
+            for f in e {
+                b.push(0xa0 | f.len() as u8);
+                b.extend_from_slice(f.as_bytes());
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn decodes_fills() {
+        let r = Reports::decode(&fills_frame(
+            &[["abc", "0.5", "60000"], ["d1", "1", "2.25"]],
+            7,
+        ))
+        .unwrap();
+        assert_eq!((r.kind, r.seq, r.len()), (ReportKind::Fills, 7, 2));
+        let got: Vec<_> = r.fills().collect();
+        assert_eq!(got, [("abc", "0.5", "60000"), ("d1", "1", "2.25")]);
+        assert_eq!(r.rejects().count(), 0);
+    }
+
+    #[test]
+    fn refuses_bad_fields_and_trailing_bytes() {
+        for bad in [
+            ["ab-c", "1", "1"],
+            ["abc", "1.", "1"],
+            ["abc", "1", "1\n"],
+            ["abc", "", "1"],
+        ] {
+            assert!(Reports::decode(&fills_frame(&[bad], 1)).is_err(), "{bad:?}");
+        }
+        let mut f = fills_frame(&[["abc", "1", "1"]], 1);
+        f.push(0);
+        assert_eq!(Reports::decode(&f).unwrap_err(), "bytes after the message");
+        let f = fills_frame(&[["abc", "1", "1"]], 1);
+        assert!(Reports::decode(&f[..f.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn decimal_syntax() {
+        for ok in ["0", "1234567890123", "1.0000000000000001", "01"] {
+            assert!(is_decimal(ok.as_bytes()), "{ok}");
+        }
+        for bad in [
+            "",
+            ".",
+            "1.",
+            ".5",
+            "12345678901234",
+            "1.00000000000000001",
+            "-1",
+            "1e3",
+            "1.2.3",
+        ] {
+            assert!(!is_decimal(bad.as_bytes()), "{bad}");
+        }
+    }
+}
