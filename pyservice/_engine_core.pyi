@@ -119,9 +119,12 @@ class LiveEngine:
         qty: str,
         price: str,
         provider_equity: str,
-        leverage: int = 1,
+        leverage: int | None = None,
     ) -> Outcome:
-        """A provider execution: one fan-out over the provider's book."""
+        """A provider execution: one fan-out over the provider's book. Leverage None is 1;
+        a leverage outside
+        1..=125 (however large) is an error in the outcome; `seq`, here and in every
+        method, is the caller's counter and must fit in 64 bits (else OverflowError)."""
     def fills(self, seq: int, fills: Sequence[tuple[str, str, str]]) -> Outcome:
         """The venue's fill reports: (client_order_id, qty, price) each."""
     def rejects(self, seq: int, rejects: Sequence[tuple[str, str]]) -> Outcome:

@@ -415,3 +415,16 @@ def test_unknown_duplicate_is_not_an_error_and_not_an_order() -> None:
     e, oid = garbage_engine()
     assert empty(e.rejects(10, [("no such order", "duplicate")]))
     assert e.pending_orders == 1
+
+
+@pytest.mark.parametrize("leverage", [0, 126, 2**32, 2**70, -1, "3", None])
+def test_an_out_of_range_leverage_is_a_rule_error_not_an_exception(leverage: object) -> None:
+    e = live(follow("a", "1000"))
+    args = ("P", "x", "ETH-PERP", "buy", "1", "100", "1000")
+    out = e.execute(2, *args) if leverage is None else e.execute(2, *args, leverage)  # type: ignore[arg-type]
+    if leverage is None:  # the default, 1
+        assert out.orders == 1 and out.errors == []
+    else:
+        assert (out.orders, out.frame) == (0, None)
+        assert out.errors == ["field 'leverage' must be an integer from 1 to 125"]
+        assert e.pending_orders == 0

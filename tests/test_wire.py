@@ -208,16 +208,20 @@ def test_a_hundred_orders_in_one_frame() -> None:
     assert out.frame[4:13] == b"\x93\xa6orders\xce" and out.frame[17:20] == b"\xdc\x00\x64"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the engine sends a copy of qty >= 10^13 (here 100000000000000), which "
-                   "the protocol's Decimal pattern ^[0-9]{1,13}(\\.[0-9]{1,16})?$ refuses: the venue drops the frame")
-def test_every_engine_frame_is_a_valid_message() -> None:
+def test_an_order_too_large_to_report_is_skipped_not_sent() -> None:
     e = LiveEngine.from_books(json.dumps({"providers": [{"id": "P"}], "follows": [
         {"follower": "a", "provider": "P", "allocation": "1000000"}]}))
     e.instrument(1, "PEPE", "spot", "0.00000001", "1", "0", "0")
-    # W = 10^11 × 10^6 / 1000 = 10^14, within the cap 10^6 / 10^-8
+    # W = 10^11 × 10^6 / 1000 = 10^14: above what a fill report (an input, < 10^12) carries
     out = e.execute(2, "P", "x", "PEPE", "buy", "100000000000", "0.00000001", "1000")
-    assert out.orders == 1 and out.errors == []
-    assert_round_trip(out, 2)
+    assert (out.orders, out.frame, out.skips, out.errors) == (0, None, {"overflow": 1}, [])
+    assert e.pending_orders == 0
+    # just below the limit it is sent, and its full fill is taken
+    out = e.execute(3, "P", "y", "PEPE", "buy", "999999999", "0.00000001", "1000")
+    (order,) = assert_round_trip(out, 3).orders
+    assert order.qty == "999999999000"
+    assert e.fills(4, [(order.client_order_id, order.qty, "0.00000001")]).errors == []
+    assert e.pending_orders == 0
 
 
 # --------------------------------------------------------------------------- (a) random flows

@@ -14,8 +14,8 @@ use crate::event::{Event, Follow, ProviderFill};
 use crate::exact::{mul_div_ceil, mul_div_floor};
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{
-    CopyOrder, CopySettings, FollowerId, Instrument, Kind, Mode, OrderType, Platform, ProviderId,
-    Record, RelId, Side, SkipReason, Status, SymbolId,
+    is_reportable, CopyOrder, CopySettings, FollowerId, Instrument, Kind, Mode, OrderType,
+    Platform, ProviderId, Record, RelId, Side, SkipReason, Status, SymbolId,
 };
 use crate::portfolio::Portfolio;
 use crate::sizing::{close_share, limit_price, size_open, OpenLeg, Sized};
@@ -84,6 +84,10 @@ pub struct Engine {
     live: bool,
     /// Live mode: copy orders sent and not yet reported, by client order id.
     pending: PendingMap,
+    /// Live mode: unfollowed relationships whose orders are still working. Their reports
+    /// still move their portfolio (a late open is closed again); once the last one is
+    /// reported the relationship is dropped.
+    ended: HashMap<RelId, Relationship>,
 }
 
 /// A copy order working at the venue (live mode).
@@ -197,6 +201,7 @@ impl Engine {
             follower_ids: HashMap::new(),
             follower_totals: Vec::new(),
             rels: Vec::new(),
+            ended: HashMap::new(),
             rel_ids: HashMap::new(),
             symbol_providers: vec![Vec::new(); n_sym],
             loss_hits: Vec::new(),
@@ -233,7 +238,10 @@ impl Engine {
         let mut all: Vec<(u128, Pending)> = self.pending.iter().map(|(k, v)| (*k, *v)).collect();
         all.sort_unstable_by_key(|(id, p)| (p.rel, *id));
         for (id, p) in all {
-            let Some(rel) = self.rels[p.rel as usize].as_ref() else {
+            let Some(rel) = self.rels[p.rel as usize]
+                .as_ref()
+                .or_else(|| self.ended.get(&p.rel))
+            else {
                 continue;
             };
             self.out.push(Record::Order(CopyOrder {
@@ -367,9 +375,12 @@ impl Engine {
         }
         let kind = inst.kind;
         let (sid, rid) = (p.symbol, p.rel);
-        let Some(rel) = self.rels[rid as usize].as_mut() else {
-            self.pending.remove(&id.0);
-            return Err(format!("fill of order '{coid}' of an ended relationship"));
+        let rel = match self.rels[rid as usize].as_mut() {
+            Some(rel) => rel,
+            None => self
+                .ended
+                .get_mut(&rid)
+                .expect("a pending order's relationship is live or ended"),
         };
         let overflow = |_| format!("fill of order '{coid}': arithmetic overflow");
         if p.reduce_only {
@@ -424,6 +435,7 @@ impl Engine {
                 )));
             }
         }
+        self.drop_if_drained(rid);
         Ok(rid)
     }
 
@@ -438,14 +450,31 @@ impl Engine {
         let Some(p) = ClientOrderId::parse(coid).and_then(|id| self.pending.remove(&id.0)) else {
             return Err(format!("unknown order '{coid}'"));
         };
-        if let Some(rel) = self.rels[p.rel as usize].as_mut() {
-            if p.reduce_only {
-                rel.portfolio.close_done(p.symbol, p.qty);
-            } else {
-                rel.portfolio.open_done(p.symbol, p.reserve);
-            }
+        let rel = match self.rels[p.rel as usize].as_mut() {
+            Some(rel) => rel,
+            None => self
+                .ended
+                .get_mut(&p.rel)
+                .expect("a pending order's relationship is live or ended"),
+        };
+        if p.reduce_only {
+            rel.portfolio.close_done(p.symbol, p.qty);
+        } else {
+            rel.portfolio.open_done(p.symbol, p.reserve);
         }
+        self.drop_if_drained(p.rel);
         Ok(())
+    }
+
+    /// Forget an ended relationship once none of its orders is working.
+    fn drop_if_drained(&mut self, rid: RelId) {
+        if self
+            .ended
+            .get(&rid)
+            .is_some_and(|rel| rel.portfolio.working.is_empty())
+        {
+            self.ended.remove(&rid);
+        }
     }
 
     /// Apply one event; `seq` is its position in the input order (the event index in a
@@ -706,7 +735,13 @@ impl Engine {
         if rel.settings.stop_copy_on_close {
             self.close_everything(seq, rid, b"u");
         }
-        self.rels[rid as usize] = None;
+        if let Some(mut rel) = self.rels[rid as usize].take() {
+            if !rel.portfolio.working.is_empty() {
+                // no longer copied: a late opening fill is closed again
+                rel.status = Status::Stopped;
+                self.ended.insert(rid, rel);
+            }
+        }
         self.rel_ids.remove(&(fid, pid));
         self.providers[pid as usize].book.retain(|&r| r != rid);
         self.follower_totals[fid as usize] = total;
@@ -920,7 +955,11 @@ impl Engine {
         for (sid, signed) in open {
             let inst = &instruments[sid as usize];
             let side = if signed > 0 { Side::Sell } else { Side::Buy };
-            let qty = Qty(signed.abs());
+            let qty = if *live {
+                inst.reportable(Qty(signed.abs()))
+            } else {
+                Qty(signed.abs())
+            };
             let mark = marks[sid as usize].expect("a position's symbol has a mark");
             if !*live
                 && rel
@@ -956,7 +995,10 @@ impl Engine {
 
     /// Check one relationship against its max-loss line.
     fn check_one(&mut self, rid: RelId) {
-        if breaches(self.rel(rid), &self.marks) {
+        let Some(rel) = self.rels[rid as usize].as_ref() else {
+            return; // ended: max-loss no longer applies
+        };
+        if breaches(rel, &self.marks) {
             self.loss_hits.push(rid);
         }
     }
@@ -1098,6 +1140,9 @@ fn open_one(
             }
         }
         Some(pending) => {
+            if !is_reportable(qty, limit) {
+                return skip(SkipReason::Overflow);
+            }
             // The most the order can cost: a buy fills at or under its limit; a sell
             // opens a short whose margin is taken at the provider's price.
             let at = if leg.side == Side::Buy {
@@ -1185,7 +1230,7 @@ fn close_one(
     };
     let fpos = rel.portfolio.closable(sid);
     let held = Qty(fpos.abs());
-    let Some(qty) = (if flat {
+    let Some(mut qty) = (if flat {
         Some(held)
     } else {
         close_share(held, close, provider_qty, inst.step)
@@ -1208,6 +1253,7 @@ fn close_one(
             }
         }
         Some(pending) => {
+            qty = inst.reportable(qty);
             rel.portfolio.close_sent(sid, qty);
             pending.insert(id, Pending::close(rid, sid, side, qty));
         }

@@ -1,7 +1,7 @@
 //! Plain domain types: instruments, sides, copy settings, and the outcome records.
 
 use crate::coid::ClientOrderId;
-use crate::fixed::{Factor, Money, Price, Qty};
+use crate::fixed::{Factor, Money, Price, Qty, INPUT_LIMIT};
 
 pub type SymbolId = u32;
 pub type ProviderId = u32;
@@ -56,6 +56,13 @@ pub struct Instrument {
 }
 
 impl Instrument {
+    /// The most of `q` one order can carry in live mode: the largest step multiple below
+    /// the input limit, since the venue's fill report of it must parse as an input.
+    pub fn reportable(&self, q: Qty) -> Qty {
+        let max = (INPUT_LIMIT * Qty::SCALE - 1) / self.step.0 * self.step.0;
+        Qty(q.0.min(max))
+    }
+
     pub fn on_step(&self, q: Qty) -> bool {
         q.0 % self.step.0 == 0
     }
@@ -222,4 +229,10 @@ pub enum Record {
         provider: ProviderId,
     },
     Error(String),
+}
+
+/// Whether a live opening order of `q` at `limit` can be reported back: the venue's fill
+/// report carries both, and they must parse as inputs (below 10^12).
+pub fn is_reportable(q: Qty, limit: Price) -> bool {
+    q.0 < INPUT_LIMIT * Qty::SCALE && limit.0 < INPUT_LIMIT * Price::SCALE
 }

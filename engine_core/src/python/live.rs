@@ -206,7 +206,7 @@ impl PyLiveEngine {
 
     /// A provider execution: one fan-out over the provider's book.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage=1))]
+    #[pyo3(signature = (seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage=None))]
     fn execute(
         &mut self,
         py: Python<'_>,
@@ -218,8 +218,11 @@ impl PyLiveEngine {
         qty: &str,
         price: &str,
         provider_equity: &str,
-        leverage: u32,
+        leverage: Option<&Bound<'_, PyAny>>,
     ) -> Outcome {
+        // Any value that is not a u32 is out of the rule's range (1..=125): pass 0, so the
+        // rule reports it as for any other bad leverage instead of raising OverflowError.
+        let leverage: u32 = leverage.map_or(Ok(1), |l| l.extract()).unwrap_or(0);
         let v = json!({"type": "fill", "provider": provider, "exec_id": exec_id,
                        "symbol": symbol, "side": side, "qty": qty, "price": price,
                        "provider_equity": provider_equity, "leverage": leverage});
