@@ -204,7 +204,9 @@ class FrameReader(Generic[T]):
                         yield decode_reports(payload)  # type: ignore[misc]  # native readers are typed with Reports in T
                     else:
                         yield self._decoder.decode(payload)
-                except (msgspec.DecodeError, msgspec.ValidationError, FrameError) as exc:
+                # ValueError: msgspec's errors, FrameError, and UnicodeDecodeError (msgspec
+                # raises it for a str that is not UTF-8); RecursionError: deep nesting.
+                except (ValueError, RecursionError) as exc:
                     raise ProtocolError(f"bad frame: {exc}") from None
         finally:
             del buf[:start]

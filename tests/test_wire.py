@@ -451,6 +451,8 @@ ORDER = ["A" * 22, "f", "P", "BTC", "buy", "limit_ioc", "1", "100", False, 1]
         enc(["orders", 1, [ORDER[:8] + [0] + ORDER[9:]]]),
         enc(["orders", 1, [ORDER[:9] + ["1"]]]),
         enc(["orders", 1, {"a": 1}]),
+        b"\x92\xa2hb\xa1\x80",  # a str that is not UTF-8 (msgspec: UnicodeDecodeError)
+        b"\x91" * 100_000,  # nesting deeper than the decoder recurses (RecursionError)
     ],
 )
 def test_bad_frames_are_protocol_errors(payload: bytes) -> None:
