@@ -35,7 +35,7 @@ SEQ = st.one_of(st.integers(0, 2**63 - 1), st.integers(-5, -1), st.integers(2**6
 def msgspec_view(payload: bytes) -> tuple[str, int, list[list[str]]] | None:
     try:
         msg = _msgspec.decode(payload)
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (ValueError, RecursionError):  # as FrameReader: msgspec's errors, UnicodeDecodeError
         return None
     if isinstance(msg, CopyFills):
         return "fills", msg.seq, [list(f) for f in msg.fills]

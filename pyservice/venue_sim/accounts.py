@@ -21,7 +21,7 @@ from typing import TypeAlias, cast
 import msgspec
 
 from pyservice import protocol
-from pyservice.protocol import Fill, NewOrder, Reject, RejectReason
+from pyservice.protocol import Fill, NewOrder, Reject, RejectReason, UncheckedOrder
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.fixed import ceil_div
 from pyservice.venue_sim.stats import VenueStats
@@ -157,7 +157,9 @@ class Account:
 
 
 #: One answered order, for `--record`: (order, filled qty, fill price, reject reason).
-Outcome: TypeAlias = tuple[NewOrder, str | None, str | None, RejectReason | None]
+#: What the venue matches: orders as read off the wire (`UncheckedOrder`) or built here.
+Order: TypeAlias = NewOrder | UncheckedOrder
+Outcome: TypeAlias = tuple[Order, str | None, str | None, RejectReason | None]
 
 
 class Matcher:
@@ -198,7 +200,7 @@ class Matcher:
         account = self.accounts[(follower, provider)] = Account(cash)
         return account
 
-    def match(self, orders: Sequence[NewOrder], outcomes: list[Outcome] | None = None
+    def match(self, orders: Sequence[Order], outcomes: list[Outcome] | None = None
               ) -> tuple[list[Fill], list[Reject]]:
         """One report per order; `outcomes` (if given) gets one entry per order too."""
         # Reports are built as plain tuples: msgpack encodes them exactly as the Fill and
@@ -229,7 +231,7 @@ class Matcher:
         self.stats.fills += len(fills)
         return cast(list[Fill], fills), cast(list[Reject], rejects)
 
-    def _execute(self, order: NewOrder) -> tuple[str, RejectReason | None]:
+    def _execute(self, order: Order) -> tuple[str, RejectReason | None]:
         """The filled qty's text, or a reject reason (and the account unchanged)."""
         _, follower, provider, symbol, side, type_, qty_text, price_text, reduce_only, leverage = order
         account = self.accounts.get((follower, provider))

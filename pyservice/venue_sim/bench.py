@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from pyservice.protocol import NewOrder, NewOrders, encode, engine_reader
+from pyservice.protocol import NewOrder, NewOrders, UncheckedOrders, check_order_ids, encode, unchecked_engine_reader
 from pyservice.venue_sim.cli import tune_gc
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
@@ -47,15 +47,18 @@ def main(argv: list[str] | None = None) -> int:
     venue = VenueSim(VenueConfig(books=books, rate=0, mark_interval=0, record=args.record))
     frames = _frames(args.followers, args.frames)
     tune_gc()  # as the venue-sim command does
-    reader = engine_reader()
+    reader = unchecked_engine_reader()  # as the venue's session reads
     venue._record = open(args.record, "wb") if args.record else None  # run() opens it otherwise
     decode = match = 0.0
     for frame in frames:
         t0 = time.perf_counter()
         messages = reader.feed(frame)
+        for msg in messages:
+            assert isinstance(msg, UncheckedOrders)
+            check_order_ids(msg.orders)
         t1 = time.perf_counter()
         for msg in messages:
-            assert isinstance(msg, NewOrders)
+            assert isinstance(msg, UncheckedOrders)
             venue._receive(msg, time.monotonic_ns())
         decode += t1 - t0
         match += time.perf_counter() - t1

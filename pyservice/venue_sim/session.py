@@ -21,11 +21,12 @@ from pyservice.protocol import (
     PROTOCOL_VERSION,
     Heartbeat,
     Hello,
-    NewOrders,
     ProtocolError,
     Resume,
+    UncheckedOrders,
+    check_order_ids,
     encode,
-    engine_reader,
+    unchecked_engine_reader,
 )
 from pyservice.venue_sim.log import SequencedLog
 from pyservice.venue_sim.stats import VenueStats
@@ -67,7 +68,7 @@ class Link:
         log: SequencedLog,
         session: str,
         stats: VenueStats,
-        on_orders: Callable[[NewOrders, int], None],
+        on_orders: Callable[[UncheckedOrders, int], None],
         *,
         heartbeat: float = 1.0,
         dead_after: float = 5.0,
@@ -142,7 +143,7 @@ class _Connection:
         return self.resumed.is_set()
 
     async def _read(self) -> None:
-        frames = engine_reader(self.link.max_frame)
+        frames = unchecked_engine_reader(self.link.max_frame)
         on_orders = self.link.on_orders
         while True:
             data = await self.reader.read(_READ_SIZE)
@@ -152,7 +153,8 @@ class _Connection:
             recv_ns = time.monotonic_ns()
             self.last_heard = self.loop.time()
             for msg in frames.feed(data):
-                if isinstance(msg, NewOrders):
+                if isinstance(msg, UncheckedOrders):
+                    check_order_ids(msg.orders)
                     on_orders(msg, recv_ns)
                 elif isinstance(msg, Resume):
                     self._resume(msg)

@@ -15,7 +15,7 @@ from typing import IO
 import msgspec
 
 from pyservice import protocol
-from pyservice.protocol import CopyFills, CopyRejects, NewOrders
+from pyservice.protocol import CopyFills, CopyRejects, UncheckedOrders
 from pyservice.endpoints import parse_endpoint
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.accounts import Instrument, Matcher, Outcome
@@ -65,7 +65,7 @@ class VenueSim:
         self._stopping = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._latency_ns = int(config.fill_latency_ms * 1_000_000)
-        self._delayed: deque[tuple[int, NewOrders, int]] = deque()  # (due ns, frame, recv ns)
+        self._delayed: deque[tuple[int, UncheckedOrders, int]] = deque()  # (due ns, frame, recv ns)
         self._timer: asyncio.TimerHandle | None = None
         self._record: IO[bytes] | None = None
         self._record_encoder = msgspec.json.Encoder()
@@ -209,7 +209,7 @@ class VenueSim:
 
     # -- orders -----------------------------------------------------------------------
 
-    def _receive(self, frame: NewOrders, recv_ns: int) -> None:
+    def _receive(self, frame: UncheckedOrders, recv_ns: int) -> None:
         self.stats.order_frames += 1
         self.stats.orders_received += len(frame.orders)
         for hook in self._hooks:
@@ -236,7 +236,7 @@ class VenueSim:
         if self._delayed:
             self._arm()
 
-    def _match(self, frame: NewOrders, recv_ns: int) -> None:
+    def _match(self, frame: UncheckedOrders, recv_ns: int) -> None:
         outcomes: list[Outcome] | None = [] if self._record is not None else None
         fills, rejects = self.matcher.match(frame.orders, outcomes)
         if fills:

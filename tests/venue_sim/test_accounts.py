@@ -191,6 +191,15 @@ def test_duplicates_are_rejected_for_the_whole_session_and_do_nothing() -> None:
     order(symbol="ETHUSDT-PERP", q="1", leverage=126),
     NewOrder("c1", "f1", "p1", "BTCUSDT", "buy", "limit_ioc", "0.01", None, False, 1),
     order(symbol="ETHUSDT-PERP", q="0.0001"),  # off the step grid
+    # text the venue reads unchecked (UncheckedOrder): bad names and numbers are invalid
+    order(follower="f1\n"),
+    order(symbol=""),
+    order(q="1e-2"),
+    order(q="0.01\n"),
+    order(q="-0.01"),
+    order(q=" 0.01"),
+    order(price="5e4"),
+    order(price="50000."),
 ])
 def test_invalid_orders(o: NewOrder) -> None:
     m, acct = make()
