@@ -7,7 +7,6 @@
 //! (`copy_fills`, `copy_rejects`; the rules are in `pyservice/PROTOCOL.md`).
 
 use std::collections::{HashMap, HashSet};
-use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::coid::{follower_hash, source_hash, ClientOrderId};
 use crate::event::{Event, Follow, ProviderFill};
@@ -17,6 +16,7 @@ use crate::model::{
     is_reportable, CopyOrder, CopySettings, FollowerId, Instrument, Kind, Mode, OrderType,
     Platform, ProviderId, Record, RelId, Side, SkipReason, Status, SymbolId,
 };
+use crate::pending::{Pending, PendingTable};
 use crate::portfolio::Portfolio;
 use crate::sizing::{close_share, limit_price, size_open, OpenLeg, Sized};
 
@@ -83,44 +83,12 @@ pub struct Engine {
     /// Live mode: copies wait for the venue's report instead of filling at once.
     live: bool,
     /// Live mode: copy orders sent and not yet reported, by client order id.
-    pending: PendingMap,
+    pending: PendingTable,
     /// Live mode: unfollowed relationships whose orders are still working. Their reports
     /// still move their portfolio (a late open is closed again); once the last one is
     /// reported the relationship is dropped.
     ended: HashMap<RelId, Relationship>,
 }
-
-/// A copy order working at the venue (live mode).
-#[derive(Debug, Clone, Copy)]
-pub struct Pending {
-    pub rel: RelId,
-    pub symbol: SymbolId,
-    pub side: Side,
-    pub qty: Qty,
-    /// The limit of an opening copy; zero for a (reduce-only market) close.
-    pub limit: Price,
-    pub reduce_only: bool,
-    pub leverage: u32,
-    /// Margin reserved by an opening copy (zero for a close).
-    pub reserve: Money,
-}
-
-impl Pending {
-    fn close(rel: RelId, symbol: SymbolId, side: Side, qty: Qty) -> Self {
-        Self {
-            rel,
-            symbol,
-            side,
-            qty,
-            limit: Price::ZERO,
-            reduce_only: true,
-            leverage: 1,
-            reserve: Money::ZERO,
-        }
-    }
-}
-
-type PendingMap = HashMap<u128, Pending, BuildHasherDefault<IdHasher>>;
 
 /// How the venue answered a copy order it did not fill.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -148,26 +116,6 @@ impl RejectReason {
 
 /// Fills whose working orders are looked up together before they are applied.
 const WARM_AHEAD: usize = 32;
-
-/// Client order ids are already uniform hashes: their low bits are the table hash.
-#[derive(Default)]
-pub struct IdHasher(u64);
-
-impl Hasher for IdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(b);
-        }
-    }
-
-    fn write_u128(&mut self, i: u128) {
-        self.0 = i as u64 ^ (i >> 64) as u64;
-    }
-}
 
 impl Engine {
     /// A new engine over validated instruments (unique symbols) and provider names (unique).
@@ -208,7 +156,7 @@ impl Engine {
             platform,
             out: Vec::new(),
             live: false,
-            pending: HashMap::default(),
+            pending: PendingTable::default(),
         }
     }
 
@@ -228,14 +176,14 @@ impl Engine {
     }
 
     pub fn pending(&self, id: ClientOrderId) -> Option<&Pending> {
-        self.pending.get(&id.0)
+        self.pending.get(id.0)
     }
 
     /// Every working copy order as an order record, sorted by relationship then id: what
     /// to send again after a reconnect (the venue answers `duplicate` for those it has).
     pub fn working_orders(&mut self) -> &[Record] {
         self.out.clear();
-        let mut all: Vec<(u128, Pending)> = self.pending.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut all: Vec<(u128, Pending)> = self.pending.iter().collect();
         all.sort_unstable_by_key(|(id, p)| (p.rel, *id));
         for (id, p) in all {
             let Some(rel) = self.rels[p.rel as usize]
@@ -307,7 +255,7 @@ impl Engine {
             let mut found = 0usize;
             for (id, _, _) in chunk {
                 let key = ClientOrderId::parse(id).map_or(0, |c| c.0);
-                found += usize::from(self.pending.contains_key(&key));
+                found += usize::from(self.pending.contains(key));
             }
             std::hint::black_box(found);
             for &(id, qty, price) in chunk {
@@ -349,7 +297,7 @@ impl Engine {
         let id = ClientOrderId::parse(coid).ok_or_else(|| format!("unknown order '{coid}'"))?;
         let p = *self
             .pending
-            .get(&id.0)
+            .get(id.0)
             .ok_or_else(|| format!("unknown order '{coid}'"))?;
         let qty = Qty::parse(qty_text)
             .ok()
@@ -397,7 +345,7 @@ impl Engine {
                     .map_err(overflow)?;
             }
             rel.portfolio.close_done(sid, p.qty);
-            self.pending.remove(&id.0);
+            self.pending.remove(id.0);
         } else {
             if qty.0 > 0 {
                 rel.portfolio
@@ -405,7 +353,7 @@ impl Engine {
                     .map_err(overflow)?;
             }
             rel.portfolio.open_done(sid, p.reserve);
-            self.pending.remove(&id.0);
+            self.pending.remove(id.0);
             // A late fill: the relationship stopped, or the provider no longer holds what
             // was copied. Close what it added at once.
             let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
@@ -447,7 +395,7 @@ impl Engine {
         if reason == RejectReason::Duplicate {
             return Ok(());
         }
-        let Some(p) = ClientOrderId::parse(coid).and_then(|id| self.pending.remove(&id.0)) else {
+        let Some(p) = ClientOrderId::parse(coid).and_then(|id| self.pending.remove(id.0)) else {
             return Err(format!("unknown order '{coid}'"));
         };
         let rel = match self.rels[p.rel as usize].as_mut() {
@@ -1094,7 +1042,7 @@ fn open_one(
     balances: Result<(Money, Money), crate::portfolio::Overflow>,
     limits: &mut LimitCache,
     source: u128,
-    working: Option<&mut PendingMap>,
+    working: Option<&mut PendingTable>,
 ) -> Record {
     let (follower, provider) = (rel.follower, rel.provider);
     let skip = |reason| Record::Skip {
@@ -1220,7 +1168,7 @@ fn close_one(
     source: u128,
     (close, provider_qty, flat): (Qty, Qty, bool),
     sid: SymbolId,
-    working: Option<&mut PendingMap>,
+    working: Option<&mut PendingTable>,
 ) -> Record {
     let (follower, provider) = (rel.follower, rel.provider);
     let skip = |reason| Record::Skip {

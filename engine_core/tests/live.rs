@@ -159,7 +159,7 @@ impl Live {
             .collect()
     }
 
-    fn pending(&self, id: &str) -> Option<engine_core::engine::Pending> {
+    fn pending(&self, id: &str) -> Option<engine_core::pending::Pending> {
         self.e
             .pending(ClientOrderId::parse(id).expect("an id"))
             .copied()
@@ -1333,7 +1333,7 @@ impl Model {
         Ok(())
     }
 
-    fn pick(&mut self, i: usize) -> Option<(String, engine_core::engine::Pending)> {
+    fn pick(&mut self, i: usize) -> Option<(String, engine_core::pending::Pending)> {
         let listed = self.l.working_ids();
         if listed.is_empty() {
             return None;
@@ -1343,7 +1343,7 @@ impl Model {
         Some((id, p))
     }
 
-    fn fill_args(&self, p: &engine_core::engine::Pending, k: u32, bump: u32) -> (String, String) {
+    fn fill_args(&self, p: &engine_core::pending::Pending, k: u32, bump: u32) -> (String, String) {
         let (_, _, tick, step) = SYMS[p.symbol as usize];
         let step = Qty::parse(step).unwrap().0;
         let q = p.qty.0 * i128::from(k) / 4 / step * step;

@@ -81,9 +81,8 @@ impl Outcome {
     }
 }
 
-/// Counts and the frame, computed without the GIL.
+/// Counts, computed without the GIL (the frame goes into the engine's buffer).
 struct Summary {
-    frame: Vec<u8>,
     orders: usize,
     skips: [usize; 5],
     clamps: [usize; 2],
@@ -93,9 +92,14 @@ struct Summary {
 
 /// `leverage`: the opening orders' leverage, or None to take each order's from the
 /// engine's working-order table.
-fn summarize(engine: &Engine, seq: u64, records: &[Record], leverage: Option<u32>) -> Summary {
+fn summarize(
+    engine: &Engine,
+    seq: u64,
+    records: &[Record],
+    leverage: Option<u32>,
+    frame: &mut Vec<u8>,
+) -> Summary {
     let mut s = Summary {
-        frame: Vec::new(),
         orders: 0,
         skips: [0; 5],
         clamps: [0; 2],
@@ -122,13 +126,14 @@ fn summarize(engine: &Engine, seq: u64, records: &[Record], leverage: Option<u32
         (false, Some(l)) => l,
         (false, None) => engine.pending(o.client_order_id).map_or(1, |p| p.leverage),
     };
-    s.orders = encode_orders(engine, seq, records, leverage_of, &mut s.frame);
+    frame.clear();
+    s.orders = encode_orders(engine, seq, records, leverage_of, frame);
     s
 }
 
-fn outcome(py: Python<'_>, s: Summary) -> Outcome {
+fn outcome(py: Python<'_>, s: Summary, frame: &[u8]) -> Outcome {
     Outcome {
-        frame: (s.orders > 0).then(|| PyBytes::new(py, &s.frame).unbind()),
+        frame: (s.orders > 0).then(|| PyBytes::new(py, frame).unbind()),
         orders: s.orders,
         skips: s.skips,
         clamps: s.clamps,
@@ -142,20 +147,23 @@ fn outcome(py: Python<'_>, s: Summary) -> Outcome {
 #[pyclass(name = "LiveEngine", module = "pyservice._engine_core")]
 pub struct PyLiveEngine {
     inner: Engine,
+    /// The last `orders` frame, kept so the next one reuses its memory: a fresh
+    /// megabyte per fan-out costs page faults.
+    frame: Vec<u8>,
 }
 
 impl PyLiveEngine {
     /// Apply a scenario-style event given as JSON, then summarize.
     fn event(&mut self, py: Python<'_>, seq: u64, event: Value, leverage: u32) -> Outcome {
-        let engine = &mut self.inner;
+        let (engine, buf) = (&mut self.inner, &mut self.frame);
         let s = py.detach(|| {
             match parse_event(&event) {
                 Ok(ev) => engine.apply(seq, &ev),
                 Err(m) => engine.reject(m),
             };
-            summarize(engine, seq, engine.records(), Some(leverage))
+            summarize(engine, seq, engine.records(), Some(leverage), buf)
         });
-        outcome(py, s)
+        outcome(py, s, &self.frame)
     }
 }
 
@@ -166,7 +174,10 @@ impl PyLiveEngine {
     #[staticmethod]
     fn from_books(py: Python<'_>, text: &str) -> PyResult<Self> {
         py.detach(|| scenario::parse_books(text))
-            .map(|inner| Self { inner })
+            .map(|inner| Self {
+                inner,
+                frame: Vec::new(),
+            })
             .map_err(|e| ScenarioError::new_err(e.0))
     }
 
@@ -184,15 +195,15 @@ impl PyLiveEngine {
     ) -> Outcome {
         let v = json!({"symbol": symbol, "kind": kind, "tick": tick, "step": step,
                        "min_qty": min_qty, "min_notional": min_notional});
-        let engine = &mut self.inner;
+        let (engine, buf) = (&mut self.inner, &mut self.frame);
         let s = py.detach(|| {
             match scenario::instrument(&v, "instrument") {
                 Ok(inst) => engine.add_instrument(inst),
                 Err(e) => engine.reject(e.0),
             };
-            summarize(engine, seq, engine.records(), Some(1))
+            summarize(engine, seq, engine.records(), Some(1), buf)
         });
-        outcome(py, s)
+        outcome(py, s, &self.frame)
     }
 
     fn mark(&mut self, py: Python<'_>, seq: u64, symbol: &str, price: &str) -> Outcome {
@@ -231,7 +242,7 @@ impl PyLiveEngine {
 
     /// The venue's fill reports: (client_order_id, qty, price) each.
     fn fills(&mut self, py: Python<'_>, seq: u64, fills: Vec<(String, String, String)>) -> Outcome {
-        let engine = &mut self.inner;
+        let (engine, buf) = (&mut self.inner, &mut self.frame);
         let s = py.detach(|| {
             engine.copy_fills(
                 seq,
@@ -239,43 +250,43 @@ impl PyLiveEngine {
                     .iter()
                     .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
             );
-            summarize(engine, seq, engine.records(), Some(1))
+            summarize(engine, seq, engine.records(), Some(1), buf)
         });
-        outcome(py, s)
+        outcome(py, s, &self.frame)
     }
 
     /// The venue's rejects: (client_order_id, reason) each.
     fn rejects(&mut self, py: Python<'_>, seq: u64, rejects: Vec<(String, String)>) -> Outcome {
-        let engine = &mut self.inner;
+        let (engine, buf) = (&mut self.inner, &mut self.frame);
         let s = py.detach(|| {
             engine.copy_rejects(seq, rejects.iter().map(|(a, b)| (a.as_str(), b.as_str())));
-            summarize(engine, seq, engine.records(), Some(1))
+            summarize(engine, seq, engine.records(), Some(1), buf)
         });
-        outcome(py, s)
+        outcome(py, s, &self.frame)
     }
 
     /// A `fills` or `rejects` frame from `decode_reports`, applied like `fills`/`rejects`.
     fn reports(&mut self, py: Python<'_>, reports: &Bound<'_, PyReports>) -> Outcome {
-        let engine = &mut self.inner;
+        let (engine, buf) = (&mut self.inner, &mut self.frame);
         let r = &reports.get().0;
         let s = py.detach(|| {
             match r.kind {
                 ReportKind::Fills => engine.copy_fills(r.seq, r.fills()),
                 ReportKind::Rejects => engine.copy_rejects(r.seq, r.rejects()),
             };
-            summarize(engine, r.seq, engine.records(), Some(1))
+            summarize(engine, r.seq, engine.records(), Some(1), buf)
         });
-        outcome(py, s)
+        outcome(py, s, &self.frame)
     }
 
     /// Every working copy order as one frame, to send again after a reconnect.
     fn working_orders(&mut self, py: Python<'_>, seq: u64) -> Outcome {
-        let engine = &mut self.inner;
+        let (engine, buf) = (&mut self.inner, &mut self.frame);
         let s = py.detach(|| {
             engine.working_orders();
-            summarize(engine, seq, engine.records(), None)
+            summarize(engine, seq, engine.records(), None, buf)
         });
-        outcome(py, s)
+        outcome(py, s, &self.frame)
     }
 
     #[getter]
