@@ -322,6 +322,7 @@ impl Engine {
             ));
         }
         let kind = inst.kind;
+        let cut = inst.reportable(Qty(i128::MAX));
         let (sid, rid) = (p.symbol, p.rel);
         let rel = match self.rels[rid as usize].as_mut() {
             Some(rel) => rel,
@@ -346,6 +347,24 @@ impl Engine {
             }
             rel.portfolio.close_done(sid, p.qty);
             self.pending.remove(id.0);
+            // A close cut to the most one order carries, when nothing else will close
+            // the rest (the relationship stopped or ended, or the provider holds no
+            // longer what it copied): the next part goes out now.
+            let rest = rel.portfolio.closable(sid);
+            let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
+            let copied = rel.status == Status::Active && provider_pos.signum() == rest.signum();
+            if p.qty == cut && q > 0 && rest != 0 && !copied {
+                let side = if rest > 0 { Side::Sell } else { Side::Buy };
+                let next_qty = Qty(rest.abs().min(cut.0));
+                let next = ClientOrderId::new(&[b"l", &id.to_bytes()], rel.follower_hash);
+                rel.portfolio.close_sent(sid, next_qty);
+                self.pending
+                    .insert(next.0, Pending::close(rid, sid, side, next_qty));
+                let (follower, provider) = (rel.follower, rel.provider);
+                self.out.push(Record::Order(CopyOrder::close(
+                    follower, provider, sid, side, next_qty, next,
+                )));
+            }
         } else {
             if qty.0 > 0 {
                 rel.portfolio

@@ -78,8 +78,14 @@ impl Reports {
         let n = decode::read_array_len(&mut rd)
             .map_err(|_| "expected an array of entries".to_string())? as usize;
         let width = kind.width();
-        // Each entry takes at least 1 + width bytes: a length claim beyond that is a lie.
-        if n > payload.len() / (1 + width) {
+        // An entry takes at least its array header and a header and a byte per field
+        // (a reject's reason, at least 7): a length claim beyond that is a lie, refused
+        // before anything is reserved for it.
+        let min_entry = match kind {
+            ReportKind::Fills => 1 + 3 * 2,
+            ReportKind::Rejects => 1 + 2 + 8,
+        };
+        if n > payload.len() / min_entry {
             return Err(format!("{n} entries cannot fit in {} bytes", payload.len()));
         }
         let mut fields = Vec::with_capacity(n * width);

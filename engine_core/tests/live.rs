@@ -1027,6 +1027,8 @@ fn a_close_larger_than_one_report_is_cut_to_the_largest_reportable_qty() {
     for id in &ids {
         assert!(l.fill(id, "900000000000", "0.00000001").is_empty());
     }
+    // the provider goes flat: the follower closes 1.8 × 10^12 in two orders, the second
+    // sent when the first is reported
     let out = l.exec(
         "c1",
         "PEPE",
@@ -1040,11 +1042,43 @@ fn a_close_larger_than_one_report_is_cut_to_the_largest_reportable_qty() {
         briefs(&out),
         ["order a sell market PEPE 999999999999 reduce_only"]
     );
+    let rest = l.fill(&id_of(&out, "a"), "999999999999", "0.00000001");
+    assert_eq!(
+        briefs(&rest),
+        ["order a sell market PEPE 800000000001 reduce_only"]
+    );
+    assert_eq!(l.view("a").positions[0].1, Qty(800000000001 * Qty::SCALE));
     assert!(l
-        .fill(&id_of(&out, "a"), "999999999999", "0.00000001")
+        .fill(&id_of(&rest, "a"), "800000000001", "0.00000001")
         .is_empty());
     assert_eq!(l.e.pending_orders(), 0);
-    assert_eq!(l.view("a").positions[0].1, Qty(800000000001 * Qty::SCALE));
+    assert!(l.view("a").positions.is_empty());
+}
+
+#[test]
+fn a_stop_of_a_position_larger_than_one_report_closes_it_in_parts() {
+    let tiny = instrument("PEPE", Kind::Spot, "0.00000001", "1");
+    let mut l = Live::new(
+        json!([{"follower": "a", "provider": "P", "allocation": "100000", "stop_copy_on_close": true}]),
+        &[tiny],
+    );
+    for x in ["o1", "o2", "o3"] {
+        let out = l.exec(x, "PEPE", "buy", "90000000000", "0.00000001", "10000", 1);
+        assert!(l
+            .fill(&id_of(&out, "a"), "900000000000", "0.00000001")
+            .is_empty());
+    }
+    // 2.7 × 10^12 held; the unfollow closes it in three parts, each sent on the last's fill
+    let mut out = l.event(json!({"type": "unfollow", "follower": "a", "provider": "P"}));
+    let mut parts = Vec::new();
+    while let Some(o) = out.iter().find(|r| r["kind"] == "order").cloned() {
+        let qty = o["qty"].as_str().unwrap().to_owned();
+        parts.push(qty.clone());
+        out = l.fill(o["client_order_id"].as_str().unwrap(), &qty, "0.00000001");
+    }
+    assert_eq!(parts, ["999999999999", "999999999999", "700000000002"]);
+    assert_eq!(l.e.pending_orders(), 0);
+    assert!(l.working_ids().is_empty());
 }
 
 // --------------------------------------------------------------------------- instruments, books

@@ -14,9 +14,10 @@ PnL is not counted (there is no liquidation model).
 from __future__ import annotations
 
 import random
+import re
 from collections import deque
 from collections.abc import Mapping, Sequence
-from typing import TypeAlias, cast
+from typing import Final, TypeAlias, cast
 
 import msgspec
 
@@ -157,6 +158,9 @@ class Account:
 
 
 #: One answered order, for `--record`: (order, filled qty, fill price, reject reason).
+#: `pyservice.protocol.Decimal`'s pattern.
+_WIRE_DECIMAL: Final = re.compile(r"[0-9]{1,13}(\.[0-9]{1,16})?")
+
 #: What the venue matches: orders as read off the wire (`UncheckedOrder`) or built here.
 Order: TypeAlias = NewOrder | UncheckedOrder
 Outcome: TypeAlias = tuple[Order, str | None, str | None, RejectReason | None]
@@ -277,11 +281,13 @@ class Matcher:
         return (qty_text if qty == whole else fixed.format(qty)), None
 
     def _number(self, text: str) -> int:
-        """Fixed-point value of a wire decimal; -1 if it has more than 8 decimals."""
+        """Fixed-point value of a wire decimal; -1 if it is not the protocol's `Decimal`
+        (orders are read unchecked, and a fill echoes the order's qty text) or has more
+        than 8 decimals."""
         value = self._numbers.get(text)
         if value is None:
             try:
-                value = fixed.parse(text)
+                value = fixed.parse(text) if _WIRE_DECIMAL.fullmatch(text) else -1
             except ValueError:
                 value = -1
             if len(self._numbers) >= 1 << 20:

@@ -200,6 +200,8 @@ def test_duplicates_are_rejected_for_the_whole_session_and_do_nothing() -> None:
     order(q=" 0.01"),
     order(price="5e4"),
     order(price="50000."),
+    order(q="0.0100000000000000000"),  # 19 decimals: beyond the protocol's Decimal
+    order(q="00000000000000.01"),  # 14 integer digits
 ])
 def test_invalid_orders(o: NewOrder) -> None:
     m, acct = make()
