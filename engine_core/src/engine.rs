@@ -114,9 +114,6 @@ impl RejectReason {
     }
 }
 
-/// Fills whose working orders are looked up together before they are applied.
-const WARM_AHEAD: usize = 32;
-
 impl Engine {
     /// A new engine over validated instruments (unique symbols) and provider names (unique).
     pub fn new(instruments: Vec<Instrument>, providers: Vec<String>, platform: Platform) -> Self {
@@ -246,23 +243,10 @@ impl Engine {
         self.out.clear();
         self.loss_hits.clear();
         let mut touched = Vec::new();
-        let fills: Vec<_> = fills.into_iter().collect();
-        for chunk in fills.chunks(WARM_AHEAD) {
-            // A fills batch follows a fan-out across the whole book, so its working
-            // orders are rarely in cache. The lookups of a chunk are independent, so
-            // issuing them back to back lets the CPU overlap their misses; the work per
-            // fill then finds its entry in cache.
-            let mut found = 0usize;
-            for (id, _, _) in chunk {
-                let key = ClientOrderId::parse(id).map_or(0, |c| c.0);
-                found += usize::from(self.pending.contains(key));
-            }
-            std::hint::black_box(found);
-            for &(id, qty, price) in chunk {
-                match self.copy_fill(id, qty, price) {
-                    Ok(rid) => touched.push(rid),
-                    Err(m) => self.out.push(Record::Error(m)),
-                }
+        for (id, qty, price) in fills {
+            match self.copy_fill(id, qty, price) {
+                Ok(rid) => touched.push(rid),
+                Err(m) => self.out.push(Record::Error(m)),
             }
         }
         // Max-loss looks at the state after the whole message, as for any other input.
