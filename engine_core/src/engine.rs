@@ -308,15 +308,15 @@ impl Engine {
         let kind = inst.kind;
         let cut = inst.reportable(Qty(i128::MAX));
         let (sid, rid) = (p.symbol, p.rel);
-        let rel = match self.rels[rid as usize].as_mut() {
-            Some(rel) => rel,
-            None => self
-                .ended
-                .get_mut(&rid)
-                .expect("a pending order's relationship is live or ended"),
+        let rel = owner(&mut self.rels, &mut self.ended, rid);
+        let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
+        // Whether the relationship still copies a position on the side of `sign`.
+        let copies = |rel: &Relationship, sign: i128| {
+            rel.status == Status::Active && provider_pos.signum() == sign
         };
         let overflow = |_| format!("fill of order '{coid}': arithmetic overflow");
-        if p.reduce_only {
+        // A close to send now, following this report (on its side, of its qty).
+        let follow_up = if p.reduce_only {
             // A close never flips: it reduces at most what is held, on the reducing side.
             let held = rel.portfolio.signed_qty(sid);
             let q = if held != 0 && (held > 0) != (p.side == Side::Buy) {
@@ -332,23 +332,12 @@ impl Engine {
             rel.portfolio.close_done(sid, p.qty);
             self.pending.remove(id.0);
             // A close cut to the most one order carries, when nothing else will close
-            // the rest (the relationship stopped or ended, or the provider holds no
-            // longer what it copied): the next part goes out now.
+            // the rest (the relationship stopped or ended, or the provider no longer
+            // holds that side): the next part goes out now.
             let rest = rel.portfolio.closable(sid);
-            let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
-            let copied = rel.status == Status::Active && provider_pos.signum() == rest.signum();
-            if p.qty == cut && q > 0 && rest != 0 && !copied {
-                let side = if rest > 0 { Side::Sell } else { Side::Buy };
-                let next_qty = Qty(rest.abs().min(cut.0));
-                let next = ClientOrderId::new(&[b"l", &id.to_bytes()], rel.follower_hash);
-                rel.portfolio.close_sent(sid, next_qty);
-                self.pending
-                    .insert(next.0, Pending::close(rid, sid, side, next_qty));
-                let (follower, provider) = (rel.follower, rel.provider);
-                self.out.push(Record::Order(CopyOrder::close(
-                    follower, provider, sid, side, next_qty, next,
-                )));
-            }
+            let side = if rest > 0 { Side::Sell } else { Side::Buy };
+            (p.qty == cut && q > 0 && rest != 0 && !copies(rel, rest.signum()))
+                .then(|| (side, Qty(rest.abs().min(cut.0))))
         } else {
             if qty.0 > 0 {
                 rel.portfolio
@@ -358,33 +347,29 @@ impl Engine {
             rel.portfolio.open_done(sid, p.reserve);
             self.pending.remove(id.0);
             // A late fill: the relationship stopped, or the provider no longer holds what
-            // was copied. Close what it added at once.
-            let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
-            let still_copied =
-                rel.status == Status::Active && provider_pos.signum() == p.side.sign();
-            // Only what the fill added is closed, and only on the side it added to.
+            // was copied. Close what it added at once, only on the side it added to.
             let closable = rel.portfolio.closable(sid);
             let q = if closable.signum() == p.side.sign() {
                 qty.0.min(closable.abs())
             } else {
                 0
             };
-            if !still_copied && q > 0 {
-                let side = p.side.opposite();
-                let late = ClientOrderId::new(&[b"l", &id.to_bytes()], rel.follower_hash);
-                rel.portfolio.close_sent(sid, Qty(q));
-                self.pending
-                    .insert(late.0, Pending::close(rid, sid, side, Qty(q)));
-                let (follower, provider) = (rel.follower, rel.provider);
-                self.out.push(Record::Order(CopyOrder::close(
-                    follower,
-                    provider,
-                    sid,
-                    side,
-                    Qty(q),
-                    late,
-                )));
-            }
+            (q > 0 && !copies(rel, p.side.sign())).then(|| (p.side.opposite(), Qty(q)))
+        };
+        if let Some((side, q)) = follow_up {
+            // id: "l" + the reported order's id (PROTOCOL.md, live mode)
+            let next = ClientOrderId::new(&[b"l", &id.to_bytes()], rel.follower_hash);
+            rel.portfolio.close_sent(sid, q);
+            self.pending
+                .insert(next.0, Pending::close(rid, sid, side, q));
+            self.out.push(Record::Order(CopyOrder::close(
+                rel.follower,
+                rel.provider,
+                sid,
+                side,
+                q,
+                next,
+            )));
         }
         self.drop_if_drained(rid);
         Ok(rid)
@@ -401,13 +386,7 @@ impl Engine {
         let Some(p) = ClientOrderId::parse(coid).and_then(|id| self.pending.remove(id.0)) else {
             return Err(format!("unknown order '{coid}'"));
         };
-        let rel = match self.rels[p.rel as usize].as_mut() {
-            Some(rel) => rel,
-            None => self
-                .ended
-                .get_mut(&p.rel)
-                .expect("a pending order's relationship is live or ended"),
-        };
+        let rel = owner(&mut self.rels, &mut self.ended, p.rel);
         if p.reduce_only {
             rel.portfolio.close_done(p.symbol, p.qty);
         } else {
@@ -1156,6 +1135,21 @@ fn breaches(rel: &Relationship, marks: &[Option<Price>]) -> bool {
             .portfolio
             .equity(marks)
             .is_ok_and(|equity| equity <= rel.stop_at)
+}
+
+/// The relationship a working order belongs to: a live one, or one unfollowed whose
+/// orders are still working.
+fn owner<'a>(
+    rels: &'a mut [Option<Relationship>],
+    ended: &'a mut HashMap<RelId, Relationship>,
+    rid: RelId,
+) -> &'a mut Relationship {
+    match rels[rid as usize].as_mut() {
+        Some(rel) => rel,
+        None => ended
+            .get_mut(&rid)
+            .expect("a working order's relationship is live or ended"),
+    }
 }
 
 /// One follower's part of a provider's reduction: a reduce-only market order filled at

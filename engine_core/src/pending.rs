@@ -5,7 +5,8 @@
 //! cache miss per fill. The entries sit in a slab in the order the fan-out sent them,
 //! which is also the order the venue reports them: a lookup first tries the slot after
 //! the last one removed, and only then the index (id → slot, 24 bytes per bucket).
-//! Cold fills of 10,000 orders: 2.15 ms with a `HashMap<u128, Pending>`, 0.8 ms so.
+//! Cold fills of 10,000 orders: 2.15 ms with a `HashMap<u128, Pending>`, 0.8 ms so
+//! (`COLD=1 cargo bench -p engine_core --bench live -- 10000`; benches/RESULTS.md).
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
@@ -200,8 +201,15 @@ mod tests {
                 assert_eq!(table.remove(round << 32 | i).map(|p| p.rel), Some(1));
             }
             // bounded by the peak (3,000 working), not by all orders ever (12,000)
-            assert!(table.index.len() <= 2 * 3000 + 4096 + 1, "{}", table.index.len());
-            assert_eq!((table.len(), table.get(u128::MAX).map(|p| p.rel)), (1, Some(7)));
+            assert!(
+                table.index.len() <= 2 * 3000 + 4096 + 1,
+                "{}",
+                table.index.len()
+            );
+            assert_eq!(
+                (table.len(), table.get(u128::MAX).map(|p| p.rel)),
+                (1, Some(7))
+            );
             assert_eq!(table.get(round << 32 | 5).map(|p| p.rel), None);
         }
         assert_eq!(table.remove(u128::MAX).map(|p| p.rel), Some(7));
