@@ -60,22 +60,63 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _engine(args: argparse.Namespace) -> int:
     from pyservice import logs
-    from pyservice.engine.daemon import EngineConfig, EngineDaemon
+    from pyservice.engine.daemon import EngineConfig, EngineDaemon, StartError
     from pyservice.replay import ScenarioError
+    from pyservice.store.books import BooksError
+    from pyservice.store.journal import RecoveryError
+    from pyservice.store.migrate import MigrationError
     from pyservice.runtime import run_until_signal
 
     logs.setup(args.log_format, args.log_level)
     config = EngineConfig(
-        books=Path(args.books), listen=args.listen or ["tcp://127.0.0.1:7400"],
+        books=Path(args.books) if args.books else None, listen=args.listen or ["tcp://127.0.0.1:7400"],
         metrics_port=args.metrics_port, heartbeat_s=args.heartbeat, dead_after_s=args.dead_after,
-        max_frame=args.max_frame,
+        max_frame=args.max_frame, memory=args.memory, database=args.database,
+        data_dir=Path(args.data_dir) if args.data_dir else None, shard=args.shard,
     )
     try:
         daemon = EngineDaemon(config)
+        return run_until_signal(daemon.run(), daemon.stop)
     except (OSError, UnicodeDecodeError, ScenarioError, ValueError) as exc:
         print(f"invalid books: {exc}", file=sys.stderr)
         return 2
-    return run_until_signal(daemon.run(), daemon.stop)
+    except (StartError, MigrationError, BooksError, RecoveryError) as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import asyncio
+
+    import asyncpg
+
+    from pyservice.store.migrate import MigrationError, migrate
+    from pyservice.store.server import open_database
+
+    db = open_database(args.database, Path(args.data_dir) if args.data_dir else None)
+
+    async def run() -> list[str]:
+        conn = await asyncpg.connect(db.dsn, timeout=10)
+        try:
+            return [f"{m.version:04d}_{m.name}" for m in await migrate(conn)]
+        finally:
+            await conn.close()
+
+    try:
+        applied = asyncio.run(run())
+    except (OSError, asyncpg.PostgresError, MigrationError) as exc:
+        print(f"migration failed: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        db.stop()
+    print("applied: " + ", ".join(applied) if applied else "the schema is up to date")
+    return 0
+
+
+def _database_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--database", metavar="URL",
+                   help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server under --data-dir)")
+    p.add_argument("--data-dir", metavar="DIR", help="the embedded PostgreSQL's data (default ~/.copyengine/pg)")
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -111,7 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
     bench.set_defaults(func=_bench)
 
     engine = sub.add_parser("engine", help="the engine daemon: a venue connects and pushes its log")
-    engine.add_argument("--books", required=True, help="follower books JSON (providers, platform, follows)")
+    engine.add_argument("--books", help="follower books JSON (providers, platform, follows); seeds an empty "
+                        "database, or is the whole book with --memory")
+    engine.add_argument("--memory", action="store_true",
+                        help="no PostgreSQL: nothing survives the process (benchmarks of the hot path alone)")
+    _database_args(engine)
+    engine.add_argument("--shard", default="main", help="this engine's name in the journal")
     engine.add_argument("--listen", action="append", metavar="ENDPOINT",
                         help="tcp://HOST:PORT or unix:PATH; repeatable (default tcp://127.0.0.1:7400)")
     engine.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
@@ -121,6 +167,10 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--log-format", choices=["plain", "json"], default="plain")
     engine.add_argument("--log-level", default="INFO")
     engine.set_defaults(func=_engine)
+
+    mig = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")
+    _database_args(mig)
+    mig.set_defaults(func=_migrate)
 
     demo = sub.add_parser("demo", help="venue-sim and engine with traffic and a live view; Ctrl-C stops")
     demo.add_argument("--providers", type=int, default=5)

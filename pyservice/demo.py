@@ -5,6 +5,7 @@ The view reads only the engine's Prometheus endpoint, as an operator's dashboard
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -126,10 +127,12 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
         books = B.write(B.demo_books(providers, followers), d / "books.json")
         sock = f"unix:{d / 'engine.sock'}"
         py = sys.executable
+        # the demo's own embedded PostgreSQL, so it never touches a database of yours
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         engine = subprocess.Popen(
             [py, "-m", "pyservice.cli", "engine", "--books", str(books), "--listen", sock,
-             "--metrics-port", str(metrics_port), "--log-format", "json"],
-            stderr=open(d / "engine.log", "wb"), start_new_session=True)
+             "--data-dir", str(d / "pg"), "--metrics-port", str(metrics_port), "--log-format", "json"],
+            stderr=open(d / "engine.log", "wb"), start_new_session=True, env=env)
         venue_args = [py, "-m", "pyservice.cli", "venue-sim", "--connect", sock, "--books", str(books),
                       "--rate", str(rate), "--record", str(d / "orders.jsonl"), "--partial-fill-pct", "10"]
         venue = subprocess.Popen(venue_args, stderr=open(d / "venue.log", "wb"), start_new_session=True)

@@ -207,10 +207,25 @@ class FrameReader(Generic[T]):
         self._native = native_reports
 
     def feed(self, data: bytes) -> list[T]:
+        return [msg for msg, _ in self.feed_framed(data)]
+
+    def feed_framed(self, data: bytes) -> list[tuple[T, bytes]]:
+        """`feed`, with each message's frame payload (what the engine journals)."""
         self._buf += data
         return list(self._frames())
 
-    def _frames(self) -> Iterator[T]:
+    def decode(self, payload: bytes) -> T:
+        """One frame's payload (without its length header), as `feed` decodes it."""
+        try:
+            if self._native and payload.startswith(_REPORT_PREFIXES):
+                return decode_reports(payload)  # type: ignore[return-value]  # native readers are typed with Reports in T
+            return self._decoder.decode(payload)
+        # ValueError: msgspec's errors, FrameError, and UnicodeDecodeError (msgspec
+        # raises it for a str that is not UTF-8); RecursionError: deep nesting.
+        except (ValueError, RecursionError) as exc:
+            raise ProtocolError(f"bad frame: {exc}") from None
+
+    def _frames(self) -> Iterator[tuple[T, bytes]]:
         buf = self._buf
         start = 0
         try:
@@ -222,15 +237,7 @@ class FrameReader(Generic[T]):
                     break
                 payload = bytes(buf[start + 4 : start + 4 + size])
                 start += 4 + size
-                try:
-                    if self._native and payload.startswith(_REPORT_PREFIXES):
-                        yield decode_reports(payload)  # type: ignore[misc]  # native readers are typed with Reports in T
-                    else:
-                        yield self._decoder.decode(payload)
-                # ValueError: msgspec's errors, FrameError, and UnicodeDecodeError (msgspec
-                # raises it for a str that is not UTF-8); RecursionError: deep nesting.
-                except (ValueError, RecursionError) as exc:
-                    raise ProtocolError(f"bad frame: {exc}") from None
+                yield self.decode(payload), payload
         finally:
             del buf[:start]
 

@@ -30,3 +30,69 @@ def load_implementation(name):
 def replay(request):
     """``(text: str) -> list[dict]``; raises a ValueError for an invalid file."""
     return load_implementation(request.param)
+
+
+# -- PostgreSQL ----------------------------------------------------------------------------
+# Tests run against the server at $TEST_DATABASE_URL (default: this machine's, at
+# 127.0.0.1:5432). Without one they start an embedded server (pgserver), so a fresh
+# machine runs them too. Each test gets a database of its own.
+
+_DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _reachable(dsn):
+    import asyncio
+
+    import asyncpg
+
+    async def probe():
+        conn = await asyncpg.connect(dsn, timeout=3)
+        await conn.close()
+
+    try:
+        asyncio.run(probe())
+        return True
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """A DSN of a server where tests may create databases."""
+    dsn = os.environ.get("TEST_DATABASE_URL", _DEFAULT_SERVER)
+    if _reachable(dsn):
+        yield dsn
+        return
+    from pyservice.store.server import open_database
+
+    db = open_database(None, tmp_path_factory.mktemp("pg"))
+    try:
+        yield db.dsn
+    finally:
+        db.stop()
+
+
+@pytest.fixture
+def pg_dsn(pg_server):
+    """A fresh, empty database for one test; dropped afterwards."""
+    import asyncio
+    import uuid
+
+    import asyncpg
+
+    name = f"copyengine_test_{uuid.uuid4().hex[:12]}"
+
+    async def admin(sql):
+        conn = await asyncpg.connect(pg_server, timeout=10)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base, _, query = pg_server.partition("?")
+    dsn = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+    try:
+        yield dsn
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

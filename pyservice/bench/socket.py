@@ -71,7 +71,7 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path)
     if engine == "naive":
         cmd = [sys.executable, "-m", "pyservice.bench.naive_engine", "--books", str(books_path), "--listen", addr]
     else:
-        cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books_path), "--listen", addr,
+        cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--memory", "--books", str(books_path), "--listen", addr,
                "--heartbeat", "0.01", "--dead-after", "30", "--log-level", "WARNING"]
     proc = subprocess.Popen(cmd, stderr=open(tmp / "engine.log", "wb"))
     venue_books = Books(providers=[BookProvider(PROVIDER)],

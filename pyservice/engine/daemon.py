@@ -5,6 +5,11 @@ Everything between a frame arriving and its orders frame being written is synchr
 returns the finished frame, one `transport.write` sends it. No await, no per-follower
 Python. The state lives in `LiveEngine`; this module owns sessions, sequencing,
 heartbeats and metrics.
+
+Durable (the default): the books come from PostgreSQL, every applied message is handed
+to the journal (`pyservice.store.journal`, write-behind), and a start first replays the
+committed journal, then asks the venue to resume from the watermark + 1. `--memory`
+keeps everything in this process only (tests, benchmarks of the hot path alone).
 """
 
 from __future__ import annotations
@@ -15,31 +20,55 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import cast
+from typing import TYPE_CHECKING, cast
 from pathlib import Path
 
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome, Reports
 from pyservice.endpoints import Endpoint, parse_endpoint
+from pyservice.engine.faults import KILL
 from pyservice.engine.metrics import EngineMetrics
+
+if TYPE_CHECKING:
+    from pyservice.store.journal import Journal
+    from pyservice.store.server import Database
 
 log = logging.getLogger("copyengine.engine")
 
 
 @dataclass
 class EngineConfig:
-    books: Path
+    #: a books file: the books of a `memory` engine; seeds an empty database otherwise
+    books: Path | None = None
     listen: list[str] = field(default_factory=lambda: ["tcp://127.0.0.1:7400"])
     metrics_port: int | None = None
     heartbeat_s: float = 1.0
     dead_after_s: float = 5.0
     max_frame: int = P.DEFAULT_MAX_FRAME
+    #: no PostgreSQL: state lives and dies with this process
+    memory: bool = False
+    #: PostgreSQL URL; None: $DATABASE_URL, else an embedded server under `data_dir`
+    database: str | None = None
+    data_dir: Path | None = None
+    #: this engine's row in the journal (one per shard of providers)
+    shard: str = "main"
+
+
+class StartError(Exception):
+    """The engine cannot start: a one-line reason for the operator."""
 
 
 class EngineDaemon:
     def __init__(self, config: EngineConfig, engine: LiveEngine | None = None) -> None:
         self.config = config
-        self.engine = engine or LiveEngine.from_books(config.books.read_text(encoding="utf-8"))
+        if engine is None and config.memory:
+            if config.books is None:
+                raise StartError("an engine with --memory needs --books")
+            engine = LiveEngine.from_books(config.books.read_text(encoding="utf-8"))
+        #: None until `open_store` has loaded the books and replayed the journal
+        self.engine: LiveEngine = engine  # type: ignore[assignment]
+        self.journal: Journal | None = None
+        self._database: Database | None = None
         self.metrics = EngineMetrics()
         self.applied_seq = 0
         #: The venue session whose log this engine has applied (fixed by the first hello).
@@ -49,6 +78,7 @@ class EngineDaemon:
         self._servers: list[asyncio.AbstractServer] = []
         self._stopped = asyncio.Event()
         self.endpoints: list[Endpoint] = [parse_endpoint(e) for e in config.listen]
+        self._replay_reader = P.venue_reader(config.max_frame, native_reports=True)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -72,16 +102,77 @@ class EngineDaemon:
                                              "relationships": self.engine.relationships})
 
     async def run(self) -> None:
-        await self.start()
-        ticker = asyncio.create_task(self._heartbeats())
+        tasks: list[asyncio.Task[None]] = []
         try:
+            if not self.config.memory:
+                await self.open_store()
+            await self.start()
+            tasks.append(asyncio.create_task(self._heartbeats()))
+            if self.journal is not None:
+                tasks.append(asyncio.create_task(self.journal.run()))
             await self._stopped.wait()
         finally:
-            ticker.cancel()
             for s in self._servers:
                 s.close()
             if self._conn is not None:
                 self._conn.drop("engine stopping", kind=None)
+            if self.journal is not None and not await self.journal.flush(timeout=10):
+                log.error("stopping with inputs not committed; the next start resumes from the watermark",
+                          extra={"committed_seq": self.journal.committed, "applied_seq": self.applied_seq})
+            for t in tasks:
+                t.cancel()
+            if self._database is not None:
+                self._database.stop()
+
+    async def open_store(self) -> None:
+        """Migrate, load (or seed) the books, replay the committed journal."""
+        import asyncpg
+
+        from pyservice.store import books, journal, migrate
+        from pyservice.store.server import open_database
+
+        c = self.config
+        try:
+            self._database = open_database(c.database, c.data_dir)
+            conn = await asyncpg.connect(self._database.dsn, timeout=10)
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            raise StartError(f"cannot reach PostgreSQL: {exc}") from exc
+        try:
+            await migrate.migrate(conn)
+            text = c.books.read_text(encoding="utf-8") if c.books is not None else None
+            if not await books.has_books(conn):
+                if text is None:
+                    raise StartError("the database holds no follower books: start once with --books FILE")
+                n = await books.seed_books(conn, text)
+                log.info("books stored in PostgreSQL", extra={"relationships": n})
+            stored = await books.load_books(conn)
+            if text is not None and not books.same_follows(stored, text):
+                raise StartError("the database already holds different books; change them through the control "
+                                 "plane, or start without --books")
+            self.engine = LiveEngine.from_books(stored)
+            committed = await journal.ensure_shard(conn, c.shard)
+            started = time.perf_counter()
+            async for seq, payload in journal.replay_inputs(conn, c.shard, committed.watermark):
+                self._apply_entry(self._replay_reader.decode(payload))
+                self.applied_seq = seq
+        finally:
+            await conn.close()
+        self.session = committed.session
+        self.journal = journal.Journal(self._database.dsn, c.shard, committed, self.metrics)
+        self.journal.on_pressure(self._backpressure)
+        log.info("state recovered from PostgreSQL",
+                 extra={"watermark": committed.watermark, "session": committed.session,
+                        "replay_s": round(time.perf_counter() - started, 3),
+                        "pending_orders": self.engine.pending_orders})
+
+    def _backpressure(self, paused: bool) -> None:
+        conn = self._conn
+        if conn is not None and conn.transport is not None:
+            if paused:
+                conn.transport.pause_reading()
+            else:
+                conn.transport.resume_reading()
+                conn.last_heard = time.monotonic()  # silence while paused was ours
 
     def stop(self) -> None:
         self._stopped.set()
@@ -92,7 +183,9 @@ class EngineDaemon:
             conn = self._conn
             if conn is None:
                 continue
-            if time.monotonic() - conn.last_heard > self.config.dead_after_s:
+            if self.journal is not None and self.journal.paused:
+                conn.last_heard = time.monotonic()  # not reading: the venue's silence is ours
+            elif time.monotonic() - conn.last_heard > self.config.dead_after_s:
                 conn.drop(f"no frame for {self.config.dead_after_s}s", kind="dead_peer")
             else:
                 conn.send(P.encode(P.Heartbeat(seq=self.applied_seq)))
@@ -104,6 +197,8 @@ class EngineDaemon:
             self._conn.drop("a new venue connection replaces this one", kind=None)
         self._conn = conn
         self.metrics.reconnects.inc()
+        if self.journal is not None and self.journal.paused and conn.transport is not None:
+            conn.transport.pause_reading()
 
     def detach(self, conn: VenueConnection) -> None:
         if self._conn is conn:
@@ -116,6 +211,8 @@ class EngineDaemon:
         if self.session is not None and msg.session != self.session:
             raise _Refused("session", f"venue session '{msg.session}' is not the applied session '{self.session}'")
         self.session = msg.session
+        if self.journal is not None:
+            self.journal.session = msg.session
         self.venue_head = msg.seq
         conn.send(P.encode(P.Resume(from_seq=self.applied_seq + 1)))
         # Orders sent on a connection that then broke may never have arrived: send every
@@ -130,7 +227,7 @@ class EngineDaemon:
 
     # -- the sequenced log -----------------------------------------------------------
 
-    def apply(self, conn: VenueConnection, msg: P.VenueMessage | Reports) -> None:
+    def apply(self, conn: VenueConnection, msg: P.VenueMessage | Reports, payload: bytes) -> None:
         if isinstance(msg, P.Heartbeat):
             self.venue_head = max(self.venue_head, msg.seq)
             self._lag()
@@ -145,6 +242,9 @@ class EngineDaemon:
         started = time.perf_counter_ns()
         outcome = self._apply_entry(msg)
         if outcome.frame is not None:
+            if KILL.armed("send") and isinstance(msg, P.ProviderExecution):
+                conn.send(outcome.frame[: len(outcome.frame) // 2])
+                KILL.passing("send")
             conn.send(outcome.frame)
         if isinstance(msg, P.ProviderExecution):
             self.metrics.fanout_seconds.observe((time.perf_counter_ns() - started) / 1e9)
@@ -152,6 +252,10 @@ class EngineDaemon:
                 self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
         self.applied_seq = seq
         self.venue_head = max(self.venue_head, seq)
+        if self.journal is not None:
+            kind = msg.kind if isinstance(msg, Reports) else type(msg).__struct_config__.tag
+            accepted = msg if isinstance(msg, P.ProviderExecution) and not outcome.errors else None
+            self.journal.append(seq, str(kind), payload, accepted)
         self._count(outcome, msg)
 
     def _apply_entry(self, msg: P.VenueMessage | Reports) -> Outcome:
@@ -247,7 +351,7 @@ class VenueConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.last_heard = time.monotonic()
         try:
-            for msg in self.reader.feed(data):
+            for msg, payload in self.reader.feed_framed(data):
                 if self.transport is None:
                     return  # dropped while applying an earlier message of this read
                 if not self.greeted:
@@ -256,7 +360,7 @@ class VenueConnection(asyncio.Protocol):
                     self.greeted = True
                     self.daemon.hello(self, msg)
                 else:
-                    self.daemon.apply(self, msg)
+                    self.daemon.apply(self, msg, payload)
         except P.ProtocolError as exc:
             self.drop(str(exc), kind="bad_frame")
         except _Refused as exc:

@@ -35,3 +35,17 @@ class EngineMetrics:
         self.applied_seq = Gauge("copyengine_applied_seq", "Last applied venue seq", registry=r)
         self.seq_lag = Gauge("copyengine_seq_lag", "Venue's newest seq minus the applied seq", registry=r)
         self.pending = Gauge("copyengine_pending_orders", "Copy orders working at the venue", registry=r)
+        # the input journal (PostgreSQL write-behind)
+        self.committed_seq = Gauge("copyengine_committed_seq", "Last venue seq committed to PostgreSQL", registry=r)
+        self.inputs_committed = Counter(
+            "copyengine_inputs_committed", "Venue messages committed to the journal", registry=r)
+        self.commit_seconds = Histogram(
+            "copyengine_commit_seconds", "One group commit of the journal",
+            buckets=(1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 0.1, 0.25, 0.5, 1, 2.5, 5, 10), registry=r)
+        self.commit_failures = Counter(
+            "copyengine_commit_failures", "Journal commits that failed (PostgreSQL down)", registry=r)
+        self.uncommitted_bytes = Gauge(
+            "copyengine_uncommitted_bytes", "Applied venue messages not yet committed, bytes", registry=r)
+        self.backpressure = Gauge(
+            "copyengine_backpressure", "1 while the engine stops reading from the venue for PostgreSQL",
+            registry=r)

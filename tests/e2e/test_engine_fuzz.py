@@ -92,7 +92,7 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     (tmp / "books.json").write_text(json.dumps(books))
     port = _port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(tmp / "books.json"), "--listen",
+        [sys.executable, "-m", "pyservice.cli", "engine", "--memory", "--books", str(tmp / "books.json"), "--listen",
          f"tcp://127.0.0.1:{port}", "--max-frame", str(MAX_FRAME), "--heartbeat", "0.5", "--dead-after", "30",
          "--log-level", "CRITICAL"], stderr=open(tmp / "engine.log", "wb"))
     e = Engine(proc, port)

@@ -73,7 +73,7 @@ def run(tmp: Path, books: dict[str, Any], script: list[dict[str, Any]], *venue_a
     addr = f"tcp://127.0.0.1:{port}"
     cli = [sys.executable, "-m", "pyservice.cli"]
     engine = subprocess.Popen(
-        [*cli, "engine", "--books", str(tmp / "books.json"), "--listen", addr, "--metrics-port",
+        [*cli, "engine", "--memory", "--books", str(tmp / "books.json"), "--listen", addr, "--metrics-port",
          str(metrics_port), "--heartbeat", "0.2", "--dead-after", "2"],
         stderr=open(tmp / "engine.log", "wb"))
     try:
@@ -190,7 +190,7 @@ def test_malformed_frame_drops_and_resumes_without_orders_from_it(tmp_path: Path
 @pytest.mark.parametrize("n", [1])
 def test_the_engine_refuses_a_bad_books_file(tmp_path: Path, n: int) -> None:
     (tmp_path / "books.json").write_text('{"providers": [{"id": "a"}], "follows": [{"follower": "x"}]}')
-    out = subprocess.run([sys.executable, "-m", "pyservice.cli", "engine", "--books", str(tmp_path / "books.json")],
+    out = subprocess.run([sys.executable, "-m", "pyservice.cli", "engine", "--memory", "--books", str(tmp_path / "books.json")],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["invalid books: follows[0]: missing field 'provider'"]

@@ -1,0 +1,35 @@
+"""Fault injection for the crash tests: `COPYENGINE_KILL_AT=WHERE:N` makes the engine
+SIGKILL itself the Nth time it passes WHERE, so a test can kill it at an exact instant
+instead of hoping a random one lands there. Unset (always, outside tests): no effect.
+
+- `commit`: inside a journal group commit, after the COPY, before COMMIT;
+- `send`: after writing the first half of an `orders` frame.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+
+class KillSwitch:
+    def __init__(self, spec: str | None) -> None:
+        self.where, self.left = None, 0
+        if spec:
+            where, _, n = spec.partition(":")
+            if where not in ("commit", "send") or not n.isdigit() or int(n) < 1:
+                raise ValueError(f"COPYENGINE_KILL_AT must be commit:N or send:N, not {spec!r}")
+            self.where, self.left = where, int(n)
+
+    def armed(self, where: str) -> bool:
+        return self.where == where
+
+    def passing(self, where: str) -> None:
+        """Count one pass of `where`; die if it is the chosen one."""
+        if self.where == where:
+            self.left -= 1
+            if self.left == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+KILL = KillSwitch(os.environ.get("COPYENGINE_KILL_AT"))

@@ -1,0 +1,1 @@
+"""PostgreSQL: the engine's system of record (migrations, books, the input journal)."""

@@ -1,0 +1,47 @@
+"""Which PostgreSQL: `DATABASE_URL`, or an embedded one (`pgserver`) under a data directory.
+
+The embedded server is a normal PostgreSQL started from the `pgserver` wheel's binaries,
+so a fresh machine needs nothing installed. It outlives an engine that is killed (the
+next start finds it running) and is stopped when the process that started it exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("copyengine.store")
+
+DEFAULT_DATA_DIR = Path(os.environ.get("COPYENGINE_DATA_DIR", Path.home() / ".copyengine" / "pg"))
+
+
+@dataclass
+class Database:
+    dsn: str
+    #: the pgserver handle when this process started an embedded server
+    embedded: Any = None
+
+    def stop(self) -> None:
+        if self.embedded is not None:
+            self.embedded.cleanup()
+            self.embedded = None
+
+
+def open_database(url: str | None = None, data_dir: Path | None = None) -> Database:
+    """`url`, else `$DATABASE_URL`, else an embedded server under `data_dir`."""
+    url = url or os.environ.get("DATABASE_URL")
+    if url:
+        return Database(url)
+    directory = Path(data_dir or DEFAULT_DATA_DIR)
+    directory.mkdir(parents=True, exist_ok=True)
+    log.info("no DATABASE_URL: using an embedded PostgreSQL", extra={"data_dir": str(directory)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
+        import pgserver
+
+        server = pgserver.get_server(directory, cleanup_mode="stop")
+    return Database(server.get_uri(), server)

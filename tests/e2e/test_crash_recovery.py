@@ -1,0 +1,182 @@
+"""SIGKILL the durable engine under load, at random instants and at chosen ones (inside
+a group commit, halfway through writing an orders frame); restart it each time.
+
+The venue runs in this process (so its log can be read afterwards) and keeps trading
+while the engine is down. At the end, the orders the venue accepted (its `--record`,
+not counting `duplicate` answers) must be exactly the orders an engine that never
+crashed produces over the same venue log: none missing, none twice, same sizes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import random
+import re
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+
+from pyservice import books as B
+from pyservice import protocol as P
+from pyservice.engine.daemon import EngineConfig, EngineDaemon
+from pyservice.venue_sim import fixed
+from pyservice.venue_sim.bots import Bots, Instrument
+from pyservice.venue_sim.config import DEFAULT_INSTRUMENTS, Books, VenueConfig
+from pyservice.venue_sim.venue import OrderRecord, VenueSim
+
+PROVIDER_CASH = "10000"
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _order_key(o: P.NewOrder | OrderRecord) -> tuple[object, ...]:
+    return (o.client_order_id, o.follower, o.provider, o.symbol, o.side, o.type, str(o.qty),
+            None if o.price is None else str(o.price), o.reduce_only, o.leverage)
+
+
+def _uninterrupted(books: Path, log: list[P.VenueMessage]) -> list[tuple[object, ...]]:
+    """Every order an engine that never stopped sends over `log`."""
+    daemon = EngineDaemon(EngineConfig(books=books, memory=True))
+    reader = P.engine_reader()
+    out = []
+    for entry in log:
+        frame = daemon._apply_entry(entry).frame
+        if frame is not None:
+            for msg in reader.feed(frame):
+                assert isinstance(msg, P.NewOrders)
+                out.extend(_order_key(o) for o in msg.orders)
+    return out
+
+
+class _Resumes(logging.Handler):
+    """The venue's `engine resumed from seq N` lines."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_seqs: list[int] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        m = re.match(r"engine resumed from seq (\d+)", record.getMessage())
+        if m:
+            self.from_seqs.append(int(m[1]))
+
+
+async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_kills: int, seed: int) -> None:
+    books_doc = B.demo_books(3, 150, seed)
+    books = B.write(books_doc, tmp / "books.json")
+    addr = f"tcp://127.0.0.1:{_port()}"
+    cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
+           "--listen", addr, "--heartbeat", "0.05", "--dead-after", "3", "--log-level", "WARNING"]
+    log_file = open(tmp / "engine.log", "ab")
+    venue = VenueSim(VenueConfig(
+        connect=addr, rate=0, mark_interval=0, books=msgspec.convert(books_doc, Books), heartbeat=0.05,
+        dead_after=3, record=str(tmp / "orders.jsonl"), partial_fill_pct=20, seed=seed))
+    resumes = _Resumes()
+    logging.getLogger("copyengine.venue").addHandler(resumes)
+    logging.getLogger("copyengine.venue").setLevel(logging.INFO)
+    bots = Bots([p["id"] for p in books_doc["providers"]],  # type: ignore[index, union-attr]
+                [Instrument(s.instrument) for s in DEFAULT_INSTRUMENTS],
+                fixed.parse(PROVIDER_CASH, fixed.MONEY_DIGITS), seed)
+    rnd = random.Random(seed)
+    stop_traffic = asyncio.Event()
+
+    async def traffic() -> None:
+        # keeps trading while the engine is down: the venue's log holds it until resume
+        n = 0
+        while not stop_traffic.is_set():
+            n += 1
+            if n % 10 == 0:
+                for mark in bots.marks(venue.matcher.marks):
+                    venue.publish(mark)
+            execution = bots.execution(venue.matcher.marks)
+            if execution is not None:
+                venue.publish(execution)
+            await asyncio.sleep(0.004)
+
+    async def up(proc: subprocess.Popen[bytes], step: str) -> None:
+        for _ in range(600):
+            if venue.connected:
+                return
+            if step != "random" and proc.poll() == -signal.SIGKILL:
+                return  # came up, resumed and reached its kill point already
+            assert proc.poll() is None, (tmp / "engine.log").read_text()
+            await asyncio.sleep(0.05)
+        raise AssertionError("the engine did not come back")
+
+    plan = ["random"] * random_kills + ["commit"] * commit_kills + ["send"] * send_kills
+    rnd.shuffle(plan)
+    kills = len(plan)
+
+    def start(step: str) -> subprocess.Popen[bytes]:
+        env = dict(os.environ)
+        env.pop("COPYENGINE_KILL_AT", None)
+        if step != "random":  # the engine kills itself there (pyservice/engine/faults.py)
+            env["COPYENGINE_KILL_AT"] = f"{step}:{rnd.randint(1, 12)}"
+        return subprocess.Popen(cmd, stderr=log_file, env=env)
+
+    runner = asyncio.create_task(venue.run())
+    producer = asyncio.create_task(traffic())
+    proc = start(plan[0])
+    try:
+        await up(proc, plan[0])
+        for i, step in enumerate(plan):
+            if step == "random":
+                await asyncio.sleep(rnd.uniform(0.02, 0.4))
+                proc.kill()  # SIGKILL: no flush, no goodbye
+            for _ in range(600):
+                if proc.poll() is not None:
+                    break
+                await asyncio.sleep(0.05)
+            assert proc.returncode == -signal.SIGKILL, f"{step}: exit {proc.returncode}"
+            while venue.connected:
+                await asyncio.sleep(0.01)
+            following = plan[i + 1] if i + 1 < kills else "random"
+            proc = start(following)
+            await up(proc, following)
+        stop_traffic.set()
+        await producer
+        # caught up: everything applied, and the answers to the last orders too
+        quiet = 0
+        while quiet < 5:
+            newest = venue.log.newest
+            await asyncio.sleep(0.1)
+            quiet = quiet + 1 if venue.stats.engine_applied_seq == newest == venue.log.newest else 0
+        proc.terminate()
+        assert proc.wait(20) == 0
+    finally:
+        stop_traffic.set()
+        if proc.poll() is None:
+            proc.kill()
+        venue.stop()
+        await runner
+        logging.getLogger("copyengine.venue").removeHandler(resumes)
+
+    assert len(resumes.from_seqs) == kills + 1
+    records = msgspec.json.Decoder(OrderRecord).decode_lines((tmp / "orders.jsonl").read_bytes())
+    accepted = [r for r in records if r.reason != "duplicate"]
+    assert len(accepted) == len({r.client_order_id for r in accepted}), "an order was placed twice"
+    # a resent order is byte for byte the one first sent
+    first = {r.client_order_id: _order_key(r) for r in accepted}
+    assert all(_order_key(r) == first[r.client_order_id] for r in records)
+    expected = _uninterrupted(books, venue.log.entries())
+    assert len(expected) == len(set(expected))
+    assert sorted(_order_key(r) for r in accepted) == sorted(expected)
+    assert len(expected) > 1000  # the run traded
+
+
+def test_sigkill_at_any_instant_loses_and_doubles_nothing(tmp_path: Path, pg_dsn: str) -> None:
+    asyncio.run(_run(tmp_path, pg_dsn, random_kills=8, commit_kills=4, send_kills=4, seed=3))
+
+
+def test_sigkill_again_with_other_traffic(tmp_path: Path, pg_dsn: str) -> None:
+    asyncio.run(_run(tmp_path, pg_dsn, random_kills=4, commit_kills=3, send_kills=3, seed=11))
