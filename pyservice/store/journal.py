@@ -28,8 +28,6 @@ from pyservice.engine.metrics import EngineMetrics
 
 log = logging.getLogger("copyengine.journal")
 
-#: what a failed commit can raise while PostgreSQL is down, restarting or unreachable
-_DB_DOWN = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 
 class RecoveryError(Exception):
@@ -54,6 +52,7 @@ class _Entry:
 async def ensure_shard(conn: asyncpg.Connection, shard: str) -> Committed:
     await conn.execute("INSERT INTO engine_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", shard)
     row = await conn.fetchrow("SELECT venue_session, watermark FROM engine_state WHERE shard = $1", shard)
+    assert row is not None  # inserted just above
     return Committed(row["venue_session"], row["watermark"])
 
 
@@ -88,6 +87,8 @@ class Journal:
         self._wake = asyncio.Event()
         self._conn: asyncpg.Connection | None = None
         self._down_since: float | None = None
+        #: `run` and `flush` both commit; one at a time on the one connection
+        self._committing = asyncio.Lock()
         metrics.committed_seq.set(self.committed)
 
     def on_pressure(self, callback: Callable[[bool], None]) -> None:
@@ -132,6 +133,10 @@ class Journal:
             return False
 
     async def _commit_some(self) -> None:
+        async with self._committing:
+            await self._commit_next()
+
+    async def _commit_next(self) -> None:
         batch: list[_Entry] = []
         size = 0
         for e in self._queue:
@@ -146,7 +151,7 @@ class Journal:
                 started = time.perf_counter()
                 await self._commit(conn, batch)
                 self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        except _DB_DOWN as exc:
+        except Exception as exc:  # noqa: BLE001  down, restarting, unreachable: retry, never die
             self._down(exc)
             await asyncio.sleep(self.retry_s)
             return

@@ -7,6 +7,7 @@ next start finds it running) and is stopped when the process that started it exi
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import warnings
@@ -28,6 +29,7 @@ class Database:
     def stop(self) -> None:
         if self.embedded is not None:
             self.embedded.cleanup()
+            atexit.unregister(self.embedded._cleanup)  # pgserver would log again at exit
             self.embedded = None
 
 
@@ -41,7 +43,7 @@ def open_database(url: str | None = None, data_dir: Path | None = None) -> Datab
     log.info("no DATABASE_URL: using an embedded PostgreSQL", extra={"data_dir": str(directory)})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR on servers
-        import pgserver
+        from pgserver import postgres_server
 
-        server = pgserver.get_server(directory, cleanup_mode="stop")
+        server = postgres_server.get_server(directory, cleanup_mode="stop")
     return Database(server.get_uri(), server)
