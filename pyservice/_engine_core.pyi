@@ -5,7 +5,7 @@ from typing import Literal, final
 
 __all__ = [
     "Batch", "CopyEngineError", "Engine", "FrameError", "LiveEngine", "Outcome", "Reports", "ScenarioError",
-    "decode_reports", "replay_jsonl",
+    "check_control", "decode_reports", "replay_jsonl",
 ]
 
 class CopyEngineError(ValueError):
@@ -131,6 +131,9 @@ class LiveEngine:
         """The venue's rejects: (client_order_id, reason) each."""
     def reports(self, reports: Reports) -> Outcome:
         """A `fills` or `rejects` frame from `decode_reports`, applied like `fills`/`rejects`."""
+    def control(self, after_seq: int, change: int, text: str) -> Outcome:
+        """Apply control change number `change` (JSON, see `check_control`) after venue seq
+        `after_seq`; its orders frame, if any, carries `after_seq`."""
     def working_orders(self, seq: int) -> Outcome:
         """Every working copy order as one frame, to send again after a reconnect."""
     @property
@@ -140,3 +143,8 @@ class LiveEngine:
     def portfolios_jsonl(self) -> str:
         """Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
         plus `reserved`), for tests and operators."""
+
+def check_control(text: str) -> str | None:
+    """The reason a control change (JSON, the replay's event format) is invalid on its own,
+    or None. The engine may still refuse a valid one for the state it meets (an unknown
+    follower, a withdrawal above free cash): `LiveEngine.control` says so."""

@@ -113,6 +113,60 @@ def _migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _control(args: argparse.Namespace) -> int:
+    """follow / unfollow / deposit / withdraw: commit the change, wait for the engine."""
+    import asyncio
+
+    import asyncpg
+
+    from pyservice import control
+    from pyservice.store.migrate import MigrationError, migrate
+    from pyservice.store.server import open_database
+
+    change: dict[str, object] = {"type": args.command, "follower": args.follower, "provider": args.provider}
+    for name in _FOLLOW_OPTIONS:
+        value = getattr(args, name, None)
+        if value is not None:
+            change[name] = {"true": True, "false": False}.get(value, value) if name == "stop_copy_on_close" else value
+    if args.command in ("deposit", "withdraw"):
+        change["amount"] = args.amount
+    try:
+        control.validate(change)
+    except control.ControlError as exc:
+        print(f"invalid: {exc}", file=sys.stderr)
+        return 2
+    db = open_database(args.database, Path(args.data_dir) if args.data_dir else None)
+
+    async def run() -> control.Verdict:
+        conn = await asyncpg.connect(db.dsn, timeout=10)
+        try:
+            await migrate(conn)
+            change_id = await control.submit(conn, args.shard, change)
+            return await control.wait(conn, change_id, args.wait)
+        finally:
+            await conn.close()
+
+    try:
+        v = asyncio.run(run())
+    except (OSError, asyncpg.PostgresError, MigrationError, TimeoutError) as exc:
+        print(f"not stored: {exc}", file=sys.stderr)
+        return 2
+    if not v.applied:
+        print(f"change {v.id} is committed; no engine applied it within {args.wait:g} s "
+              f"(shard '{args.shard}' applies it when it runs)")
+        return 3
+    if v.error is not None:
+        print(f"refused: {v.error}", file=sys.stderr)
+        return 2
+    print(f"change {v.id} applied after seq {v.after_seq}")
+    return 0
+
+
+#: follow settings as CLI options (decimal strings; the rules check them)
+_FOLLOW_OPTIONS = ("allocation", "mode", "fixed_amount", "multiplier", "max_open_trades", "max_per_trade_pct",
+                   "max_loss_pct", "slippage_pct", "stop_copy_on_close")
+
+
 def _database_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database", metavar="URL",
                    help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server under --data-dir)")
@@ -167,6 +221,26 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--log-format", choices=["plain", "json"], default="plain")
     engine.add_argument("--log-level", default="INFO")
     engine.set_defaults(func=_engine)
+
+    for name, text in (("follow", "start copying a provider"), ("unfollow", "stop copying a provider"),
+                       ("deposit", "add money to a relationship"), ("withdraw", "take free cash out")):
+        c = sub.add_parser(name, help=f"control plane: {text}")
+        c.add_argument("follower")
+        c.add_argument("provider")
+        if name == "follow":
+            c.add_argument("--allocation", required=True, help="decimal amount")
+            c.add_argument("--mode", choices=["proportional", "fixed_amount", "multiplier"])
+            for opt in ("fixed_amount", "multiplier", "max_per_trade_pct", "max_loss_pct", "slippage_pct"):
+                c.add_argument(f"--{opt.replace('_', '-')}", dest=opt, metavar="DECIMAL")
+            c.add_argument("--max-open-trades", dest="max_open_trades", type=int)
+            c.add_argument("--stop-copy-on-close", dest="stop_copy_on_close", choices=["true", "false"],
+                           help="close the copied positions on unfollow (default true)")
+        if name in ("deposit", "withdraw"):
+            c.add_argument("amount", help="decimal amount")
+        _database_args(c)
+        c.add_argument("--shard", default="main", help="the engine that applies it")
+        c.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the engine's verdict")
+        c.set_defaults(func=_control)
 
     mig = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")
     _database_args(mig)

@@ -15,6 +15,7 @@ keeps everything in this process only (tests, benchmarks of the hot path alone).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -30,6 +31,9 @@ from pyservice.engine.faults import KILL
 from pyservice.engine.metrics import EngineMetrics
 
 if TYPE_CHECKING:
+    import asyncpg
+
+    from pyservice import control
     from pyservice.store.journal import Journal
     from pyservice.store.server import Database
 
@@ -68,6 +72,14 @@ class EngineDaemon:
         #: None until `open_store` has loaded the books and replayed the journal
         self.engine: LiveEngine = engine  # type: ignore[assignment]
         self.journal: Journal | None = None
+        #: why the venue is not being read (see `_hold`)
+        self._holds: set[str] = set()
+        #: The venue's newest seq at its first hello to this process. A process that
+        #: died may have applied (and sent the orders of) messages up to there without
+        #: committing them; a new control change placed before them would give them
+        #: other orders. So new changes wait until this process has applied them again.
+        self._catch_up_to: int | None = None
+        self._caught_up = asyncio.Event()
         self._database: Database | None = None
         self.metrics = EngineMetrics()
         self.applied_seq = 0
@@ -110,6 +122,7 @@ class EngineDaemon:
             tasks.append(asyncio.create_task(self._heartbeats()))
             if self.journal is not None:
                 tasks.append(asyncio.create_task(self.journal.run()))
+                tasks.append(asyncio.create_task(self._control_changes()))
             await self._stopped.wait()
         finally:
             for s in self._servers:
@@ -128,6 +141,7 @@ class EngineDaemon:
         """Migrate, load (or seed) the books, replay the committed journal."""
         import asyncpg
 
+        from pyservice import control
         from pyservice.store import books, journal, migrate
         from pyservice.store.server import open_database
 
@@ -152,27 +166,115 @@ class EngineDaemon:
             self.engine = LiveEngine.from_books(stored)
             committed = await journal.ensure_shard(conn, c.shard)
             started = time.perf_counter()
+            changes = await control.placed(conn, c.shard)
+            if changes and changes[-1][0] > committed.watermark:
+                raise journal.RecoveryError(
+                    f"control change {changes[-1][1].id} is placed after seq {changes[-1][0]}, "
+                    f"past the watermark {committed.watermark}")
+            # the changes placed after each seq, in the order they were applied
+            after: dict[int, list[tuple[control.Change, bool]]] = {}
+            for seq, change, done in changes:
+                after.setdefault(seq, []).append((change, done))
+
+            verdicts: list[tuple[int, str | None]] = []  # placed, then the engine died before the verdict
+
+            def changes_after(seq: int) -> None:
+                for change, done in after.get(seq, []):
+                    outcome = self.engine.control(seq, change.id, change.text)
+                    if not done:
+                        verdicts.append((change.id, outcome.errors[0] if outcome.errors else None))
+
+            changes_after(0)
             async for seq, payload in journal.replay_inputs(conn, c.shard, committed.watermark):
                 self._apply_entry(self._replay_reader.decode(payload))
                 self.applied_seq = seq
+                changes_after(seq)
+            for change_id, error in verdicts:
+                await control.decided(conn, change_id, error)
         finally:
             await conn.close()
         self.session = committed.session
         self.journal = journal.Journal(self._database.dsn, c.shard, committed, self.metrics)
-        self.journal.on_pressure(self._backpressure)
+        self.journal.on_pressure(lambda paused: self._hold("journal", paused))
         log.info("state recovered from PostgreSQL",
                  extra={"watermark": committed.watermark, "session": committed.session,
                         "replay_s": round(time.perf_counter() - started, 3),
                         "pending_orders": self.engine.pending_orders})
 
-    def _backpressure(self, paused: bool) -> None:
+    async def _control_changes(self) -> None:
+        """Apply control changes as they are committed (NOTIFY, and a poll as backstop)."""
+        import asyncpg
+
+        from pyservice import control
+
+        assert self._database is not None
+        wake = asyncio.Event()
+        while True:
+            try:
+                conn = await asyncpg.connect(self._database.dsn, timeout=10)
+                try:
+                    await conn.add_listener(control.CHANNEL, lambda *_: wake.set())
+                    await self._caught_up.wait()
+                    while True:
+                        for change in await control.pending(conn, self.config.shard):
+                            await self._apply_change(conn, change)
+                        with contextlib.suppress(TimeoutError):
+                            await asyncio.wait_for(wake.wait(), 1.0)
+                        wake.clear()
+                finally:
+                    conn.terminate()
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                log.warning("control changes: PostgreSQL unavailable, retrying", extra={"error": repr(exc)})
+                await asyncio.sleep(1.0)
+
+    async def _apply_change(self, conn: asyncpg.Connection, change: control.Change) -> None:
+        """Apply one control change at a recorded point: the venue is not read, and the
+        journal is committed up to the applied seq, so a replay meets the change in
+        exactly this state."""
+        from pyservice import control
+
+        self._hold("control", True)
+        try:
+            if self.journal is not None and not await self.journal.flush(timeout=30):
+                log.warning("control change waits: the journal is not committed", extra={"change": change.id})
+                return
+            seq = self.applied_seq
+            await control.place(conn, change.id, seq)
+            outcome = self.engine.control(seq, change.id, change.text)
+            if outcome.frame is not None and self._conn is not None:
+                self._conn.send(outcome.frame)
+            error = outcome.errors[0] if outcome.errors else None
+            await control.decided(conn, change.id, error)
+            self.metrics.copy_orders.inc(outcome.orders)
+            self.metrics.stops.inc(outcome.stops)
+            self.metrics.control_changes.labels("refused" if error else "applied").inc()
+            log.info("control change applied" if error is None else "control change refused by the copy rules",
+                     extra={"change": change.id, "after_seq": seq, "error": error})
+        finally:
+            self._hold("control", False)
+
+    def _check_caught_up(self) -> None:
+        if self._catch_up_to is not None and self.applied_seq >= self._catch_up_to:
+            self._caught_up.set()
+            log.info("caught up with the venue: control changes apply from here",
+                     extra={"applied_seq": self.applied_seq})
+
+    def _hold(self, reason: str, on: bool) -> None:
+        """Stop reading from the venue while any reason holds (the journal is behind, a
+        control change is being applied); the venue keeps its log meanwhile."""
+        before = bool(self._holds)
+        if on:
+            self._holds.add(reason)
+        else:
+            self._holds.discard(reason)
         conn = self._conn
-        if conn is not None and conn.transport is not None:
-            if paused:
-                conn.transport.pause_reading()
-            else:
-                conn.transport.resume_reading()
-                conn.last_heard = time.monotonic()  # silence while paused was ours
+        if conn is None or conn.transport is None or before == bool(self._holds):
+            return
+        if self._holds:
+            conn.transport.pause_reading()
+        else:
+            conn.transport.resume_reading()
+            conn.last_heard = time.monotonic()  # silence while paused was ours
 
     def stop(self) -> None:
         self._stopped.set()
@@ -183,7 +285,7 @@ class EngineDaemon:
             conn = self._conn
             if conn is None:
                 continue
-            if self.journal is not None and self.journal.paused:
+            if self._holds:
                 conn.last_heard = time.monotonic()  # not reading: the venue's silence is ours
             elif time.monotonic() - conn.last_heard > self.config.dead_after_s:
                 conn.drop(f"no frame for {self.config.dead_after_s}s", kind="dead_peer")
@@ -197,7 +299,7 @@ class EngineDaemon:
             self._conn.drop("a new venue connection replaces this one", kind=None)
         self._conn = conn
         self.metrics.reconnects.inc()
-        if self.journal is not None and self.journal.paused and conn.transport is not None:
+        if self._holds and conn.transport is not None:
             conn.transport.pause_reading()
 
     def detach(self, conn: VenueConnection) -> None:
@@ -211,6 +313,9 @@ class EngineDaemon:
         if self.session is not None and msg.session != self.session:
             raise _Refused("session", f"venue session '{msg.session}' is not the applied session '{self.session}'")
         self.session = msg.session
+        if self._catch_up_to is None:
+            self._catch_up_to = msg.seq
+            self._check_caught_up()
         if self.journal is not None:
             self.journal.session = msg.session
         self.venue_head = msg.seq
@@ -252,6 +357,8 @@ class EngineDaemon:
                 self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
         self.applied_seq = seq
         self.venue_head = max(self.venue_head, seq)
+        if not self._caught_up.is_set():
+            self._check_caught_up()
         if self.journal is not None:
             kind = msg.kind if isinstance(msg, Reports) else type(msg).__struct_config__.tag
             accepted = msg if isinstance(msg, P.ProviderExecution) and not outcome.errors else None

@@ -35,6 +35,8 @@ class EngineMetrics:
         self.applied_seq = Gauge("copyengine_applied_seq", "Last applied venue seq", registry=r)
         self.seq_lag = Gauge("copyengine_seq_lag", "Venue's newest seq minus the applied seq", registry=r)
         self.pending = Gauge("copyengine_pending_orders", "Copy orders working at the venue", registry=r)
+        self.control_changes = Counter(
+            "copyengine_control_changes", "Control changes applied or refused by the rules", ["result"], registry=r)
         # the input journal (PostgreSQL write-behind)
         self.committed_seq = Gauge("copyengine_committed_seq", "Last venue seq committed to PostgreSQL", registry=r)
         self.inputs_committed = Counter(

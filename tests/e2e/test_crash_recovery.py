@@ -2,9 +2,11 @@
 a group commit, halfway through writing an orders frame); restart it each time.
 
 The venue runs in this process (so its log can be read afterwards) and keeps trading
-while the engine is down. At the end, the orders the venue accepted (its `--record`,
-not counting `duplicate` answers) must be exactly the orders an engine that never
-crashed produces over the same venue log: none missing, none twice, same sizes.
+while the engine is down; control changes (follow, unfollow, deposit, withdraw) are
+committed meanwhile. At the end, the orders the venue accepted (its `--record`, not
+counting `duplicate` answers) must be exactly the orders an engine that never crashed
+produces over the same venue log, with each control change at the point the engine
+recorded for it: none missing, none twice, same sizes.
 """
 
 from __future__ import annotations
@@ -20,10 +22,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import asyncpg
 import msgspec
 
 from pyservice import books as B
+from pyservice import control
 from pyservice import protocol as P
+from pyservice._engine_core import Outcome
 from pyservice.engine.daemon import EngineConfig, EngineDaemon
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.bots import Bots, Instrument
@@ -44,17 +49,34 @@ def _order_key(o: P.NewOrder | OrderRecord) -> tuple[object, ...]:
             None if o.price is None else str(o.price), o.reduce_only, o.leverage)
 
 
-def _uninterrupted(books: Path, log: list[P.VenueMessage]) -> list[tuple[object, ...]]:
-    """Every order an engine that never stopped sends over `log`."""
+def _uninterrupted(books: Path, log: list[P.VenueMessage],
+                   changes: list[asyncpg.Record]) -> list[tuple[object, ...]]:
+    """Every order an engine that never stopped sends over `log`, with the control
+    changes at the points where the engine recorded them (and refusing the same ones)."""
     daemon = EngineDaemon(EngineConfig(books=books, memory=True))
     reader = P.engine_reader()
     out = []
-    for entry in log:
-        frame = daemon._apply_entry(entry).frame
-        if frame is not None:
-            for msg in reader.feed(frame):
+
+    def take(outcome: Outcome) -> None:
+        if outcome.frame is not None:
+            for msg in reader.feed(outcome.frame):
                 assert isinstance(msg, P.NewOrders)
                 out.extend(_order_key(o) for o in msg.orders)
+
+    after: dict[int, list[asyncpg.Record]] = {}
+    for c in changes:
+        after.setdefault(c["after_seq"], []).append(c)
+
+    def controls(seq: int) -> None:
+        for c in after.get(seq, []):
+            outcome = daemon.engine.control(seq, c["id"], c["change"])
+            assert (outcome.errors[0] if outcome.errors else None) == c["error"]
+            take(outcome)
+
+    controls(0)
+    for entry in log:
+        take(daemon._apply_entry(entry))
+        controls(entry.seq)
     return out
 
 
@@ -103,6 +125,35 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
                 venue.publish(execution)
             await asyncio.sleep(0.004)
 
+    changes_made = 0
+
+    async def changes() -> None:
+        # control changes while trading and crashing: new follows (with venue accounts),
+        # deposits, withdrawals (some above free cash: refused), unfollows
+        nonlocal changes_made
+        conn = await asyncpg.connect(dsn)
+        follows = list(books_doc["follows"])  # type: ignore[call-overload]
+        providers = [p["id"] for p in books_doc["providers"]]  # type: ignore[index, union-attr]
+        try:
+            while not stop_traffic.is_set():
+                await asyncio.sleep(rnd.uniform(0.05, 0.2))
+                kind = rnd.choice(["follow", "deposit", "withdraw", "unfollow"])
+                if kind == "follow":
+                    f = {"type": "follow", "follower": f"late{changes_made}", "provider": rnd.choice(providers),
+                         "allocation": str(rnd.choice([100, 1000, 5000]))}
+                    venue.matcher.open_account(f["follower"], f["provider"], fixed.parse(f["allocation"],
+                                                                                         fixed.MONEY_DIGITS))
+                    follows.append(f)
+                else:
+                    f = dict(rnd.choice(follows))
+                    f = {"type": kind, "follower": f["follower"], "provider": f["provider"]}
+                    if kind != "unfollow":
+                        f["amount"] = str(rnd.choice([5, 50, 500]))
+                await control.submit(conn, "main", f)
+                changes_made += 1
+        finally:
+            await conn.close()
+
     async def up(proc: subprocess.Popen[bytes], step: str) -> None:
         for _ in range(600):
             if venue.connected:
@@ -129,6 +180,7 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     proc = start(plan[0])
     try:
         await up(proc, plan[0])
+        changer = asyncio.create_task(changes())  # the engine has migrated the database
         for i, step in enumerate(plan):
             if step == "random":
                 await asyncio.sleep(rnd.uniform(0.02, 0.4))
@@ -145,6 +197,7 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
             await up(proc, following)
         stop_traffic.set()
         await producer
+        await changer
         # caught up: everything applied, and the answers to the last orders too
         quiet = 0
         while quiet < 5:
@@ -168,8 +221,18 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     # a resent order is byte for byte the one first sent
     first = {r.client_order_id: _order_key(r) for r in accepted}
     assert all(_order_key(r) == first[r.client_order_id] for r in records)
-    expected = _uninterrupted(books, venue.log.entries())
+    conn = await asyncpg.connect(dsn)
+    recorded = await conn.fetch("SELECT id, after_seq, change::text AS change, error FROM control_changes "
+                                "ORDER BY after_seq, id")
+    await conn.close()
+    assert len(recorded) == changes_made > 20
+    assert all(c["after_seq"] is not None for c in recorded), "a committed change was never applied"
+    assert any(c["error"] is None for c in recorded) and any(c["error"] for c in recorded)
+    expected = _uninterrupted(books, venue.log.entries(), recorded)
     assert len(expected) == len(set(expected))
+    extra = set(map(_order_key, accepted)) - set(expected)
+    missing = set(expected) - set(map(_order_key, accepted))
+    assert not extra and not missing, f"{len(extra)} placed but not in the uninterrupted run, {len(missing)} missing"
     assert sorted(_order_key(r) for r in accepted) == sorted(expected)
     assert len(expected) > 1000  # the run traded
 

@@ -167,8 +167,62 @@ impl PyLiveEngine {
     }
 }
 
+/// Control-plane changes: the replay's events that manage relationships.
+const CONTROL_TYPES: [&str; 4] = ["follow", "unfollow", "deposit", "withdraw"];
+
+/// Client order ids of a control change's orders derive from `2^63 + change`: venue
+/// seqs stay below 2^63 (PROTOCOL.md), so they never meet a venue message's ids.
+const CONTROL_ID_BASE: u64 = 1 << 63;
+
+/// A control change checked without the engine's state: the replay's parser and its
+/// messages, limited to `CONTROL_TYPES`.
+fn parse_control(text: &str) -> Result<crate::event::Event, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let ty = v.get("type").and_then(Value::as_str).unwrap_or_default();
+    if v.is_object() && !ty.is_empty() && !CONTROL_TYPES.contains(&ty) {
+        return Err(format!(
+            "'{ty}' is not a control change (one of {})",
+            CONTROL_TYPES.join(", ")
+        ));
+    }
+    parse_event(&v)
+}
+
+/// The reason a control change (JSON, the replay's event format) is invalid on its own,
+/// or None. The engine may still refuse a valid one for the state it meets (an unknown
+/// follower, a withdrawal above free cash): `LiveEngine.control` says so.
+#[pyfunction]
+fn check_control(text: &str) -> Option<String> {
+    parse_control(text).err()
+}
+
 #[pymethods]
 impl PyLiveEngine {
+    /// Apply control change number `change` (JSON, see `check_control`) after venue seq
+    /// `after_seq`; its orders frame, if any, carries `after_seq`.
+    fn control(
+        &mut self,
+        py: Python<'_>,
+        after_seq: u64,
+        change: u64,
+        text: &str,
+    ) -> PyResult<Outcome> {
+        if change >= CONTROL_ID_BASE {
+            return Err(pyo3::exceptions::PyOverflowError::new_err(
+                "change number is 2^63 or more",
+            ));
+        }
+        let (engine, buf) = (&mut self.inner, &mut self.frame);
+        let s = py.detach(|| {
+            match parse_control(text) {
+                Ok(ev) => engine.apply(CONTROL_ID_BASE + change, &ev),
+                Err(m) => engine.reject(m),
+            };
+            summarize(engine, after_seq, engine.records(), None, buf)
+        });
+        Ok(outcome(py, s, &self.frame))
+    }
+
     /// Build from a books file's text (providers, platform, follows). Raises
     /// ScenarioError with a one-line reason for an invalid file.
     #[staticmethod]
@@ -379,6 +433,7 @@ fn decode_reports(py: Python<'_>, payload: &[u8]) -> PyResult<PyReports> {
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyReports>()?;
     m.add_function(wrap_pyfunction!(decode_reports, m)?)?;
+    m.add_function(wrap_pyfunction!(check_control, m)?)?;
     m.add_class::<PyLiveEngine>()?;
     m.add_class::<Outcome>()?;
     Ok(())
