@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -73,6 +74,7 @@ def _engine(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, heartbeat_s=args.heartbeat, dead_after_s=args.dead_after,
         max_frame=args.max_frame, memory=args.memory, database=args.database,
         data_dir=Path(args.data_dir) if args.data_dir else None, shard=args.shard,
+        redis=args.redis or os.environ.get("REDIS_URL"), stream=args.stream,
     )
     try:
         daemon = EngineDaemon(config)
@@ -167,6 +169,16 @@ _FOLLOW_OPTIONS = ("allocation", "mode", "fixed_amount", "multiplier", "max_open
                    "max_loss_pct", "slippage_pct", "stop_copy_on_close")
 
 
+def _fills(args: argparse.Namespace) -> int:
+    from pyservice.streams.consumer import main as consume
+
+    url = args.redis or os.environ.get("REDIS_URL")
+    if not url:
+        print("no Redis: set REDIS_URL or pass --redis URL", file=sys.stderr)
+        return 2
+    return consume(url, args.stream, args.group, args.consumer, args.count, args.claim_idle)
+
+
 def _database_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--database", metavar="URL",
                    help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server under --data-dir)")
@@ -212,6 +224,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no PostgreSQL: nothing survives the process (benchmarks of the hot path alone)")
     _database_args(engine)
     engine.add_argument("--shard", default="main", help="this engine's name in the journal")
+    engine.add_argument("--redis", metavar="URL",
+                        help="publish copy fills to Redis Streams (default $REDIS_URL; neither: off)")
+    engine.add_argument("--stream", default="copyengine:fills", help="the Redis stream of copy fills")
     engine.add_argument("--listen", action="append", metavar="ENDPOINT",
                         help="tcp://HOST:PORT or unix:PATH; repeatable (default tcp://127.0.0.1:7400)")
     engine.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
@@ -241,6 +256,16 @@ def build_parser() -> argparse.ArgumentParser:
         c.add_argument("--shard", default="main", help="the engine that applies it")
         c.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the engine's verdict")
         c.set_defaults(func=_control)
+
+    fills = sub.add_parser("fills", help="consume the copy fills stream with a consumer group (an example)")
+    fills.add_argument("--group", required=True, help="consumer group; created at the stream's start if new")
+    fills.add_argument("--consumer", help="this consumer's name (default host-pid)")
+    fills.add_argument("--redis", metavar="URL", help="default $REDIS_URL")
+    fills.add_argument("--stream", default="copyengine:fills")
+    fills.add_argument("--count", type=int, help="exit after this many entries")
+    fills.add_argument("--claim-idle", type=float, default=30.0,
+                       help="take over entries another consumer left unacknowledged this long (s)")
+    fills.set_defaults(func=_fills)
 
     mig = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")
     _database_args(mig)

@@ -56,6 +56,9 @@ class EngineConfig:
     data_dir: Path | None = None
     #: this engine's row in the journal (one per shard of providers)
     shard: str = "main"
+    #: Redis URL for the copy fills stream; None: publication off
+    redis: str | None = None
+    stream: str = "copyengine:fills"
 
 
 class StartError(Exception):
@@ -123,6 +126,7 @@ class EngineDaemon:
             if self.journal is not None:
                 tasks.append(asyncio.create_task(self.journal.run()))
                 tasks.append(asyncio.create_task(self._control_changes()))
+                tasks.append(asyncio.create_task(self._publish()))
             await self._stopped.wait()
         finally:
             for s in self._servers:
@@ -200,6 +204,16 @@ class EngineDaemon:
                  extra={"watermark": committed.watermark, "session": committed.session,
                         "replay_s": round(time.perf_counter() - started, 3),
                         "pending_orders": self.engine.pending_orders})
+
+    async def _publish(self) -> None:
+        if self.config.redis is None:
+            log.info("Redis publication is off: set REDIS_URL (or --redis) to stream copy fills")
+            return
+        from pyservice.streams.publisher import Publisher
+
+        assert self._database is not None
+        log.info("publishing copy fills", extra={"stream": self.config.stream})
+        await Publisher(self._database.dsn, self.config.redis, self.config.shard, self.config.stream).run()
 
     async def _control_changes(self) -> None:
         """Apply control changes as they are committed (NOTIFY, and a poll as backstop)."""

@@ -3,7 +3,8 @@ SIGKILL itself the Nth time it passes WHERE, so a test can kill it at an exact i
 instead of hoping a random one lands there. Unset (always, outside tests): no effect.
 
 - `commit`: inside a journal group commit, after the COPY, before COMMIT;
-- `send`: after writing the first half of an `orders` frame.
+- `send`: after writing the first half of an `orders` frame;
+- `publish`: after a batch of stream entries went to Redis, before the next.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ class KillSwitch:
         self.where, self.left = None, 0
         if spec:
             where, _, n = spec.partition(":")
-            if where not in ("commit", "send") or not n.isdigit() or int(n) < 1:
-                raise ValueError(f"COPYENGINE_KILL_AT must be commit:N or send:N, not {spec!r}")
+            if where not in ("commit", "send", "publish") or not n.isdigit() or int(n) < 1:
+                raise ValueError(f"COPYENGINE_KILL_AT must be commit:N, send:N or publish:N, not {spec!r}")
             self.where, self.left = where, int(n)
 
     def armed(self, where: str) -> bool:
