@@ -303,8 +303,8 @@ class EngineDaemon:
                 conn.last_heard = time.monotonic()  # not reading: the venue's silence is ours
             elif time.monotonic() - conn.last_heard > self.config.dead_after_s:
                 conn.drop(f"no frame for {self.config.dead_after_s}s", kind="dead_peer")
-            else:
-                conn.send(P.encode(P.Heartbeat(seq=self.applied_seq)))
+                continue
+            conn.send(P.encode(P.Heartbeat(seq=self.applied_seq)))  # held or not: we are alive
 
     # -- connections ---------------------------------------------------------------
 

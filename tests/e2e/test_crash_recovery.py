@@ -12,6 +12,7 @@ recorded for it: none missing, none twice, same sizes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -20,6 +21,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import asyncpg
@@ -93,7 +95,8 @@ class _Resumes(logging.Handler):
             self.from_seqs.append(int(m[1]))
 
 
-async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_kills: int, seed: int) -> None:
+async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_kills: int, seed: int,
+               disrupt: Callable[[], Awaitable[None]] | None = None) -> None:
     books_doc = B.demo_books(3, 150, seed)
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{_port()}"
@@ -149,10 +152,16 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
                     f = {"type": kind, "follower": f["follower"], "provider": f["provider"]}
                     if kind != "unfollow":
                         f["amount"] = str(rnd.choice([5, 50, 500]))
-                await control.submit(conn, "main", f)
-                changes_made += 1
+                try:
+                    await control.submit(conn, "main", f)
+                    changes_made += 1
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                    await asyncio.sleep(0.2)  # PostgreSQL restarting: this change is skipped
+                    conn.terminate()
+                    with contextlib.suppress(OSError, asyncpg.PostgresError):
+                        conn = await asyncpg.connect(dsn)
         finally:
-            await conn.close()
+            conn.terminate()
 
     async def up(proc: subprocess.Popen[bytes], step: str) -> None:
         for _ in range(600):
@@ -181,6 +190,9 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     try:
         await up(proc, plan[0])
         changer = asyncio.create_task(changes())  # the engine has migrated the database
+        if disrupt is not None:
+            await asyncio.sleep(0.3)
+            await disrupt()
         for i, step in enumerate(plan):
             if step == "random":
                 await asyncio.sleep(rnd.uniform(0.02, 0.4))
@@ -192,6 +204,9 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
             assert proc.returncode == -signal.SIGKILL, f"{step}: exit {proc.returncode}"
             while venue.connected:
                 await asyncio.sleep(0.01)
+            if i % 3 == 1:
+                # the venue cuts the connection while sending what the engine replays
+                venue.link.faults.disconnect_at_seq = venue.log.newest
             following = plan[i + 1] if i + 1 < kills else "random"
             proc = start(following)
             await up(proc, following)
@@ -214,7 +229,7 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         await runner
         logging.getLogger("copyengine.venue").removeHandler(resumes)
 
-    assert len(resumes.from_seqs) == kills + 1
+    assert len(resumes.from_seqs) >= kills + 1  # and one more per disconnect during a replay
     records = msgspec.json.Decoder(OrderRecord).decode_lines((tmp / "orders.jsonl").read_bytes())
     accepted = [r for r in records if r.reason != "duplicate"]
     assert len(accepted) == len({r.client_order_id for r in accepted}), "an order was placed twice"
@@ -225,7 +240,8 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     recorded = await conn.fetch("SELECT id, after_seq, change::text AS change, error FROM control_changes "
                                 "ORDER BY after_seq, id")
     await conn.close()
-    assert len(recorded) == changes_made > 20
+    # (a submit whose answer was lost to a PostgreSQL restart may be stored all the same)
+    assert len(recorded) >= changes_made > 10
     assert all(c["after_seq"] is not None for c in recorded), "a committed change was never applied"
     assert any(c["error"] is None for c in recorded) and any(c["error"] for c in recorded)
     expected = _uninterrupted(books, venue.log.entries(), recorded)
@@ -243,3 +259,30 @@ def test_sigkill_at_any_instant_loses_and_doubles_nothing(tmp_path: Path, pg_dsn
 
 def test_sigkill_again_with_other_traffic(tmp_path: Path, pg_dsn: str) -> None:
     asyncio.run(_run(tmp_path, pg_dsn, random_kills=4, commit_kills=3, send_kills=3, seed=11))
+
+
+def test_postgres_restarted_mid_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
+    """The engine's own PostgreSQL goes away for a second while it trades and is killed."""
+    import atexit
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pgserver
+
+    data = tmp_path / "pg"
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    handles = [server]
+
+    async def restart_postgres() -> None:
+        await asyncio.to_thread(handles[-1].cleanup)
+        await asyncio.sleep(1.0)
+        handles.append(await asyncio.to_thread(pgserver.get_server, data, cleanup_mode="stop"))
+
+    try:
+        asyncio.run(_run(tmp_path, server.get_uri(), random_kills=3, commit_kills=1, send_kills=0, seed=23,
+                         disrupt=restart_postgres))
+    finally:
+        handles[-1].cleanup()
+        for h in handles:
+            atexit.unregister(h._cleanup)  # pgserver would log again at exit
