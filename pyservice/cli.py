@@ -30,7 +30,7 @@ def _socket_bench(args: argparse.Namespace) -> int:
     from pyservice.bench.socket import run_socket_bench
 
     engines = ["rust", "naive"] if args.engine == "both" else [args.engine]
-    results = {e: run_socket_bench(args.followers, args.fills, args.burst, e) for e in engines}
+    results = {e: run_socket_bench(args.followers, args.fills, args.burst, e, args.durable) for e in engines}
     out: dict[str, object] = dict(results["rust"] if "rust" in results else results["naive"])
     if len(results) == 2:
         out["naive"] = results["naive"]
@@ -74,7 +74,7 @@ def _engine(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port, heartbeat_s=args.heartbeat, dead_after_s=args.dead_after,
         max_frame=args.max_frame, memory=args.memory, database=args.database,
         data_dir=Path(args.data_dir) if args.data_dir else None, shard=args.shard,
-        redis=args.redis or os.environ.get("REDIS_URL"), stream=args.stream,
+        redis=args.redis or os.environ.get("REDIS_URL"), stream=args.stream, log_format=args.log_format,
     )
     try:
         daemon = EngineDaemon(config)
@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--burst", type=int, default=50, help="socket bench: executions in the throughput burst")
     bench.add_argument("--engine", choices=["rust", "naive", "both"], default="both",
                        help="socket bench: the engine, the newcomer's baseline, or both (ratio in one run)")
+    bench.add_argument("--durable", action="store_true",
+                       help="socket bench: the engine persists (DATABASE_URL or embedded) and, with REDIS_URL, "
+                            "publishes; reports the rate persisted and published")
     bench.add_argument("--json", metavar="PATH", help="also write the result here")
     bench.set_defaults(func=_bench)
 

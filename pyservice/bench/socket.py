@@ -26,6 +26,7 @@ from rich.progress import Progress
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
+from pyservice.store.server import open_database
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
 
 PROVIDER = "bench"
@@ -63,7 +64,8 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path) -> dict[str, Any]:
+async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
+                 durable: Durable | None = None) -> dict[str, Any]:
     books = B.bench_books(followers, PROVIDER)
     books_path = B.write(books, tmp / "books.json")
     port = _free_port()
@@ -71,8 +73,9 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path)
     if engine == "naive":
         cmd = [sys.executable, "-m", "pyservice.bench.naive_engine", "--books", str(books_path), "--listen", addr]
     else:
-        cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--memory", "--books", str(books_path), "--listen", addr,
+        cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books_path), "--listen", addr,
                "--heartbeat", "0.01", "--dead-after", "30", "--log-level", "WARNING"]
+        cmd += durable.engine_args() if durable is not None else ["--memory"]
     proc = subprocess.Popen(cmd, stderr=open(tmp / "engine.log", "wb"))
     venue_books = Books(providers=[BookProvider(PROVIDER)],
                         follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)])
@@ -132,6 +135,9 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path)
             while venue.stats.engine_applied_seq < venue.log.newest:
                 await asyncio.sleep(0.001)
             burst_s = (time.monotonic_ns() - t0) / 1e9
+            if durable is not None:  # and committed to PostgreSQL, and published to Redis
+                await durable.caught_up(venue.log.newest, _last_report_seq(venue))
+                durable_s = (time.monotonic_ns() - t0) / 1e9
         rss = _rss_mb(proc.pid)
     finally:
         venue.stop()
@@ -154,15 +160,94 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path)
         "latency_us": _percentiles(latencies),
         "burst_executions": burst,
         "orders_per_s": round(burst * followers / burst_s) if burst else 0,
+        **({"durable": durable.describe(),
+            "persisted_published_orders_per_s": round(burst * followers / durable_s) if burst else 0}
+           if durable is not None else {}),
         "engine_rss_mb": rss,
     }
 
 
-def run_socket_bench(followers: int, fills: int, burst: int, engine: str) -> dict[str, Any]:
+def _last_report_seq(venue: VenueSim) -> int:
+    return max((e.seq for e in venue.log.entries() if isinstance(e, (P.CopyFills, P.CopyRejects))), default=0)
+
+
+class Durable:
+    """The engine with persistence (a fresh database on `$DATABASE_URL`'s server, else an
+    embedded one) and, with `$REDIS_URL`, publication to a stream of its own."""
+
+    def __init__(self, tmp: Path) -> None:
+        import os
+        import uuid
+
+        self.server = open_database(None, tmp / "pg")
+        self.name = f"copyengine_bench_{uuid.uuid4().hex[:8]}"
+        base, _, query = self.server.dsn.partition("?")
+        self.dsn = base.rsplit("/", 1)[0] + "/" + self.name + (f"?{query}" if query else "")
+        self.redis = os.environ.get("REDIS_URL")
+        self.stream = f"copyengine:bench:{self.name}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"postgres": "embedded" if self.server.embedded else "DATABASE_URL",
+                "redis_stream": self.stream if self.redis else None}
+
+    def engine_args(self) -> list[str]:
+        args = ["--database", self.dsn]
+        return args + (["--redis", self.redis, "--stream", self.stream] if self.redis else [])
+
+    async def __aenter__(self) -> Durable:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.server.dsn)
+        await conn.execute(f'CREATE DATABASE "{self.name}"')
+        await conn.close()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.server.dsn)
+        await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        await conn.close()
+        if self.redis:
+            import redis.asyncio as aioredis
+
+            r = aioredis.from_url(self.redis)
+            await r.delete(self.stream)
+            await r.aclose()
+        self.server.stop()
+
+    async def caught_up(self, newest: int, last_report: int) -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while await conn.fetchval("SELECT watermark FROM engine_state") < newest:
+                await asyncio.sleep(0.002)
+        finally:
+            await conn.close()
+        if self.redis:
+            import redis.asyncio as aioredis
+
+            from pyservice.streams.publisher import last_published
+
+            r = aioredis.from_url(self.redis)
+            while await last_published(r, self.stream) < last_report:
+                await asyncio.sleep(0.002)
+            await r.aclose()
+
+
+async def _durable_bench(followers: int, fills: int, burst: int, tmp: Path) -> dict[str, Any]:
+    async with Durable(tmp) as durable:
+        return await _bench(followers, fills, burst, "rust", tmp, durable)
+
+
+def run_socket_bench(followers: int, fills: int, burst: int, engine: str, durable: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="copyengine-bench-") as tmp:
+        main = (_durable_bench(followers, fills, burst, Path(tmp)) if durable and engine == "rust"
+                else _bench(followers, fills, burst, engine, Path(tmp)))
         try:
             import uvloop
 
-            return uvloop.run(_bench(followers, fills, burst, engine, Path(tmp)))
+            return uvloop.run(main)
         except ImportError:
-            return asyncio.run(_bench(followers, fills, burst, engine, Path(tmp)))
+            return asyncio.run(main)

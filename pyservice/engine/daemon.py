@@ -59,6 +59,8 @@ class EngineConfig:
     #: Redis URL for the copy fills stream; None: publication off
     redis: str | None = None
     stream: str = "copyengine:fills"
+    #: for child processes (the stream publisher)
+    log_format: str = "plain"
 
 
 class StartError(Exception):
@@ -206,14 +208,29 @@ class EngineDaemon:
                         "pending_orders": self.engine.pending_orders})
 
     async def _publish(self) -> None:
+        """Run the stream publisher as a child process, restarted if it dies: it reads the
+        committed journal from PostgreSQL, so this event loop never waits on it."""
         if self.config.redis is None:
             log.info("Redis publication is off: set REDIS_URL (or --redis) to stream copy fills")
             return
-        from pyservice.streams.publisher import Publisher
+        import sys
 
         assert self._database is not None
+        cmd = [sys.executable, "-m", "pyservice.streams.publisher", "--database", self._database.dsn,
+               "--redis", self.config.redis, "--shard", self.config.shard, "--stream", self.config.stream,
+               "--log-format", self.config.log_format, "--log-level", logging.getLevelName(log.getEffectiveLevel())]
         log.info("publishing copy fills", extra={"stream": self.config.stream})
-        await Publisher(self._database.dsn, self.config.redis, self.config.shard, self.config.stream).run()
+        while True:
+            child = await asyncio.create_subprocess_exec(*cmd)
+            try:
+                code = await child.wait()
+            except asyncio.CancelledError:
+                child.terminate()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(child.wait(), 5)
+                raise
+            log.error("the stream publisher exited; restarting it", extra={"exit": code})
+            await asyncio.sleep(1.0)
 
     async def _control_changes(self) -> None:
         """Apply control changes as they are committed (NOTIFY, and a poll as backstop)."""

@@ -112,3 +112,50 @@ class Publisher:
         finally:
             await conn.close()
             await r.aclose()
+
+
+def _die_with_parent() -> None:
+    """Linux: get SIGTERM when the engine that started this process dies (even by
+    SIGKILL), so a crashed engine leaves no publisher behind."""
+    import ctypes
+    import signal
+
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pyservice.streams.publisher`: the engine runs this as a child process,
+    so encoding stream entries never holds up its event loop."""
+    import argparse
+
+    from pyservice import logs
+    from pyservice.runtime import run_until_signal
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--database", required=True)
+    p.add_argument("--redis", required=True)
+    p.add_argument("--shard", default="main")
+    p.add_argument("--stream", default=DEFAULT_STREAM)
+    p.add_argument("--log-format", choices=["plain", "json"], default="plain")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    _die_with_parent()
+    logs.setup(args.log_format, args.log_level)
+    publisher = Publisher(args.database, args.redis, args.shard, args.stream)
+    stopped = asyncio.Event()
+
+    async def run() -> None:
+        task = asyncio.create_task(publisher.run())
+        await stopped.wait()
+        task.cancel()
+
+    return run_until_signal(run(), stopped.set)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
