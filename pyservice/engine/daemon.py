@@ -129,6 +129,7 @@ class EngineDaemon:
                 tasks.append(asyncio.create_task(self.journal.run()))
                 tasks.append(asyncio.create_task(self._control_changes()))
                 tasks.append(asyncio.create_task(self._publish()))
+                tasks.append(asyncio.create_task(self._child("pyservice.store.projector")))
             await self._stopped.wait()
         finally:
             for s in self._servers:
@@ -208,18 +209,21 @@ class EngineDaemon:
                         "pending_orders": self.engine.pending_orders})
 
     async def _publish(self) -> None:
-        """Run the stream publisher as a child process, restarted if it dies: it reads the
-        committed journal from PostgreSQL, so this event loop never waits on it."""
         if self.config.redis is None:
             log.info("Redis publication is off: set REDIS_URL (or --redis) to stream copy fills")
             return
+        log.info("publishing copy fills", extra={"stream": self.config.stream})
+        await self._child("pyservice.streams.publisher", "--redis", self.config.redis, "--stream", self.config.stream)
+
+    async def _child(self, module: str, *args: str) -> None:
+        """Run a worker over the committed journal (the stream publisher, the projector)
+        as a child process, restarted if it dies: this event loop never waits on it."""
         import sys
 
         assert self._database is not None
-        cmd = [sys.executable, "-m", "pyservice.streams.publisher", "--database", self._database.dsn,
-               "--redis", self.config.redis, "--shard", self.config.shard, "--stream", self.config.stream,
-               "--log-format", self.config.log_format, "--log-level", logging.getLevelName(log.getEffectiveLevel())]
-        log.info("publishing copy fills", extra={"stream": self.config.stream})
+        cmd = [sys.executable, "-m", module, "--database", self._database.dsn, "--shard", self.config.shard,
+               "--log-format", self.config.log_format, "--log-level", logging.getLevelName(log.getEffectiveLevel()),
+               *args]
         while True:
             child = await asyncio.create_subprocess_exec(*cmd)
             try:
@@ -229,7 +233,7 @@ class EngineDaemon:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(child.wait(), 5)
                 raise
-            log.error("the stream publisher exited; restarting it", extra={"exit": code})
+            log.error("a worker exited; restarting it", extra={"worker": module, "exit": code})
             await asyncio.sleep(1.0)
 
     async def _control_changes(self) -> None:
@@ -397,23 +401,7 @@ class EngineDaemon:
         self._count(outcome, msg)
 
     def _apply_entry(self, msg: P.VenueMessage | Reports) -> Outcome:
-        e = self.engine
-        match msg:
-            case Reports():
-                return e.reports(msg)
-            case P.ProviderExecution():
-                return e.execute(msg.seq, msg.provider, msg.exec_id, msg.symbol, msg.side, msg.qty,
-                                 msg.price, msg.provider_equity, msg.leverage)
-            case P.CopyFills():
-                return e.fills(msg.seq, msg.fills)
-            case P.CopyRejects():
-                return e.rejects(msg.seq, msg.rejects)
-            case P.MarkPrice():
-                return e.mark(msg.seq, msg.symbol, msg.price)
-            case P.Instrument():
-                return e.instrument(msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty,
-                                    msg.min_notional)
-        raise _Refused("unexpected", f"unexpected message {type(msg).__name__}")
+        return apply_message(self.engine, msg)
 
     def _count(self, outcome: Outcome, msg: P.VenueMessage | Reports) -> None:
         m = self.metrics
@@ -445,6 +433,26 @@ class EngineDaemon:
 
     def _lag(self) -> None:
         self.metrics.seq_lag.set(max(0, self.venue_head - self.applied_seq))
+
+
+def apply_message(e: LiveEngine, msg: P.VenueMessage | Reports) -> Outcome:
+    """One venue log entry applied to the engine (the daemon, recovery, the projector)."""
+    match msg:
+        case Reports():
+            return e.reports(msg)
+        case P.ProviderExecution():
+            return e.execute(msg.seq, msg.provider, msg.exec_id, msg.symbol, msg.side, msg.qty,
+                             msg.price, msg.provider_equity, msg.leverage)
+        case P.CopyFills():
+            return e.fills(msg.seq, msg.fills)
+        case P.CopyRejects():
+            return e.rejects(msg.seq, msg.rejects)
+        case P.MarkPrice():
+            return e.mark(msg.seq, msg.symbol, msg.price)
+        case P.Instrument():
+            return e.instrument(msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty,
+                                msg.min_notional)
+    raise _Refused("unexpected", f"unexpected message {type(msg).__name__}")
 
 
 class _Refused(Exception):

@@ -114,7 +114,7 @@ class Publisher:
             await r.aclose()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: get SIGTERM when the engine that started this process dies (even by
     SIGKILL), so a crashed engine leaves no publisher behind."""
     import ctypes
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--log-format", choices=["plain", "json"], default="plain")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
-    _die_with_parent()
+    die_with_parent()
     logs.setup(args.log_format, args.log_level)
     publisher = Publisher(args.database, args.redis, args.shard, args.stream)
     stopped = asyncio.Event()

@@ -213,12 +213,24 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         stop_traffic.set()
         await producer
         await changer
+        # one more entry (the marks as they are) takes the watermark past the last changes
+        await asyncio.sleep(0.3)
+        for symbol, mark in venue.matcher.marks.items():
+            venue.publish(P.MarkPrice(0, symbol, fixed.format(mark)))
         # caught up: everything applied, and the answers to the last orders too
         quiet = 0
         while quiet < 5:
             newest = venue.log.newest
             await asyncio.sleep(0.1)
             quiet = quiet + 1 if venue.stats.engine_applied_seq == newest == venue.log.newest else 0
+        conn = await asyncpg.connect(dsn)
+        for _ in range(600):  # and projected into rows
+            if await conn.fetchval("SELECT seq FROM projection_state") == venue.log.newest:
+                break
+            await asyncio.sleep(0.05)
+        projected = await conn.fetch("SELECT client_order_id, follower_id, provider_id, symbol, side, type, "
+                                     "qty::text, price::text, reduce_only, leverage FROM copy_orders")
+        await conn.close()
         proc.terminate()
         assert proc.wait(20) == 0
     finally:
@@ -249,6 +261,8 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     extra = set(map(_order_key, accepted)) - set(expected)
     missing = set(expected) - set(map(_order_key, accepted))
     assert not extra and not missing, f"{len(extra)} placed but not in the uninterrupted run, {len(missing)} missing"
+    # the projector's rows are those orders too, once each
+    assert sorted(tuple(r) for r in projected) == sorted(expected)
     assert sorted(_order_key(r) for r in accepted) == sorted(expected)
     assert len(expected) > 1000  # the run traded
 

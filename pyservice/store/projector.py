@@ -1,0 +1,180 @@
+"""The projector: copy orders, fills and rejects as rows, from the committed journal.
+
+It applies the committed journal (and the control changes at their points) to its own
+copy of the engine, the way recovery does, and writes the orders that copy sends and
+the venue's reports as rows, each step in one transaction with its position
+(`projection_state`). The engine runs it as a child process: the rows cost the hot path
+nothing, and they are the orders of an engine that never crashed (resends after a crash
+are not in the journal), with exactly the sizes sent.
+
+Where it stands: inputs up to `P` and the control changes placed before `P`. Changes
+placed after `P` itself are taken only once the watermark has passed `P`: until then the
+engine may still place one there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+
+from pyservice import control
+from pyservice import protocol as P
+from pyservice._engine_core import LiveEngine, Outcome, Reports
+from pyservice.engine.daemon import apply_message
+from pyservice.store import books
+from pyservice.store.journal import RecoveryError
+
+log = logging.getLogger("copyengine.projector")
+
+#: journal rows per transaction
+BATCH = 200
+
+
+class Projector:
+    def __init__(self, dsn: str, shard: str = "main", poll_s: float = 0.05) -> None:
+        self.dsn, self.shard, self.poll_s = dsn, shard, poll_s
+        self.reader = P.venue_reader(native_reports=True)
+        self.frames = P.engine_reader()
+        self.engine: LiveEngine | None = None
+        self.at = 0  # P: inputs <= at are applied, and changes placed before it
+
+    async def run(self) -> None:
+        conn = await asyncpg.connect(self.dsn, timeout=10)
+        try:
+            await conn.execute("INSERT INTO projection_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", self.shard)
+            self.engine = LiveEngine.from_books(await books.load_books(conn))
+            projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", self.shard)
+            await self._catch_up_silently(conn, projected)
+            while True:
+                if not await self.step(conn):
+                    await asyncio.sleep(self.poll_s)
+        finally:
+            await conn.close()
+
+    async def _changes(self, conn: asyncpg.Connection, lo: int, hi: int) -> dict[int, list[control.Change]]:
+        """Changes placed after seqs lo..hi, by seq, in the order applied."""
+        out: dict[int, list[control.Change]] = {}
+        for seq, change, _ in await control.placed(conn, self.shard):
+            if lo <= seq <= hi:
+                out.setdefault(seq, []).append(change)
+        return out
+
+    async def _rows(self, conn: asyncpg.Connection, after: int, upto: int) -> list[asyncpg.Record]:
+        rows = await conn.fetch(
+            "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+            self.shard, after, upto)
+        if [r["seq"] for r in rows] != list(range(after + 1, upto + 1)):
+            raise RecoveryError(f"journal of shard '{self.shard}' has a gap in {after + 1}..{upto}")
+        return rows
+
+    async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int) -> None:
+        """Rebuild the engine's state at the projected position, writing nothing."""
+        changes = await self._changes(conn, 0, projected - 1)
+        self._controls(changes.get(0, []), 0)
+        done = 0
+        while done < projected:
+            upto = min(projected, done + 5000)
+            for r in await self._rows(conn, done, upto):
+                self._input(r["seq"], r["payload"])
+                if r["seq"] < projected:
+                    self._controls(changes.get(r["seq"], []), r["seq"])
+            done = upto
+        self.at = projected
+
+    async def step(self, conn: asyncpg.Connection) -> bool:
+        """Project the next batch; False when there was nothing new."""
+        watermark = await conn.fetchval("SELECT watermark FROM engine_state WHERE shard = $1", self.shard)
+        if watermark <= self.at:
+            return False
+        upto = min(watermark, self.at + BATCH)
+        # changes placed after `at`..`upto - 1` are final (the watermark is past them);
+        # those after `upto` are taken at the start of the next step
+        changes = await self._changes(conn, self.at, upto - 1)
+        orders: list[tuple[Any, ...]] = []
+        fills: list[tuple[Any, ...]] = []
+        rejects: list[tuple[Any, ...]] = []
+        orders.extend(self._controls(changes.get(self.at, []), self.at))
+        for r in await self._rows(conn, self.at, upto):
+            seq = r["seq"]
+            msg, outcome = self._input(seq, r["payload"])
+            orders.extend(self._orders(outcome))
+            if isinstance(msg, Reports):
+                target = fills if msg.kind == "fills" else rejects
+                target.extend((self.shard, seq, n, *e) for n, e in enumerate(msg.entries()))
+            if seq < upto:
+                orders.extend(self._controls(changes.get(seq, []), seq))
+        async with conn.transaction():
+            if orders:
+                await conn.copy_records_to_table(
+                    "copy_orders", records=orders,
+                    columns=["shard", "client_order_id", "seq", "follower_id", "provider_id", "symbol", "side",
+                             "type", "qty", "price", "reduce_only", "leverage"])
+            if fills:
+                await conn.copy_records_to_table(
+                    "copy_fills", records=fills, columns=["shard", "seq", "n", "client_order_id", "qty", "price"])
+            if rejects:
+                await conn.copy_records_to_table(
+                    "copy_rejects", records=rejects, columns=["shard", "seq", "n", "client_order_id", "reason"])
+            await conn.execute("UPDATE projection_state SET seq = $2 WHERE shard = $1", self.shard, upto)
+        self.at = upto
+        return True
+
+    def _input(self, seq: int, payload: bytes) -> tuple[P.VenueMessage | Reports, Outcome]:
+        assert self.engine is not None
+        msg = self.reader.decode(payload)
+        return msg, apply_message(self.engine, msg)
+
+    def _controls(self, changes: list[control.Change], seq: int) -> list[tuple[Any, ...]]:
+        assert self.engine is not None
+        rows: list[tuple[Any, ...]] = []
+        for c in changes:
+            rows.extend(self._orders(self.engine.control(seq, c.id, c.text)))
+        return rows
+
+    def _orders(self, outcome: Outcome) -> list[tuple[Any, ...]]:
+        if outcome.frame is None:
+            return []
+        rows: list[tuple[Any, ...]] = []
+        for msg in self.frames.feed(outcome.frame):
+            assert isinstance(msg, P.NewOrders)
+            rows.extend((self.shard, o.client_order_id, msg.seq, o.follower, o.provider, o.symbol, o.side, o.type,
+                         o.qty, o.price, o.reduce_only, o.leverage) for o in msg.orders)
+        return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m pyservice.store.projector`: the engine runs this as a child process."""
+    import argparse
+
+    from pyservice import logs
+    from pyservice.runtime import run_until_signal
+    from pyservice.streams.publisher import die_with_parent
+
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--database", required=True)
+    p.add_argument("--shard", default="main")
+    p.add_argument("--log-format", choices=["plain", "json"], default="plain")
+    p.add_argument("--log-level", default="INFO")
+    args = p.parse_args(argv)
+    die_with_parent()
+    logs.setup(args.log_format, args.log_level)
+    stopped = asyncio.Event()
+
+    async def run() -> None:
+        task = asyncio.create_task(Projector(args.database, args.shard).run())
+        done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # it failed: say why, and exit non-zero
+        task.cancel()
+
+    return run_until_signal(run(), stopped.set)
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
