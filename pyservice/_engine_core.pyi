@@ -5,7 +5,7 @@ from typing import Literal, final
 
 __all__ = [
     "Batch", "CopyEngineError", "Engine", "FrameError", "LiveEngine", "Outcome", "Reports", "ScenarioError",
-    "check_control", "decode_reports", "replay_jsonl",
+    "check_control", "decode_reports", "order_rows", "replay_jsonl",
 ]
 
 class CopyEngineError(ValueError):
@@ -89,6 +89,10 @@ class Reports:
     def entries(self) -> list[list[str]]:
         """The entries as tuples, as `CopyFills.fills` / `CopyRejects.rejects` hold them
         (for tests and tools; the daemon never builds them)."""
+    def copy_rows(self, shard: str) -> bytes:
+        """`copy_fills` / `copy_rejects` rows in COPY text format, tagged with `shard`."""
+    def entries_json(self) -> bytes:
+        """The entries as a JSON array of arrays of strings (the stream entry's `entries`)."""
     def reasons(self) -> list[tuple[str, int]]:
         """Rejects by reason (empty for fills), for the metrics."""
 
@@ -148,3 +152,7 @@ def check_control(text: str) -> str | None:
     """The reason a control change (JSON, the replay's event format) is invalid on its own,
     or None. The engine may still refuse a valid one for the state it meets (an unknown
     follower, a withdrawal above free cash): `LiveEngine.control` says so."""
+
+def order_rows(frame: bytes, shard: str) -> bytes:
+    """`copy_orders` rows in COPY text format (tagged with `shard`) of an orders frame this
+    engine wrote; FrameError for anything else."""

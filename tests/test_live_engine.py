@@ -428,3 +428,25 @@ def test_an_out_of_range_leverage_is_a_rule_error_not_an_exception(leverage: obj
         assert (out.orders, out.frame) == (0, None)
         assert out.errors == ["field 'leverage' must be an integer from 1 to 125"]
         assert e.pending_orders == 0
+
+
+# --------------------------------------------------------------------------- rows for PostgreSQL
+
+
+def test_order_rows_are_the_frame_in_copy_text_format() -> None:
+    from pyservice._engine_core import FrameError, order_rows
+
+    e = live(follow("a", "1000"), follow("b", "500", max_loss_pct="10"))
+    opened = e.execute(3, "P", "x1", "BTC", "buy", "0.5", "100", "1000")
+    e.fills(4, [(o.client_order_id, str(o.qty), "100") for o in frame_orders(opened, 3)])
+    closed = e.control(4, 1, json.dumps({"type": "unfollow", "follower": "b", "provider": "P"}))
+    for out, seq in ((opened, 3), (closed, 4)):
+        rows = [line.split("\t") for line in order_rows(out.frame, "sh\t1").decode().splitlines()]
+        want = [["sh\\t1", o.client_order_id, str(seq), o.follower, o.provider, o.symbol, o.side, o.type,
+                 str(o.qty), "\\N" if o.price is None else str(o.price), "t" if o.reduce_only else "f",
+                 str(o.leverage)] for o in frame_orders(out, seq)]
+        assert rows == want
+    assert any(r[7] == "market" for r in (line.split("\t") for line in
+                                          order_rows(closed.frame, "m").decode().splitlines()))
+    with pytest.raises(FrameError):
+        order_rows(b"\x00\x00\x00\x01\x90", "m")

@@ -14,6 +14,7 @@ pub mod model;
 pub mod pending;
 pub mod portfolio;
 pub mod reports;
+pub mod rows;
 pub mod scenario;
 pub mod sizing;
 pub mod wire;

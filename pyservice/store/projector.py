@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import AsyncIterator
 
 import asyncpg
 
 from pyservice import control
 from pyservice import protocol as P
-from pyservice._engine_core import LiveEngine, Outcome, Reports
+from pyservice._engine_core import LiveEngine, Outcome, Reports, order_rows
 from pyservice.engine.daemon import apply_message
 from pyservice.store import books
 from pyservice.store.journal import RecoveryError
@@ -37,7 +37,6 @@ class Projector:
     def __init__(self, dsn: str, shard: str = "main", poll_s: float = 0.05) -> None:
         self.dsn, self.shard, self.poll_s = dsn, shard, poll_s
         self.reader = P.venue_reader(native_reports=True)
-        self.frames = P.engine_reader()
         self.engine: LiveEngine | None = None
         self.at = 0  # P: inputs <= at are applied, and changes placed before it
 
@@ -93,31 +92,24 @@ class Projector:
         # changes placed after `at`..`upto - 1` are final (the watermark is past them);
         # those after `upto` are taken at the start of the next step
         changes = await self._changes(conn, self.at, upto - 1)
-        orders: list[tuple[Any, ...]] = []
-        fills: list[tuple[Any, ...]] = []
-        rejects: list[tuple[Any, ...]] = []
+        # rows in COPY text format, written by the Rust core
+        orders: list[bytes] = []
+        fills: list[bytes] = []
+        rejects: list[bytes] = []
         orders.extend(self._controls(changes.get(self.at, []), self.at))
         for r in await self._rows(conn, self.at, upto):
             seq = r["seq"]
             msg, outcome = self._input(seq, r["payload"])
-            orders.extend(self._orders(outcome))
+            if outcome.frame is not None:
+                orders.append(order_rows(outcome.frame, self.shard))
             if isinstance(msg, Reports):
-                target = fills if msg.kind == "fills" else rejects
-                target.extend((self.shard, seq, n, *e) for n, e in enumerate(msg.entries()))
+                (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
             if seq < upto:
                 orders.extend(self._controls(changes.get(seq, []), seq))
         async with conn.transaction():
-            if orders:
-                await conn.copy_records_to_table(
-                    "copy_orders", records=orders,
-                    columns=["shard", "client_order_id", "seq", "follower_id", "provider_id", "symbol", "side",
-                             "type", "qty", "price", "reduce_only", "leverage"])
-            if fills:
-                await conn.copy_records_to_table(
-                    "copy_fills", records=fills, columns=["shard", "seq", "n", "client_order_id", "qty", "price"])
-            if rejects:
-                await conn.copy_records_to_table(
-                    "copy_rejects", records=rejects, columns=["shard", "seq", "n", "client_order_id", "reason"])
+            for table, rows in (("copy_orders", orders), ("copy_fills", fills), ("copy_rejects", rejects)):
+                if rows:
+                    await conn.copy_to_table(table, source=_Chunks(rows), columns=_COLUMNS[table])
             await conn.execute("UPDATE projection_state SET seq = $2 WHERE shard = $1", self.shard, upto)
         self.at = upto
         return True
@@ -127,22 +119,36 @@ class Projector:
         msg = self.reader.decode(payload)
         return msg, apply_message(self.engine, msg)
 
-    def _controls(self, changes: list[control.Change], seq: int) -> list[tuple[Any, ...]]:
+    def _controls(self, changes: list[control.Change], seq: int) -> list[bytes]:
         assert self.engine is not None
-        rows: list[tuple[Any, ...]] = []
+        rows = []
         for c in changes:
-            rows.extend(self._orders(self.engine.control(seq, c.id, c.text)))
+            frame = self.engine.control(seq, c.id, c.text).frame
+            if frame is not None:
+                rows.append(order_rows(frame, self.shard))
         return rows
 
-    def _orders(self, outcome: Outcome) -> list[tuple[Any, ...]]:
-        if outcome.frame is None:
-            return []
-        rows: list[tuple[Any, ...]] = []
-        for msg in self.frames.feed(outcome.frame):
-            assert isinstance(msg, P.NewOrders)
-            rows.extend((self.shard, o.client_order_id, msg.seq, o.follower, o.provider, o.symbol, o.side, o.type,
-                         o.qty, o.price, o.reduce_only, o.leverage) for o in msg.orders)
-        return rows
+
+_COLUMNS = {
+    "copy_orders": ["shard", "client_order_id", "seq", "follower_id", "provider_id", "symbol", "side", "type",
+                    "qty", "price", "reduce_only", "leverage"],
+    "copy_fills": ["shard", "seq", "n", "client_order_id", "qty", "price"],
+    "copy_rejects": ["shard", "seq", "n", "client_order_id", "reason"],
+}
+
+
+class _Chunks:
+    """COPY's source: the row chunks as one async iterable (asyncpg streams it)."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = chunks
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._gen()
+
+    async def _gen(self) -> AsyncIterator[bytes]:
+        for c in self.chunks:
+            yield c
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,6 @@ in PostgreSQL and drains when it is back.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -34,15 +33,16 @@ BATCH = 50
 class Entry:
     seq: int
     kind: str  # "fills" or "rejects"
-    entries: list[list[str]]
+    count: int
+    #: JSON array of [client_order_id, qty, price] or [client_order_id, reason]
+    entries: bytes
 
     @property
     def id(self) -> str:
         return f"{self.seq}-0"
 
-    def fields(self) -> dict[str | bytes, str | int]:
-        return {"seq": self.seq, "kind": self.kind, "count": len(self.entries),
-                "entries": json.dumps(self.entries, separators=(",", ":"))}
+    def fields(self) -> dict[str | bytes, str | int | bytes]:
+        return {"seq": self.seq, "kind": self.kind, "count": self.count, "entries": self.entries}
 
 
 def entry_seq(entry_id: Any) -> int:
@@ -61,7 +61,8 @@ async def committed_reports(conn: asyncpg.Connection, shard: str, after: int, li
         "SELECT i.seq, i.kind, i.payload FROM engine_inputs i JOIN engine_state s USING (shard) "
         "WHERE i.shard = $1 AND i.seq > $2 AND i.seq <= s.watermark AND i.kind IN ('fills', 'rejects') "
         "ORDER BY i.seq LIMIT $3", shard, after, limit)
-    return [Entry(r["seq"], r["kind"], decode_reports(r["payload"]).entries()) for r in rows]
+    reports = [decode_reports(r["payload"]) for r in rows]
+    return [Entry(r.seq, r.kind, len(r), r.entries_json()) for r in reports]
 
 
 class Publisher:

@@ -167,6 +167,16 @@ impl PyLiveEngine {
     }
 }
 
+/// `copy_orders` rows in COPY text format (tagged with `shard`) of an orders frame this
+/// engine wrote; FrameError for anything else.
+#[pyfunction]
+fn order_rows<'py>(py: Python<'py>, frame: &[u8], shard: &str) -> PyResult<Bound<'py, PyBytes>> {
+    let mut buf = Vec::new();
+    py.detach(|| crate::rows::orders_rows(frame, shard, &mut buf))
+        .map_err(FrameError::new_err)?;
+    Ok(PyBytes::new(py, &buf))
+}
+
 /// Control-plane changes: the replay's events that manage relationships.
 const CONTROL_TYPES: [&str; 4] = ["follow", "unfollow", "deposit", "withdraw"];
 
@@ -399,6 +409,20 @@ impl PyReports {
         }
     }
 
+    /// `copy_fills` / `copy_rejects` rows in COPY text format, tagged with `shard`.
+    fn copy_rows<'py>(&self, py: Python<'py>, shard: &str) -> Bound<'py, PyBytes> {
+        let mut buf = Vec::new();
+        py.detach(|| crate::rows::report_rows(&self.0, shard, &mut buf));
+        PyBytes::new(py, &buf)
+    }
+
+    /// The entries as a JSON array of arrays of strings (the stream entry's `entries`).
+    fn entries_json<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut buf = Vec::new();
+        py.detach(|| crate::rows::entries_json(&self.0, &mut buf));
+        PyBytes::new(py, &buf)
+    }
+
     /// Rejects by reason (empty for fills), for the metrics.
     fn reasons(&self) -> Vec<(&str, usize)> {
         let mut counts: Vec<(&str, usize)> = Vec::new();
@@ -434,6 +458,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyReports>()?;
     m.add_function(wrap_pyfunction!(decode_reports, m)?)?;
     m.add_function(wrap_pyfunction!(check_control, m)?)?;
+    m.add_function(wrap_pyfunction!(order_rows, m)?)?;
     m.add_class::<PyLiveEngine>()?;
     m.add_class::<Outcome>()?;
     Ok(())
