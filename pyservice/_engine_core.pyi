@@ -75,6 +75,9 @@ class Outcome:
     @property
     def stops(self) -> int: ...
     @property
+    def stopped(self) -> list[tuple[str, str]]:
+        """The relationships max-loss stopped, as (follower, provider)."""
+    @property
     def errors(self) -> list[str]: ...
 
 @final

@@ -231,7 +231,7 @@ class Durable:
             from pyservice.streams.publisher import last_published
 
             r = aioredis.from_url(self.redis)
-            while await last_published(r, self.stream) < last_report:
+            while (await last_published(r, self.stream))[0] < last_report:
                 await asyncio.sleep(0.002)
             await r.aclose()
 

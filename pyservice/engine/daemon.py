@@ -86,6 +86,8 @@ class EngineDaemon:
         self._catch_up_to: int | None = None
         self._caught_up = asyncio.Event()
         self._database: Database | None = None
+        #: the connection holding this engine's ownership of its shard
+        self._owner: asyncpg.Connection | None = None
         self.metrics = EngineMetrics()
         self.applied_seq = 0
         #: The venue session whose log this engine has applied (fixed by the first hello).
@@ -141,6 +143,9 @@ class EngineDaemon:
                           extra={"committed_seq": self.journal.committed, "applied_seq": self.applied_seq})
             for t in tasks:
                 t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # children stopped first
+            if self._owner is not None:
+                self._owner.terminate()
             if self._database is not None:
                 self._database.stop()
 
@@ -149,7 +154,7 @@ class EngineDaemon:
         import asyncpg
 
         from pyservice import control
-        from pyservice.store import books, journal, migrate
+        from pyservice.store import books, journal, locks, migrate
         from pyservice.store.server import open_database
 
         c = self.config
@@ -159,6 +164,10 @@ class EngineDaemon:
         except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
             raise StartError(f"cannot reach PostgreSQL: {exc}") from exc
         try:
+            # one engine per shard: a second one would write the same journal
+            self._owner = await asyncpg.connect(self._database.dsn, timeout=10)
+            if not await locks.take(self._owner, "engine", c.shard, wait_s=5):
+                raise StartError(f"shard '{c.shard}' belongs to another running engine")
             await migrate.migrate(conn)
             text = c.books.read_text(encoding="utf-8") if c.books is not None else None
             if not await books.has_books(conn):

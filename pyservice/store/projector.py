@@ -24,7 +24,7 @@ from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome, Reports, order_rows
 from pyservice.engine.daemon import apply_message
-from pyservice.store import books
+from pyservice.store import books, locks
 from pyservice.store.journal import RecoveryError
 
 log = logging.getLogger("copyengine.projector")
@@ -43,6 +43,9 @@ class Projector:
     async def run(self) -> None:
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
+            # a projector of the engine before a restart may still be finishing a step
+            while not await locks.take(conn, "projector", self.shard, wait_s=60):
+                log.warning("waiting for another projector of this shard to stop", extra={"shard": self.shard})
             await conn.execute("INSERT INTO projection_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", self.shard)
             self.engine = LiveEngine.from_books(await books.load_books(conn))
             projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", self.shard)
@@ -96,20 +99,32 @@ class Projector:
         orders: list[bytes] = []
         fills: list[bytes] = []
         rejects: list[bytes] = []
-        orders.extend(self._controls(changes.get(self.at, []), self.at))
+        stops: list[tuple[str, int, str, str]] = []
+
+        def controls(seq: int) -> None:
+            for outcome in self._controls(changes.get(seq, []), seq):
+                if outcome.frame is not None:
+                    orders.append(order_rows(outcome.frame, self.shard))
+                stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
+
+        controls(self.at)
         for r in await self._rows(conn, self.at, upto):
             seq = r["seq"]
             msg, outcome = self._input(seq, r["payload"])
             if outcome.frame is not None:
                 orders.append(order_rows(outcome.frame, self.shard))
+            stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
             if isinstance(msg, Reports):
                 (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
             if seq < upto:
-                orders.extend(self._controls(changes.get(seq, []), seq))
+                controls(seq)
         async with conn.transaction():
             for table, rows in (("copy_orders", orders), ("copy_fills", fills), ("copy_rejects", rejects)):
                 if rows:
                     await conn.copy_to_table(table, source=_Chunks(rows), columns=_COLUMNS[table])
+            if stops:
+                await conn.copy_records_to_table("relationship_stops", records=stops,
+                                                 columns=["shard", "seq", "follower_id", "provider_id"])
             await conn.execute("UPDATE projection_state SET seq = $2 WHERE shard = $1", self.shard, upto)
         self.at = upto
         return True
@@ -119,14 +134,9 @@ class Projector:
         msg = self.reader.decode(payload)
         return msg, apply_message(self.engine, msg)
 
-    def _controls(self, changes: list[control.Change], seq: int) -> list[bytes]:
+    def _controls(self, changes: list[control.Change], seq: int) -> list[Outcome]:
         assert self.engine is not None
-        rows = []
-        for c in changes:
-            frame = self.engine.control(seq, c.id, c.text).frame
-            if frame is not None:
-                rows.append(order_rows(frame, self.shard))
-        return rows
+        return [self.engine.control(seq, c.id, c.text) for c in changes]
 
 
 _COLUMNS = {

@@ -1,7 +1,8 @@
-"""Publishes committed copy fills and rejects to a Redis stream, exactly once, in order.
+"""Publishes committed copy fills, rejects and stops to a Redis stream, exactly once, in order.
 
 The source is the engine's journal in PostgreSQL (its outbox): every committed `fills`
-or `rejects` frame becomes one stream entry whose id is `<venue seq>-0`. Redis refuses an
+or `rejects` frame becomes one stream entry whose id is `<venue seq>-0`, and the
+max-loss stops at a seq (from the projector) one entry `<venue seq>-1`. Redis refuses an
 id at or below the stream's last one, so after a crash or a Redis restart the publisher
 asks the stream where it stopped and goes on from there, and a re-publish is refused
 rather than duplicated. Trading never waits on it: while Redis is down the backlog stays
@@ -11,6 +12,7 @@ in PostgreSQL and drains when it is back.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -32,37 +34,66 @@ BATCH = 50
 @dataclass(frozen=True)
 class Entry:
     seq: int
-    kind: str  # "fills" or "rejects"
+    #: 0: the venue's fills/rejects message of `seq`; 1: the max-loss stops at `seq`
+    sub: int
+    kind: str  # "fills", "rejects" or "stops"
     count: int
-    #: JSON array of [client_order_id, qty, price] or [client_order_id, reason]
+    #: JSON array of [client_order_id, qty, price], [client_order_id, reason] or
+    #: [follower, provider]
     entries: bytes
 
     @property
     def id(self) -> str:
-        return f"{self.seq}-0"
+        return f"{self.seq}-{self.sub}"
 
     def fields(self) -> dict[str | bytes, str | int | bytes]:
         return {"seq": self.seq, "kind": self.kind, "count": self.count, "entries": self.entries}
 
 
-def entry_seq(entry_id: Any) -> int:
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    return int(text.split("-", 1)[0])
+def entry_id(entry_id: Any) -> tuple[int, int]:
+    text = entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
+    seq, _, sub = text.partition("-")
+    return int(seq), int(sub)
 
 
-async def last_published(r: aioredis.Redis, stream: str) -> int:
-    """The venue seq of the stream's newest entry (0 for none)."""
+async def last_published(r: aioredis.Redis, stream: str) -> tuple[int, int]:
+    """The id of the stream's newest entry as (seq, sub); (0, 1) for none."""
     newest = await r.xrevrange(stream, count=1)
-    return entry_seq(newest[0][0]) if newest else 0
+    return entry_id(newest[0][0]) if newest else (0, 1)
 
 
-async def committed_reports(conn: asyncpg.Connection, shard: str, after: int, limit: int) -> list[Entry]:
-    rows = await conn.fetch(
-        "SELECT i.seq, i.kind, i.payload FROM engine_inputs i JOIN engine_state s USING (shard) "
-        "WHERE i.shard = $1 AND i.seq > $2 AND i.seq <= s.watermark AND i.kind IN ('fills', 'rejects') "
-        "ORDER BY i.seq LIMIT $3", shard, after, limit)
-    reports = [decode_reports(r["payload"]) for r in rows]
-    return [Entry(r.seq, r.kind, len(r), r.entries_json()) for r in reports]
+async def ready_entries(conn: asyncpg.Connection, shard: str, after: tuple[int, int],
+                        max_seqs: int) -> tuple[list[Entry], tuple[int, int]]:
+    """The entries after id `after` that are final, in id order, and the position they
+    take the publisher to (past seqs without entries, too).
+
+    A message's fills or rejects are final once committed; the stops at a seq once the
+    projector is past it (a control change may still be placed there until then). An
+    entry waits for every one before it, so the stream stays in order.
+    """
+    projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", shard) or 0
+    seq, sub = after
+    hi = min(projected, seq + max_seqs)
+    reports = await conn.fetch(
+        "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 "
+        "AND kind IN ('fills', 'rejects') ORDER BY seq", shard, seq, hi)
+    stop_rows = await conn.fetch(
+        "SELECT seq, follower_id, provider_id FROM relationship_stops WHERE shard = $1 AND seq >= $2 AND seq < $3 "
+        "ORDER BY seq, id", shard, seq if sub == 0 else seq + 1, projected)
+    out = []
+    for r in reports:
+        rep = decode_reports(r["payload"])
+        out.append(Entry(r["seq"], 0, rep.kind, len(rep), rep.entries_json()))
+    stops: dict[int, list[list[str]]] = {}
+    for r in stop_rows:
+        if r["seq"] <= hi:
+            stops.setdefault(r["seq"], []).append([r["follower_id"], r["provider_id"]])
+    out.extend(Entry(s, 1, "stops", len(v), json.dumps(v, separators=(",", ":")).encode())
+               for s, v in stops.items())
+    out.sort(key=lambda e: (e.seq, e.sub))
+    # everything of the seqs below `projected` is in; at `projected`, only its report
+    reached = (hi, 1) if hi < projected else (hi, 0)
+    return out, max(after, reached)
 
 
 class Publisher:
@@ -91,12 +122,15 @@ class Publisher:
         try:
             done = await last_published(r, self.stream)
             if self._down:
-                log.info("stream publication resumed", extra={"from_seq": done + 1, "stream": self.stream})
+                log.info("stream publication resumed", extra={"after": f"{done[0]}-{done[1]}",
+                                                              "stream": self.stream})
                 self._down = False
             while True:
-                batch = await committed_reports(conn, self.shard, done, BATCH)
+                batch, reached = await ready_entries(conn, self.shard, done, BATCH)
                 if not batch:
-                    await asyncio.sleep(self.poll_s)
+                    if reached == done:
+                        await asyncio.sleep(self.poll_s)
+                    done = reached
                     continue
                 pipe = r.pipeline(transaction=False)
                 for e in batch:
@@ -108,7 +142,8 @@ class Publisher:
                         raise result
                     else:
                         self.published += 1
-                    done = e.seq
+                    done = (e.seq, e.sub)
+                done = max(done, reached)
                 KILL.passing("publish")
         finally:
             await conn.close()

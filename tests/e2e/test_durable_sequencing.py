@@ -103,6 +103,11 @@ async def _scenario(tmp: Path, dsn: str) -> None:
 
         proc = subprocess.Popen(cmd, stderr=open(tmp / "engine2.log", "wb"))
         v = await Venue.connect(port)
+        # one engine per shard: a second one on the same database refuses to start
+        second = subprocess.run([*cmd[:-4], "--listen", f"tcp://127.0.0.1:{_port()}"], capture_output=True,
+                                text=True, timeout=60)
+        assert (second.returncode, second.stderr.strip().splitlines()[-1]) == (
+            2, "cannot start: shard 'main' belongs to another running engine")
         v.send(P.Hello(9, P.PROTOCOL_VERSION, "other-session"))  # another venue log: refused
         assert await v.closed()
         v = await Venue.connect(port)

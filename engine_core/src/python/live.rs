@@ -34,6 +34,9 @@ pub struct Outcome {
     clamps: [usize; 2],
     #[pyo3(get)]
     stops: usize,
+    /// The relationships max-loss stopped, as (follower, provider).
+    #[pyo3(get)]
+    stopped: Vec<(String, String)>,
     #[pyo3(get)]
     errors: Vec<String>,
 }
@@ -87,6 +90,7 @@ struct Summary {
     skips: [usize; 5],
     clamps: [usize; 2],
     stops: usize,
+    stopped: Vec<(String, String)>,
     errors: Vec<String>,
 }
 
@@ -104,6 +108,7 @@ fn summarize(
         skips: [0; 5],
         clamps: [0; 2],
         stops: 0,
+        stopped: Vec::new(),
         errors: Vec::new(),
     };
     for r in records {
@@ -117,7 +122,13 @@ fn summarize(
                 let i = SKIP_REASONS.iter().position(|r| r == reason).unwrap_or(4);
                 s.skips[i] += 1;
             }
-            Record::Stop { .. } => s.stops += 1,
+            Record::Stop { follower, provider } => {
+                s.stops += 1;
+                s.stopped.push((
+                    engine.follower_name(*follower).to_string(),
+                    engine.provider_name(*provider).to_string(),
+                ));
+            }
             Record::Error(m) => s.errors.push(m.clone()),
         }
     }
@@ -138,6 +149,7 @@ fn outcome(py: Python<'_>, s: Summary, frame: &[u8]) -> Outcome {
         skips: s.skips,
         clamps: s.clamps,
         stops: s.stops,
+        stopped: s.stopped,
         errors: s.errors,
     }
 }

@@ -48,3 +48,14 @@ CREATE TABLE copy_rejects (
     reason          text NOT NULL,
     PRIMARY KEY (shard, seq, n)
 );
+
+-- Relationships stopped by max-loss, where the engine stopped them (after input `seq`,
+-- or by a control change placed after it), in the order it did.
+CREATE TABLE relationship_stops (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    shard       text NOT NULL,
+    seq         bigint NOT NULL,
+    follower_id text NOT NULL,
+    provider_id text NOT NULL
+);
+CREATE INDEX relationship_stops_by_seq ON relationship_stops (shard, seq, id);
