@@ -78,7 +78,11 @@ def _engine(args: argparse.Namespace) -> int:
     )
     try:
         daemon = EngineDaemon(config)
-        return run_until_signal(daemon.run(), daemon.stop)
+        run_until_signal(daemon.run(), daemon.stop)
+        if daemon.failure is not None:
+            print(f"stopped: {daemon.failure}", file=sys.stderr)
+            return 1
+        return 0
     except (OSError, UnicodeDecodeError, ScenarioError, ValueError) as exc:
         print(f"invalid books: {exc}", file=sys.stderr)
         return 2
@@ -229,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--shard", default="main", help="this engine's name in the journal")
     engine.add_argument("--redis", metavar="URL",
                         help="publish copy fills to Redis Streams (default $REDIS_URL; neither: off)")
-    engine.add_argument("--stream", default="copyengine:fills", help="the Redis stream of copy fills")
+    engine.add_argument("--stream", help="the Redis stream of copy fills (default copyengine:fills:<shard>)")
     engine.add_argument("--listen", action="append", metavar="ENDPOINT",
                         help="tcp://HOST:PORT or unix:PATH; repeatable (default tcp://127.0.0.1:7400)")
     engine.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
@@ -264,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     fills.add_argument("--group", required=True, help="consumer group; created at the stream's start if new")
     fills.add_argument("--consumer", help="this consumer's name (default host-pid)")
     fills.add_argument("--redis", metavar="URL", help="default $REDIS_URL")
-    fills.add_argument("--stream", default="copyengine:fills")
+    fills.add_argument("--stream", default="copyengine:fills:main", help="one stream per engine shard")
     fills.add_argument("--count", type=int, help="exit after this many entries")
     fills.add_argument("--claim-idle", type=float, default=30.0,
                        help="take over entries another consumer left unacknowledged this long (s)")

@@ -21,7 +21,8 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, cast
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar, cast
 from pathlib import Path
 
 from pyservice import protocol as P
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from pyservice.store.server import Database
 
 log = logging.getLogger("copyengine.engine")
+T = TypeVar("T")
 
 
 @dataclass
@@ -58,7 +60,8 @@ class EngineConfig:
     shard: str = "main"
     #: Redis URL for the copy fills stream; None: publication off
     redis: str | None = None
-    stream: str = "copyengine:fills"
+    #: None: copyengine:fills:<shard>
+    stream: str | None = None
     #: for child processes (the stream publisher)
     log_format: str = "plain"
 
@@ -96,6 +99,8 @@ class EngineDaemon:
         self._conn: VenueConnection | None = None
         self._servers: list[asyncio.AbstractServer] = []
         self._stopped = asyncio.Event()
+        #: why the engine stopped on its own (None: it was asked to)
+        self.failure: str | None = None
         self.endpoints: list[Endpoint] = [parse_endpoint(e) for e in config.listen]
         self._replay_reader = P.venue_reader(config.max_frame, native_reports=True)
 
@@ -130,17 +135,28 @@ class EngineDaemon:
             if self.journal is not None:
                 tasks.append(asyncio.create_task(self.journal.run()))
                 tasks.append(asyncio.create_task(self._control_changes()))
-                tasks.append(asyncio.create_task(self._publish()))
+                if self.config.redis is None:
+                    log.info("Redis publication is off: set REDIS_URL (or --redis) to stream copy fills")
+                else:
+                    tasks.append(asyncio.create_task(self._publish(self.config.redis)))
                 tasks.append(asyncio.create_task(self._child("pyservice.store.projector")))
+            for t in tasks:
+                t.add_done_callback(self._task_done)
             await self._stopped.wait()
         finally:
             for s in self._servers:
                 s.close()
             if self._conn is not None:
                 self._conn.drop("engine stopping", kind=None)
-            if self.journal is not None and not await self.journal.flush(timeout=10):
-                log.error("stopping with inputs not committed; the next start resumes from the watermark",
-                          extra={"committed_seq": self.journal.committed, "applied_seq": self.applied_seq})
+            if self.journal is not None:
+                try:
+                    flushed = await self.journal.flush(timeout=10)
+                except Exception as exc:  # noqa: BLE001  fenced: nothing more may be written
+                    log.error("the last commit failed", extra={"error": repr(exc)})
+                    flushed = False
+                if not flushed:
+                    log.error("stopping with inputs not committed; the next start resumes from the watermark",
+                              extra={"committed_seq": self.journal.committed, "applied_seq": self.applied_seq})
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # children stopped first
@@ -168,6 +184,7 @@ class EngineDaemon:
             self._owner = await asyncpg.connect(self._database.dsn, timeout=10)
             if not await locks.take(self._owner, "engine", c.shard, wait_s=5):
                 raise StartError(f"shard '{c.shard}' belongs to another running engine")
+            self._owner.add_termination_listener(self._owner_lost)
             await migrate.migrate(conn)
             text = c.books.read_text(encoding="utf-8") if c.books is not None else None
             if not await books.has_books(conn):
@@ -217,12 +234,39 @@ class EngineDaemon:
                         "replay_s": round(time.perf_counter() - started, 3),
                         "pending_orders": self.engine.pending_orders})
 
-    async def _publish(self) -> None:
-        if self.config.redis is None:
-            log.info("Redis publication is off: set REDIS_URL (or --redis) to stream copy fills")
+    def _owner_lost(self, _conn: object) -> None:
+        """The connection holding this shard closed (PostgreSQL restarted): take the lock
+        again. Meanwhile the journal's conditional watermark keeps out a second engine."""
+        if not self._stopped.is_set():
+            task = asyncio.get_running_loop().create_task(self._retake_owner())
+            task.add_done_callback(self._task_done)
+
+    async def _retake_owner(self) -> None:
+        import asyncpg
+
+        from pyservice.store import locks
+
+        assert self._database is not None
+        while True:
+            try:
+                conn = await asyncpg.connect(self._database.dsn, timeout=10)
+            except Exception:  # noqa: BLE001  still down
+                await asyncio.sleep(0.5)
+                continue
+            if not await locks.take(conn, "engine", self.config.shard, wait_s=5):
+                conn.terminate()
+                raise _Fatal(f"shard '{self.config.shard}' was taken by another engine")
+            self._owner = conn
+            conn.add_termination_listener(self._owner_lost)
+            log.info("shard ownership taken again", extra={"shard": self.config.shard})
             return
-        log.info("publishing copy fills", extra={"stream": self.config.stream})
-        await self._child("pyservice.streams.publisher", "--redis", self.config.redis, "--stream", self.config.stream)
+
+    async def _publish(self, redis_url: str) -> None:
+        from pyservice.streams.publisher import default_stream
+
+        stream = self.config.stream or default_stream(self.config.shard)
+        log.info("publishing copy fills", extra={"stream": stream})
+        await self._child("pyservice.streams.publisher", "--redis", redis_url, "--stream", stream)
 
     async def _child(self, module: str, *args: str) -> None:
         """Run a worker over the committed journal (the stream publisher, the projector)
@@ -233,14 +277,24 @@ class EngineDaemon:
         cmd = [sys.executable, "-m", module, "--database", self._database.dsn, "--shard", self.config.shard,
                "--log-format", self.config.log_format, "--log-level", logging.getLevelName(log.getEffectiveLevel()),
                *args]
+        env = {**os.environ, "COPYENGINE_PARENT": str(os.getpid())}
         while True:
-            child = await asyncio.create_subprocess_exec(*cmd)
+            try:
+                child = await asyncio.create_subprocess_exec(*cmd, env=env)
+            except OSError as exc:
+                log.error("cannot start a worker; retrying", extra={"worker": module, "error": repr(exc)})
+                await asyncio.sleep(1.0)
+                continue
             try:
                 code = await child.wait()
             except asyncio.CancelledError:
-                child.terminate()
-                with contextlib.suppress(TimeoutError):
+                with contextlib.suppress(ProcessLookupError):
+                    child.terminate()
+                try:
                     await asyncio.wait_for(child.wait(), 5)
+                except TimeoutError:
+                    with contextlib.suppress(ProcessLookupError):
+                        child.kill()
                 raise
             log.error("a worker exited; restarting it", extra={"worker": module, "exit": code})
             await asyncio.sleep(1.0)
@@ -261,39 +315,66 @@ class EngineDaemon:
                     await self._caught_up.wait()
                     while True:
                         for change in await control.pending(conn, self.config.shard):
-                            await self._apply_change(conn, change)
+                            if not await self._apply_change(change):
+                                break  # in id order: the next ones wait for this one
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), 1.0)
                         wake.clear()
                 finally:
                     conn.terminate()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            except Exception as exc:  # noqa: BLE001  PostgreSQL down or restarting: retry, never stop
                 log.warning("control changes: PostgreSQL unavailable, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(1.0)
 
-    async def _apply_change(self, conn: asyncpg.Connection, change: control.Change) -> None:
+    async def _db(self, what: str, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """`action` on a fresh connection, retried until PostgreSQL answers."""
+        import asyncpg
+
+        assert self._database is not None
+        while True:
+            try:
+                conn = await asyncpg.connect(self._database.dsn, timeout=10, command_timeout=30)
+                try:
+                    return await action(conn)
+                finally:
+                    conn.terminate()
+            except Exception as exc:  # noqa: BLE001  down or restarting: the caller cannot go on without it
+                log.warning("retrying against PostgreSQL", extra={"what": what, "error": repr(exc)})
+                await asyncio.sleep(0.5)
+
+    async def _apply_change(self, change: control.Change) -> bool:
         """Apply one control change at a recorded point: the venue is not read, and the
         journal is committed up to the applied seq, so a replay meets the change in
-        exactly this state."""
+        exactly this state. False if the journal could not be committed (try later)."""
         from pyservice import control
 
         self._hold("control", True)
         try:
             if self.journal is not None and not await self.journal.flush(timeout=30):
                 log.warning("control change waits: the journal is not committed", extra={"change": change.id})
-                return
+                return False
             seq = self.applied_seq
-            await control.place(conn, change.id, seq)
+
+            async def place(conn: asyncpg.Connection) -> int | None:
+                # an answer lost with a connection must not leave it placed but not applied:
+                # read back where it is, and place it only if it is nowhere yet
+                await control.place(conn, change.id, seq)
+                return (await control.verdict(conn, change.id)).after_seq
+
+            placed = await self._db("place a control change", place)
+            if placed != seq:  # another engine placed it: this shard is not ours
+                raise _Fatal(f"control change {change.id} is placed after seq {placed}, not {seq}")
             outcome = self.engine.control(seq, change.id, change.text)
             if outcome.frame is not None and self._conn is not None:
                 self._conn.send(outcome.frame)
             error = outcome.errors[0] if outcome.errors else None
-            await control.decided(conn, change.id, error)
+            await self._db("record a control change's verdict", lambda c: control.decided(c, change.id, error))
             self.metrics.copy_orders.inc(outcome.orders)
             self.metrics.stops.inc(outcome.stops)
             self.metrics.control_changes.labels("refused" if error else "applied").inc()
             log.info("control change applied" if error is None else "control change refused by the copy rules",
                      extra={"change": change.id, "after_seq": seq, "error": error})
+            return True
         finally:
             self._hold("control", False)
 
@@ -322,6 +403,16 @@ class EngineDaemon:
 
     def stop(self) -> None:
         self._stopped.set()
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A background task never ends on its own: if one does, stop (and exit non-zero:
+        a supervisor restarts the engine, which recovers) rather than go on without it."""
+        if task.cancelled() or self._stopped.is_set():
+            return
+        exc = task.exception()
+        self.failure = f"{task.get_coro().__qualname__} ended: {exc!r}"  # type: ignore[union-attr]
+        log.critical("stopping: a background task failed", extra={"error": self.failure})
+        self.stop()
 
     async def _heartbeats(self) -> None:
         while True:
@@ -462,6 +553,10 @@ def apply_message(e: LiveEngine, msg: P.VenueMessage | Reports) -> Outcome:
             return e.instrument(msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty,
                                 msg.min_notional)
     raise _Refused("unexpected", f"unexpected message {type(msg).__name__}")
+
+
+class _Fatal(Exception):
+    """The engine cannot go on safely (it lost its shard to another engine)."""
 
 
 class _Refused(Exception):

@@ -34,6 +34,11 @@ class RecoveryError(Exception):
     """The committed journal is not a gap-free prefix of one venue log."""
 
 
+class JournalFenced(Exception):
+    """The watermark moved under this engine: another engine writes this shard's journal,
+    or the journal broke an integrity rule. Retrying cannot help; stop."""
+
+
 @dataclass(frozen=True)
 class Committed:
     session: str | None
@@ -151,7 +156,9 @@ class Journal:
                 started = time.perf_counter()
                 await self._commit(conn, batch)
                 self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        except Exception as exc:  # noqa: BLE001  down, restarting, unreachable: retry, never die
+        except (JournalFenced, asyncpg.IntegrityConstraintViolationError):
+            raise
+        except Exception as exc:  # noqa: BLE001  down, restarting, unreachable: retry
             self._down(exc)
             await asyncio.sleep(self.retry_s)
             return
@@ -167,7 +174,8 @@ class Journal:
 
     async def _connection(self) -> asyncpg.Connection:
         if self._conn is None or self._conn.is_closed():
-            self._conn = await asyncpg.connect(self.dsn, timeout=5)
+            # a command timeout: a server gone without closing the socket must not hang us
+            self._conn = await asyncpg.connect(self.dsn, timeout=5, command_timeout=30)
             self.committed = max(self.committed, await self._conn.fetchval(
                 "SELECT watermark FROM engine_state WHERE shard = $1", self.shard))
         return self._conn
@@ -186,9 +194,13 @@ class Journal:
                     "provider_executions", records=executions,
                     columns=["shard", "seq", "provider_id", "exec_id", "symbol", "side", "qty", "price",
                              "provider_equity", "leverage"])
-            await conn.execute(
-                "UPDATE engine_state SET watermark = $2, venue_session = $3, updated_at = now() WHERE shard = $1",
-                self.shard, last, self.session)
+            # conditional on the watermark this engine last committed: a second engine
+            # writing the same shard is caught here, not by a corrupt journal
+            moved = await conn.execute(
+                "UPDATE engine_state SET watermark = $2, venue_session = $3, updated_at = now() "
+                "WHERE shard = $1 AND watermark = $4", self.shard, last, self.session, self.committed)
+            if moved != "UPDATE 1":
+                raise JournalFenced(f"the watermark of shard '{self.shard}' is no longer {self.committed}")
             KILL.passing("commit")
         self.committed = last
         self.metrics.committed_seq.set(last)

@@ -26,7 +26,9 @@ from pyservice.engine.faults import KILL
 
 log = logging.getLogger("copyengine.streams")
 
-DEFAULT_STREAM = "copyengine:fills"
+def default_stream(shard: str) -> str:
+    """One stream per shard: entry ids are that shard's venue seqs."""
+    return f"copyengine:fills:{shard}"
 #: frames per round trip to PostgreSQL and Redis
 BATCH = 50
 
@@ -46,8 +48,8 @@ class Entry:
     def id(self) -> str:
         return f"{self.seq}-{self.sub}"
 
-    def fields(self) -> dict[str | bytes, str | int | bytes]:
-        return {"seq": self.seq, "kind": self.kind, "count": self.count, "entries": self.entries}
+    def fields(self, shard: str) -> dict[str | bytes, str | int | bytes]:
+        return {"shard": shard, "seq": self.seq, "kind": self.kind, "count": self.count, "entries": self.entries}
 
 
 def entry_id(entry_id: Any) -> tuple[int, int]:
@@ -97,9 +99,10 @@ async def ready_entries(conn: asyncpg.Connection, shard: str, after: tuple[int, 
 
 
 class Publisher:
-    def __init__(self, dsn: str, redis_url: str, shard: str = "main", stream: str = DEFAULT_STREAM,
+    def __init__(self, dsn: str, redis_url: str, shard: str = "main", stream: str | None = None,
                  poll_s: float = 0.05, retry_s: float = 0.5) -> None:
-        self.dsn, self.redis_url, self.shard, self.stream = dsn, redis_url, shard, stream
+        self.dsn, self.redis_url, self.shard = dsn, redis_url, shard
+        self.stream = stream or default_stream(shard)
         self.poll_s, self.retry_s = poll_s, retry_s
         self.published = 0  # entries added by this publisher
         self.refused = 0  # entries Redis already had (a re-publish)
@@ -134,7 +137,7 @@ class Publisher:
                     continue
                 pipe = r.pipeline(transaction=False)
                 for e in batch:
-                    pipe.xadd(self.stream, e.fields(), id=e.id)  # type: ignore[arg-type]  # redis' Mapping is invariant
+                    pipe.xadd(self.stream, e.fields(self.shard), id=e.id)  # type: ignore[arg-type]  # redis' Mapping is invariant
                 for e, result in zip(batch, await pipe.execute(raise_on_error=False)):
                     if isinstance(result, ResponseError) and "equal or smaller" in str(result):
                         self.refused += 1  # already there: published before a crash
@@ -152,14 +155,19 @@ class Publisher:
 
 def die_with_parent() -> None:
     """Linux: get SIGTERM when the engine that started this process dies (even by
-    SIGKILL), so a crashed engine leaves no publisher behind."""
+    SIGKILL), so a crashed engine leaves no worker behind. If it died before this ran,
+    exit now."""
     import ctypes
+    import os
     import signal
 
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     except OSError:
         pass
+    parent = os.environ.get("COPYENGINE_PARENT")
+    if parent is not None and os.getppid() != int(parent):
+        raise SystemExit("the engine that started this worker is gone")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -174,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--database", required=True)
     p.add_argument("--redis", required=True)
     p.add_argument("--shard", default="main")
-    p.add_argument("--stream", default=DEFAULT_STREAM)
+    p.add_argument("--stream", help="default copyengine:fills:<shard>")
     p.add_argument("--log-format", choices=["plain", "json"], default="plain")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
@@ -185,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         task = asyncio.create_task(publisher.run())
-        await stopped.wait()
+        done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())],
+                                     return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # it failed: say why, and exit non-zero (the engine restarts it)
         task.cancel()
 
     return run_until_signal(run(), stopped.set)

@@ -28,7 +28,7 @@ from pyservice.venue_sim.bots import Bots, Instrument
 from pyservice.venue_sim.config import DEFAULT_INSTRUMENTS, Books, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
 
-STREAM = "copyengine:fills"
+STREAM = "copyengine:fills:main"
 
 if shutil.which("redis-server") is None:
     if os.environ.get("CI") == "true":
@@ -138,8 +138,11 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
         rs.start()
         # a crash in every market: followers with a max-loss are stopped (stream entries too)
         ticks = {s.instrument.symbol: fixed.parse(s.instrument.tick) for s in DEFAULT_INSTRUMENTS}
-        for symbol, mark in list(venue.matcher.marks.items()):
-            venue.publish(P.MarkPrice(0, symbol, fixed.format(mark * 2 // 5 // ticks[symbol] * ticks[symbol])))
+        for factor in ((1, 3), (3, 1)):  # down to a third (longs), then back up threefold (shorts)
+            for symbol, mark in list(venue.matcher.marks.items()):
+                moved = mark * factor[0] // factor[1] // ticks[symbol] * ticks[symbol]
+                venue.publish(P.MarkPrice(0, symbol, fixed.format(moved)))
+            await asyncio.sleep(0.2)
         for step in range(4):
             await asyncio.sleep(rnd.uniform(0.2, 0.5))
             proc.kill()
@@ -159,13 +162,12 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
         for symbol, mark in venue.matcher.marks.items():
             venue.publish(P.MarkPrice(0, symbol, fixed.format(mark)))
         r = redis.Redis.from_url(rs.url)
-        for _ in range(400):
-            reports = [e.seq for e in venue.log.entries() if isinstance(e, (P.CopyFills, P.CopyRejects))]
-            newest = r.xrevrange(STREAM, count=1)
-            if venue.stats.engine_applied_seq == venue.log.newest and newest and \
-                    int(newest[0][0].split(b"-")[0]) == reports[-1]:
-                break
-            await asyncio.sleep(0.05)
+        quiet = 0  # everything applied, and the stream still for a second
+        while quiet < 10:
+            length = r.xlen(STREAM)
+            await asyncio.sleep(0.1)
+            quiet = quiet + 1 if (venue.stats.engine_applied_seq == venue.log.newest
+                                  and r.xlen(STREAM) == length > 0) else 0
         proc.terminate()
         assert proc.wait(20) == 0
     finally:
