@@ -156,3 +156,25 @@ def test_invalid_books_are_refused_and_nothing_is_stored(pg_dsn):
         await conn.close()
 
     asyncio.run(go())
+
+
+def test_a_second_writer_is_fenced_off(pg_dsn):
+    """Another engine moved the watermark: this journal refuses to write over it."""
+    from pyservice.store.journal import JournalFenced
+
+    async def go():
+        conn = await _prepared(pg_dsn)
+        j = Journal(pg_dsn, "main", await ensure_shard(conn, "main"), EngineMetrics())
+        j.append(1, "exec", _exec(1)[1])
+        assert await j.flush(10) and j.committed == 1
+        await conn.execute("INSERT INTO engine_inputs VALUES ('main', 2, 'exec', $1)", _exec(2, "y")[1])
+        await conn.execute("UPDATE engine_state SET watermark = 2")  # the other engine
+        j.committed = 1  # this one still believes 1
+        j.append(2, "exec", _exec(2, "x2")[1])
+        with pytest.raises((JournalFenced, asyncpg.IntegrityConstraintViolationError)):
+            await j.flush(10)
+        assert [s for s, _ in await _all(conn)] == [1, 2]
+        assert bytes((await conn.fetchrow("SELECT payload FROM engine_inputs WHERE seq = 2"))[0]) == _exec(2, "y")[1]
+        await conn.close()
+
+    asyncio.run(go())
