@@ -120,7 +120,8 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _control(args: argparse.Namespace) -> int:
-    """follow / unfollow / deposit / withdraw: commit the change, wait for the engine."""
+    """follow / unfollow / deposit / withdraw / pause / resume / settings: commit the
+    change, wait for the engine's verdict."""
     import asyncio
 
     import asyncpg
@@ -245,12 +246,15 @@ def build_parser() -> argparse.ArgumentParser:
     engine.set_defaults(func=_engine)
 
     for name, text in (("follow", "start copying a provider"), ("unfollow", "stop copying a provider"),
-                       ("deposit", "add money to a relationship"), ("withdraw", "take free cash out")):
+                       ("deposit", "add money to a relationship"), ("withdraw", "take free cash out"),
+                       ("pause", "stop copying, keep the positions"), ("resume", "copy again after a pause"),
+                       ("settings", "change some copy settings")):
         c = sub.add_parser(name, help=f"control plane: {text}")
         c.add_argument("follower")
         c.add_argument("provider")
         if name == "follow":
             c.add_argument("--allocation", required=True, help="decimal amount")
+        if name in ("follow", "settings"):
             c.add_argument("--mode", choices=["proportional", "fixed_amount", "multiplier"])
             for opt in ("fixed_amount", "multiplier", "max_per_trade_pct", "max_loss_pct", "slippage_pct"):
                 c.add_argument(f"--{opt.replace('_', '-')}", dest=opt, metavar="DECIMAL")

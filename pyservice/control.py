@@ -1,4 +1,4 @@
-"""The control plane: follow, unfollow, deposit and withdraw.
+"""The control plane: follow, unfollow, deposit, withdraw, pause, resume and settings.
 
 One path for every caller (the CLI now, the HTTP API next): `submit` checks a change
 with the engine's own parser (the replay's rules and messages), commits it to

@@ -386,7 +386,31 @@ EVENT_FIELDS: dict[str, tuple[Field, ...]] = {
         Field("follower", identifier),
         Field("provider", identifier),
     ),
+    "pause": (
+        Field("follower", identifier),
+        Field("provider", identifier),
+    ),
+    "resume": (
+        Field("follower", identifier),
+        Field("provider", identifier),
+    ),
+    # the follow settings, each optional; None: unchanged
+    "settings": (
+        Field("follower", identifier),
+        Field("provider", identifier),
+        Field("mode", mode_enum, required=False, default=None),
+        Field("fixed_amount", positive, required=False, default=None),
+        Field("multiplier", positive, required=False, default=None),
+        Field("max_open_trades", max_open_trades_integer, required=False, default=None),
+        Field("max_per_trade_pct", percentage, required=False, default=None),
+        Field("max_loss_pct", percentage, required=False, default=None),
+        Field("slippage_pct", slippage, required=False, default=None),
+        Field("stop_copy_on_close", boolean, required=False, default=None),
+    ),
 }
+
+SETTING_NAMES = ("mode", "fixed_amount", "multiplier", "max_open_trades", "max_per_trade_pct", "max_loss_pct",
+                 "slippage_pct", "stop_copy_on_close")
 
 INSTRUMENT_FIELDS = (
     Field("symbol", identifier),
@@ -513,7 +537,7 @@ class Relationship:
     stop_copy_on_close: bool
     cash: Fraction
     base: Fraction
-    status: str = "active"  # "active" | "stopped"
+    status: str = "active"  # "active" | "paused" (not copied) | "stopped"
     # symbol -> FIFO lots, all in one direction; dict order = order of opening
     positions: dict[str, list[Lot]] = field(default_factory=dict)
 
@@ -747,6 +771,9 @@ class ReferenceEngine:
                 "deposit": self._deposit,
                 "withdraw": self._withdraw,
                 "unfollow": self._unfollow,
+                "pause": self._pause,
+                "resume": self._resume,
+                "settings": self._settings,
             }
             records = handlers[event_type](index, values)
         except _Invalid as invalid:
@@ -756,11 +783,12 @@ class ReferenceEngine:
     def _max_loss_candidates(self, event_type: str, values: dict[str, Any]) -> list[Relationship]:
         """The relationships the max-loss check looks at after a valid event.
 
-        FORMAT.md checks every active relationship after every event; looking at fewer is
-        exactly equivalent. After each event every active relationship with max_loss_pct
+        FORMAT.md checks every relationship not stopped after every event; looking at fewer
+        is exactly equivalent. After each event every such relationship with max_loss_pct
         is above its threshold, and only two things move equity against the threshold:
-        a new mark (``fill``, ``mark``: check them all) and a relationship's own cash
-        and base (``follow``, ``deposit``, ``withdraw``: check that one). Trading at the
+        a new mark (``fill``, ``mark``: check them all) and a relationship's own cash,
+        base and settings (``follow``, ``deposit``, ``withdraw``, ``settings``, and
+        ``pause``/``resume``, which change nothing it reads: check that one). Trading at the
         mark and closing at the mark leave equity unchanged; ``unfollow`` only removes.
         This keeps a follow O(1), so building 10,000 followers is not quadratic.
         """
@@ -1044,6 +1072,38 @@ class ReferenceEngine:
             del self.by_follower[follower]
         return records
 
+    def _pause(self, index: int, v: dict[str, Any]) -> list[Record]:
+        return self._set_paused(v, True)
+
+    def _resume(self, index: int, v: dict[str, Any]) -> list[Record]:
+        return self._set_paused(v, False)
+
+    def _set_paused(self, v: dict[str, Any], pause: bool) -> list[Record]:
+        follower, provider_id = v["follower"], v["provider"]
+        self._known_provider(provider_id)
+        rel = self._existing_relationship(follower, provider_id)
+        if rel.status == "stopped":
+            raise _Invalid(f"'{follower}' copying '{provider_id}' is stopped")
+        if pause and rel.status == "paused":
+            raise _Invalid(f"'{follower}' copying '{provider_id}' is already paused")
+        if not pause and rel.status == "active":
+            raise _Invalid(f"'{follower}' copying '{provider_id}' is not paused")
+        rel.status = "paused" if pause else "active"
+        return []
+
+    def _settings(self, index: int, v: dict[str, Any]) -> list[Record]:
+        changes = {name: v[name] for name in SETTING_NAMES if v[name] is not None}
+        if not changes:
+            raise _Invalid("settings names no setting")
+        follower, provider_id = v["follower"], v["provider"]
+        self._known_provider(provider_id)
+        rel = self._existing_relationship(follower, provider_id)
+        if changes.get("mode", rel.mode) == "fixed_amount" and changes.get("fixed_amount", rel.fixed_amount) is None:
+            raise _Invalid("mode fixed_amount needs fixed_amount")
+        for name, value in changes.items():
+            setattr(rel, name, value)
+        return []
+
     def _close_all(self, index: int, rel: Relationship, leg: str) -> list[Record]:
         """Close every position at its mark, in list order (stop: leg s, unfollow: u)."""
         records = []
@@ -1060,14 +1120,14 @@ class ReferenceEngine:
         return records
 
     def _max_loss_check(self, index: int, candidates: list[Relationship]) -> list[Record]:
-        """Stop every active relationship with equity <= base x (1 - max_loss_pct/100).
+        """Stop every relationship not stopped with equity <= base x (1 - max_loss_pct/100).
 
         ``candidates`` are in global follow order (see ``_max_loss_candidates``).
         """
         records = []
         for rel in candidates:
-            if rel.status != "active" or rel.max_loss_pct is None:
-                continue
+            if rel.status == "stopped" or rel.max_loss_pct is None:
+                continue  # a paused relationship is still protected
             threshold = rel.base * (1 - rel.max_loss_pct / 100)
             if self.equity(rel) <= threshold:
                 records.append(_stop_record(index, rel))

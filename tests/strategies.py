@@ -276,6 +276,24 @@ def draw_unfollow(draw: st.DrawFn, g: Gen) -> dict | None:
     return {"type": "unfollow", "follower": follower, "provider": provider}
 
 
+def draw_pause(draw: st.DrawFn, g: Gen, kind: str) -> dict | None:
+    """pause or resume; whether it applies depends on the relationship's status, which
+    the engines track (an already paused one, a stopped one: both refused)."""
+    if not g.relationships:
+        return None
+    follower, provider = draw(st.sampled_from(sorted(g.relationships)))
+    return {"type": kind, "follower": follower, "provider": provider}
+
+
+def draw_settings(draw: st.DrawFn, g: Gen) -> dict | None:
+    if not g.relationships:
+        return None
+    follower, provider = draw(st.sampled_from(sorted(g.relationships)))
+    ev = {"type": "settings", "follower": follower, "provider": provider}
+    ev.update(draw(follow_settings()))  # may name none: refused ("settings names no setting")
+    return ev
+
+
 # --------------------------------------------------------------------------- invalid events
 
 
@@ -451,7 +469,8 @@ def scenarios(draw: st.DrawFn) -> dict:
             events.append(ev)
     while len(events) < n_events:
         kind = draw(st.sampled_from(
-            ["fill"] * 9 + ["mark"] * 5 + ["follow", "deposit", "withdraw", "unfollow", "invalid", "invalid"]
+            ["fill"] * 9 + ["mark"] * 5
+            + ["follow", "deposit", "withdraw", "unfollow", "pause", "resume", "settings", "invalid", "invalid"]
         ))
         if kind == "fill":
             ev = draw_fill(draw, g)
@@ -463,6 +482,10 @@ def scenarios(draw: st.DrawFn) -> dict:
             ev = draw_cash(draw, g, kind)
         elif kind == "unfollow":
             ev = draw_unfollow(draw, g)
+        elif kind in ("pause", "resume"):
+            ev = draw_pause(draw, g, kind)
+        elif kind == "settings":
+            ev = draw_settings(draw, g)
         else:
             ev = draw_invalid(draw, g)
         if ev is not None or kind == "invalid":

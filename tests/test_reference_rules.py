@@ -786,6 +786,113 @@ def test_unfollow_of_a_stopped_relationship(replay):
     assert [r["kind"] for r in records] == ["order", "stop", "order"]
 
 
+# --------------------------------------------------------------------------- pause, resume, settings
+
+
+def pause(follower, provider="P"):
+    return {"type": "pause", "follower": follower, "provider": provider}
+
+
+def resume(follower, provider="P"):
+    return {"type": "resume", "follower": follower, "provider": provider}
+
+
+def settings(follower, provider="P", **changes):
+    return {"type": "settings", "follower": follower, "provider": provider, **changes}
+
+
+def test_a_paused_relationship_copies_nothing_and_keeps_its_position(replay):
+    # a and b buy 1 at 100; a pauses: the provider's close reaches only b, its next open
+    # too; a resumes and copies again (0.5 at 100 with equity 1000 = its own 1000 after
+    # the close at the mark).
+    records = replay(scenario([
+        follow("a", "1000", **S0),
+        follow("b", "1000", **S0),
+        fill("e1", "buy", "1", "100", "1000"),
+        pause("a"),
+        fill("e2", "sell", "1", "100", "1000"),
+        fill("e3", "buy", "1", "100", "1000"),
+        resume("a"),
+        fill("e4", "buy", "0.5", "100", "1000"),
+    ]))
+    assert_records(records, [
+        open_order(2, "a", "buy", "1", "100", "e1"),
+        open_order(2, "b", "buy", "1", "100", "e1"),
+        close_order(4, "b", "sell", "1", "e2"),
+        open_order(5, "b", "buy", "1", "100", "e3"),
+        open_order(7, "a", "buy", "0.5", "100", "e4"),
+        open_order(7, "b", "buy", "0.5", "100", "e4"),
+        portfolio("a", "850", "1000", [("BTC", "1.5")]),
+        portfolio("b", "850", "1000", [("BTC", "1.5")]),
+    ])
+
+
+def test_max_loss_still_covers_a_paused_relationship(replay):
+    records = replay(scenario([
+        follow("a", "1000", max_loss_pct="10", **S0),
+        fill("e1", "buy", "10", "100", "1000"),
+        pause("a"),
+        mark("90"),
+    ]))
+    assert [r["kind"] for r in records] == ["order", "stop", "order", "portfolio"]
+    assert records[-1]["status"] == "stopped"
+
+
+def test_pause_and_resume_refusals(replay):
+    records = replay(scenario([
+        follow("a", "1000", max_loss_pct="10", **S0),
+        resume("a"),
+        pause("a"),
+        pause("a"),
+        pause("ghost"),
+        resume("a"),
+        fill("e1", "buy", "10", "100", "1000"),
+        mark("90"),
+        pause("a"),
+        resume("a"),
+    ]))
+    assert [(r["event"], r["message"]) for r in records if r["kind"] == "error"] == [
+        (1, "'a' copying 'P' is not paused"),
+        (3, "'a' copying 'P' is already paused"),
+        (4, "'ghost' does not follow 'P'"),
+        (8, "'a' copying 'P' is stopped"),
+        (9, "'a' copying 'P' is stopped"),
+    ]
+
+
+def test_settings_change_only_what_they_name(replay):
+    # a copies proportionally (0.1 of 1 at equity ratio 1000/10000 -> 0.1); after
+    # settings mode multiplier x2 (no fixed amount needed) it copies 0.2 on the same fill.
+    records = replay(scenario([
+        follow("a", "1000", **S0),
+        fill("e1", "buy", "1", "100", "10000"),
+        settings("a", mode="multiplier", multiplier="2"),
+        fill("e2", "buy", "1", "100", "10000"),
+        settings("a", mode="fixed_amount"),
+        settings("a"),
+        settings("a", slippage_pct="100"),
+    ]))
+    assert_records([r for r in records if r["kind"] == "order"], [
+        open_order(1, "a", "buy", "0.1", "100", "e1"),
+        open_order(3, "a", "buy", "0.2", "100", "e2"),
+    ])
+    assert [(r["event"], r["message"]) for r in records if r["kind"] == "error"] == [
+        (4, "mode fixed_amount needs fixed_amount"),
+        (5, "settings names no setting"),
+        (6, "field 'slippage_pct' must be in [0, 100)"),
+    ]
+
+
+def test_a_tighter_max_loss_stops_at_once(replay):
+    records = replay(scenario([
+        follow("a", "1000", **S0),
+        fill("e1", "buy", "10", "100", "1000"),
+        mark("95"),
+        settings("a", max_loss_pct="5"),
+    ]))
+    assert [(r["event"], r["kind"]) for r in records[:3]] == [(1, "order"), (3, "stop"), (3, "order")]
+
+
 # --------------------------------------------------------------------------- platform
 
 

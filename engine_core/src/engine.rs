@@ -9,7 +9,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::coid::{follower_hash, source_hash, ClientOrderId};
-use crate::event::{Event, Follow, ProviderFill};
+use crate::event::{Event, Follow, ProviderFill, SettingsChange};
 use crate::exact::{mul_div_ceil, mul_div_floor};
 use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{
@@ -312,7 +312,7 @@ impl Engine {
         let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
         // Whether the relationship still copies a position on the side of `sign`.
         let copies = |rel: &Relationship, sign: i128| {
-            rel.status == Status::Active && provider_pos.signum() == sign
+            rel.status != Status::Stopped && provider_pos.signum() == sign
         };
         let overflow = |_| format!("fill of order '{coid}': arithmetic overflow");
         // A close to send now, following this report (on its side, of its qty).
@@ -427,6 +427,13 @@ impl Engine {
                 amount,
             } => self.withdraw(follower, provider, *amount),
             Event::Unfollow { follower, provider } => self.unfollow(seq, follower, provider),
+            Event::Pause { follower, provider } => self.pause(follower, provider, true),
+            Event::Resume { follower, provider } => self.pause(follower, provider, false),
+            Event::Settings {
+                follower,
+                provider,
+                change,
+            } => self.settings(follower, provider, change),
         };
         match result {
             Ok(()) => self.stop_loss_hits(seq),
@@ -675,6 +682,47 @@ impl Engine {
         self.rel_ids.remove(&(fid, pid));
         self.providers[pid as usize].book.retain(|&r| r != rid);
         self.follower_totals[fid as usize] = total;
+        Ok(())
+    }
+
+    /// `pause` (true) or `resume` (false) a relationship.
+    fn pause(&mut self, follower: &str, provider: &str, pause: bool) -> Result<(), String> {
+        let rid = self.rel_id(follower, provider)?;
+        let rel = self.rel_mut(rid);
+        rel.status = match (rel.status, pause) {
+            (Status::Stopped, _) => {
+                return Err(format!("'{follower}' copying '{provider}' is stopped"));
+            }
+            (Status::Paused, true) => {
+                return Err(format!(
+                    "'{follower}' copying '{provider}' is already paused"
+                ));
+            }
+            (Status::Active, false) => {
+                return Err(format!("'{follower}' copying '{provider}' is not paused"));
+            }
+            (_, true) => Status::Paused,
+            (_, false) => Status::Active,
+        };
+        Ok(())
+    }
+
+    /// Change some of a relationship's copy settings; the others stay.
+    fn settings(
+        &mut self,
+        follower: &str,
+        provider: &str,
+        change: &SettingsChange,
+    ) -> Result<(), String> {
+        let rid = self.rel_id(follower, provider)?;
+        let rel = self.rel_mut(rid);
+        let settings = change.applied_to(&rel.settings);
+        if settings.mode == Mode::FixedAmount && settings.fixed_amount.is_none() {
+            return Err("mode fixed_amount needs fixed_amount".into());
+        }
+        rel.stop_at = stop_line(rel.portfolio.base, settings.max_loss_pct);
+        rel.settings = settings;
+        self.check_one(rid);
         Ok(())
     }
 
@@ -934,7 +982,7 @@ impl Engine {
     }
 
     /// Check the relationships that may hold `sid` after its mark moved, except the
-    /// book of `skip` (already checked by its fan-out).
+    /// active ones of `skip`'s book (its fan-out checked them; not its paused ones).
     fn check_holders(&mut self, sid: SymbolId, skip: Option<ProviderId>) {
         let Engine {
             symbol_providers,
@@ -944,14 +992,15 @@ impl Engine {
             loss_hits,
             ..
         } = self;
-        for &pid in symbol_providers[sid as usize]
-            .iter()
-            .filter(|&&p| Some(p) != skip)
-        {
+        for &pid in &symbol_providers[sid as usize] {
+            let fanned_out = Some(pid) == skip;
             for &rid in &providers[pid as usize].book {
                 let Some(rel) = rels[rid as usize].as_ref() else {
                     continue;
                 };
+                if fanned_out && rel.status != Status::Paused {
+                    continue;
+                }
                 if rel.stop_at != NO_STOP
                     && rel.portfolio.signed_qty(sid) != 0
                     && breaches(rel, marks)
@@ -1128,9 +1177,9 @@ fn stop_line(base: Money, max_loss_pct: Option<Factor>) -> Money {
         .map_or(NO_STOP, Money)
 }
 
-/// An active relationship at or below its max-loss line.
+/// An active or paused relationship at or below its max-loss line.
 fn breaches(rel: &Relationship, marks: &[Option<Price>]) -> bool {
-    rel.status == Status::Active
+    rel.status != Status::Stopped
         && rel
             .portfolio
             .equity(marks)

@@ -16,6 +16,60 @@ pub struct Follow {
     pub settings: CopySettings,
 }
 
+/// The copy settings a `settings` event (or a follow) names; None: not named.
+#[derive(Debug, Clone, Default)]
+pub struct SettingsChange {
+    pub mode: Option<Mode>,
+    pub fixed_amount: Option<Money>,
+    pub multiplier: Option<Factor>,
+    pub max_open_trades: Option<u32>,
+    pub max_per_trade_pct: Option<Factor>,
+    pub max_loss_pct: Option<Factor>,
+    pub slippage_pct: Option<Factor>,
+    pub stop_copy_on_close: Option<bool>,
+}
+
+impl SettingsChange {
+    fn is_empty(&self) -> bool {
+        self.mode.is_none()
+            && self.fixed_amount.is_none()
+            && self.multiplier.is_none()
+            && self.max_open_trades.is_none()
+            && self.max_per_trade_pct.is_none()
+            && self.max_loss_pct.is_none()
+            && self.slippage_pct.is_none()
+            && self.stop_copy_on_close.is_none()
+    }
+
+    /// `base` with the named settings replaced.
+    pub fn applied_to(&self, base: &CopySettings) -> CopySettings {
+        CopySettings {
+            mode: self.mode.unwrap_or(base.mode),
+            fixed_amount: self.fixed_amount.or(base.fixed_amount),
+            multiplier: self.multiplier.unwrap_or(base.multiplier),
+            max_open_trades: self.max_open_trades.or(base.max_open_trades),
+            max_per_trade_pct: self.max_per_trade_pct.unwrap_or(base.max_per_trade_pct),
+            max_loss_pct: self.max_loss_pct.or(base.max_loss_pct),
+            slippage_pct: self.slippage_pct.unwrap_or(base.slippage_pct),
+            stop_copy_on_close: self.stop_copy_on_close.unwrap_or(base.stop_copy_on_close),
+        }
+    }
+}
+
+/// A follow's settings when it names none (FORMAT.md, `follow`).
+fn default_settings() -> CopySettings {
+    CopySettings {
+        mode: Mode::Proportional,
+        fixed_amount: None,
+        multiplier: Factor(Factor::SCALE),
+        max_open_trades: None,
+        max_per_trade_pct: Factor::HUNDRED,
+        max_loss_pct: None,
+        slippage_pct: Factor(Factor::SCALE / 2),
+        stop_copy_on_close: true,
+    }
+}
+
 /// A venue-verified provider execution.
 #[derive(Debug, Clone)]
 pub struct ProviderFill {
@@ -50,6 +104,20 @@ pub enum Event {
     Unfollow {
         follower: String,
         provider: String,
+    },
+    /// Stop copying, keep the positions (max-loss still applies).
+    Pause {
+        follower: String,
+        provider: String,
+    },
+    Resume {
+        follower: String,
+        provider: String,
+    },
+    Settings {
+        follower: String,
+        provider: String,
+        change: SettingsChange,
     },
 }
 
@@ -226,6 +294,19 @@ const FILL_FIELDS: &[&str] = &[
 const MARK_FIELDS: &[&str] = &["type", "symbol", "price"];
 const CASH_FIELDS: &[&str] = &["type", "follower", "provider", "amount"];
 const UNFOLLOW_FIELDS: &[&str] = &["type", "follower", "provider"];
+const SETTINGS_FIELDS: &[&str] = &[
+    "type",
+    "follower",
+    "provider",
+    "mode",
+    "fixed_amount",
+    "multiplier",
+    "max_open_trades",
+    "max_per_trade_pct",
+    "max_loss_pct",
+    "slippage_pct",
+    "stop_copy_on_close",
+];
 
 /// Parse one scenario event; `Err` is the event's `error` message.
 pub fn parse_event(v: &Value) -> Result<Event, String> {
@@ -240,7 +321,8 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
         "fill" => FILL_FIELDS,
         "mark" => MARK_FIELDS,
         "deposit" | "withdraw" => CASH_FIELDS,
-        "unfollow" => UNFOLLOW_FIELDS,
+        "unfollow" | "pause" | "resume" => UNFOLLOW_FIELDS,
+        "settings" => SETTINGS_FIELDS,
         _ => return Err(format!("unknown event type '{ty}'")),
     };
     let f = Fields::new(map);
@@ -270,10 +352,27 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
                 }
             })
         }
-        _ => Ok(Event::Unfollow {
-            follower: f.id("follower")?,
-            provider: f.id("provider")?,
-        }),
+        "settings" => {
+            let follower = f.id("follower")?;
+            let provider = f.id("provider")?;
+            let change = parse_settings(&f)?;
+            if change.is_empty() {
+                return Err("settings names no setting".into());
+            }
+            Ok(Event::Settings {
+                follower,
+                provider,
+                change,
+            })
+        }
+        _ => {
+            let (follower, provider) = (f.id("follower")?, f.id("provider")?);
+            Ok(match ty {
+                "pause" => Event::Pause { follower, provider },
+                "resume" => Event::Resume { follower, provider },
+                _ => Event::Unfollow { follower, provider },
+            })
+        }
     }
 }
 
@@ -281,40 +380,38 @@ fn parse_follow(f: &Fields<'_>) -> Result<Follow, String> {
     let follower = f.id("follower")?;
     let provider = f.id("provider")?;
     let allocation = f.money("allocation", Range::Positive)?;
-    let mode = match f.opt_value("mode") {
-        None => Mode::Proportional,
-        Some(Value::String(s)) if s == "proportional" => Mode::Proportional,
-        Some(Value::String(s)) if s == "fixed_amount" => Mode::FixedAmount,
-        Some(Value::String(s)) if s == "multiplier" => Mode::Multiplier,
-        Some(_) => {
-            return Err("field 'mode' must be one of proportional, fixed_amount, multiplier".into())
-        }
-    };
+    let settings = parse_settings(f)?.applied_to(&default_settings());
     Ok(Follow {
         follower,
         provider,
         allocation,
-        settings: CopySettings {
-            mode,
-            fixed_amount: f
-                .opt_decimal("fixed_amount", Range::Positive)?
-                .map(to_money),
-            multiplier: Factor(
-                f.opt_decimal("multiplier", Range::Positive)?
-                    .unwrap_or(Factor::SCALE),
-            ),
-            max_open_trades: f.opt_integer("max_open_trades", MAX_OPEN_TRADES)?,
-            max_per_trade_pct: Factor(
-                f.opt_decimal("max_per_trade_pct", Range::Pct)?
-                    .unwrap_or(Factor::HUNDRED.0),
-            ),
-            max_loss_pct: f.opt_decimal("max_loss_pct", Range::Pct)?.map(Factor),
-            slippage_pct: Factor(
-                f.opt_decimal("slippage_pct", Range::Slippage)?
-                    .unwrap_or(Factor::SCALE / 2),
-            ),
-            stop_copy_on_close: f.opt_bool("stop_copy_on_close")?.unwrap_or(true),
-        },
+        settings,
+    })
+}
+
+/// The copy settings an event names, in FORMAT.md's field order (the first bad one is
+/// the error).
+fn parse_settings(f: &Fields<'_>) -> Result<SettingsChange, String> {
+    let mode = match f.opt_value("mode") {
+        None => None,
+        Some(Value::String(s)) if s == "proportional" => Some(Mode::Proportional),
+        Some(Value::String(s)) if s == "fixed_amount" => Some(Mode::FixedAmount),
+        Some(Value::String(s)) if s == "multiplier" => Some(Mode::Multiplier),
+        Some(_) => {
+            return Err("field 'mode' must be one of proportional, fixed_amount, multiplier".into())
+        }
+    };
+    Ok(SettingsChange {
+        mode,
+        fixed_amount: f
+            .opt_decimal("fixed_amount", Range::Positive)?
+            .map(to_money),
+        multiplier: f.opt_decimal("multiplier", Range::Positive)?.map(Factor),
+        max_open_trades: f.opt_integer("max_open_trades", MAX_OPEN_TRADES)?,
+        max_per_trade_pct: f.opt_decimal("max_per_trade_pct", Range::Pct)?.map(Factor),
+        max_loss_pct: f.opt_decimal("max_loss_pct", Range::Pct)?.map(Factor),
+        slippage_pct: f.opt_decimal("slippage_pct", Range::Slippage)?.map(Factor),
+        stop_copy_on_close: f.opt_bool("stop_copy_on_close")?,
     })
 }
 

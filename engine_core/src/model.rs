@@ -103,6 +103,8 @@ pub struct CopySettings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Active,
+    /// Not copied (no fan-out reaches it); positions kept, max-loss still applies.
+    Paused,
     Stopped,
 }
 
@@ -110,6 +112,7 @@ impl Status {
     pub const fn as_str(self) -> &'static str {
         match self {
             Status::Active => "active",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }

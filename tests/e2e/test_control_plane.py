@@ -110,6 +110,20 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         third = await orders_for("x3", "sell")
         assert {o["follower"] for o in third} == {"f1"}
 
+        # paused: nothing is copied; resumed: copied again; settings change what they name
+        assert (await cli("pause", "f1", "alpha", *db)).returncode == 0
+        assert await orders_for("x4", "buy") == []
+        again_paused = await cli("pause", "f1", "alpha", *db)
+        assert (again_paused.returncode, again_paused.stderr.strip()) == (
+            2, "refused: 'f1' copying 'alpha' is already paused")
+        assert (await cli("resume", "f1", "alpha", *db)).returncode == 0
+        assert (await cli("deposit", "f1", "alpha", "1000", *db)).returncode == 0
+        assert {o["follower"] for o in await orders_for("x5", "buy")} == {"f1"}
+        changed = await cli("settings", "f1", "alpha", "--mode", "multiplier", "--multiplier", "3", *db)
+        assert changed.returncode == 0, changed.stderr
+        nothing = await cli("settings", "f1", "alpha", *db)
+        assert (nothing.returncode, nothing.stderr.strip()) == (2, "invalid: settings names no setting")
+
         # no engine for this shard: committed, reported pending
         queued = await cli("deposit", "f1", "alpha", "5", *db, "--shard", "other", "--wait", "0.3")
         assert queued.returncode == 3 and "no engine applied it" in queued.stdout

@@ -132,7 +132,8 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
 
     async def changes() -> None:
         # control changes while trading and crashing: new follows (with venue accounts),
-        # deposits, withdrawals (some above free cash: refused), unfollows
+        # deposits, withdrawals (some above free cash: refused), unfollows, pauses and
+        # resumes (some refused), settings
         nonlocal changes_made
         conn = await asyncpg.connect(dsn)
         follows = list(books_doc["follows"])  # type: ignore[call-overload]
@@ -140,7 +141,7 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         try:
             while not stop_traffic.is_set():
                 await asyncio.sleep(rnd.uniform(0.05, 0.2))
-                kind = rnd.choice(["follow", "deposit", "withdraw", "unfollow"])
+                kind = rnd.choice(["follow", "deposit", "withdraw", "unfollow", "pause", "resume", "settings"])
                 if kind == "follow":
                     f = {"type": "follow", "follower": f"late{changes_made}", "provider": rnd.choice(providers),
                          "allocation": str(rnd.choice([100, 1000, 5000]))}
@@ -150,8 +151,11 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
                 else:
                     f = dict(rnd.choice(follows))
                     f = {"type": kind, "follower": f["follower"], "provider": f["provider"]}
-                    if kind != "unfollow":
+                    if kind in ("deposit", "withdraw"):
                         f["amount"] = str(rnd.choice([5, 50, 500]))
+                    elif kind == "settings":
+                        f.update(rnd.choice([{"max_loss_pct": "5"}, {"mode": "multiplier", "multiplier": "2"},
+                                             {"max_per_trade_pct": "10"}, {"slippage_pct": "1"}]))
                 try:
                     await control.submit(conn, "main", f)
                     changes_made += 1

@@ -190,7 +190,9 @@ fn order_rows<'py>(py: Python<'py>, frame: &[u8], shard: &str) -> PyResult<Bound
 }
 
 /// Control-plane changes: the replay's events that manage relationships.
-const CONTROL_TYPES: [&str; 4] = ["follow", "unfollow", "deposit", "withdraw"];
+const CONTROL_TYPES: [&str; 7] = [
+    "follow", "unfollow", "deposit", "withdraw", "pause", "resume", "settings",
+];
 
 /// Client order ids of a control change's orders derive from `2^63 + change`: venue
 /// seqs stay below 2^63 (PROTOCOL.md), so they never meet a venue message's ids.
