@@ -1,4 +1,5 @@
--- The control plane: follow, unfollow, deposit and withdraw, committed here first.
+-- The control plane: follow, unfollow, deposit, withdraw, pause, resume and settings,
+-- committed here first.
 --
 -- The engine takes pending changes in id order and applies each at a point of its input
 -- order: after venue seq `after_seq`, with its journal committed up to that seq and the
