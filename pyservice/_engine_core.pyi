@@ -112,6 +112,12 @@ class LiveEngine:
     def from_books(text: str) -> LiveEngine:
         """Build from a books file's text (providers, platform, follows). Raises
         ScenarioError with a one-line reason for an invalid file."""
+    def snapshot(self) -> bytes:
+        """The whole state as bytes (see `restore`), for crash recovery."""
+    @staticmethod
+    def restore(snapshot: bytes) -> LiveEngine:
+        """The engine a `snapshot` was taken of; CopyEngineError for bytes that are not a
+        snapshot of this engine version."""
     def instrument(
         self, seq: int, symbol: str, kind: str, tick: str, step: str, min_qty: str, min_notional: str
     ) -> Outcome: ...

@@ -75,6 +75,7 @@ def _engine(args: argparse.Namespace) -> int:
         max_frame=args.max_frame, memory=args.memory, database=args.database,
         data_dir=Path(args.data_dir) if args.data_dir else None, shard=args.shard,
         redis=args.redis or os.environ.get("REDIS_URL"), stream=args.stream, log_format=args.log_format,
+        snapshot_interval=args.snapshot_interval,
     )
     try:
         daemon = EngineDaemon(config)
@@ -232,6 +233,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="no PostgreSQL: nothing survives the process (benchmarks of the hot path alone)")
     _database_args(engine)
     engine.add_argument("--shard", default="main", help="this engine's name in the journal")
+    engine.add_argument("--snapshot-interval", type=float, default=30.0, metavar="SECONDS",
+                        help="how often the state is snapshotted, so a restart replays only what came after")
     engine.add_argument("--redis", metavar="URL",
                         help="publish copy fills to Redis Streams (default $REDIS_URL; neither: off)")
     engine.add_argument("--stream", help="the Redis stream of copy fills (default copyengine:fills:<shard>)")

@@ -20,7 +20,7 @@ use crate::pending::{Pending, PendingTable};
 use crate::portfolio::Portfolio;
 use crate::sizing::{close_share, limit_price, size_open, OpenLeg, Sized};
 
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct Relationship {
     /// The highest equity at which max-loss stops it: `floor(base × (1 − pct/100))`
     /// (equity is a whole number of raw units, so `equity ≤ line ⟺ equity ≤ floor(line)`),
@@ -36,7 +36,7 @@ pub struct Relationship {
     pub portfolio: Portfolio,
 }
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 struct Provider {
     name: String,
     /// Active and stopped relationships, in follow order.
@@ -59,7 +59,10 @@ pub struct PortfolioView {
     pub reserved: Money,
 }
 
-#[derive(Debug)]
+/// Snapshot header: the format and the engine's rules version; bump it with either.
+const SNAPSHOT_MAGIC: &[u8] = b"copyengine-snapshot-1\n";
+
+#[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Engine {
     instruments: Vec<Instrument>,
     symbol_ids: HashMap<String, SymbolId>,
@@ -77,8 +80,10 @@ pub struct Engine {
     /// that can hold the symbol, so a mark move is checked against those books only.
     symbol_providers: Vec<Vec<ProviderId>>,
     /// Relationships found at or below their max-loss line during the current event.
+    #[serde(skip)]
     loss_hits: Vec<RelId>,
     platform: Platform,
+    #[serde(skip)]
     out: Vec<Record>,
     /// Live mode: copies wait for the venue's report instead of filling at once.
     live: bool,
@@ -115,6 +120,23 @@ impl RejectReason {
 }
 
 impl Engine {
+    /// The whole state as bytes (crash recovery starts from the newest snapshot and
+    /// replays only what came after it). The format is private to this build's version
+    /// of the engine: `restore` refuses another.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut out = SNAPSHOT_MAGIC.to_vec();
+        // a struct of plain data into a Vec: serialization cannot fail
+        bincode::serialize_into(&mut out, self).unwrap_or_default();
+        out
+    }
+
+    pub fn restore(bytes: &[u8]) -> Result<Engine, String> {
+        let body = bytes
+            .strip_prefix(SNAPSHOT_MAGIC)
+            .ok_or("not a snapshot of this engine version")?;
+        bincode::deserialize(body).map_err(|e| format!("corrupt snapshot: {e}"))
+    }
+
     /// A new engine over validated instruments (unique symbols) and provider names (unique).
     pub fn new(instruments: Vec<Instrument>, providers: Vec<String>, platform: Platform) -> Self {
         let symbol_ids = instruments

@@ -86,7 +86,7 @@ pub fn format_raw(raw: i128, decimals: u32, f: &mut fmt::Formatter<'_>) -> fmt::
 macro_rules! fixed_type {
     ($(#[$doc:meta])* $name:ident, $decimals:expr) => {
         $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+        #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
         pub struct $name(pub i128);
 
         impl $name {

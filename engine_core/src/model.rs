@@ -9,13 +9,13 @@ pub type FollowerId = u32;
 /// Index of a relationship in the engine's slab; slab order is the global follow order.
 pub type RelId = u32;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Spot,
     Perp,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Side {
     Buy,
     Sell,
@@ -45,7 +45,7 @@ impl Side {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Instrument {
     pub symbol: String,
     pub kind: Kind,
@@ -73,14 +73,14 @@ impl Instrument {
 }
 
 /// Platform amount limits (absent = no limit).
-#[derive(Debug, Clone, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
 pub struct Platform {
     pub min_allocation: Option<Money>,
     pub max_allocation: Option<Money>,
     pub max_total_per_follower: Option<Money>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Proportional,
     FixedAmount,
@@ -88,7 +88,7 @@ pub enum Mode {
 }
 
 /// A relationship's copy settings, validated.
-#[derive(Debug, Clone)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct CopySettings {
     pub mode: Mode,
     pub fixed_amount: Option<Money>,
@@ -100,7 +100,7 @@ pub struct CopySettings {
     pub stop_copy_on_close: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Status {
     Active,
     /// Not copied (no fan-out reaches it); positions kept, max-loss still applies.

@@ -15,7 +15,7 @@ use crate::fixed::{Money, Price, Qty};
 use crate::model::{RelId, Side, SymbolId};
 
 /// A copy order working at the venue (live mode).
-#[derive(Debug, Clone, Copy)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy)]
 pub struct Pending {
     pub rel: RelId,
     pub symbol: SymbolId,
@@ -65,7 +65,7 @@ impl Hasher for IdHasher {
 }
 
 /// An id as two halves: 8-byte alignment keeps an index bucket at 24 bytes, not 32.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 struct Key(u64, u64);
 
 impl Key {
@@ -84,7 +84,7 @@ impl Hash for Key {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Default)]
 pub struct PendingTable {
     /// id → slot. Removal leaves the entry (a removal that probes the index is a cache
     /// miss per fill); a slot found here counts only if it still holds that id.

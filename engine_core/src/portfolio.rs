@@ -14,7 +14,7 @@ use crate::model::{Kind, Side, SymbolId};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Overflow;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lot {
     pub qty: Qty,
     pub entry: Price,
@@ -30,7 +30,7 @@ impl Lot {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Position {
     pub symbol: SymbolId,
     pub kind: Kind,
@@ -64,7 +64,7 @@ impl Position {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Portfolio {
     pub cash: Money,
     pub base: Money,
@@ -80,7 +80,7 @@ pub struct Portfolio {
 }
 
 /// Copy orders of one symbol still working at the venue (live mode).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, PartialEq, Eq)]
 pub struct Working {
     pub symbol: SymbolId,
     /// Opening copies not yet reported: the symbol counts as open for max_open_trades.

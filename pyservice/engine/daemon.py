@@ -64,6 +64,8 @@ class EngineConfig:
     stream: str | None = None
     #: for child processes (the stream publisher)
     log_format: str = "plain"
+    #: seconds between engine snapshots (taken by the projector)
+    snapshot_interval: float = 30.0
 
 
 class StartError(Exception):
@@ -139,7 +141,8 @@ class EngineDaemon:
                     log.info("Redis publication is off: set REDIS_URL (or --redis) to stream copy fills")
                 else:
                     tasks.append(asyncio.create_task(self._publish(self.config.redis)))
-                tasks.append(asyncio.create_task(self._child("pyservice.store.projector")))
+                tasks.append(asyncio.create_task(self._child(
+                    "pyservice.store.projector", "--snapshot-interval", str(self.config.snapshot_interval))))
             for t in tasks:
                 t.add_done_callback(self._task_done)
             await self._stopped.wait()
@@ -196,9 +199,13 @@ class EngineDaemon:
             if text is not None and not books.same_follows(stored, text):
                 raise StartError("the database already holds different books; change them through the control "
                                  "plane, or start without --books")
-            self.engine = LiveEngine.from_books(stored)
             committed = await journal.ensure_shard(conn, c.shard)
             started = time.perf_counter()
+            # the newest snapshot, else the books: then the journal after it
+            snapshot = await journal.newest_snapshot(conn, c.shard, committed.watermark)
+            start = 0 if snapshot is None else snapshot[0]
+            self.engine = LiveEngine.from_books(stored) if snapshot is None else LiveEngine.restore(snapshot[1])
+            self.applied_seq = start
             changes = await control.placed(conn, c.shard)
             if changes and changes[-1][0] > committed.watermark:
                 raise journal.RecoveryError(
@@ -207,7 +214,8 @@ class EngineDaemon:
             # the changes placed after each seq, in the order they were applied
             after: dict[int, list[tuple[control.Change, bool]]] = {}
             for seq, change, done in changes:
-                after.setdefault(seq, []).append((change, done))
+                if seq >= start:  # a snapshot at `start` holds the changes placed before it
+                    after.setdefault(seq, []).append((change, done))
 
             verdicts: list[tuple[int, str | None]] = []  # placed, then the engine died before the verdict
 
@@ -217,8 +225,8 @@ class EngineDaemon:
                     if not done:
                         verdicts.append((change.id, outcome.errors[0] if outcome.errors else None))
 
-            changes_after(0)
-            async for seq, payload in journal.replay_inputs(conn, c.shard, committed.watermark):
+            changes_after(start)
+            async for seq, payload in journal.replay_inputs(conn, c.shard, committed.watermark, after=start):
                 self._apply_entry(self._replay_reader.decode(payload))
                 self.applied_seq = seq
                 changes_after(seq)
@@ -230,7 +238,7 @@ class EngineDaemon:
         self.journal = journal.Journal(self._database.dsn, c.shard, committed, self.metrics)
         self.journal.on_pressure(lambda paused: self._hold("journal", paused))
         log.info("state recovered from PostgreSQL",
-                 extra={"watermark": committed.watermark, "session": committed.session,
+                 extra={"watermark": committed.watermark, "session": committed.session, "snapshot_seq": start,
                         "replay_s": round(time.perf_counter() - started, 3),
                         "pending_orders": self.engine.pending_orders})
 

@@ -61,18 +61,29 @@ async def ensure_shard(conn: asyncpg.Connection, shard: str) -> Committed:
     return Committed(row["venue_session"], row["watermark"])
 
 
-async def replay_inputs(conn: asyncpg.Connection, shard: str, watermark: int) -> AsyncIterator[tuple[int, bytes]]:
-    """The committed inputs in seq order, checked to be 1..watermark without a gap."""
-    expected = 1
+async def replay_inputs(conn: asyncpg.Connection, shard: str, watermark: int,
+                        after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+    """The committed inputs after seq `after`, in seq order, checked to be
+    `after + 1`..`watermark` without a gap."""
+    expected = after + 1
     async with conn.transaction(readonly=True):
         async for row in conn.cursor(
-                "SELECT seq, payload FROM engine_inputs WHERE shard = $1 ORDER BY seq", shard, prefetch=2000):
+                "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 ORDER BY seq",
+                shard, after, prefetch=2000):
             if row["seq"] != expected:
                 raise RecoveryError(f"journal of shard '{shard}' has seq {row['seq']} where {expected} belongs")
             yield row["seq"], row["payload"]
             expected += 1
     if expected - 1 != watermark:
         raise RecoveryError(f"journal of shard '{shard}' ends at seq {expected - 1}, its watermark is {watermark}")
+
+
+async def newest_snapshot(conn: asyncpg.Connection, shard: str, upto: int) -> tuple[int, bytes] | None:
+    """(seq, state) of the newest engine snapshot at or below `upto`."""
+    row = await conn.fetchrow(
+        "SELECT seq, state FROM engine_snapshots WHERE shard = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1",
+        shard, upto)
+    return None if row is None else (row["seq"], row["state"])
 
 
 class Journal:

@@ -25,7 +25,7 @@ from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome, Reports, order_rows
 from pyservice.engine.daemon import apply_message
 from pyservice.store import books, locks
-from pyservice.store.journal import RecoveryError
+from pyservice.store.journal import RecoveryError, newest_snapshot
 
 log = logging.getLogger("copyengine.projector")
 
@@ -34,11 +34,15 @@ BATCH = 200
 
 
 class Projector:
-    def __init__(self, dsn: str, shard: str = "main", poll_s: float = 0.05) -> None:
+    def __init__(self, dsn: str, shard: str = "main", poll_s: float = 0.05, snapshot_s: float = 30.0) -> None:
         self.dsn, self.shard, self.poll_s = dsn, shard, poll_s
+        #: seconds between engine snapshots (taken when the position moved)
+        self.snapshot_s = snapshot_s
         self.reader = P.venue_reader(native_reports=True)
         self.engine: LiveEngine | None = None
         self.at = 0  # P: inputs <= at are applied, and changes placed before it
+        self._snapshot_at = 0  # the position of the last snapshot
+        self._snapshot_due = 0.0
 
     async def run(self) -> None:
         conn = await asyncpg.connect(self.dsn, timeout=10)
@@ -47,22 +51,42 @@ class Projector:
             while not await locks.take(conn, "projector", self.shard, wait_s=60):
                 log.warning("waiting for another projector of this shard to stop", extra={"shard": self.shard})
             await conn.execute("INSERT INTO projection_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", self.shard)
-            self.engine = LiveEngine.from_books(await books.load_books(conn))
             projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", self.shard)
             await self._catch_up_silently(conn, projected)
+            loop = asyncio.get_running_loop()
+            self._snapshot_due = loop.time() + self.snapshot_s
             while True:
                 if not await self.step(conn):
                     await asyncio.sleep(self.poll_s)
+                if loop.time() >= self._snapshot_due and self.at > self._snapshot_at:
+                    await self._snapshot(conn)
+                    self._snapshot_due = loop.time() + self.snapshot_s
         finally:
             await conn.close()
 
-    async def _changes(self, conn: asyncpg.Connection, lo: int, hi: int) -> dict[int, list[control.Change]]:
-        """Changes placed after seqs lo..hi, by seq, in the order applied."""
-        out: dict[int, list[control.Change]] = {}
-        for seq, change, _ in await control.placed(conn, self.shard):
+    async def _changes(self, conn: asyncpg.Connection, lo: int, hi: int
+                       ) -> dict[int, list[tuple[control.Change, bool]]]:
+        """Changes placed after seqs lo..hi, by seq, in the order applied, each with
+        whether its verdict is recorded."""
+        out: dict[int, list[tuple[control.Change, bool]]] = {}
+        for seq, change, done in await control.placed(conn, self.shard):
             if lo <= seq <= hi:
-                out.setdefault(seq, []).append(change)
+                out.setdefault(seq, []).append((change, done))
         return out
+
+    async def _snapshot(self, conn: asyncpg.Connection) -> None:
+        """Store the engine state at this position; keep the newest two."""
+        assert self.engine is not None
+        state = self.engine.snapshot()
+        async with conn.transaction():
+            await conn.execute("INSERT INTO engine_snapshots (shard, seq, state) VALUES ($1, $2, $3) "
+                               "ON CONFLICT DO NOTHING", self.shard, self.at, state)
+            await conn.execute(
+                "DELETE FROM engine_snapshots WHERE shard = $1 AND seq < "
+                "(SELECT min(seq) FROM (SELECT seq FROM engine_snapshots WHERE shard = $1 "
+                "ORDER BY seq DESC LIMIT 2) newest)", self.shard)
+        self._snapshot_at = self.at
+        log.info("engine snapshot", extra={"seq": self.at, "bytes": len(state)})
 
     async def _rows(self, conn: asyncpg.Connection, after: int, upto: int) -> list[asyncpg.Record]:
         rows = await conn.fetch(
@@ -73,10 +97,18 @@ class Projector:
         return rows
 
     async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int) -> None:
-        """Rebuild the engine's state at the projected position, writing nothing."""
-        changes = await self._changes(conn, 0, projected - 1)
-        self._controls(changes.get(0, []), 0)
-        done = 0
+        """Rebuild the engine's state at the projected position, writing nothing: from
+        the newest snapshot at or below it, else from the books."""
+        snapshot = await newest_snapshot(conn, self.shard, projected)
+        if snapshot is None:
+            done = 0
+            self.engine = LiveEngine.from_books(await books.load_books(conn))
+        else:
+            done, state = snapshot
+            self.engine = LiveEngine.restore(state)
+        self._snapshot_at = done
+        changes = await self._changes(conn, done, projected - 1)
+        self._controls(changes.get(done, []), done)
         while done < projected:
             upto = min(projected, done + 5000)
             for r in await self._rows(conn, done, upto):
@@ -101,11 +133,16 @@ class Projector:
         rejects: list[bytes] = []
         stops: list[tuple[str, int, str, str]] = []
 
+        verdicts: list[tuple[int, str | None]] = []
+
         def controls(seq: int) -> None:
-            for outcome in self._controls(changes.get(seq, []), seq):
+            placed = changes.get(seq, [])
+            for (change, done), outcome in zip(placed, self._controls(placed, seq)):
                 if outcome.frame is not None:
                     orders.append(order_rows(outcome.frame, self.shard))
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
+                if not done:  # placed, then its engine died before the verdict
+                    verdicts.append((change.id, outcome.errors[0] if outcome.errors else None))
 
         controls(self.at)
         for r in await self._rows(conn, self.at, upto):
@@ -125,6 +162,8 @@ class Projector:
             if stops:
                 await conn.copy_records_to_table("relationship_stops", records=stops,
                                                  columns=["shard", "seq", "follower_id", "provider_id"])
+            for change_id, error in verdicts:
+                await control.decided(conn, change_id, error)
             await conn.execute("UPDATE projection_state SET seq = $2 WHERE shard = $1", self.shard, upto)
         self.at = upto
         return True
@@ -134,9 +173,9 @@ class Projector:
         msg = self.reader.decode(payload)
         return msg, apply_message(self.engine, msg)
 
-    def _controls(self, changes: list[control.Change], seq: int) -> list[Outcome]:
+    def _controls(self, changes: list[tuple[control.Change, bool]], seq: int) -> list[Outcome]:
         assert self.engine is not None
-        return [self.engine.control(seq, c.id, c.text) for c in changes]
+        return [self.engine.control(seq, c.id, c.text) for c, _ in changes]
 
 
 _COLUMNS = {
@@ -172,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--database", required=True)
     p.add_argument("--shard", default="main")
+    p.add_argument("--snapshot-interval", type=float, default=30.0, help="seconds between engine snapshots")
     p.add_argument("--log-format", choices=["plain", "json"], default="plain")
     p.add_argument("--log-level", default="INFO")
     args = p.parse_args(argv)
@@ -180,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     stopped = asyncio.Event()
 
     async def run() -> None:
-        task = asyncio.create_task(Projector(args.database, args.shard).run())
+        task = asyncio.create_task(Projector(args.database, args.shard, snapshot_s=args.snapshot_interval).run())
         done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())],
                                      return_when=asyncio.FIRST_COMPLETED)
         if task in done:

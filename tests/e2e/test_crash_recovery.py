@@ -101,7 +101,8 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{_port()}"
     cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
-           "--listen", addr, "--heartbeat", "0.05", "--dead-after", "3", "--log-level", "WARNING"]
+           "--listen", addr, "--heartbeat", "0.05", "--dead-after", "3", "--log-level", "WARNING",
+           "--snapshot-interval", "0"]  # a snapshot after every projector step: restarts start from one
     log_file = open(tmp / "engine.log", "ab")
     venue = VenueSim(VenueConfig(
         connect=addr, rate=0, mark_interval=0, books=msgspec.convert(books_doc, Books), heartbeat=0.05,

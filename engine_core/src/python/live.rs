@@ -247,6 +247,24 @@ impl PyLiveEngine {
         Ok(outcome(py, s, &self.frame))
     }
 
+    /// The whole state as bytes (see `restore`), for crash recovery.
+    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes = py.detach(|| self.inner.snapshot());
+        PyBytes::new(py, &bytes)
+    }
+
+    /// The engine a `snapshot` was taken of; CopyEngineError for bytes that are not a
+    /// snapshot of this engine version.
+    #[staticmethod]
+    fn restore(py: Python<'_>, snapshot: &[u8]) -> PyResult<Self> {
+        py.detach(|| Engine::restore(snapshot))
+            .map(|inner| Self {
+                inner,
+                frame: Vec::new(),
+            })
+            .map_err(super::CopyEngineError::new_err)
+    }
+
     /// Build from a books file's text (providers, platform, follows). Raises
     /// ScenarioError with a one-line reason for an invalid file.
     #[staticmethod]
