@@ -1,5 +1,6 @@
 """`python -m pyservice.bench.recovery --followers N --executions E`: how long a durable
-engine takes to come back after SIGKILL, and how fast its journal commits.
+engine takes to come back after SIGKILL (from the newest snapshot), and how fast its
+journal commits.
 
 A durable engine (PostgreSQL from `--database`, `$DATABASE_URL`, or embedded) takes E
 provider executions, each copied by N followers and filled, until everything is
@@ -41,7 +42,7 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
     books = B.write(B.bench_books(followers, PROVIDER), tmp / "books.json")
     addr = f"tcp://127.0.0.1:{_free_port()}"
     cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
-           "--listen", addr, "--heartbeat", "0.05", "--dead-after", "60"]
+           "--listen", addr, "--heartbeat", "0.05", "--dead-after", "60", "--snapshot-interval", "1"]
     venue = VenueSim(VenueConfig(
         connect=addr, rate=0, mark_interval=0, heartbeat=0.05, dead_after=60,
         books=Books(providers=[BookProvider(PROVIDER)],
@@ -65,6 +66,11 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
             await asyncio.sleep(0.01)
         commit_s = time.perf_counter() - t0
         journal_mb = await conn.fetchval("SELECT sum(octet_length(payload)) FROM engine_inputs") / 1e6
+        # steady state: the projector has snapshotted the newest position
+        while (await conn.fetchval("SELECT max(seq) FROM engine_snapshots") or 0) < venue.log.newest:
+            await asyncio.sleep(0.05)
+        snapshot_mb = await conn.fetchval("SELECT octet_length(state) FROM engine_snapshots ORDER BY seq DESC "
+                                          "LIMIT 1") / 1e6
         await conn.close()
         proc.kill()
         proc.wait()
@@ -90,6 +96,7 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
         "copy_orders": executions * followers,
         "committed_orders_per_s": round(executions * followers / commit_s),
         "journal_mb": round(journal_mb, 1),
+        "snapshot_mb": round(snapshot_mb, 1),
         "recovery_s": round(recovery_s, 2),
         "replay_s": float(replays[-1]) if replays else None,
     }
