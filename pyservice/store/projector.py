@@ -15,6 +15,7 @@ engine may still place one there.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -75,10 +76,25 @@ class Projector:
         return out
 
     async def _snapshot(self, conn: asyncpg.Connection) -> None:
-        """Store the engine state at this position; keep the newest two."""
+        """Store the engine state at this position (keep the newest two), every
+        relationship's money, and the positions."""
         assert self.engine is not None
         state = self.engine.snapshot()
+        equity: list[tuple[object, ...]] = []
+        positions: list[tuple[object, ...]] = []
+        for line in self.engine.portfolios_jsonl().splitlines():
+            p = json.loads(line)
+            f, pr = p["follower"], p["provider"]
+            equity.append((self.shard, self.at, f, pr, p["status"], p["cash"], p["equity"], p["reserved"]))
+            positions.extend((self.shard, self.at, f, pr, x["symbol"], x["qty"]) for x in p["positions"])
         async with conn.transaction():
+            await conn.copy_records_to_table(
+                "relationship_equity", records=equity,
+                columns=["shard", "seq", "follower_id", "provider_id", "status", "cash", "equity", "reserved"])
+            await conn.execute("DELETE FROM positions WHERE shard = $1", self.shard)
+            await conn.copy_records_to_table(
+                "positions", records=positions,
+                columns=["shard", "seq", "follower_id", "provider_id", "symbol", "qty"])
             await conn.execute("INSERT INTO engine_snapshots (shard, seq, state) VALUES ($1, $2, $3) "
                                "ON CONFLICT DO NOTHING", self.shard, self.at, state)
             await conn.execute(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import random
@@ -30,7 +31,7 @@ import msgspec
 from pyservice import books as B
 from pyservice import control
 from pyservice import protocol as P
-from pyservice._engine_core import Outcome
+from pyservice._engine_core import LiveEngine, Outcome
 from pyservice.engine.daemon import EngineConfig, EngineDaemon
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.bots import Bots, Instrument
@@ -52,7 +53,7 @@ def _order_key(o: P.NewOrder | OrderRecord) -> tuple[object, ...]:
 
 
 def _uninterrupted(books: Path, log: list[P.VenueMessage],
-                   changes: list[asyncpg.Record]) -> list[tuple[object, ...]]:
+                   changes: list[asyncpg.Record]) -> tuple[list[tuple[object, ...]], LiveEngine]:
     """Every order an engine that never stopped sends over `log`, with the control
     changes at the points where the engine recorded them (and refusing the same ones)."""
     daemon = EngineDaemon(EngineConfig(books=books, memory=True))
@@ -79,7 +80,7 @@ def _uninterrupted(books: Path, log: list[P.VenueMessage],
     for entry in log:
         take(daemon._apply_entry(entry))
         controls(entry.seq)
-    return out
+    return out, daemon.engine
 
 
 class _Resumes(logging.Handler):
@@ -140,6 +141,10 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         follows = list(books_doc["follows"])  # type: ignore[call-overload]
         providers = [p["id"] for p in books_doc["providers"]]  # type: ignore[index, union-attr]
         try:
+            # one the rules refuse for certain (the others are refused or not by chance)
+            await control.submit(conn, "main", {"type": "deposit", "follower": "ghost", "provider": providers[0],
+                                                "amount": "5"})
+            changes_made += 1
             while not stop_traffic.is_set():
                 await asyncio.sleep(rnd.uniform(0.05, 0.2))
                 kind = rnd.choice(["follow", "deposit", "withdraw", "unfollow", "pause", "resume", "settings"])
@@ -218,8 +223,14 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         stop_traffic.set()
         await producer
         await changer
-        # one more entry (the marks as they are) takes the watermark past the last changes
-        await asyncio.sleep(0.3)
+        # one more entry (the marks as they are) takes the watermark past the last changes,
+        # once the engine has applied them all
+        conn = await asyncpg.connect(dsn)
+        for _ in range(600):
+            if not await conn.fetchval("SELECT count(*) FROM control_changes WHERE applied_at IS NULL"):
+                break
+            await asyncio.sleep(0.05)
+        await conn.close()
         for symbol, mark in venue.matcher.marks.items():
             venue.publish(P.MarkPrice(0, symbol, fixed.format(mark)))
         # caught up: everything applied, and the answers to the last orders too
@@ -233,6 +244,13 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
             if await conn.fetchval("SELECT seq FROM projection_state") == venue.log.newest:
                 break
             await asyncio.sleep(0.05)
+        for _ in range(600):  # and snapshotted there, with the money and positions
+            if await conn.fetchval("SELECT max(seq) FROM engine_snapshots") == venue.log.newest:
+                break
+            await asyncio.sleep(0.05)
+        money = await conn.fetch("SELECT follower_id, provider_id, status, cash::text, equity::text, "
+                                 "reserved::text FROM relationship_equity WHERE seq = $1", venue.log.newest)
+        held = await conn.fetch("SELECT follower_id, provider_id, symbol, qty::text FROM positions")
         projected = await conn.fetch("SELECT client_order_id, follower_id, provider_id, symbol, side, type, "
                                      "qty::text, price::text, reduce_only, leverage FROM copy_orders")
         await conn.close()
@@ -261,13 +279,20 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     assert len(recorded) >= changes_made > 10
     assert all(c["after_seq"] is not None for c in recorded), "a committed change was never applied"
     assert any(c["error"] is None for c in recorded) and any(c["error"] for c in recorded)
-    expected = _uninterrupted(books, venue.log.entries(), recorded)
+    expected, engine = _uninterrupted(books, venue.log.entries(), recorded)
     assert len(expected) == len(set(expected))
     extra = set(map(_order_key, accepted)) - set(expected)
     missing = set(expected) - set(map(_order_key, accepted))
     assert not extra and not missing, f"{len(extra)} placed but not in the uninterrupted run, {len(missing)} missing"
     # the projector's rows are those orders too, once each
     assert sorted(tuple(r) for r in projected) == sorted(expected)
+    # and its last snapshot's money and positions are that engine's
+    portfolios = [json.loads(line) for line in engine.portfolios_jsonl().splitlines()]
+    assert sorted(tuple(r) for r in money) == sorted(
+        (p["follower"], p["provider"], p["status"], p["cash"], p["equity"], p["reserved"]) for p in portfolios)
+    assert sorted(tuple(r) for r in held) == sorted(
+        (p["follower"], p["provider"], x["symbol"], x["qty"]) for p in portfolios for x in p["positions"])
+    assert held, "the run left positions to compare"
     assert sorted(_order_key(r) for r in accepted) == sorted(expected)
     assert len(expected) > 1000  # the run traded
 

@@ -10,3 +10,33 @@ CREATE TABLE engine_snapshots (
     state     bytea NOT NULL,
     PRIMARY KEY (shard, seq)
 );
+
+-- With each snapshot, every relationship's money as of `seq`: the equity curve of each
+-- copy relationship, for the statistics and the profit-share settlement to come.
+CREATE TABLE relationship_equity (
+    shard        text NOT NULL,
+    seq          bigint NOT NULL,
+    taken_at     timestamptz NOT NULL DEFAULT now(),
+    follower_id  text NOT NULL,
+    provider_id  text NOT NULL,
+    status       text NOT NULL CHECK (status IN ('active', 'paused', 'stopped')),
+    cash         numeric NOT NULL,
+    -- NULL when a held symbol has no mark yet
+    equity       numeric,
+    -- margin and cost held for orders still working at the venue
+    reserved     numeric NOT NULL,
+    PRIMARY KEY (shard, seq, follower_id, provider_id)
+);
+CREATE INDEX relationship_equity_by_relationship ON relationship_equity (follower_id, provider_id, seq);
+
+-- The positions as of the newest snapshot (replaced with each one).
+CREATE TABLE positions (
+    shard        text NOT NULL,
+    seq          bigint NOT NULL,
+    follower_id  text NOT NULL,
+    provider_id  text NOT NULL,
+    symbol       text NOT NULL,
+    -- signed: negative is short
+    qty          numeric NOT NULL,
+    PRIMARY KEY (shard, follower_id, provider_id, symbol)
+);
