@@ -247,7 +247,12 @@ class EngineDaemon:
         again. Meanwhile the journal's conditional watermark keeps out a second engine."""
         if not self._stopped.is_set():
             task = asyncio.get_running_loop().create_task(self._retake_owner())
-            task.add_done_callback(self._task_done)
+            task.add_done_callback(self._retaken)
+
+    def _retaken(self, task: asyncio.Task[None]) -> None:
+        """It ends when it has the lock again; only a failure stops the engine."""
+        if not task.cancelled() and task.exception() is not None:
+            self._task_done(task)
 
     async def _retake_owner(self) -> None:
         import asyncpg
