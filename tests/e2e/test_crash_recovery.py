@@ -203,6 +203,8 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         if disrupt is not None:
             await asyncio.sleep(0.3)
             await disrupt()
+            await asyncio.sleep(1.5)  # the engine rides it out: still running, still connected
+            assert proc.poll() is None and venue.connected, (tmp / "engine.log").read_text()[-3000:]
         for i, step in enumerate(plan):
             if step == "random":
                 await asyncio.sleep(rnd.uniform(0.02, 0.4))
