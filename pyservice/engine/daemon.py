@@ -147,6 +147,7 @@ class EngineDaemon:
                 t.add_done_callback(self._task_done)
             await self._stopped.wait()
         finally:
+            self._stopped.set()  # also: the owner connection closing below is no loss
             for s in self._servers:
                 s.close()
             if self._conn is not None:
