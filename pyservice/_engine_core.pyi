@@ -113,7 +113,8 @@ class LiveEngine:
         """Build from a books file's text (providers, platform, follows). Raises
         ScenarioError with a one-line reason for an invalid file."""
     def snapshot(self) -> bytes:
-        """The whole state as bytes (see `restore`), for crash recovery."""
+        """The whole state as bytes (see `restore`), for crash recovery; CopyEngineError
+        if it cannot be written."""
     @staticmethod
     def restore(snapshot: bytes) -> LiveEngine:
         """The engine a `snapshot` was taken of; CopyEngineError for bytes that are not a

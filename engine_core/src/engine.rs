@@ -123,11 +123,10 @@ impl Engine {
     /// The whole state as bytes (crash recovery starts from the newest snapshot and
     /// replays only what came after it). The format is private to this build's version
     /// of the engine: `restore` refuses another.
-    pub fn snapshot(&self) -> Vec<u8> {
+    pub fn snapshot(&self) -> Result<Vec<u8>, String> {
         let mut out = SNAPSHOT_MAGIC.to_vec();
-        // a struct of plain data into a Vec: serialization cannot fail
-        bincode::serialize_into(&mut out, self).unwrap_or_default();
-        out
+        bincode::serialize_into(&mut out, self).map_err(|e| format!("snapshot failed: {e}"))?;
+        Ok(out)
     }
 
     pub fn restore(bytes: &[u8]) -> Result<Engine, String> {
@@ -863,7 +862,10 @@ impl Engine {
         let live = *live;
         let work = |rid, rel: &mut Relationship| {
             if rel.portfolio.closable(sid) == 0 {
-                return (None, false);
+                // nothing left to close (its close is still working), but a pure
+                // reduction moved the mark: check it here, check_holders skips this book
+                let held = rel.portfolio.signed_qty(sid) != 0;
+                return (None, check_loss && held && breaches(rel, marks));
             }
             let working = live.then_some(&mut *pending);
             let record = close_one(

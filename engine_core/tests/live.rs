@@ -1626,8 +1626,12 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
     a.event(json!({"type": "pause", "follower": "b", "provider": "P"}));
     assert!(!a.working_ids().is_empty());
 
-    let restored = Engine::restore(&a.e.snapshot()).expect("a snapshot of this version");
-    let mut b = Live { e: restored, seq: a.seq };
+    let restored =
+        Engine::restore(&a.e.snapshot().expect("a snapshot")).expect("a snapshot of this version");
+    let mut b = Live {
+        e: restored,
+        seq: a.seq,
+    };
     assert_eq!(a.working_ids(), b.working_ids());
     for follower in ["a", "b", "c"] {
         assert_eq!(a.state(follower), b.state(follower));
@@ -1648,7 +1652,30 @@ fn a_restored_snapshot_behaves_exactly_like_the_original() {
         assert_eq!(a.state(follower), b.state(follower));
     }
     assert!(Engine::restore(b"not a snapshot").is_err());
-    let mut cut = a.e.snapshot();
+    let mut cut = a.e.snapshot().expect("a snapshot");
     cut.truncate(cut.len() / 2);
     assert!(Engine::restore(&cut).is_err());
+}
+
+/// A provider's pure reduction moves the mark: a follower of that book whose whole
+/// position is already closing (nothing to copy) is still checked against max-loss.
+#[test]
+fn a_follower_with_its_close_working_is_still_stopped_by_a_reduction() {
+    let mut l = Live::new(
+        json!([{"follower": "f", "provider": "P", "allocation": "1000", "max_loss_pct": "10", "slippage_pct": "0"}]),
+        &[btc()],
+    );
+    let out = l.exec("e1", "BTC", "buy", "5", "100", "1000", 1);
+    l.fill(&id_of(&out, "f"), "5", "100");
+    let closing = l.exec("e2", "BTC", "sell", "5", "100", "1000", 1);
+    assert_eq!(closing.len(), 1, "f's close is working: {closing:?}");
+    let opening = l.exec("e3", "BTC", "buy", "1", "100", "1000", 1);
+    assert_eq!(opening.len(), 1, "f's open is working: {opening:?}");
+    // cash 500 + 5 × 70 = 850, at or below the line 900
+    let out = l.exec("e4", "BTC", "sell", "1", "70", "1000", 1);
+    assert!(
+        briefs(&out).iter().any(|b| b == "stop f"),
+        "no stop: {:?}",
+        briefs(&out)
+    );
 }

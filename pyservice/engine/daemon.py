@@ -174,7 +174,7 @@ class EngineDaemon:
         import asyncpg
 
         from pyservice import control
-        from pyservice.store import books, journal, locks, migrate
+        from pyservice.store import books, journal, locks, migrate, snapshots
         from pyservice.store.server import open_database
 
         c = self.config
@@ -203,9 +203,10 @@ class EngineDaemon:
             committed = await journal.ensure_shard(conn, c.shard)
             started = time.perf_counter()
             # the newest snapshot, else the books: then the journal after it
-            snapshot = await journal.newest_snapshot(conn, c.shard, committed.watermark)
-            start = 0 if snapshot is None else snapshot[0]
-            self.engine = LiveEngine.from_books(stored) if snapshot is None else LiveEngine.restore(snapshot[1])
+            async def seed() -> str:
+                return stored
+
+            self.engine, start = await snapshots.restore_newest(conn, c.shard, committed.watermark, seed)
             self.applied_seq = start
             changes = await control.placed(conn, c.shard)
             if changes and changes[-1][0] > committed.watermark:

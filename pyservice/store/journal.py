@@ -78,14 +78,6 @@ async def replay_inputs(conn: asyncpg.Connection, shard: str, watermark: int,
         raise RecoveryError(f"journal of shard '{shard}' ends at seq {expected - 1}, its watermark is {watermark}")
 
 
-async def newest_snapshot(conn: asyncpg.Connection, shard: str, upto: int) -> tuple[int, bytes] | None:
-    """(seq, state) of the newest engine snapshot at or below `upto`."""
-    row = await conn.fetchrow(
-        "SELECT seq, state FROM engine_snapshots WHERE shard = $1 AND seq <= $2 ORDER BY seq DESC LIMIT 1",
-        shard, upto)
-    return None if row is None else (row["seq"], row["state"])
-
-
 class Journal:
     def __init__(self, dsn: str, shard: str, committed: Committed, metrics: EngineMetrics, *,
                  high_water: int = 64 << 20, low_water: int = 16 << 20, max_batch: int = 16 << 20,

@@ -23,10 +23,11 @@ import asyncpg
 
 from pyservice import control
 from pyservice import protocol as P
-from pyservice._engine_core import LiveEngine, Outcome, Reports, order_rows
+from pyservice._engine_core import CopyEngineError, LiveEngine, Outcome, Reports, order_rows
 from pyservice.engine.daemon import apply_message
 from pyservice.store import books, locks
-from pyservice.store.journal import RecoveryError, newest_snapshot
+from pyservice.store.journal import RecoveryError
+from pyservice.store.snapshots import restore_newest
 
 log = logging.getLogger("copyengine.projector")
 
@@ -79,7 +80,11 @@ class Projector:
         """Store the engine state at this position (keep the newest two), every
         relationship's money, and the positions."""
         assert self.engine is not None
-        state = self.engine.snapshot()
+        try:
+            state = self.engine.snapshot()
+        except CopyEngineError as exc:
+            log.error("no snapshot this time", extra={"seq": self.at, "error": str(exc)})
+            return
         equity: list[tuple[object, ...]] = []
         positions: list[tuple[object, ...]] = []
         for line in self.engine.portfolios_jsonl().splitlines():
@@ -115,13 +120,7 @@ class Projector:
     async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int) -> None:
         """Rebuild the engine's state at the projected position, writing nothing: from
         the newest snapshot at or below it, else from the books."""
-        snapshot = await newest_snapshot(conn, self.shard, projected)
-        if snapshot is None:
-            done = 0
-            self.engine = LiveEngine.from_books(await books.load_books(conn))
-        else:
-            done, state = snapshot
-            self.engine = LiveEngine.restore(state)
+        self.engine, done = await restore_newest(conn, self.shard, projected, lambda: books.load_books(conn))
         self._snapshot_at = done
         changes = await self._changes(conn, done, projected - 1)
         self._controls(changes.get(done, []), done)

@@ -247,10 +247,13 @@ impl PyLiveEngine {
         Ok(outcome(py, s, &self.frame))
     }
 
-    /// The whole state as bytes (see `restore`), for crash recovery.
-    fn snapshot<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let bytes = py.detach(|| self.inner.snapshot());
-        PyBytes::new(py, &bytes)
+    /// The whole state as bytes (see `restore`), for crash recovery; CopyEngineError if
+    /// it cannot be written.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = py
+            .detach(|| self.inner.snapshot())
+            .map_err(super::CopyEngineError::new_err)?;
+        Ok(PyBytes::new(py, &bytes))
     }
 
     /// The engine a `snapshot` was taken of; CopyEngineError for bytes that are not a
