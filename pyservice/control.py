@@ -92,12 +92,13 @@ async def pending(conn: asyncpg.Connection, shard: str) -> list[Change]:
     return [Change(r[0], r[1]) for r in rows]
 
 
-async def placed(conn: asyncpg.Connection, shard: str) -> list[tuple[int, Change, bool]]:
-    """(after_seq, change, whether its verdict is recorded) of every change given its
-    point, in the order applied."""
+async def placed(conn: asyncpg.Connection, shard: str, lo: int = 0,
+                 hi: int = 2**63 - 1) -> list[tuple[int, Change, bool]]:
+    """(after_seq, change, whether its verdict is recorded) of every change placed after
+    seqs `lo`..`hi`, in the order applied."""
     rows = await conn.fetch(
         "SELECT after_seq, id, change::text, applied_at IS NOT NULL FROM control_changes "
-        "WHERE shard = $1 AND after_seq IS NOT NULL ORDER BY after_seq, id", shard)
+        "WHERE shard = $1 AND after_seq BETWEEN $2 AND $3 ORDER BY after_seq, id", shard, lo, hi)
     return [(r[0], Change(r[1], r[2]), r[3]) for r in rows]
 
 

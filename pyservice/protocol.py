@@ -15,7 +15,7 @@ from typing import Annotated, Final, Generic, Literal, NamedTuple, TypeAlias, Ty
 
 import msgspec
 
-from pyservice._engine_core import FrameError, Reports, decode_reports
+from pyservice._engine_core import Reports, decode_reports
 
 PROTOCOL_VERSION: Final = 1
 #: Default limit on one frame's payload; a NewOrders frame for 100,000 followers is ~10 MB.

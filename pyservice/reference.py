@@ -37,7 +37,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Callable
@@ -394,23 +394,11 @@ EVENT_FIELDS: dict[str, tuple[Field, ...]] = {
         Field("follower", identifier),
         Field("provider", identifier),
     ),
-    # the follow settings, each optional; None: unchanged
-    "settings": (
-        Field("follower", identifier),
-        Field("provider", identifier),
-        Field("mode", mode_enum, required=False, default=None),
-        Field("fixed_amount", positive, required=False, default=None),
-        Field("multiplier", positive, required=False, default=None),
-        Field("max_open_trades", max_open_trades_integer, required=False, default=None),
-        Field("max_per_trade_pct", percentage, required=False, default=None),
-        Field("max_loss_pct", percentage, required=False, default=None),
-        Field("slippage_pct", slippage, required=False, default=None),
-        Field("stop_copy_on_close", boolean, required=False, default=None),
-    ),
 }
-
-SETTING_NAMES = ("mode", "fixed_amount", "multiplier", "max_open_trades", "max_per_trade_pct", "max_loss_pct",
-                 "slippage_pct", "stop_copy_on_close")
+#: follow's settings, checked the same way; absent or null: unchanged
+_SETTINGS = tuple(replace(f, default=None) for f in EVENT_FIELDS["follow"][3:])
+EVENT_FIELDS["settings"] = (*EVENT_FIELDS["pause"], *_SETTINGS)
+SETTING_NAMES = tuple(f.name for f in _SETTINGS)
 
 INSTRUMENT_FIELDS = (
     Field("symbol", identifier),

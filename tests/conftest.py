@@ -78,21 +78,11 @@ def pg_dsn(pg_server):
     import asyncio
     import uuid
 
-    import asyncpg
+    from pyservice.store.server import create_database, drop_database
 
     name = f"copyengine_test_{uuid.uuid4().hex[:12]}"
-
-    async def admin(sql):
-        conn = await asyncpg.connect(pg_server, timeout=10)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
-    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    base, _, query = pg_server.partition("?")
-    dsn = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+    dsn = asyncio.run(create_database(pg_server, name))
     try:
         yield dsn
     finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(drop_database(pg_server, name))

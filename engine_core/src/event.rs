@@ -147,7 +147,13 @@ impl<'a> Fields<'a> {
 
     /// The first key (document order) not in `allowed`.
     pub fn reject_unknown(&self, allowed: &[&str], what: &str) -> Result<(), String> {
-        match self.map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        self.reject_unknown_of(&[allowed], what)
+    }
+
+    /// `reject_unknown` with the allowed names in several lists.
+    fn reject_unknown_of(&self, allowed: &[&[&str]], what: &str) -> Result<(), String> {
+        let known = |k: &str| allowed.iter().any(|names| names.contains(&k));
+        match self.map.keys().find(|k| !known(k)) {
             Some(k) => Err(format!("unknown field '{k}' for {what}")),
             None => Ok(()),
         }
@@ -266,11 +272,8 @@ pub fn to_money(raw8: i128) -> Money {
     Money(raw8 * (Money::SCALE / Factor::SCALE))
 }
 
-const FOLLOW_FIELDS: &[&str] = &[
-    "type",
-    "follower",
-    "provider",
-    "allocation",
+/// The copy settings, as `follow` and `settings` name them.
+const SETTING_FIELDS: &[&str] = &[
     "mode",
     "fixed_amount",
     "multiplier",
@@ -293,20 +296,10 @@ const FILL_FIELDS: &[&str] = &[
 ];
 const MARK_FIELDS: &[&str] = &["type", "symbol", "price"];
 const CASH_FIELDS: &[&str] = &["type", "follower", "provider", "amount"];
-const UNFOLLOW_FIELDS: &[&str] = &["type", "follower", "provider"];
-const SETTINGS_FIELDS: &[&str] = &[
-    "type",
-    "follower",
-    "provider",
-    "mode",
-    "fixed_amount",
-    "multiplier",
-    "max_open_trades",
-    "max_per_trade_pct",
-    "max_loss_pct",
-    "slippage_pct",
-    "stop_copy_on_close",
-];
+/// The events about one relationship: unfollow, pause, resume (and settings, with
+/// `SETTING_FIELDS`).
+const PAIR_FIELDS: &[&str] = &["type", "follower", "provider"];
+const FOLLOW_FIELDS: &[&str] = &["type", "follower", "provider", "allocation"];
 
 /// Parse one scenario event; `Err` is the event's `error` message.
 pub fn parse_event(v: &Value) -> Result<Event, String> {
@@ -316,17 +309,17 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
         Some(Value::String(s)) => s.as_str(),
         Some(_) => return Err("field 'type' must be a string".into()),
     };
-    let allowed = match ty {
-        "follow" => FOLLOW_FIELDS,
-        "fill" => FILL_FIELDS,
-        "mark" => MARK_FIELDS,
-        "deposit" | "withdraw" => CASH_FIELDS,
-        "unfollow" | "pause" | "resume" => UNFOLLOW_FIELDS,
-        "settings" => SETTINGS_FIELDS,
+    let allowed: &[&[&str]] = match ty {
+        "follow" => &[FOLLOW_FIELDS, SETTING_FIELDS],
+        "fill" => &[FILL_FIELDS],
+        "mark" => &[MARK_FIELDS],
+        "deposit" | "withdraw" => &[CASH_FIELDS],
+        "unfollow" | "pause" | "resume" => &[PAIR_FIELDS],
+        "settings" => &[PAIR_FIELDS, SETTING_FIELDS],
         _ => return Err(format!("unknown event type '{ty}'")),
     };
     let f = Fields::new(map);
-    f.reject_unknown(allowed, ty)?;
+    f.reject_unknown_of(allowed, ty)?;
     match ty {
         "follow" => parse_follow(&f).map(Event::Follow),
         "fill" => parse_fill(&f).map(Event::Fill),

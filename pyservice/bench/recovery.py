@@ -28,17 +28,14 @@ import asyncpg
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.bench.socket import EQUITY, PRICE, PROVIDER, QTY, SYMBOL, _free_port
-from pyservice.store.server import open_database
+from pyservice.store.server import create_database, drop_database, open_database
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
 
 
 async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) -> dict[str, Any]:
     name = f"copyengine_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(server_dsn)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    base, _, query = server_dsn.partition("?")
-    dsn = base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+    dsn = await create_database(server_dsn, name)
     books = B.write(B.bench_books(followers, PROVIDER), tmp / "books.json")
     addr = f"tcp://127.0.0.1:{_free_port()}"
     cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
@@ -87,8 +84,7 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
         proc.wait(30)
         venue.stop()
         await runner
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(server_dsn, name)
     replays = re.findall(r"replay_s=([0-9.]+)", (tmp / "engine.log").read_text())
     return {
         "followers": followers,

@@ -26,7 +26,7 @@ from rich.progress import Progress
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
-from pyservice.store.server import open_database
+from pyservice.store.server import create_database, database_dsn, drop_database, open_database
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
 
 PROVIDER = "bench"
@@ -181,8 +181,7 @@ class Durable:
 
         self.server = open_database(None, tmp / "pg")
         self.name = f"copyengine_bench_{uuid.uuid4().hex[:8]}"
-        base, _, query = self.server.dsn.partition("?")
-        self.dsn = base.rsplit("/", 1)[0] + "/" + self.name + (f"?{query}" if query else "")
+        self.dsn = database_dsn(self.server.dsn, self.name)
         self.redis = os.environ.get("REDIS_URL")
         self.stream = f"copyengine:bench:{self.name}"
 
@@ -195,19 +194,11 @@ class Durable:
         return args + (["--redis", self.redis, "--stream", self.stream] if self.redis else [])
 
     async def __aenter__(self) -> Durable:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.server.dsn)
-        await conn.execute(f'CREATE DATABASE "{self.name}"')
-        await conn.close()
+        await create_database(self.server.dsn, self.name)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.server.dsn)
-        await conn.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        await conn.close()
+        await drop_database(self.server.dsn, self.name)
         if self.redis:
             import redis.asyncio as aioredis
 

@@ -104,7 +104,6 @@ class EngineDaemon:
         #: why the engine stopped on its own (None: it was asked to)
         self.failure: str | None = None
         self.endpoints: list[Endpoint] = [parse_endpoint(e) for e in config.listen]
-        self._replay_reader = P.venue_reader(config.max_frame, native_reports=True)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -174,7 +173,7 @@ class EngineDaemon:
         import asyncpg
 
         from pyservice import control
-        from pyservice.store import books, journal, locks, migrate, snapshots
+        from pyservice.store import books, history, journal, migrate, snapshots
         from pyservice.store.server import open_database
 
         c = self.config
@@ -185,10 +184,8 @@ class EngineDaemon:
             raise StartError(f"cannot reach PostgreSQL: {exc}") from exc
         try:
             # one engine per shard: a second one would write the same journal
-            self._owner = await asyncpg.connect(self._database.dsn, timeout=10)
-            if not await locks.take(self._owner, "engine", c.shard, wait_s=5):
+            if not await self._take_owner():
                 raise StartError(f"shard '{c.shard}' belongs to another running engine")
-            self._owner.add_termination_listener(self._owner_lost)
             await migrate.migrate(conn)
             text = c.books.read_text(encoding="utf-8") if c.books is not None else None
             if not await books.has_books(conn):
@@ -197,7 +194,7 @@ class EngineDaemon:
                 n = await books.seed_books(conn, text)
                 log.info("books stored in PostgreSQL", extra={"relationships": n})
             stored = await books.load_books(conn)
-            if text is not None and not books.same_follows(stored, text):
+            if text is not None and not books.same_books(stored, text):
                 raise StartError("the database already holds different books; change them through the control "
                                  "plane, or start without --books")
             committed = await journal.ensure_shard(conn, c.shard)
@@ -207,31 +204,15 @@ class EngineDaemon:
                 return stored
 
             self.engine, start = await snapshots.restore_newest(conn, c.shard, committed.watermark, seed)
-            self.applied_seq = start
-            changes = await control.placed(conn, c.shard)
-            if changes and changes[-1][0] > committed.watermark:
+            beyond = await control.placed(conn, c.shard, committed.watermark + 1)
+            if beyond:
                 raise journal.RecoveryError(
-                    f"control change {changes[-1][1].id} is placed after seq {changes[-1][0]}, "
+                    f"control change {beyond[0][1].id} is placed after seq {beyond[0][0]}, "
                     f"past the watermark {committed.watermark}")
-            # the changes placed after each seq, in the order they were applied
-            after: dict[int, list[tuple[control.Change, bool]]] = {}
-            for seq, change, done in changes:
-                if seq >= start:  # a snapshot at `start` holds the changes placed before it
-                    after.setdefault(seq, []).append((change, done))
-
-            verdicts: list[tuple[int, str | None]] = []  # placed, then the engine died before the verdict
-
-            def changes_after(seq: int) -> None:
-                for change, done in after.get(seq, []):
-                    outcome = self.engine.control(seq, change.id, change.text)
-                    if not done:
-                        verdicts.append((change.id, outcome.errors[0] if outcome.errors else None))
-
-            changes_after(start)
-            async for seq, payload in journal.replay_inputs(conn, c.shard, committed.watermark, after=start):
-                self._apply_entry(self._replay_reader.decode(payload))
-                self.applied_seq = seq
-                changes_after(seq)
+            # every change placed up to the watermark was committed before it was applied
+            verdicts = await history.replay(conn, c.shard, self.engine, start, committed.watermark,
+                                            changes_at_upto=True)
+            self.applied_seq = committed.watermark
             for change_id, error in verdicts:
                 await control.decided(conn, change_id, error)
         finally:
@@ -256,23 +237,31 @@ class EngineDaemon:
         if not task.cancelled() and task.exception() is not None:
             self._task_done(task)
 
-    async def _retake_owner(self) -> None:
+    async def _take_owner(self) -> bool:
+        """Own this engine's shard on a connection of its own (False: another engine
+        does); losing that connection calls `_owner_lost`."""
         import asyncpg
 
         from pyservice.store import locks
 
         assert self._database is not None
+        conn = await asyncpg.connect(self._database.dsn, timeout=10)
+        if not await locks.take(conn, "engine", self.config.shard, wait_s=5):
+            conn.terminate()
+            return False
+        self._owner = conn
+        conn.add_termination_listener(self._owner_lost)
+        return True
+
+    async def _retake_owner(self) -> None:
         while True:
             try:
-                conn = await asyncpg.connect(self._database.dsn, timeout=10)
+                owned = await self._take_owner()
             except Exception:  # noqa: BLE001  still down
                 await asyncio.sleep(0.5)
                 continue
-            if not await locks.take(conn, "engine", self.config.shard, wait_s=5):
-                conn.terminate()
+            if not owned:
                 raise _Fatal(f"shard '{self.config.shard}' was taken by another engine")
-            self._owner = conn
-            conn.add_termination_listener(self._owner_lost)
             log.info("shard ownership taken again", extra={"shard": self.config.shard})
             return
 
@@ -495,7 +484,7 @@ class EngineDaemon:
         if seq != self.applied_seq + 1:
             raise _Refused("gap", f"seq {seq} after {self.applied_seq}")
         started = time.perf_counter_ns()
-        outcome = self._apply_entry(msg)
+        outcome = apply_message(self.engine, msg)
         if outcome.frame is not None:
             if KILL.armed("send") and isinstance(msg, P.ProviderExecution):
                 conn.send(outcome.frame[: len(outcome.frame) // 2])
@@ -514,9 +503,6 @@ class EngineDaemon:
             accepted = msg if isinstance(msg, P.ProviderExecution) and not outcome.errors else None
             self.journal.append(seq, str(kind), payload, accepted)
         self._count(outcome, msg)
-
-    def _apply_entry(self, msg: P.VenueMessage | Reports) -> Outcome:
-        return apply_message(self.engine, msg)
 
     def _count(self, outcome: Outcome, msg: P.VenueMessage | Reports) -> None:
         m = self.metrics

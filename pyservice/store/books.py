@@ -56,7 +56,7 @@ async def load_books(conn: asyncpg.Connection) -> str:
     return "".join(parts)
 
 
-def same_follows(stored: str, text: str) -> bool:
+def same_books(stored: str, text: str) -> bool:
     """Whether a books file holds what the database holds (as JSON values, so key
     order and spacing do not matter)."""
     a, b = json.loads(stored), json.loads(text)

@@ -63,13 +63,13 @@ async def ensure_shard(conn: asyncpg.Connection, shard: str) -> Committed:
 
 async def replay_inputs(conn: asyncpg.Connection, shard: str, watermark: int,
                         after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
-    """The committed inputs after seq `after`, in seq order, checked to be
-    `after + 1`..`watermark` without a gap."""
+    """The committed inputs after seq `after` up to `watermark`, in seq order, checked to
+    be `after + 1`..`watermark` without a gap."""
     expected = after + 1
     async with conn.transaction(readonly=True):
         async for row in conn.cursor(
-                "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 ORDER BY seq",
-                shard, after, prefetch=2000):
+                "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+                shard, after, watermark, prefetch=2000):
             if row["seq"] != expected:
                 raise RecoveryError(f"journal of shard '{shard}' has seq {row['seq']} where {expected} belongs")
             yield row["seq"], row["payload"]

@@ -25,7 +25,7 @@ from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import CopyEngineError, LiveEngine, Outcome, Reports, order_rows
 from pyservice.engine.daemon import apply_message
-from pyservice.store import books, locks
+from pyservice.store import books, history, locks
 from pyservice.store.journal import RecoveryError
 from pyservice.store.snapshots import restore_newest
 
@@ -71,9 +71,8 @@ class Projector:
         """Changes placed after seqs lo..hi, by seq, in the order applied, each with
         whether its verdict is recorded."""
         out: dict[int, list[tuple[control.Change, bool]]] = {}
-        for seq, change, done in await control.placed(conn, self.shard):
-            if lo <= seq <= hi:
-                out.setdefault(seq, []).append((change, done))
+        for seq, change, done in await control.placed(conn, self.shard, lo, hi):
+            out.setdefault(seq, []).append((change, done))
         return out
 
     async def _snapshot(self, conn: asyncpg.Connection) -> None:
@@ -120,17 +119,10 @@ class Projector:
     async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int) -> None:
         """Rebuild the engine's state at the projected position, writing nothing: from
         the newest snapshot at or below it, else from the books."""
-        self.engine, done = await restore_newest(conn, self.shard, projected, lambda: books.load_books(conn))
-        self._snapshot_at = done
-        changes = await self._changes(conn, done, projected - 1)
-        self._controls(changes.get(done, []), done)
-        while done < projected:
-            upto = min(projected, done + 5000)
-            for r in await self._rows(conn, done, upto):
-                self._input(r["seq"], r["payload"])
-                if r["seq"] < projected:
-                    self._controls(changes.get(r["seq"], []), r["seq"])
-            done = upto
+        self.engine, start = await restore_newest(conn, self.shard, projected, lambda: books.load_books(conn))
+        self._snapshot_at = start
+        # verdicts were recorded by the steps that first passed these changes
+        await history.replay(conn, self.shard, self.engine, start, projected, changes_at_upto=False)
         self.at = projected
 
     async def step(self, conn: asyncpg.Connection) -> bool:

@@ -47,3 +47,29 @@ def open_database(url: str | None = None, data_dir: Path | None = None) -> Datab
 
         server = postgres_server.get_server(directory, cleanup_mode="stop")
     return Database(server.get_uri(), server)
+
+
+def database_dsn(server_dsn: str, name: str) -> str:
+    """The DSN of database `name` on `server_dsn`'s server (same host, user, options)."""
+    base, _, query = server_dsn.partition("?")
+    return base.rsplit("/", 1)[0] + "/" + name + (f"?{query}" if query else "")
+
+
+async def _on_server(server_dsn: str, sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(server_dsn, timeout=10)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def create_database(server_dsn: str, name: str) -> str:
+    """A new, empty database `name` (for tests and benchmarks); returns its DSN."""
+    await _on_server(server_dsn, f'CREATE DATABASE "{name}"')
+    return database_dsn(server_dsn, name)
+
+
+async def drop_database(server_dsn: str, name: str) -> None:
+    await _on_server(server_dsn, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

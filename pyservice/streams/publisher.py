@@ -80,16 +80,15 @@ async def ready_entries(conn: asyncpg.Connection, shard: str, after: tuple[int, 
         "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 "
         "AND kind IN ('fills', 'rejects') ORDER BY seq", shard, seq, hi)
     stop_rows = await conn.fetch(
-        "SELECT seq, follower_id, provider_id FROM relationship_stops WHERE shard = $1 AND seq >= $2 AND seq < $3 "
-        "ORDER BY seq, id", shard, seq if sub == 0 else seq + 1, projected)
+        "SELECT seq, follower_id, provider_id FROM relationship_stops WHERE shard = $1 AND seq >= $2 "
+        "AND seq < $3 AND seq <= $4 ORDER BY seq, id", shard, seq if sub == 0 else seq + 1, projected, hi)
     out = []
     for r in reports:
         rep = decode_reports(r["payload"])
         out.append(Entry(r["seq"], 0, rep.kind, len(rep), rep.entries_json()))
     stops: dict[int, list[list[str]]] = {}
     for r in stop_rows:
-        if r["seq"] <= hi:
-            stops.setdefault(r["seq"], []).append([r["follower_id"], r["provider_id"]])
+        stops.setdefault(r["seq"], []).append([r["follower_id"], r["provider_id"]])
     out.extend(Entry(s, 1, "stops", len(v), json.dumps(v, separators=(",", ":")).encode())
                for s, v in stops.items())
     out.sort(key=lambda e: (e.seq, e.sub))
@@ -104,8 +103,6 @@ class Publisher:
         self.dsn, self.redis_url, self.shard = dsn, redis_url, shard
         self.stream = stream or default_stream(shard)
         self.poll_s, self.retry_s = poll_s, retry_s
-        self.published = 0  # entries added by this publisher
-        self.refused = 0  # entries Redis already had (a re-publish)
         self._down = False
 
     async def run(self) -> None:
@@ -139,12 +136,10 @@ class Publisher:
                 for e in batch:
                     pipe.xadd(self.stream, e.fields(self.shard), id=e.id)  # type: ignore[arg-type]  # redis' Mapping is invariant
                 for e, result in zip(batch, await pipe.execute(raise_on_error=False)):
-                    if isinstance(result, ResponseError) and "equal or smaller" in str(result):
-                        self.refused += 1  # already there: published before a crash
-                    elif isinstance(result, Exception):
+                    # an id at or below the stream's last: published before a crash
+                    already = isinstance(result, ResponseError) and "equal or smaller" in str(result)
+                    if isinstance(result, Exception) and not already:
                         raise result
-                    else:
-                        self.published += 1
                     done = (e.seq, e.sub)
                 done = max(done, reached)
                 KILL.passing("publish")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,14 +18,9 @@ from pyservice import protocol as P
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import Books, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
+from venue_traffic import free_port
 
 CLI = [sys.executable, "-m", "pyservice.cli"]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -37,7 +31,7 @@ async def _scenario(tmp: Path, dsn: str) -> None:
     books_doc = {"version": 1, "providers": [{"id": "alpha"}],
                  "follows": [{"follower": "f1", "provider": "alpha", "allocation": "1000"}]}
     books = B.write(books_doc, tmp / "books.json")
-    addr = f"tcp://127.0.0.1:{_port()}"
+    addr = f"tcp://127.0.0.1:{free_port()}"
     engine = subprocess.Popen([*CLI, "engine", "--books", str(books), "--database", dsn, "--listen", addr,
                                "--heartbeat", "0.05"], stderr=open(tmp / "engine.log", "wb"))
     venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, heartbeat=0.05, seed=1,

@@ -19,7 +19,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -32,19 +31,12 @@ from pyservice import books as B
 from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome
-from pyservice.engine.daemon import EngineConfig, EngineDaemon
+from pyservice.engine.daemon import apply_message
 from pyservice.venue_sim import fixed
-from pyservice.venue_sim.bots import Bots, Instrument
-from pyservice.venue_sim.config import DEFAULT_INSTRUMENTS, Books, VenueConfig
+from pyservice.venue_sim.config import Books, VenueConfig
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
+from venue_traffic import bots_for, free_port, trade
 
-PROVIDER_CASH = "10000"
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _order_key(o: P.NewOrder | OrderRecord) -> tuple[object, ...]:
@@ -56,7 +48,7 @@ def _uninterrupted(books: Path, log: list[P.VenueMessage],
                    changes: list[asyncpg.Record]) -> tuple[list[tuple[object, ...]], LiveEngine]:
     """Every order an engine that never stopped sends over `log`, with the control
     changes at the points where the engine recorded them (and refusing the same ones)."""
-    daemon = EngineDaemon(EngineConfig(books=books, memory=True))
+    engine = LiveEngine.from_books(books.read_text())
     reader = P.engine_reader()
     out = []
 
@@ -72,15 +64,15 @@ def _uninterrupted(books: Path, log: list[P.VenueMessage],
 
     def controls(seq: int) -> None:
         for c in after.get(seq, []):
-            outcome = daemon.engine.control(seq, c["id"], c["change"])
+            outcome = engine.control(seq, c["id"], c["change"])
             assert (outcome.errors[0] if outcome.errors else None) == c["error"]
             take(outcome)
 
     controls(0)
     for entry in log:
-        take(daemon._apply_entry(entry))
+        take(apply_message(engine, entry))
         controls(entry.seq)
-    return out, daemon.engine
+    return out, engine
 
 
 class _Resumes(logging.Handler):
@@ -100,7 +92,7 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
                disrupt: Callable[[], Awaitable[None]] | None = None) -> None:
     books_doc = B.demo_books(3, 150, seed)
     books = B.write(books_doc, tmp / "books.json")
-    addr = f"tcp://127.0.0.1:{_port()}"
+    addr = f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
            "--listen", addr, "--heartbeat", "0.05", "--dead-after", "3", "--log-level", "WARNING",
            "--snapshot-interval", "0"]  # a snapshot after every projector step: restarts start from one
@@ -111,24 +103,9 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     resumes = _Resumes()
     logging.getLogger("copyengine.venue").addHandler(resumes)
     logging.getLogger("copyengine.venue").setLevel(logging.INFO)
-    bots = Bots([p["id"] for p in books_doc["providers"]],  # type: ignore[index, union-attr]
-                [Instrument(s.instrument) for s in DEFAULT_INSTRUMENTS],
-                fixed.parse(PROVIDER_CASH, fixed.MONEY_DIGITS), seed)
+    bots = bots_for(books_doc, seed)
     rnd = random.Random(seed)
     stop_traffic = asyncio.Event()
-
-    async def traffic() -> None:
-        # keeps trading while the engine is down: the venue's log holds it until resume
-        n = 0
-        while not stop_traffic.is_set():
-            n += 1
-            if n % 10 == 0:
-                for mark in bots.marks(venue.matcher.marks):
-                    venue.publish(mark)
-            execution = bots.execution(venue.matcher.marks)
-            if execution is not None:
-                venue.publish(execution)
-            await asyncio.sleep(0.004)
 
     changes_made = 0
 
@@ -195,7 +172,8 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         return subprocess.Popen(cmd, stderr=log_file, env=env)
 
     runner = asyncio.create_task(venue.run())
-    producer = asyncio.create_task(traffic())
+    # keeps trading while the engine is down: the venue's log holds it until resume
+    producer = asyncio.create_task(trade(venue, bots, stop_traffic, marks_every=10, pause_s=0.004))
     proc = start(plan[0])
     try:
         await up(proc, plan[0])

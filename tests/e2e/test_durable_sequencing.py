@@ -5,7 +5,6 @@ from the watermark + 1 for the same venue session only."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,12 +13,7 @@ import asyncpg
 
 from pyservice import books as B
 from pyservice import protocol as P
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from venue_traffic import free_port
 
 
 class Venue:
@@ -69,7 +63,7 @@ async def _scenario(tmp: Path, dsn: str) -> None:
     books = B.write({"version": 1, "providers": [{"id": "alpha"}],
                      "follows": [{"follower": f"f{i}", "provider": "alpha", "allocation": "100000"}
                                  for i in range(3)]}, tmp / "books.json")
-    port = _port()
+    port = free_port()
     cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
            "--listen", f"tcp://127.0.0.1:{port}", "--heartbeat", "0.05"]
     proc = subprocess.Popen(cmd, stderr=open(tmp / "engine.log", "wb"))
@@ -104,7 +98,7 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         proc = subprocess.Popen(cmd, stderr=open(tmp / "engine2.log", "wb"))
         v = await Venue.connect(port)
         # one engine per shard: a second one on the same database refuses to start
-        second = subprocess.run([*cmd[:-4], "--listen", f"tcp://127.0.0.1:{_port()}"], capture_output=True,
+        second = subprocess.run([*cmd[:-4], "--listen", f"tcp://127.0.0.1:{free_port()}"], capture_output=True,
                                 text=True, timeout=60)
         assert (second.returncode, second.stderr.strip().splitlines()[-1]) == (
             2, "cannot start: shard 'main' belongs to another running engine")

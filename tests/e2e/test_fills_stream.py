@@ -10,7 +10,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,11 +21,12 @@ import redis
 
 from pyservice import books as B
 from pyservice import protocol as P
-from pyservice.engine.daemon import EngineConfig, EngineDaemon
+from pyservice._engine_core import LiveEngine
+from pyservice.engine.daemon import apply_message
 from pyservice.venue_sim import fixed
-from pyservice.venue_sim.bots import Bots, Instrument
 from pyservice.venue_sim.config import DEFAULT_INSTRUMENTS, Books, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
+from venue_traffic import bots_for, free_port, trade
 
 STREAM = "copyengine:fills:main"
 
@@ -36,17 +36,11 @@ if shutil.which("redis-server") is None:
     pytest.skip("redis-server is not installed (CI installs it; nothing skips there)", allow_module_level=True)
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class RedisServer:
     """A private redis-server with an append-only file, so a restart keeps the stream."""
 
     def __init__(self, directory: Path) -> None:
-        self.dir, self.port = directory, _port()
+        self.dir, self.port = directory, free_port()
         self.url = f"redis://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -90,29 +84,15 @@ def _stream(url: str) -> list[tuple[str, dict[str, str]]]:
 async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueMessage]:
     books_doc = B.demo_books(2, 60, seed)
     books = B.write(books_doc, tmp / "books.json")
-    addr = f"tcp://127.0.0.1:{_port()}"
+    addr = f"tcp://127.0.0.1:{free_port()}"
     cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
            "--listen", addr, "--heartbeat", "0.05", "--redis", rs.url]
     log_file = open(tmp / "engine.log", "ab")
     venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, books=msgspec.convert(books_doc, Books),
                                  heartbeat=0.05, partial_fill_pct=30, seed=seed))
-    bots = Bots([p["id"] for p in books_doc["providers"]],  # type: ignore[index, union-attr]
-                [Instrument(s.instrument) for s in DEFAULT_INSTRUMENTS], fixed.parse("10000", fixed.MONEY_DIGITS),
-                seed)
+    bots = bots_for(books_doc, seed)
     rnd = random.Random(seed)
     stop = asyncio.Event()
-
-    async def traffic() -> None:
-        n = 0
-        while not stop.is_set():
-            n += 1
-            if n % 5 == 0:  # marks move, and max-loss stops some relationships
-                for mark in bots.marks(venue.matcher.marks):
-                    venue.publish(mark)
-            execution = bots.execution(venue.matcher.marks)
-            if execution is not None:
-                venue.publish(execution)
-            await asyncio.sleep(0.005)
 
     def start(kill_at: str | None = None) -> subprocess.Popen[bytes]:
         env = {k: v for k, v in os.environ.items() if k != "COPYENGINE_KILL_AT"}
@@ -127,7 +107,8 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
             await asyncio.sleep(0.05)
 
     runner = asyncio.create_task(venue.run())
-    producer = asyncio.create_task(traffic())
+    # marks move often: max-loss stops some relationships
+    producer = asyncio.create_task(trade(venue, bots, stop, marks_every=5, pause_s=0.005))
     proc = start()
     try:
         await up(proc)
@@ -183,10 +164,10 @@ def test_every_fill_is_in_the_stream_exactly_once_in_order(tmp_path: Path, pg_ds
                                                            redis_server: RedisServer) -> None:
     log = asyncio.run(_run(tmp_path, pg_dsn, redis_server, seed=5))
     # what an engine that never stopped reports: the venue's answers, and its own stops
-    daemon = EngineDaemon(EngineConfig(books=tmp_path / "books.json", memory=True))
+    engine = LiveEngine.from_books((tmp_path / "books.json").read_text())
     expected: list[tuple[str, str, list[list[str]]]] = []
     for e in log:
-        stopped = daemon._apply_entry(e).stopped
+        stopped = apply_message(engine, e).stopped
         if isinstance(e, P.CopyFills):
             expected.append((f"{e.seq}-0", "fills", [list(f) for f in e.fills]))
         elif isinstance(e, P.CopyRejects):
