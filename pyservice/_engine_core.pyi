@@ -156,7 +156,7 @@ class LiveEngine:
     def relationships(self) -> int: ...
     def portfolios_jsonl(self) -> str:
         """Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
-        plus `reserved`), for tests and operators."""
+        plus `reserved`, `base` and the FIFO `lots`), for the projector, tests and operators."""
 
 def check_control(text: str) -> str | None:
     """The reason a control change (JSON, the replay's event format) is invalid on its own,

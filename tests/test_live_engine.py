@@ -81,7 +81,8 @@ def test_an_execution_frames_its_copies_and_reserves() -> None:
     assert money(e, "a/P") == ("1000", "14.3571428571428572", "1000", [])
     assert money(e, "c/P") == ("1000", "14.2857142857142858", "1000", [])
     p = portfolios(e)["a/P"]
-    assert list(p) == ["event", "kind", "follower", "provider", "status", "cash", "equity", "positions", "reserved"]
+    assert list(p) == ["event", "kind", "follower", "provider", "status", "cash", "equity", "positions", "reserved",
+                       "base", "lots"]
     assert (p["event"], p["kind"], p["status"]) == (None, "portfolio", "active")
 
 
@@ -206,6 +207,22 @@ def test_reductions_never_over_close() -> None:
     assert e.pending_orders == 3
     assert empty(e.fills(9, [(o.client_order_id, o.qty, "110") for o in closes]))
     assert money(e, "a/P") == ("1010", "0", "1010", [])
+
+
+def test_portfolios_carry_base_and_fifo_lots() -> None:
+    """Two buys make two lots; a close takes the oldest first; a deposit moves the base."""
+    e = long_one()  # lot 0: 1 @ 100, leverage 10
+    [o] = frame_orders(e.execute(3, "P", "o2", "ETH-PERP", "buy", "10", "120", "10000", 10), 3)
+    assert empty(e.fills(4, [(o.client_order_id, "0.5", "120")]))  # partial: lot 1 is 0.5 @ 120
+    [c] = frame_orders(e.execute(5, "P", "c1", "ETH-PERP", "sell", "10", "130", "10000", 10), 5)
+    assert c.qty == "0.75"  # half of 1.5, as the provider closed half
+    assert empty(e.fills(6, [(c.client_order_id, "0.75", "130")]))  # from the oldest lot
+    assert empty(e.control(6, 1, json.dumps({"type": "deposit", "follower": "a", "provider": "P", "amount": "25.5"})))
+    p = portfolios(e)["a/P"]
+    assert p["base"] == "1025.5"
+    assert p["lots"] == [{"symbol": "ETH-PERP", "side": "long", "qty": "0.25", "entry": "100", "leverage": 10},
+                         {"symbol": "ETH-PERP", "side": "long", "qty": "0.5", "entry": "120", "leverage": 10}]
+    assert p["positions"] == [{"symbol": "ETH-PERP", "qty": "0.75"}]
 
 
 def test_a_late_fill_is_closed_again() -> None:

@@ -17,7 +17,7 @@ use crate::model::{
     Platform, ProviderId, Record, RelId, Side, SkipReason, Status, SymbolId,
 };
 use crate::pending::{Pending, PendingTable};
-use crate::portfolio::Portfolio;
+use crate::portfolio::{Lot, Portfolio};
 use crate::sizing::{close_share, limit_price, size_open, OpenLeg, Sized};
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
@@ -55,6 +55,10 @@ pub struct PortfolioView {
     pub cash: Money,
     pub equity: Option<Money>,
     pub positions: Vec<(String, Qty)>,
+    /// Net money in: the allocation plus deposits minus withdrawals.
+    pub base: Money,
+    /// Every position's FIFO lots, oldest first, with the position's symbol and side.
+    pub lots: Vec<(String, bool, Lot)>,
     /// Margin reserved by working opening copies (live mode; zero in replay).
     pub reserved: Money,
 }
@@ -506,6 +510,16 @@ impl Engine {
                 provider: self.providers[r.provider as usize].name.clone(),
                 status: r.status,
                 cash: r.portfolio.cash,
+                base: r.portfolio.base,
+                lots: r
+                    .portfolio
+                    .positions
+                    .iter()
+                    .flat_map(|p| {
+                        let symbol = &self.instruments[p.symbol as usize].symbol;
+                        p.lots.iter().map(move |l| (symbol.clone(), p.long, *l))
+                    })
+                    .collect(),
                 reserved: r.portfolio.reserved,
                 equity: r.portfolio.equity(&self.marks).ok(),
                 positions: r

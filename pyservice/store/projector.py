@@ -1,9 +1,10 @@
-"""The projector: copy orders, fills and rejects as rows, from the committed journal.
+"""The projector: the journal as rows for statistics and settlement.
 
 It applies the committed journal (and the control changes at their points) to its own
-copy of the engine, the way recovery does, and writes the orders that copy sends and
-the venue's reports as rows, each step in one transaction with its position
-(`projection_state`). The engine runs it as a child process: the rows cost the hot path
+copy of the engine, the way recovery does, and writes the orders that copy sends, the
+venue's reports, the instruments, the provider trades and the high watermarks as rows,
+each step in one transaction with its position (`projection_state`); with each engine
+snapshot, every relationship's money, its positions and their FIFO lots. The engine runs it as a child process: the rows cost the hot path
 nothing, and they are the orders of an engine that never crashed (resends after a crash
 are not in the journal), with exactly the sizes sent.
 
@@ -18,6 +19,8 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator
+from decimal import Decimal
+from typing import Any
 
 import asyncpg
 
@@ -25,7 +28,7 @@ from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import CopyEngineError, LiveEngine, Outcome, Reports, order_rows
 from pyservice.engine.daemon import apply_message
-from pyservice.store import books, history, locks
+from pyservice.store import books, history, locks, trades
 from pyservice.store.journal import RecoveryError
 from pyservice.store.snapshots import restore_newest
 
@@ -42,6 +45,7 @@ class Projector:
         self.snapshot_s = snapshot_s
         self.reader = P.venue_reader(native_reports=True)
         self.engine: LiveEngine | None = None
+        self.trades = trades.TradeBook()
         self.at = 0  # P: inputs <= at are applied, and changes placed before it
         self._snapshot_at = 0  # the position of the last snapshot
         self._snapshot_due = 0.0
@@ -49,12 +53,7 @@ class Projector:
     async def run(self) -> None:
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
-            # a projector of the engine before a restart may still be finishing a step
-            while not await locks.take(conn, "projector", self.shard, wait_s=60):
-                log.warning("waiting for another projector of this shard to stop", extra={"shard": self.shard})
-            await conn.execute("INSERT INTO projection_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", self.shard)
-            projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", self.shard)
-            await self._catch_up_silently(conn, projected)
+            await self.start(conn)
             loop = asyncio.get_running_loop()
             self._snapshot_due = loop.time() + self.snapshot_s
             while True:
@@ -65,6 +64,19 @@ class Projector:
                     self._snapshot_due = loop.time() + self.snapshot_s
         finally:
             await conn.close()
+
+    async def start(self, conn: asyncpg.Connection) -> None:
+        """Own the shard's projection and rebuild its state at the projected position."""
+        # a projector of the engine before a restart may still be finishing a step
+        while not await locks.take(conn, "projector", self.shard, wait_s=60):
+            log.warning("waiting for another projector of this shard to stop", extra={"shard": self.shard})
+        await conn.execute("INSERT INTO projection_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", self.shard)
+        projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", self.shard)
+        if projected == 0:
+            await _seed_high_watermarks(conn, self.shard)
+        await self._catch_up_silently(conn, projected)
+        self.trades = trades.TradeBook([trades.from_row(r) for r in await conn.fetch(
+            "SELECT * FROM provider_trades WHERE shard = $1 AND closed_seq IS NULL", self.shard)])
 
     async def _changes(self, conn: asyncpg.Connection, lo: int, hi: int
                        ) -> dict[int, list[tuple[control.Change, bool]]]:
@@ -77,7 +89,7 @@ class Projector:
 
     async def _snapshot(self, conn: asyncpg.Connection) -> None:
         """Store the engine state at this position (keep the newest two), every
-        relationship's money, and the positions."""
+        relationship's money, and the positions with their lots."""
         assert self.engine is not None
         try:
             state = self.engine.snapshot()
@@ -86,19 +98,27 @@ class Projector:
             return
         equity: list[tuple[object, ...]] = []
         positions: list[tuple[object, ...]] = []
+        lots: list[tuple[object, ...]] = []
         for line in self.engine.portfolios_jsonl().splitlines():
             p = json.loads(line)
             f, pr = p["follower"], p["provider"]
-            equity.append((self.shard, self.at, f, pr, p["status"], p["cash"], p["equity"], p["reserved"]))
+            equity.append((self.shard, self.at, f, pr, p["status"], p["cash"], p["equity"], p["reserved"], p["base"]))
             positions.extend((self.shard, self.at, f, pr, x["symbol"], x["qty"]) for x in p["positions"])
+            n: dict[str, int] = {}
+            for x in p["lots"]:
+                n[x["symbol"]] = n.get(x["symbol"], -1) + 1
+                lots.append((self.shard, self.at, f, pr, x["symbol"], n[x["symbol"]], x["side"], x["qty"],
+                             x["entry"], x["leverage"]))
         async with conn.transaction():
             await conn.copy_records_to_table(
                 "relationship_equity", records=equity,
-                columns=["shard", "seq", "follower_id", "provider_id", "status", "cash", "equity", "reserved"])
-            await conn.execute("DELETE FROM positions WHERE shard = $1", self.shard)
-            await conn.copy_records_to_table(
-                "positions", records=positions,
-                columns=["shard", "seq", "follower_id", "provider_id", "symbol", "qty"])
+                columns=["shard", "seq", "follower_id", "provider_id", "status", "cash", "equity", "reserved", "base"])
+            for table, rows, columns in (
+                    ("positions", positions, ["shard", "seq", "follower_id", "provider_id", "symbol", "qty"]),
+                    ("lots", lots, ["shard", "seq", "follower_id", "provider_id", "symbol", "n", "side", "qty",
+                                    "entry", "leverage"])):
+                await conn.execute(f"DELETE FROM {table} WHERE shard = $1", self.shard)
+                await conn.copy_records_to_table(table, records=rows, columns=columns)
             await conn.execute("INSERT INTO engine_snapshots (shard, seq, state) VALUES ($1, $2, $3) "
                                "ON CONFLICT DO NOTHING", self.shard, self.at, state)
             await conn.execute(
@@ -139,7 +159,9 @@ class Projector:
         fills: list[bytes] = []
         rejects: list[bytes] = []
         stops: list[tuple[str, int, str, str]] = []
-
+        instruments: list[tuple[object, ...]] = []
+        watermarks: list[tuple[int, dict[str, Any]]] = []  # (seq, applied follow/deposit/withdraw/unfollow)
+        traded: dict[tuple[str, str, int], trades.Trade] = {}
         verdicts: list[tuple[int, str | None]] = []
 
         def controls(seq: int) -> None:
@@ -150,6 +172,8 @@ class Projector:
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
                 if not done:  # placed, then its engine died before the verdict
                     verdicts.append((change.id, outcome.errors[0] if outcome.errors else None))
+                if not outcome.errors:
+                    watermarks.append((seq, json.loads(change.text)))
 
         controls(self.at)
         for r in await self._rows(conn, self.at, upto):
@@ -160,6 +184,16 @@ class Projector:
             stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
             if isinstance(msg, Reports):
                 (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
+            elif outcome.errors:
+                pass  # refused by the rules: it changed nothing
+            elif isinstance(msg, P.ProviderExecution):
+                for t in self.trades.execution(seq, msg.provider, msg.exec_id, msg.symbol, msg.side,
+                                               Decimal(msg.qty), Decimal(msg.price),
+                                               Decimal(msg.provider_equity), msg.leverage):
+                    traded[t.key] = t
+            elif isinstance(msg, P.Instrument):
+                instruments.append((msg.symbol, msg.kind, *map(Decimal, (msg.tick, msg.step, msg.min_qty,
+                                    msg.min_notional)), self.shard, seq))
             if seq < upto:
                 controls(seq)
         async with conn.transaction():
@@ -171,6 +205,12 @@ class Projector:
                                                  columns=["shard", "seq", "follower_id", "provider_id"])
             for change_id, error in verdicts:
                 await control.decided(conn, change_id, error)
+            if instruments:
+                await conn.executemany(_UPSERT_INSTRUMENT, instruments)
+            if traded:
+                await conn.executemany(_UPSERT_TRADE, [trades.row(self.shard, t) for t in traded.values()])
+            for seq, change in watermarks:
+                await _move_high_watermark(conn, self.shard, seq, change)
             await conn.execute("UPDATE projection_state SET seq = $2 WHERE shard = $1", self.shard, upto)
         self.at = upto
         return True
@@ -183,6 +223,46 @@ class Projector:
     def _controls(self, changes: list[tuple[control.Change, bool]], seq: int) -> list[Outcome]:
         assert self.engine is not None
         return [self.engine.control(seq, c.id, c.text) for c, _ in changes]
+
+
+_UPSERT_INSTRUMENT = (
+    "INSERT INTO instruments (symbol, kind, tick, step, min_qty, min_notional, shard, seq) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (symbol) DO UPDATE SET kind = EXCLUDED.kind, "
+    "tick = EXCLUDED.tick, step = EXCLUDED.step, min_qty = EXCLUDED.min_qty, "
+    "min_notional = EXCLUDED.min_notional, shard = EXCLUDED.shard, seq = EXCLUDED.seq")
+_UPSERT_TRADE = (
+    f"INSERT INTO provider_trades (shard, {', '.join(trades.COLUMNS)}) "
+    f"VALUES ({', '.join(f'${i}' for i in range(1, len(trades.COLUMNS) + 2))}) "
+    "ON CONFLICT (shard, provider_id, symbol, opened_seq) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in trades.COLUMNS if c not in ("provider_id", "symbol", "opened_seq")))
+
+
+async def _seed_high_watermarks(conn: asyncpg.Connection, shard: str) -> None:
+    """The books' relationships start at their allocation (before any input)."""
+    await conn.execute(
+        "INSERT INTO high_watermarks (follower_id, provider_id, hwm, reason, shard, seq) "
+        "SELECT follower_id, provider_id, (follow->>'allocation')::numeric, 'follow', $1, 0 FROM relationships "
+        "ON CONFLICT DO NOTHING", shard)
+
+
+async def _move_high_watermark(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
+    """An applied control change moves the watermark by its amount (never creating a
+    fee), a follow starts it at the allocation, an unfollow removes it."""
+    kind, who = change["type"], (change["follower"], change["provider"])
+    if kind == "follow":
+        await conn.execute(
+            "INSERT INTO high_watermarks (follower_id, provider_id, hwm, reason, shard, seq) "
+            "VALUES ($1, $2, $3, 'follow', $4, $5) ON CONFLICT (follower_id, provider_id) DO UPDATE SET "
+            "hwm = EXCLUDED.hwm, reason = 'follow', shard = EXCLUDED.shard, seq = EXCLUDED.seq, updated_at = now()",
+            *who, Decimal(change["allocation"]), shard, seq)
+    elif kind in ("deposit", "withdraw"):
+        amount = Decimal(change["amount"])
+        await conn.execute(
+            "UPDATE high_watermarks SET hwm = hwm + $3, reason = $4, shard = $5, seq = $6, updated_at = now() "
+            "WHERE follower_id = $1 AND provider_id = $2",
+            *who, amount if kind == "deposit" else -amount, kind, shard, seq)
+    elif kind == "unfollow":
+        await conn.execute("DELETE FROM high_watermarks WHERE follower_id = $1 AND provider_id = $2", *who)
 
 
 _COLUMNS = {

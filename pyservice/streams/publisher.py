@@ -1,6 +1,6 @@
 """Publishes committed copy fills, rejects and stops to a Redis stream, exactly once, in order.
 
-The source is the engine's journal in PostgreSQL (its outbox): every committed `fills`
+The source is the `outbox` view over the engine's journal in PostgreSQL: every committed `fills`
 or `rejects` frame becomes one stream entry whose id is `<venue seq>-0`, and the
 max-loss stops at a seq (from the projector) one entry `<venue seq>-1`. Redis refuses an
 id at or below the stream's last one, so after a crash or a Redis restart the publisher
@@ -76,22 +76,21 @@ async def ready_entries(conn: asyncpg.Connection, shard: str, after: tuple[int, 
     projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", shard) or 0
     seq, sub = after
     hi = min(projected, seq + max_seqs)
-    reports = await conn.fetch(
-        "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 "
-        "AND kind IN ('fills', 'rejects') ORDER BY seq", shard, seq, hi)
-    stop_rows = await conn.fetch(
-        "SELECT seq, follower_id, provider_id FROM relationship_stops WHERE shard = $1 AND seq >= $2 "
-        "AND seq < $3 AND seq <= $4 ORDER BY seq, id", shard, seq if sub == 0 else seq + 1, projected, hi)
+    rows = await conn.fetch(
+        "SELECT seq, sub, kind, payload, follower_id, provider_id FROM outbox WHERE shard = $1 AND seq <= $3 "
+        "AND ((sub = 0 AND seq > $2) OR (sub = 1 AND seq >= $4 AND seq < $5)) ORDER BY seq, sub, n",
+        shard, seq, hi, seq if sub == 0 else seq + 1, projected)
     out = []
-    for r in reports:
-        rep = decode_reports(r["payload"])
-        out.append(Entry(r["seq"], 0, rep.kind, len(rep), rep.entries_json()))
-    stops: dict[int, list[list[str]]] = {}
-    for r in stop_rows:
-        stops.setdefault(r["seq"], []).append([r["follower_id"], r["provider_id"]])
-    out.extend(Entry(s, 1, "stops", len(v), json.dumps(v, separators=(",", ":")).encode())
-               for s, v in stops.items())
-    out.sort(key=lambda e: (e.seq, e.sub))
+    stops: list[list[str]] = []
+    for i, r in enumerate(rows):
+        if r["sub"] == 0:
+            rep = decode_reports(r["payload"])
+            out.append(Entry(r["seq"], 0, rep.kind, len(rep), rep.entries_json()))
+            continue
+        stops.append([r["follower_id"], r["provider_id"]])
+        if i + 1 == len(rows) or rows[i + 1]["seq"] != r["seq"] or rows[i + 1]["sub"] != 1:
+            out.append(Entry(r["seq"], 1, "stops", len(stops), json.dumps(stops, separators=(",", ":")).encode()))
+            stops = []
     # everything of the seqs below `projected` is in; at `projected`, only its report
     reached = (hi, 1) if hi < projected else (hi, 0)
     return out, max(after, reached)

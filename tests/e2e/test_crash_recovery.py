@@ -22,6 +22,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
@@ -32,6 +33,7 @@ from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome
 from pyservice.engine.daemon import apply_message
+from pyservice.store import trades
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import Books, VenueConfig
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
@@ -44,11 +46,14 @@ def _order_key(o: P.NewOrder | OrderRecord) -> tuple[object, ...]:
             None if o.price is None else str(o.price), o.reduce_only, o.leverage)
 
 
-def _uninterrupted(books: Path, log: list[P.VenueMessage],
-                   changes: list[asyncpg.Record]) -> tuple[list[tuple[object, ...]], LiveEngine]:
+def _uninterrupted(books: Path, log: list[P.VenueMessage], changes: list[asyncpg.Record]
+                   ) -> tuple[list[tuple[object, ...]], LiveEngine, list[tuple[object, ...]]]:
     """Every order an engine that never stopped sends over `log`, with the control
-    changes at the points where the engine recorded them (and refusing the same ones)."""
+    changes at the points where the engine recorded them (and refusing the same ones),
+    that engine, and the provider trades of the executions it accepted."""
     engine = LiveEngine.from_books(books.read_text())
+    book = trades.TradeBook()
+    traded: dict[tuple[str, str, int], trades.Trade] = {}
     reader = P.engine_reader()
     out = []
 
@@ -70,9 +75,15 @@ def _uninterrupted(books: Path, log: list[P.VenueMessage],
 
     controls(0)
     for entry in log:
-        take(apply_message(engine, entry))
+        outcome = apply_message(engine, entry)
+        take(outcome)
+        if isinstance(entry, P.ProviderExecution) and not outcome.errors:
+            for t in book.execution(entry.seq, entry.provider, entry.exec_id, entry.symbol, entry.side,
+                                    Decimal(entry.qty), Decimal(entry.price), Decimal(entry.provider_equity),
+                                    entry.leverage):
+                traded[t.key] = t
         controls(entry.seq)
-    return out, engine
+    return out, engine, sorted(trades.row("main", t)[1:] for t in traded.values())
 
 
 class _Resumes(logging.Handler):
@@ -231,6 +242,12 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         money = await conn.fetch("SELECT follower_id, provider_id, status, cash::text, equity::text, "
                                  "reserved::text FROM relationship_equity WHERE seq = $1", venue.log.newest)
         held = await conn.fetch("SELECT follower_id, provider_id, symbol, qty::text FROM positions")
+        lots = await conn.fetch("SELECT follower_id, provider_id, symbol, side, qty::text, entry::text, leverage "
+                                "FROM lots ORDER BY follower_id COLLATE \"C\", provider_id COLLATE \"C\", symbol COLLATE \"C\", n")
+        base = await conn.fetch("SELECT follower_id, provider_id, base FROM relationship_equity WHERE seq = $1",
+                                venue.log.newest)
+        watermarks = await conn.fetch("SELECT follower_id, provider_id, hwm FROM high_watermarks")
+        provider_trades = await conn.fetch(f"SELECT {', '.join(trades.COLUMNS)} FROM provider_trades")
         projected = await conn.fetch("SELECT client_order_id, follower_id, provider_id, symbol, side, type, "
                                      "qty::text, price::text, reduce_only, leverage FROM copy_orders")
         await conn.close()
@@ -259,7 +276,7 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     assert len(recorded) >= changes_made > 10
     assert all(c["after_seq"] is not None for c in recorded), "a committed change was never applied"
     assert any(c["error"] is None for c in recorded) and any(c["error"] for c in recorded)
-    expected, engine = _uninterrupted(books, venue.log.entries(), recorded)
+    expected, engine, expected_trades = _uninterrupted(books, venue.log.entries(), recorded)
     assert len(expected) == len(set(expected))
     extra = set(map(_order_key, accepted)) - set(expected)
     missing = set(expected) - set(map(_order_key, accepted))
@@ -273,6 +290,17 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     assert sorted(tuple(r) for r in held) == sorted(
         (p["follower"], p["provider"], x["symbol"], x["qty"]) for p in portfolios for x in p["positions"])
     assert held, "the run left positions to compare"
+    assert [tuple(r) for r in lots] == sorted(  # stable: within a position, oldest lot first
+        [(p["follower"], p["provider"], x["symbol"], x["side"], x["qty"], x["entry"], x["leverage"])
+         for p in portfolios for x in p["lots"]], key=lambda lot: lot[:3])
+    # before any settlement, each high watermark is its relationship's base, moved by every
+    # follow, deposit and withdrawal exactly once across the kills
+    bases = {(p["follower"], p["provider"]): Decimal(p["base"]) for p in portfolios}
+    assert {(r[0], r[1]): r[2] for r in base} == bases
+    assert {(r[0], r[1]): r[2] for r in watermarks} == bases
+    # every accepted execution is in the provider trades exactly once
+    assert sorted(tuple(r) for r in provider_trades) == expected_trades
+    assert any(t[-1] is not None for t in expected_trades), "the run closed provider trades"
     assert sorted(_order_key(r) for r in accepted) == sorted(expected)
     assert len(expected) > 1000  # the run traded
 

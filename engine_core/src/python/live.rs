@@ -399,13 +399,24 @@ impl PyLiveEngine {
     }
 
     /// Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
-    /// plus `reserved`), for tests and operators.
+    /// plus `reserved`, `base` and the FIFO `lots`), for the projector, tests and operators.
     fn portfolios_jsonl(&self) -> String {
         let mut out = String::new();
         for view in self.inner.portfolios() {
             let mut v = scenario::portfolio_json(&view);
             if let Value::Object(map) = &mut v {
                 map.insert("reserved".into(), json!(view.reserved.to_string()));
+                map.insert("base".into(), json!(view.base.to_string()));
+                let lots: Vec<Value> = view
+                    .lots
+                    .iter()
+                    .map(|(symbol, long, lot)| {
+                        json!({"symbol": symbol, "side": if *long { "long" } else { "short" },
+                               "qty": lot.qty.to_string(), "entry": lot.entry.to_string(),
+                               "leverage": lot.leverage})
+                    })
+                    .collect();
+                map.insert("lots".into(), Value::Array(lots));
             }
             out.push_str(&v.to_string());
             out.push('\n');
