@@ -163,6 +163,7 @@ def check_control(text: str) -> str | None:
     or None. The engine may still refuse a valid one for the state it meets (an unknown
     follower, a withdrawal above free cash): `LiveEngine.control` says so."""
 
-def order_rows(frame: bytes, shard: str) -> bytes:
-    """`copy_orders` rows in COPY text format (tagged with `shard`) of an orders frame this
-    engine wrote; FrameError for anything else."""
+def order_rows(frame: bytes, shard: str, change_id: int = 0) -> bytes:
+    """`copy_orders` rows in COPY text format of an orders frame this engine wrote, tagged
+    with `shard` and the control change that made it (0: a venue message), each with its
+    place in the frame; FrameError for anything else."""

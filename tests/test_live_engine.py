@@ -457,12 +457,12 @@ def test_order_rows_are_the_frame_in_copy_text_format() -> None:
     opened = e.execute(3, "P", "x1", "BTC", "buy", "0.5", "100", "1000")
     e.fills(4, [(o.client_order_id, str(o.qty), "100") for o in frame_orders(opened, 3)])
     closed = e.control(4, 1, json.dumps({"type": "unfollow", "follower": "b", "provider": "P"}))
-    for out, seq in ((opened, 3), (closed, 4)):
-        rows = [line.split("\t") for line in order_rows(out.frame, "sh\t1").decode().splitlines()]
+    for out, seq, change in ((opened, 3, 0), (closed, 4, 1)):
+        rows = [line.split("\t") for line in order_rows(out.frame, "sh\t1", change).decode().splitlines()]
         want = [["sh\\t1", o.client_order_id, str(seq), o.follower, o.provider, o.symbol, o.side, o.type,
                  str(o.qty), "\\N" if o.price is None else str(o.price), "t" if o.reduce_only else "f",
-                 str(o.leverage)] for o in frame_orders(out, seq)]
-        assert rows == want
+                 str(o.leverage), str(change), str(n)] for n, o in enumerate(frame_orders(out, seq))]
+        assert rows == want and len(rows) == out.orders
     assert any(r[7] == "market" for r in (line.split("\t") for line in
                                           order_rows(closed.frame, "m").decode().splitlines()))
     with pytest.raises(FrameError):

@@ -38,9 +38,16 @@ fn read_str<'a>(rd: &mut Bytes<'a>) -> Result<&'a [u8], String> {
 }
 
 /// `copy_orders` rows (shard, client_order_id, seq, follower_id, provider_id, symbol,
-/// side, type, qty, price, reduce_only, leverage) of one `orders` frame as the engine
-/// writes it (`wire::encode_orders`, length header included).
-pub fn orders_rows(frame: &[u8], shard: &str, buf: &mut Vec<u8>) -> Result<usize, String> {
+/// side, type, qty, price, reduce_only, leverage, change_id, n) of one `orders` frame as
+/// the engine writes it (`wire::encode_orders`, length header included). `change_id` is
+/// the control change that made the frame (0: the venue message at `seq`); `n` is the
+/// order's place in the frame, so (shard, seq, change_id, n) is a key that grows.
+pub fn orders_rows(
+    frame: &[u8],
+    shard: &str,
+    change_id: u64,
+    buf: &mut Vec<u8>,
+) -> Result<usize, String> {
     let payload = frame.get(4..).ok_or("truncated")?;
     let mut rd = Bytes::new(payload);
     let bad = |what: &str| format!("not an orders frame: {what}");
@@ -52,7 +59,7 @@ pub fn orders_rows(frame: &[u8], shard: &str, buf: &mut Vec<u8>) -> Result<usize
     let seq: u64 = decode::read_int(&mut rd).map_err(|_| bad("seq"))?;
     let n = decode::read_array_len(&mut rd).map_err(|_| bad("orders"))? as usize;
     buf.reserve(n * 128);
-    for _ in 0..n {
+    for i in 0..n {
         if decode::read_array_len(&mut rd).map_err(|_| bad("order"))? != 10 {
             return Err(bad("order width"));
         }
@@ -76,6 +83,10 @@ pub fn orders_rows(frame: &[u8], shard: &str, buf: &mut Vec<u8>) -> Result<usize
         buf.extend_from_slice(if reduce_only { b"\tt\t" } else { b"\tf\t" });
         let leverage: u64 = decode::read_int(&mut rd).map_err(|_| bad("leverage"))?;
         uint(buf, leverage);
+        buf.push(b'\t');
+        uint(buf, change_id);
+        buf.push(b'\t');
+        uint(buf, i as u64);
         buf.push(b'\n');
     }
     Ok(n)
@@ -179,7 +190,7 @@ mod tests {
     #[test]
     fn an_orders_frame_that_is_not_one_is_refused() {
         let mut b = Vec::new();
-        assert!(orders_rows(&[0, 0, 0, 1, 0x90], "main", &mut b).is_err());
-        assert!(orders_rows(&[0, 0], "main", &mut b).is_err());
+        assert!(orders_rows(&[0, 0, 0, 1, 0x90], "main", 0, &mut b).is_err());
+        assert!(orders_rows(&[0, 0], "main", 0, &mut b).is_err());
     }
 }

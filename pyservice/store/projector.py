@@ -51,7 +51,9 @@ class Projector:
         self._snapshot_due = 0.0
 
     async def run(self) -> None:
-        conn = await asyncpg.connect(self.dsn, timeout=10)
+        # Asynchronous commit: a step lost to a PostgreSQL crash rolls back with its
+        # position, and the projector does it again from the journal.
+        conn = await asyncpg.connect(self.dsn, timeout=10, server_settings={"synchronous_commit": "off"})
         try:
             await self.start(conn)
             loop = asyncio.get_running_loop()
@@ -168,7 +170,7 @@ class Projector:
             placed = changes.get(seq, [])
             for (change, done), outcome in zip(placed, self._controls(placed, seq)):
                 if outcome.frame is not None:
-                    orders.append(order_rows(outcome.frame, self.shard))
+                    orders.append(order_rows(outcome.frame, self.shard, change.id))
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
                 if not done:  # placed, then its engine died before the verdict
                     verdicts.append((change.id, outcome.errors[0] if outcome.errors else None))
@@ -267,7 +269,7 @@ async def _move_high_watermark(conn: asyncpg.Connection, shard: str, seq: int, c
 
 _COLUMNS = {
     "copy_orders": ["shard", "client_order_id", "seq", "follower_id", "provider_id", "symbol", "side", "type",
-                    "qty", "price", "reduce_only", "leverage"],
+                    "qty", "price", "reduce_only", "leverage", "change_id", "n"],
     "copy_fills": ["shard", "seq", "n", "client_order_id", "qty", "price"],
     "copy_rejects": ["shard", "seq", "n", "client_order_id", "reason"],
 }

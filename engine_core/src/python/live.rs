@@ -179,12 +179,19 @@ impl PyLiveEngine {
     }
 }
 
-/// `copy_orders` rows in COPY text format (tagged with `shard`) of an orders frame this
-/// engine wrote; FrameError for anything else.
+/// `copy_orders` rows in COPY text format (tagged with `shard`, and with the control
+/// change that made the frame, 0 for a venue message) of an orders frame this engine
+/// wrote; FrameError for anything else.
 #[pyfunction]
-fn order_rows<'py>(py: Python<'py>, frame: &[u8], shard: &str) -> PyResult<Bound<'py, PyBytes>> {
+#[pyo3(signature = (frame, shard, change_id = 0))]
+fn order_rows<'py>(
+    py: Python<'py>,
+    frame: &[u8],
+    shard: &str,
+    change_id: u64,
+) -> PyResult<Bound<'py, PyBytes>> {
     let mut buf = Vec::new();
-    py.detach(|| crate::rows::orders_rows(frame, shard, &mut buf))
+    py.detach(|| crate::rows::orders_rows(frame, shard, change_id, &mut buf))
         .map_err(FrameError::new_err)?;
     Ok(PyBytes::new(py, &buf))
 }
