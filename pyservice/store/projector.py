@@ -74,11 +74,22 @@ class Projector:
             log.warning("waiting for another projector of this shard to stop", extra={"shard": self.shard})
         await conn.execute("INSERT INTO projection_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", self.shard)
         projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", self.shard)
-        if projected == 0:
-            await _seed_high_watermarks(conn, self.shard)
         await self._catch_up_silently(conn, projected)
+        if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM high_watermarks WHERE shard = $1)", self.shard):
+            await self._seed_high_watermarks(conn)
         self.trades = trades.TradeBook([trades.from_row(r) for r in await conn.fetch(
             "SELECT * FROM provider_trades WHERE shard = $1 AND closed_seq IS NULL", self.shard)])
+
+    async def _seed_high_watermarks(self, conn: asyncpg.Connection) -> None:
+        """None yet for this shard (a new database, or one from before the table): every
+        relationship starts at its base, which is what the watermark is until a
+        settlement raises it."""
+        assert self.engine is not None
+        rows = [(p["follower"], p["provider"], Decimal(p["base"]), self.shard, self.at)
+                for p in map(json.loads, self.engine.portfolios_jsonl().splitlines())]
+        await conn.executemany(
+            "INSERT INTO high_watermarks (follower_id, provider_id, hwm, reason, shard, seq) "
+            "VALUES ($1, $2, $3, 'follow', $4, $5) ON CONFLICT DO NOTHING", rows)
 
     async def _changes(self, conn: asyncpg.Connection, lo: int, hi: int
                        ) -> dict[int, list[tuple[control.Change, bool]]]:
@@ -237,14 +248,6 @@ _UPSERT_TRADE = (
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(trades.COLUMNS) + 2))}) "
     "ON CONFLICT (shard, provider_id, symbol, opened_seq) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in trades.COLUMNS if c not in ("provider_id", "symbol", "opened_seq")))
-
-
-async def _seed_high_watermarks(conn: asyncpg.Connection, shard: str) -> None:
-    """The books' relationships start at their allocation (before any input)."""
-    await conn.execute(
-        "INSERT INTO high_watermarks (follower_id, provider_id, hwm, reason, shard, seq) "
-        "SELECT follower_id, provider_id, (follow->>'allocation')::numeric, 'follow', $1, 0 FROM relationships "
-        "ON CONFLICT DO NOTHING", shard)
 
 
 async def _move_high_watermark(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:

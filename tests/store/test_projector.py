@@ -161,10 +161,44 @@ def test_a_watermark_moves_by_the_amount(pg_dsn, change):
         conn = await asyncpg.connect(pg_dsn)
         await migrate(conn)
         await seed_books(conn, BOOKS)
-        await projector._seed_high_watermarks(conn, "main")
+        await ensure_shard(conn, "main")
+        p = projector.Projector(pg_dsn)
+        await p.start(conn)  # seeds the books' relationships at their allocation
         await projector._move_high_watermark(conn, "main", 3, change)
         hwm = await conn.fetchval("SELECT hwm FROM high_watermarks WHERE follower_id = 'a'")
         await conn.close()
         return hwm
 
     assert asyncio.run(go()) == Decimal("1000") + (1 if change["type"] == "deposit" else -1) * Decimal("7.25")
+
+
+def test_watermarks_are_seeded_from_the_state_when_the_projection_has_none(pg_dsn, monkeypatch):
+    """A projection that started before the table (or lost it) starts every relationship
+    at its current base."""
+    monkeypatch.setattr(projector, "BATCH", 100)
+    rows, changes, engine = _journal()
+
+    async def go():
+        conn = await asyncpg.connect(pg_dsn)
+        await migrate(conn)
+        await seed_books(conn, BOOKS)
+        await ensure_shard(conn, "main")
+        await conn.copy_records_to_table("engine_inputs", records=[("main", *r) for r in rows],
+                                         columns=["shard", "seq", "kind", "payload"])
+        for after, change, error in changes:
+            cid = await control.submit(conn, "main", change)
+            await control.place(conn, cid, after)
+            await control.decided(conn, cid, error)
+        await conn.execute("UPDATE engine_state SET watermark = $1", rows[-1][0])
+        p = projector.Projector(pg_dsn)
+        await p.start(conn)
+        assert await p.step(conn)
+        await conn.execute("DELETE FROM high_watermarks")
+        p = projector.Projector(pg_dsn)
+        await p.start(conn)
+        hwm = {(r[0], r[1]): r[2] for r in await conn.fetch("SELECT follower_id, provider_id, hwm FROM high_watermarks")}
+        await conn.close()
+        return hwm
+
+    assert asyncio.run(go()) == {(p["follower"], p["provider"]): Decimal(p["base"])
+                                 for p in map(json.loads, engine.portfolios_jsonl().splitlines())}
