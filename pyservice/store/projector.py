@@ -4,9 +4,10 @@ It applies the committed journal (and the control changes at their points) to it
 copy of the engine, the way recovery does, and writes the orders that copy sends, the
 venue's reports, the instruments, the provider trades and the high watermarks as rows,
 each step in one transaction with its position (`projection_state`); with each engine
-snapshot, every relationship's money, its positions and their FIFO lots. The engine runs it as a child process: the rows cost the hot path
-nothing, and they are the orders of an engine that never crashed (resends after a crash
-are not in the journal), with exactly the sizes sent.
+snapshot, every relationship's money, its positions and their FIFO lots. The engine
+runs it as a child process: the rows cost the hot path nothing, and they are the orders
+of an engine that never crashed (resends after a crash are not in the journal), with
+exactly the sizes sent.
 
 Where it stands: inputs up to `P` and the control changes placed before `P`. Changes
 placed after `P` itself are taken only once the watermark has passed `P`: until then the

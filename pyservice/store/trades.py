@@ -48,7 +48,8 @@ class Trade:
 
     @property
     def trade_return(self) -> Decimal | None:
-        """pnl / equity_at_open, exact to `Decimal`'s context (28 digits)."""
+        """pnl / equity_at_open in the caller's `Decimal` context (a ratio rounds; the
+        exact pair is `pnl` and `equity_at_open`)."""
         return None if self.pnl is None else self.pnl / self.equity_at_open
 
 

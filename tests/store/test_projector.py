@@ -77,23 +77,31 @@ def _journal() -> tuple[list[tuple[int, str, bytes]], list[tuple[int, dict, str 
     return rows, changes, engine
 
 
+async def _stored(dsn: str, rows: list[tuple[int, str, bytes]],
+                  changes: list[tuple[int, dict, str | None]]) -> asyncpg.Connection:
+    """A migrated database holding the books, the journal rows and the applied changes,
+    with the watermark at the last row (as the engine leaves it)."""
+    conn = await asyncpg.connect(dsn)
+    await migrate(conn)
+    await seed_books(conn, BOOKS)
+    await ensure_shard(conn, "main")
+    await conn.copy_records_to_table("engine_inputs", records=[("main", *r) for r in rows],
+                                     columns=["shard", "seq", "kind", "payload"])
+    for after, change, error in changes:
+        cid = await control.submit(conn, "main", change)
+        await control.place(conn, cid, after)
+        await control.decided(conn, cid, error)
+    await conn.execute("UPDATE engine_state SET watermark = $1", rows[-1][0])
+    return conn
+
+
 def test_projected_statistics_are_exact_across_restarts(pg_dsn, monkeypatch):
     monkeypatch.setattr(projector, "BATCH", 2)
     rows, changes, engine = _journal()
     assert [c[2] is None for c in changes] == [True, True, False, True, True]
 
     async def go():
-        conn = await asyncpg.connect(pg_dsn)
-        await migrate(conn)
-        await seed_books(conn, BOOKS)
-        await ensure_shard(conn, "main")
-        await conn.copy_records_to_table("engine_inputs", records=[("main", *r) for r in rows],
-                                         columns=["shard", "seq", "kind", "payload"])
-        for after, change, error in changes:
-            cid = await control.submit(conn, "main", change)
-            await control.place(conn, cid, after)
-            await control.decided(conn, cid, error)
-        await conn.execute("UPDATE engine_state SET watermark = $1", rows[-1][0])
+        conn = await _stored(pg_dsn, rows, changes)
 
         steps = 0
         while True:  # a new projector for every step
@@ -179,17 +187,7 @@ def test_watermarks_are_seeded_from_the_state_when_the_projection_has_none(pg_ds
     rows, changes, engine = _journal()
 
     async def go():
-        conn = await asyncpg.connect(pg_dsn)
-        await migrate(conn)
-        await seed_books(conn, BOOKS)
-        await ensure_shard(conn, "main")
-        await conn.copy_records_to_table("engine_inputs", records=[("main", *r) for r in rows],
-                                         columns=["shard", "seq", "kind", "payload"])
-        for after, change, error in changes:
-            cid = await control.submit(conn, "main", change)
-            await control.place(conn, cid, after)
-            await control.decided(conn, cid, error)
-        await conn.execute("UPDATE engine_state SET watermark = $1", rows[-1][0])
+        conn = await _stored(pg_dsn, rows, changes)
         p = projector.Projector(pg_dsn)
         await p.start(conn)
         assert await p.step(conn)
