@@ -30,6 +30,7 @@ from pyservice import protocol as P
 from pyservice.bench.socket import EQUITY, PRICE, PROVIDER, QTY, SYMBOL, _free_port
 from pyservice.store.server import create_database, drop_database, open_database
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
+from pyservice.venue_sim.cli import tune_gc
 from pyservice.venue_sim.venue import VenueSim
 
 
@@ -44,6 +45,7 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
         connect=addr, rate=0, mark_interval=0, heartbeat=0.05, dead_after=60,
         books=Books(providers=[BookProvider(PROVIDER)],
                     follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)])))
+    tune_gc()  # this process is the venue: collected as the venue-sim command is
     runner = asyncio.create_task(venue.run())
     log = open(tmp / "engine.log", "wb")
     proc = subprocess.Popen(cmd, stderr=log)

@@ -27,6 +27,7 @@ from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.store.server import create_database, database_dsn, drop_database, open_database
+from pyservice.venue_sim.cli import tune_gc
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
 
 PROVIDER = "bench"
@@ -81,6 +82,7 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
                         follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)])
     venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, books=venue_books,
                                  heartbeat=0.01, dead_after=30, record=str(tmp / "orders.jsonl")))
+    tune_gc()  # this process is the venue: collected as the venue-sim command is
     received: Counter[int] = Counter()
     done: dict[int, asyncio.Event] = {}
     sent_ns: dict[int, int] = {}
