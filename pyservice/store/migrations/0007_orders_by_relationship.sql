@@ -1,0 +1,11 @@
+-- copy_orders loses its per-relationship B-tree (follower_id, provider_id, seq).
+--
+-- Measured (benches/RESULTS.md, "The per-relationship index"): it was the largest cost of
+-- ingest left, since every fan-out inserts into one leaf per follower; without it the
+-- rate of copy orders persisted and published went from about 108k to 145k per second.
+-- Nothing reads it: statistics and settlement read relationship_equity, positions, lots,
+-- high_watermarks and provider_trades, which are per relationship already. A later
+-- per-relationship order history can find a copy of a provider execution by its client
+-- order id (deterministic from the execution and the follower, DESIGN.md) through
+-- copy_orders_by_id, or bring the index back knowing its price.
+DROP INDEX IF EXISTS copy_orders_by_relationship;
