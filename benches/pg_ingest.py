@@ -35,6 +35,9 @@ LAYOUTS = {
     "orders: key (shard, seq, change_id, n) + hash on the id + per relationship (0006)":
         (ORDER + ", PRIMARY KEY (shard, seq, change_id, n)", ["CREATE INDEX ON t USING hash (client_order_id)", REL],
          "orders"),
+    "orders: key (shard, seq, change_id, n) + hash on the id (0007)":
+        (ORDER + ", PRIMARY KEY (shard, seq, change_id, n)", ["CREATE INDEX ON t USING hash (client_order_id)"],
+         "orders"),
     "orders: no index": (ORDER, [], "orders"),
     "fills: key (shard, seq, n) + B-tree on the id (before 0006)":
         (FILL + ", PRIMARY KEY (shard, seq, n)", ["CREATE INDEX ON t (shard, client_order_id)"], "fills"),
