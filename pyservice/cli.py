@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -30,7 +31,8 @@ def _socket_bench(args: argparse.Namespace) -> int:
     from pyservice.bench.socket import run_socket_bench
 
     engines = ["rust", "naive"] if args.engine == "both" else [args.engine]
-    results = {e: run_socket_bench(args.followers, args.fills, args.burst, e, args.durable) for e in engines}
+    results = {e: run_socket_bench(args.followers, args.fills, args.burst, e, args.durable, args.rate)
+               for e in engines}
     out: dict[str, object] = dict(results["rust"] if "rust" in results else results["naive"])
     if len(results) == 2:
         out["naive"] = results["naive"]
@@ -44,6 +46,13 @@ def _socket_bench(args: argparse.Namespace) -> int:
         Path(args.json).write_text(text + "\n", encoding="utf-8")
     ok = all(r["lost"] == 0 and r["duplicates"] == 0 for r in results.values())
     return 0 if ok else 1
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a rate: a finite number >= 0")
+    return value
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -218,6 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--python-iterations", type=int, default=5, help="timed reference fan-outs")
     bench.add_argument("--fills", type=int, default=200, help="socket bench: timed provider executions")
     bench.add_argument("--burst", type=int, default=50, help="socket bench: executions in the throughput burst")
+    bench.add_argument("--rate", type=_rate, default=0.0, metavar="PER_S",
+                       help="socket bench: timed executions per second at most (default 0: back to back)")
     bench.add_argument("--engine", choices=["rust", "naive", "both"], default="both",
                        help="socket bench: the engine, the newcomer's baseline, or both (ratio in one run)")
     bench.add_argument("--durable", action="store_true",

@@ -2,7 +2,9 @@
 
 The venue (this process, `VenueSim`) and the engine (a child process) talk over
 loopback TCP. Latency phase: M provider executions one at a time, each timed from the
-venue writing it to the venue holding every copy order of it. Throughput phase: a burst
+venue writing it to the venue holding every copy order of it, back to back or, with
+`--rate`, at most that many per second (a load the durable pipeline can sustain, so the
+latency is not that of a growing backlog). Throughput phase: a burst
 of executions, timed until every copy order is back at the venue, filled, and the fills
 applied by the engine (its heartbeat reports the applied seq). The naive engine runs on
 the same harness (`--engine naive`).
@@ -11,22 +13,27 @@ the same harness (`--engine naive`).
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import msgspec
+import redis.asyncio as aioredis
 from rich.progress import Progress
 
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.store.server import create_database, database_dsn, drop_database, open_database
+from pyservice.streams.publisher import last_published
 from pyservice.venue_sim.cli import tune_gc
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
 
@@ -66,7 +73,7 @@ def _rss_mb(pid: int) -> float:
 
 
 async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
-                 durable: Durable | None = None) -> dict[str, Any]:
+                 durable: Durable | None = None, rate: float = 0) -> dict[str, Any]:
     books = B.bench_books(followers, PROVIDER)
     books_path = B.write(books, tmp / "books.json")
     port = _free_port()
@@ -112,7 +119,13 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
 
         with Progress(transient=True) as progress:
             task = progress.add_task(f"{engine}: {followers:,} followers", total=fills + burst)
+            interval_ns = round(1e9 / rate) if rate else 0
+            timed_t0 = time.monotonic_ns()
             for i in range(fills):
+                if interval_ns:  # paced: execution i is due at timed_t0 + i intervals
+                    ahead_ns = timed_t0 + i * interval_ns - time.monotonic_ns()
+                    if ahead_ns > 0:
+                        await asyncio.sleep(ahead_ns / 1e9)
                 ev = asyncio.Event()
                 # opens and closes in turn, so positions (and their FIFO lots) stay bounded
                 # as a trading provider's do; each waits for the last one's fills, so every
@@ -124,10 +137,13 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
                 done[seq] = ev
                 await asyncio.wait_for(ev.wait(), 60)
                 progress.advance(task)
+            timed_s = (time.monotonic_ns() - timed_t0) / 1e9
             if durable is not None:  # the burst starts with nothing left to persist or publish
                 while venue.stats.engine_applied_seq < venue.log.newest:
                     await asyncio.sleep(0.001)
                 await durable.caught_up(venue.log.newest, _last_report_seq(venue))
+                # how long the rows of the timed phase trailed it: small when persistence kept up
+                timed_lag_s = (time.monotonic_ns() - timed_t0) / 1e9 - timed_s
             # throughput: a burst, then wait for the fills to be applied by the engine
             t0 = time.monotonic_ns()
             burst_seqs = []
@@ -164,17 +180,24 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
         "duplicates": duplicates,
         "lost": expected - min(got, expected),
         "latency_us": _percentiles(latencies),
+        "timed_rate": rate or None,
+        "timed_orders_per_s": round(fills * followers / timed_s) if fills else 0,
         "burst_executions": burst,
         "orders_per_s": round(burst * followers / burst_s) if burst else 0,
         **({"durable": durable.describe(),
-            "persisted_published_orders_per_s": round(burst * followers / durable_s) if burst else 0}
+            "persisted_published_orders_per_s": round(burst * followers / durable_s) if burst else 0,
+            "timed_persisted_lag_ms": round(timed_lag_s * 1000, 1)}
            if durable is not None else {}),
         "engine_rss_mb": rss,
     }
 
 
 def _last_report_seq(venue: VenueSim) -> int:
-    return max((e.seq for e in venue.log.entries() if isinstance(e, (P.CopyFills, P.CopyRejects))), default=0)
+    """The seq of the log's newest fills or rejects (searched from the end: the log is long)."""
+    for seq in range(venue.log.newest, 0, -1):
+        if isinstance(venue.log.entry(seq), (P.CopyFills, P.CopyRejects)):
+            return seq
+    return 0
 
 
 class Durable:
@@ -182,68 +205,60 @@ class Durable:
     embedded one) and, with `$REDIS_URL`, publication to a stream of its own."""
 
     def __init__(self, tmp: Path) -> None:
-        import os
-        import uuid
-
         self.server = open_database(None, tmp / "pg")
         self.name = f"copyengine_bench_{uuid.uuid4().hex[:8]}"
         self.dsn = database_dsn(self.server.dsn, self.name)
-        self.redis = os.environ.get("REDIS_URL")
+        self.redis_url = os.environ.get("REDIS_URL")
         self.stream = f"copyengine:bench:{self.name}"
+        # opened once, so that `caught_up` times the pipeline, not connecting
+        self._conn: asyncpg.Connection | None = None
+        self._redis: aioredis.Redis | None = None
 
     def describe(self) -> dict[str, Any]:
         return {"postgres": "embedded" if self.server.embedded else "DATABASE_URL",
-                "redis_stream": self.stream if self.redis else None}
+                "redis_stream": self.stream if self.redis_url else None}
 
     def engine_args(self) -> list[str]:
         args = ["--database", self.dsn]
-        return args + (["--redis", self.redis, "--stream", self.stream] if self.redis else [])
+        return args + (["--redis", self.redis_url, "--stream", self.stream] if self.redis_url else [])
 
     async def __aenter__(self) -> Durable:
         await create_database(self.server.dsn, self.name)
+        self._conn = await asyncpg.connect(self.dsn)
+        if self.redis_url:
+            self._redis = aioredis.from_url(self.redis_url)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._conn is not None:
+            await self._conn.close()
         await drop_database(self.server.dsn, self.name)
-        if self.redis:
-            import redis.asyncio as aioredis
-
-            r = aioredis.from_url(self.redis)
-            await r.delete(self.stream)
-            await r.aclose()
+        if self._redis is not None:
+            await self._redis.delete(self.stream)
+            await self._redis.aclose()
         self.server.stop()
 
     async def caught_up(self, newest: int, last_report: int) -> None:
-        import asyncpg
-
-        conn = await asyncpg.connect(self.dsn)
-        try:
-            # journaled, and the orders, fills and rejects written as rows
-            while await conn.fetchval("SELECT least(watermark, coalesce((SELECT seq FROM projection_state), 0)) "
-                                      "FROM engine_state") < newest:
+        assert self._conn is not None
+        # journaled, and the orders, fills and rejects written as rows
+        while await self._conn.fetchval("SELECT least(watermark, coalesce((SELECT seq FROM projection_state), 0)) "
+                                        "FROM engine_state") < newest:
+            await asyncio.sleep(0.002)
+        if self._redis is not None:
+            while (await last_published(self._redis, self.stream))[0] < last_report:
                 await asyncio.sleep(0.002)
-        finally:
-            await conn.close()
-        if self.redis:
-            import redis.asyncio as aioredis
-
-            from pyservice.streams.publisher import last_published
-
-            r = aioredis.from_url(self.redis)
-            while (await last_published(r, self.stream))[0] < last_report:
-                await asyncio.sleep(0.002)
-            await r.aclose()
 
 
-async def _durable_bench(followers: int, fills: int, burst: int, tmp: Path) -> dict[str, Any]:
+async def _durable_bench(followers: int, fills: int, burst: int, tmp: Path, rate: float) -> dict[str, Any]:
     async with Durable(tmp) as durable:
-        return await _bench(followers, fills, burst, "rust", tmp, durable)
+        return await _bench(followers, fills, burst, "rust", tmp, durable, rate)
 
 
-def run_socket_bench(followers: int, fills: int, burst: int, engine: str, durable: bool = False) -> dict[str, Any]:
+def run_socket_bench(followers: int, fills: int, burst: int, engine: str, durable: bool = False,
+                     rate: float = 0) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="copyengine-bench-") as tmp:
-        main = (_durable_bench(followers, fills, burst, Path(tmp)) if durable and engine == "rust"
-                else _bench(followers, fills, burst, engine, Path(tmp)))
+        main = (_durable_bench(followers, fills, burst, Path(tmp), rate) if durable and engine == "rust"
+                else _bench(followers, fills, burst, engine, Path(tmp), rate=rate))
         try:
             import uvloop
 

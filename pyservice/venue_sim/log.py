@@ -47,6 +47,11 @@ class SequencedLog:
             raise IndexError(f"seq {first}..{last} is outside 1..{len(self._frames)}")
         return self._frames[first - 1 : last]
 
+    def entry(self, seq: int) -> LogEntry:
+        """The entry of `seq`, decoded."""
+        (frame,) = self.frames(seq, seq)
+        return _decoder.decode(frame[4:])
+
     def entries(self, first: int = 1) -> list[LogEntry]:
         """The entries from seq `first` on, decoded (for tests and tools)."""
         return [_decoder.decode(frame[4:]) for frame in self._frames[max(first, 1) - 1 :]]

@@ -44,6 +44,9 @@ def test_seqs_are_assigned_one_by_one_without_gaps() -> None:
     assert [log.append(e) for e in ENTRIES] == [1, 2, 3, 4, 5, 6]
     assert [e.seq for e in log.entries()] == [1, 2, 3, 4, 5, 6]
     assert log.entries()[0] == Instrument(1, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
+    assert [log.entry(seq) for seq in range(1, 7)] == log.entries()
+    with pytest.raises(IndexError):
+        log.entry(7)
 
 
 @pytest.mark.parametrize("start", [1, 2, 3, 4, 5, 6, 7])
