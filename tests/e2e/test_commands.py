@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import subprocess
@@ -44,3 +45,37 @@ def test_socket_bench_reports_every_order_once_for_both_engines(tmp_path: Path) 
         assert set(r["latency_us"]) == {"p50", "p90", "p99", "p999", "max"}
         assert r["orders_per_s"] > 0 and r["engine_rss_mb"] > 0
     assert result["engine"] == "rust" and result["speedup_p50"] > 0
+
+
+def test_socket_bench_paces_its_timed_executions(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    out = subprocess.run(
+        [*CLI, "bench", "--followers", "20", "--fills", "6", "--burst", "0", "--engine", "rust", "--rate", "10",
+         "--json", str(path)],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(path.read_text())
+    assert (result["copy_orders_received"], result["lost"], result["duplicates"]) == (120, 0, 0)
+    assert result["timed_rate"] == 10
+    # 6 executions due 0.1 s apart take at least 0.5 s: at most 240 orders/s for 20 followers
+    assert 0 < result["timed_orders_per_s"] <= 240
+
+
+def test_socket_bench_refuses_a_rate_that_is_not_one() -> None:
+    for bad in ("-1", "nan", "inf", "fast"):
+        out = subprocess.run([*CLI, "bench", "--rate", bad], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 2 and "--rate" in out.stderr, (bad, out.stderr)
+
+
+def test_durable_socket_bench_waits_for_every_row(tmp_path: Path, pg_server: str) -> None:
+    path = tmp_path / "bench.json"
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    out = subprocess.run(
+        [*CLI, "bench", "--followers", "30", "--fills", "4", "--burst", "3", "--engine", "rust", "--durable",
+         "--json", str(path)],
+        capture_output=True, text=True, timeout=180, env={**env, "DATABASE_URL": pg_server})
+    assert out.returncode == 0, out.stderr
+    result = json.loads(path.read_text())
+    assert (result["copy_orders_received"], result["lost"], result["duplicates"]) == (120, 0, 0)
+    assert result["durable"] == {"postgres": "DATABASE_URL", "redis_stream": None}
+    assert result["persisted_published_orders_per_s"] > 0 and result["timed_persisted_lag_ms"] >= 0
