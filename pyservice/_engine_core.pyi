@@ -5,7 +5,7 @@ from typing import Literal, final
 
 __all__ = [
     "Batch", "CopyEngineError", "Engine", "FrameError", "LiveEngine", "Outcome", "Reports", "ScenarioError",
-    "check_control", "decode_reports", "order_rows", "replay_jsonl",
+    "check_control", "decode_reports", "order_rows", "replay_jsonl", "start_helper",
 ]
 
 class CopyEngineError(ValueError):
@@ -19,6 +19,11 @@ class ScenarioError(CopyEngineError):
 
 def replay_jsonl(text: str) -> str:
     """Replay a scenario file's text; returns its JSON Lines output."""
+
+def start_helper() -> bool:
+    """Start the thread that takes half of every big fan-out and frame (it starts with
+    the first one otherwise); False if it cannot be started (batches then run on one
+    thread). Its thread name is `copyengine-helper`."""
 
 @final
 class Batch:
@@ -150,6 +155,10 @@ class LiveEngine:
         `after_seq`; its orders frame, if any, carries `after_seq`."""
     def working_orders(self, seq: int) -> Outcome:
         """Every working copy order as one frame, to send again after a reconnect."""
+    def file_working(self) -> None:
+        """File the last fan-out's working orders into the working-order table (the
+        next call does it otherwise): call it once the `orders` frame is sent, so that
+        this work is not between an execution and its copy orders."""
     @property
     def pending_orders(self) -> int: ...
     @property

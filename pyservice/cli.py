@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from pyservice.engine.priority import priority
+
 
 def _replay(args: argparse.Namespace) -> int:
     from pyservice.replay import ScenarioError, replay_jsonl
@@ -28,11 +30,16 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def _socket_bench(args: argparse.Namespace) -> int:
-    from pyservice.bench.socket import run_socket_bench
+    from pyservice.bench.socket import Timing, run_socket_bench
 
     engines = ["rust", "naive"] if args.engine == "both" else [args.engine]
-    results = {e: run_socket_bench(args.followers, args.fills, args.burst, e, args.durable, args.rate)
-               for e in engines}
+    timing = Timing(args.rate, args.warmup, args.realtime)
+    try:
+        results = {e: run_socket_bench(args.followers, args.fills, args.burst, e, args.durable, timing)
+                   for e in engines}
+    except PermissionError as exc:  # --realtime without CAP_SYS_NICE
+        print(f"--realtime {args.realtime}: {exc}", file=sys.stderr)
+        return 2
     out: dict[str, object] = dict(results["rust"] if "rust" in results else results["naive"])
     if len(results) == 2:
         out["naive"] = results["naive"]
@@ -52,6 +59,16 @@ def _rate(text: str) -> float:
     value = float(text)
     if not (value >= 0 and math.isfinite(value)):
         raise argparse.ArgumentTypeError(f"{text!r} is not a rate: a finite number >= 0")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a count: a whole number >= 0")
     return value
 
 
@@ -84,7 +101,7 @@ def _engine(args: argparse.Namespace) -> int:
         max_frame=args.max_frame, memory=args.memory, database=args.database,
         data_dir=Path(args.data_dir) if args.data_dir else None, shard=args.shard,
         redis=args.redis or os.environ.get("REDIS_URL"), stream=args.stream, log_format=args.log_format,
-        snapshot_interval=args.snapshot_interval,
+        snapshot_interval=args.snapshot_interval, realtime=args.realtime,
     )
     try:
         daemon = EngineDaemon(config)
@@ -229,6 +246,11 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--burst", type=int, default=50, help="socket bench: executions in the throughput burst")
     bench.add_argument("--rate", type=_rate, default=0.0, metavar="PER_S",
                        help="socket bench: timed executions per second at most (default 0: back to back)")
+    bench.add_argument("--warmup", type=_count, default=2, metavar="N",
+                       help="socket bench: untimed executions before the timed ones (default 2)")
+    bench.add_argument("--realtime", type=priority, metavar="PRIORITY",
+                       help="socket bench: the engine's hot path and the venue under SCHED_FIFO at this priority "
+                            "(see `engine --realtime`); needs CAP_SYS_NICE")
     bench.add_argument("--engine", choices=["rust", "naive", "both"], default="both",
                        help="socket bench: the engine, the newcomer's baseline, or both (ratio in one run)")
     bench.add_argument("--durable", action="store_true",
@@ -255,6 +277,10 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--heartbeat", type=float, default=1.0, help="seconds between heartbeats")
     engine.add_argument("--dead-after", type=float, default=5.0, help="drop a venue silent this long")
     engine.add_argument("--max-frame", type=int, default=64 * 1024 * 1024, help="largest frame accepted, bytes")
+    engine.add_argument("--realtime", type=priority, metavar="PRIORITY",
+                        help="run the hot path (the venue reader and its fan-out helper) under SCHED_FIFO at this "
+                             "priority, 1-99, so PostgreSQL and the workers sharing the cores cannot preempt a "
+                             "fan-out; needs CAP_SYS_NICE")
     engine.add_argument("--log-format", choices=["plain", "json"], default="plain")
     engine.add_argument("--log-level", default="INFO")
     engine.set_defaults(func=_engine)

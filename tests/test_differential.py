@@ -46,3 +46,46 @@ def test_reference_is_deterministic_with_unique_order_ids(scenario):
     ids = [r["client_order_id"] for r in first if r["kind"] == "order"]
     assert len(ids) == len(set(ids))
     assert all(re.fullmatch(r"[0-9A-Za-z]{22}", i) for i in ids)
+
+
+def test_a_book_long_enough_for_two_threads_agrees_with_python_spec():
+    """Books of `parallel.MIN_ITEMS` (2048) relationships or more fan out on two threads:
+    varied settings, a pause and an unfollow in the middle, stops, both sides, both kinds."""
+    from pyservice.replay import replay_records
+
+    templates = [
+        {"allocation": "1000"},
+        {"allocation": "300", "max_loss_pct": "5", "slippage_pct": "2"},
+        {"allocation": "5000", "max_open_trades": 1, "mode": "fixed_amount", "fixed_amount": "400"},
+        {"allocation": "2000", "mode": "multiplier", "multiplier": "3", "max_loss_pct": "20"},
+        {"allocation": "800", "max_per_trade_pct": "30", "max_loss_pct": "10"},
+        {"allocation": "7"},
+    ]
+    follows = [{"type": "follow", "follower": f"f{i}", "provider": "P", **templates[i % len(templates)]}
+               for i in range(2500)]
+    # (symbol, side, qty, price, the mark after): the first drop stops the max-loss followers
+    fill = [("BTC", "buy", "60", "100", "50"), ("ETH-PERP", "sell", "30", "50", "60"),
+            ("BTC", "sell", "10", "60", "65"), ("ETH-PERP", "buy", "50", "40", "45"),
+            ("BTC", "buy", "1", "120", "110"), ("BTC", "sell", "20", "80", "80")]
+    events = [*follows,
+              {"type": "pause", "follower": "f7", "provider": "P"},
+              {"type": "unfollow", "follower": "f1200", "provider": "P"}]
+    for i, (symbol, side, qty, price, mark) in enumerate(fill):
+        events.append({"type": "fill", "provider": "P", "exec_id": f"x{i}", "symbol": symbol, "side": side,
+                       "qty": qty, "price": price, "provider_equity": "10000",
+                       "leverage": 1 if symbol == "BTC" else 3})
+        events.append({"type": "mark", "symbol": symbol, "price": mark})
+    scenario = {"version": 1, "providers": [{"id": "P"}],
+                "instruments": [
+                    {"symbol": "BTC", "kind": "spot", "tick": "0.01", "step": "0.001", "min_qty": "0",
+                     "min_notional": "0"},
+                    {"symbol": "ETH-PERP", "kind": "perp", "tick": "0.5", "step": "0.01", "min_qty": "0",
+                     "min_notional": "0"}],
+                "events": events}
+    text = json.dumps(scenario)
+    expected = reference.replay(text)
+    actual = replay_records(text)
+    kinds = {r["kind"] for r in actual}
+    assert {"order", "stop"} <= kinds, kinds  # the stream exercises copies and stops
+    if [list(r.items()) for r in actual] != [list(r.items()) for r in expected]:
+        raise AssertionError(_first_difference(actual, expected))

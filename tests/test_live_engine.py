@@ -86,6 +86,25 @@ def test_an_execution_frames_its_copies_and_reserves() -> None:
     assert (p["event"], p["kind"], p["status"]) == (None, "portfolio", "active")
 
 
+def test_a_long_book_frames_in_follow_order_and_files_its_orders_after_the_send() -> None:
+    # 2,100 followers: fanned out and framed on two threads (engine_core::parallel)
+    n = 2100
+    e = live(*(follow(f"f{i:04d}", "1000") for i in range(n)))
+    out = e.execute(3, "P", "x1", "BTC", "buy", "1", "100", "1000")
+    orders = frame_orders(out, 3)
+    assert [o.follower for o in orders] == [f"f{i:04d}" for i in range(n)]
+    assert len({o.client_order_id for o in orders}) == n
+    assert orders[1234] == NewOrder(cid("f", "P", "x1", "open", follower="f1234"), "f1234", "P", "BTC", "buy",
+                                    "limit_ioc", "1", "100.5", False, 1)
+    # staged until filed, and counted either way; the daemon files them once sent
+    assert e.pending_orders == n
+    e.file_working()
+    assert e.pending_orders == n
+    fills = e.fills(4, [(o.client_order_id, "1", "100") for o in orders])
+    assert (fills.errors, e.pending_orders) == ([], 0)
+    assert money(e, "f2099/P") == ("900", "0", "1000", [("BTC", "1")])
+
+
 def test_a_short_reserves_at_the_provider_price() -> None:
     e = live(follow("a", "1000"))
     out = e.execute(1, "P", "x1", "ETH-PERP", "sell", "1", "100", "1000", 3)

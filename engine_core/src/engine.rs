@@ -97,6 +97,22 @@ pub struct Engine {
     /// still move their portfolio (a late open is closed again); once the last one is
     /// reported the relationship is dropped.
     ended: HashMap<RelId, Relationship>,
+    /// Live mode: the working orders of the last event, not yet in `pending` (see
+    /// `file_working`). Empty in every snapshot.
+    #[serde(skip)]
+    staged: Vec<(u128, Pending)>,
+    /// How fan-outs use the second thread (not part of the state).
+    #[serde(skip)]
+    threads: Threads,
+}
+
+/// Whether fan-outs stay on the calling thread (tests compare that with two), and the
+/// buffers of their parts, kept between fan-outs: a fresh buffer per part per fan-out
+/// costs page faults, from two threads' malloc arenas.
+#[derive(Debug, Default)]
+struct Threads {
+    one: bool,
+    spare: Vec<Visited>,
 }
 
 /// How the venue answered a copy order it did not fill.
@@ -127,7 +143,8 @@ impl Engine {
     /// The whole state as bytes (crash recovery starts from the newest snapshot and
     /// replays only what came after it). The format is private to this build's version
     /// of the engine: `restore` refuses another.
-    pub fn snapshot(&self) -> Result<Vec<u8>, String> {
+    pub fn snapshot(&mut self) -> Result<Vec<u8>, String> {
+        self.file_working();
         let mut out = SNAPSHOT_MAGIC.to_vec();
         bincode::serialize_into(&mut out, self).map_err(|e| format!("snapshot failed: {e}"))?;
         Ok(out)
@@ -179,6 +196,8 @@ impl Engine {
             out: Vec::new(),
             live: false,
             pending: PendingTable::default(),
+            staged: Vec::new(),
+            threads: Threads::default(),
         }
     }
 
@@ -188,22 +207,45 @@ impl Engine {
         self
     }
 
+    /// The same engine with every fan-out on the calling thread (see `parallel`).
+    pub fn one_thread(mut self) -> Self {
+        self.threads.one = true;
+        self
+    }
+
+    /// Whether big batches run on two threads (see `one_thread`).
+    pub fn is_parallel(&self) -> bool {
+        !self.threads.one
+    }
+
     pub fn is_live(&self) -> bool {
         self.live
     }
 
     /// Copy orders working at the venue.
     pub fn pending_orders(&self) -> usize {
-        self.pending.len()
+        self.pending.len() + self.staged.len()
     }
 
     pub fn pending(&self, id: ClientOrderId) -> Option<&Pending> {
-        self.pending.get(id.0)
+        let staged = || self.staged.iter().rev().find(|(k, _)| *k == id.0);
+        staged().map(|(_, p)| p).or_else(|| self.pending.get(id.0))
+    }
+
+    /// File the last event's working orders into the working-order table. Every call
+    /// that reads the table does it first; the daemon calls it once the `orders` frame is
+    /// sent, so that a fan-out's 10,000 table inserts (cache misses, most of them) are not
+    /// between the execution and its copy orders.
+    pub fn file_working(&mut self) {
+        for (id, p) in self.staged.drain(..) {
+            self.pending.insert(id, p);
+        }
     }
 
     /// Every working copy order as an order record, sorted by relationship then id: what
     /// to send again after a reconnect (the venue answers `duplicate` for those it has).
     pub fn working_orders(&mut self) -> &[Record] {
+        self.file_working();
         self.out.clear();
         let mut all: Vec<(u128, Pending)> = self.pending.iter().collect();
         all.sort_unstable_by_key(|(id, p)| (p.rel, *id));
@@ -265,6 +307,7 @@ impl Engine {
         seq: u64,
         fills: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
     ) -> &[Record] {
+        self.file_working();
         self.out.clear();
         self.loss_hits.clear();
         let mut touched = Vec::new();
@@ -290,6 +333,7 @@ impl Engine {
         seq: u64,
         rejects: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> &[Record] {
+        self.file_working();
         self.out.clear();
         self.loss_hits.clear();
         for (id, reason) in rejects {
@@ -435,6 +479,7 @@ impl Engine {
     /// Apply one event; `seq` is its position in the input order (the event index in a
     /// replay, the venue seq in the daemon). Returns the event's records.
     pub fn apply(&mut self, seq: u64, event: &Event) -> &[Record] {
+        self.file_working();
         self.out.clear();
         self.loss_hits.clear();
         let result = match event {
@@ -867,22 +912,27 @@ impl Engine {
             marks,
             out,
             loss_hits,
-            pending,
+            staged,
             live,
+            threads,
             ..
         } = self;
         let inst = &instruments[sid as usize];
         let marks = &marks[..];
         let live = *live;
-        let work = |rid, rel: &mut Relationship| {
+        let work = |rid, rel: &mut Relationship, _: &mut ()| {
             if rel.portfolio.closable(sid) == 0 {
                 // nothing left to close (its close is still working), but a pure
                 // reduction moved the mark: check it here, check_holders skips this book
                 let held = rel.portfolio.signed_qty(sid) != 0;
-                return (None, check_loss && held && breaches(rel, marks));
+                let hit = check_loss && held && breaches(rel, marks);
+                return Visit {
+                    record: None,
+                    hit,
+                    working: None,
+                };
             }
-            let working = live.then_some(&mut *pending);
-            let record = close_one(
+            let (record, working) = close_one(
                 rid,
                 rel,
                 inst,
@@ -890,13 +940,19 @@ impl Engine {
                 source,
                 (close, provider_qty, flat),
                 sid,
-                working,
+                live,
             );
             // Filling at the mark leaves equity as it was; only a pure reduction checks
             // here (an open leg checks every active follower itself).
-            (Some(record), check_loss && breaches(rel, marks))
+            let hit = check_loss && breaches(rel, marks);
+            Visit {
+                record: Some(record),
+                hit,
+                working,
+            }
         };
-        fan_out(rels, &providers[pid as usize].book, out, loss_hits, work);
+        let book = &providers[pid as usize].book;
+        fan_out(rels, book, threads, out, loss_hits, staged, work);
     }
 
     fn open_leg(
@@ -914,8 +970,9 @@ impl Engine {
             marks,
             out,
             loss_hits,
-            pending,
+            staged,
             live,
+            threads,
             ..
         } = self;
         let inst = &instruments[sid as usize];
@@ -930,18 +987,21 @@ impl Engine {
             f.leverage,
         );
         let marks = &marks[..];
-        // Most followers share a slippage setting: its limit is computed once.
-        let mut limits: LimitCache = None;
-        let work = |rid, rel: &mut Relationship| {
+        // Most followers share a slippage setting: its limit is computed once per part.
+        let work = |rid, rel: &mut Relationship, limits: &mut LimitCache| {
             let balances = rel.portfolio.balances(marks);
             // Copies fill at the mark (or not yet, live), so this equity is also the
             // equity after the event.
             let hit = balances.is_ok_and(|(equity, _)| equity <= rel.stop_at);
-            let working = live.then_some(&mut *pending);
-            let record = open_one(rid, rel, &leg, balances, &mut limits, source, working);
-            (Some(record), hit)
+            let (record, working) = open_one(rid, rel, &leg, balances, limits, source, live);
+            Visit {
+                record: Some(record),
+                hit,
+                working,
+            }
         };
-        fan_out(rels, &providers[pid as usize].book, out, loss_hits, work);
+        let book = &providers[pid as usize].book;
+        fan_out(rels, book, threads, out, loss_hits, staged, work);
     }
 
     /// Close every position of `rid` at its mark with reduce-only market orders.
@@ -952,7 +1012,7 @@ impl Engine {
             instruments,
             marks,
             out,
-            pending,
+            staged,
             live,
             ..
         } = self;
@@ -1001,7 +1061,7 @@ impl Engine {
             );
             if *live {
                 rel.portfolio.close_sent(sid, qty);
-                pending.insert(id.0, Pending::close(rid, sid, side, qty));
+                staged.push((id.0, Pending::close(rid, sid, side, qty)));
             }
             out.push(Record::Order(CopyOrder::close(
                 follower, provider, sid, side, qty, id,
@@ -1076,34 +1136,135 @@ impl Engine {
 /// The last (slippage, limit) computed in a fan-out: most followers share a slippage.
 type LimitCache = Option<(Factor, Option<Price>)>;
 
+/// What visiting one relationship in a fan-out produced.
+struct Visit {
+    record: Option<Record>,
+    /// At or below its max-loss line.
+    hit: bool,
+    /// Live mode: the copy order to add to the working-order table.
+    working: Option<(u128, Pending)>,
+}
+
+/// A part of a fan-out's output, in book order.
+#[derive(Debug, Default)]
+struct Visited {
+    records: Vec<Record>,
+    hits: Vec<RelId>,
+    working: Vec<(u128, Pending)>,
+}
+
+/// A run of a book with the part of the relationship slab that holds it (`rels[0]` is
+/// relationship `first`): parts own disjoint slices, so they can run on two threads.
+struct BookPart<'a> {
+    rels: &'a mut [Option<Relationship>],
+    first: usize,
+    book: &'a [RelId],
+    into: Visited,
+}
+
+/// Cut `book` into parts (one, unless it is long and `parallel`). A book is in follow
+/// order and relationship ids are handed out in follow order, so it is ascending and
+/// each part's relationships are a slice of the slab of their own.
+fn split_book<'a>(
+    rels: &'a mut [Option<Relationship>],
+    book: &'a [RelId],
+    parallel: bool,
+    first: Visited,
+    spare: &mut Vec<Visited>,
+) -> Vec<BookPart<'a>> {
+    let n = if parallel
+        && book.len() >= crate::parallel::MIN_ITEMS
+        && book.windows(2).all(|w| w[0] < w[1])
+    {
+        crate::parallel::PARTS
+    } else {
+        1
+    };
+    let mut parts = Vec::with_capacity(n);
+    let (mut rest, mut offset) = (rels, 0);
+    let mut first = Some(first);
+    for (start, end) in crate::parallel::bounds(book.len(), n) {
+        // the slab up to the next part's first relationship (the rest, for the last part)
+        let cut = book.get(end).map_or(rest.len(), |&r| r as usize - offset);
+        let (head, tail) = std::mem::take(&mut rest).split_at_mut(cut);
+        parts.push(BookPart {
+            rels: head,
+            first: offset,
+            book: &book[start..end],
+            into: first
+                .take()
+                .unwrap_or_else(|| spare.pop().unwrap_or_default()),
+        });
+        (rest, offset) = (tail, offset + cut);
+    }
+    parts
+}
+
 /// Run `work` over every active relationship of `book`, in follow order, appending its
-/// records to `out` and its max-loss hits to `hits`.
-fn fan_out<W>(
+/// records to `out`, its max-loss hits to `hits` and its working orders to `staged`.
+/// Each part of the book gets a fresh `S` (a cache of the work's own).
+#[allow(clippy::too_many_arguments)]
+fn fan_out<S, W>(
     rels: &mut [Option<Relationship>],
     book: &[RelId],
+    threads: &mut Threads,
     out: &mut Vec<Record>,
     hits: &mut Vec<RelId>,
-    mut work: W,
+    staged: &mut Vec<(u128, Pending)>,
+    work: W,
 ) where
-    W: FnMut(RelId, &mut Relationship) -> (Option<Record>, bool),
+    S: Default,
+    W: Fn(RelId, &mut Relationship, &mut S) -> Visit + Sync,
 {
-    for &rid in book {
-        let Some(rel) = rels[rid as usize]
-            .as_mut()
-            .filter(|r| r.status == Status::Active)
-        else {
-            continue;
-        };
-        let (record, hit) = work(rid, rel);
-        out.extend(record);
-        if hit {
-            hits.push(rid);
+    let visit = |part: BookPart<'_>| {
+        let BookPart {
+            rels,
+            first,
+            book,
+            mut into,
+        } = part;
+        into.records.reserve(book.len());
+        let mut state = S::default();
+        for &rid in book {
+            let Some(rel) = rels[rid as usize - first]
+                .as_mut()
+                .filter(|r| r.status == Status::Active)
+            else {
+                continue;
+            };
+            let v = work(rid, rel, &mut state);
+            into.records.extend(v.record);
+            if v.hit {
+                into.hits.push(rid);
+            }
+            into.working.extend(v.working);
+        }
+        into
+    };
+    // the first part appends to `out`, `hits` and `staged` as they are (no copy on one
+    // thread)
+    let first = Visited {
+        records: std::mem::take(out),
+        hits: std::mem::take(hits),
+        working: std::mem::take(staged),
+    };
+    let parts = split_book(rels, book, !threads.one, first, &mut threads.spare);
+    let results = crate::parallel::map_parts(parts, visit);
+    for (i, mut v) in results.into_iter().enumerate() {
+        if i == 0 {
+            (*out, *hits, *staged) = (v.records, v.hits, v.working);
+        } else {
+            out.append(&mut v.records);
+            hits.append(&mut v.hits);
+            staged.append(&mut v.working);
+            threads.spare.push(v); // emptied, its memory kept
         }
     }
 }
 
 /// One follower's opening copy: sized, recorded, and filled at the execution price
-/// (replay) or sent with its margin reserved (live: `working` is the pending table).
+/// (replay) or sent with its margin reserved (`live`: the order comes back with its
+/// working-order entry).
 fn open_one(
     rid: RelId,
     rel: &mut Relationship,
@@ -1111,13 +1272,16 @@ fn open_one(
     balances: Result<(Money, Money), crate::portfolio::Overflow>,
     limits: &mut LimitCache,
     source: u128,
-    working: Option<&mut PendingTable>,
-) -> Record {
+    live: bool,
+) -> (Record, Option<(u128, Pending)>) {
     let (follower, provider) = (rel.follower, rel.provider);
-    let skip = |reason| Record::Skip {
-        follower,
-        provider,
-        reason,
+    let skip = |reason| {
+        let skip = Record::Skip {
+            follower,
+            provider,
+            reason,
+        };
+        (skip, None)
     };
     let inst = leg.instrument;
     let sid = leg.symbol;
@@ -1147,8 +1311,9 @@ fn open_one(
         return skip(SkipReason::Overflow);
     };
     let id = source ^ rel.follower_hash;
-    match working {
-        None => {
+    let mut working = None;
+    match live {
+        false => {
             if pf
                 .apply_fill(sid, inst.kind, leg.side, qty, leg.price, leg.leverage)
                 .is_err()
@@ -1156,7 +1321,7 @@ fn open_one(
                 return skip(SkipReason::Overflow);
             }
         }
-        Some(pending) => {
+        true => {
             if !is_reportable(qty, limit) {
                 return skip(SkipReason::Overflow);
             }
@@ -1174,7 +1339,7 @@ fn open_one(
             if pf.open_sent(sid, reserve).is_err() {
                 return skip(SkipReason::Overflow);
             }
-            pending.insert(
+            working = Some((
                 id,
                 Pending {
                     rel: rid,
@@ -1186,10 +1351,10 @@ fn open_one(
                     leverage: leg.leverage,
                     reserve,
                 },
-            );
+            ));
         }
     }
-    Record::Order(CopyOrder {
+    let order = Record::Order(CopyOrder {
         follower,
         provider,
         symbol: sid,
@@ -1200,7 +1365,8 @@ fn open_one(
         reduce_only: false,
         clamped,
         client_order_id: ClientOrderId(id),
-    })
+    });
+    (order, working)
 }
 
 /// The line of a relationship without max-loss: no equity is at or below it.
@@ -1242,7 +1408,7 @@ fn owner<'a>(
 /// One follower's part of a provider's reduction: a reduce-only market order filled at
 /// the execution price, or the reason there is none.
 /// `share` is (the provider's closed qty, its position before, whether it ended flat).
-/// Live (`working` is the pending table): the close is sent, not filled.
+/// `live`: the close is sent, not filled, and comes back with its working-order entry.
 #[allow(clippy::too_many_arguments)]
 fn close_one(
     rid: RelId,
@@ -1252,13 +1418,16 @@ fn close_one(
     source: u128,
     (close, provider_qty, flat): (Qty, Qty, bool),
     sid: SymbolId,
-    working: Option<&mut PendingTable>,
-) -> Record {
+    live: bool,
+) -> (Record, Option<(u128, Pending)>) {
     let (follower, provider) = (rel.follower, rel.provider);
-    let skip = |reason| Record::Skip {
-        follower,
-        provider,
-        reason,
+    let skip = |reason| {
+        let skip = Record::Skip {
+            follower,
+            provider,
+            reason,
+        };
+        (skip, None)
     };
     let fpos = rel.portfolio.closable(sid);
     let held = Qty(fpos.abs());
@@ -1274,8 +1443,9 @@ fn close_one(
     }
     let side = if fpos > 0 { Side::Sell } else { Side::Buy };
     let id = source ^ rel.follower_hash;
-    match working {
-        None => {
+    let mut working = None;
+    match live {
+        false => {
             if rel
                 .portfolio
                 .apply_fill(sid, inst.kind, side, qty, f.price, f.leverage)
@@ -1284,20 +1454,21 @@ fn close_one(
                 return skip(SkipReason::Overflow);
             }
         }
-        Some(pending) => {
+        true => {
             qty = inst.reportable(qty);
             rel.portfolio.close_sent(sid, qty);
-            pending.insert(id, Pending::close(rid, sid, side, qty));
+            working = Some((id, Pending::close(rid, sid, side, qty)));
         }
     }
-    Record::Order(CopyOrder::close(
+    let order = Record::Order(CopyOrder::close(
         follower,
         provider,
         sid,
         side,
         qty,
         ClientOrderId(id),
-    ))
+    ));
+    (order, working)
 }
 
 #[cfg(test)]

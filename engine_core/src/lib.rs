@@ -11,6 +11,7 @@ pub mod event;
 pub mod exact;
 pub mod fixed;
 pub mod model;
+pub mod parallel;
 pub mod pending;
 pub mod portfolio;
 pub mod reports;

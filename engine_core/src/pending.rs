@@ -8,6 +8,7 @@
 //! Cold fills of 10,000 orders: 2.15 ms with a `HashMap<u128, Pending>`, 0.8 ms so
 //! (`COLD=1 cargo bench -p engine_core --bench live -- 10000`; benches/RESULTS.md).
 
+use std::collections::hash_map::Entry;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
@@ -125,24 +126,39 @@ impl PendingTable {
         self.slots[slot].as_ref().map(|(_, p)| p)
     }
 
-    /// Add or replace the order `id`.
+    /// Add or replace the order `id`. One probe of the index: a fan-out inserts an order
+    /// per follower, and after it the index is out of cache.
     pub fn insert(&mut self, id: u128, pending: Pending) {
         let key = Key::of(id);
-        if let Some(slot) = self.find(key) {
-            self.slots[slot] = Some((key, pending));
+        if matches!(self.slots.get(self.cursor), Some(Some((k, _))) if *k == key) {
+            self.slots[self.cursor] = Some((key, pending));
             return;
         }
-        let slot = match self.free.pop() {
-            Some(slot) => {
-                self.slots[slot as usize] = Some((key, pending));
-                slot
+        let next = match self.free.last() {
+            Some(&slot) => slot,
+            None => self.slots.len() as u32,
+        };
+        let slot = match self.index.entry(key) {
+            Entry::Occupied(e) if matches!(self.slots[*e.get() as usize], Some((k, _)) if k == key) =>
+            {
+                self.slots[*e.get() as usize] = Some((key, pending));
+                return;
             }
-            None => {
-                self.slots.push(Some((key, pending)));
-                (self.slots.len() - 1) as u32
+            // a stale entry (its order was removed since): point it at the new slot
+            Entry::Occupied(mut e) => {
+                e.insert(next);
+                next
+            }
+            Entry::Vacant(e) => {
+                e.insert(next);
+                next
             }
         };
-        self.index.insert(key, slot);
+        if self.free.pop().is_some() {
+            self.slots[slot as usize] = Some((key, pending));
+        } else {
+            self.slots.push(Some((key, pending)));
+        }
         self.live += 1;
         if self.index.len() > 2 * self.live + 4096 {
             // orders that stay working while others come and go: drop the stale entries

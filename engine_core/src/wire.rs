@@ -6,6 +6,8 @@
 //! msgspec decodes it into `pyservice.protocol.NewOrders`; the encoding is the one msgspec
 //! itself writes (smallest int and str headers), so frames compare byte for byte.
 
+use std::sync::Mutex;
+
 use crate::engine::Engine;
 use crate::fixed::Qty;
 use crate::model::{CopyOrder, OrderType, Record};
@@ -13,11 +15,12 @@ use crate::model::{CopyOrder, OrderType, Record};
 /// Append the frame of `records`' orders to `buf`; returns how many orders it holds (no
 /// frame is written for none). `leverage` gives each order's leverage field (a
 /// reduce-only order carries 1: it releases whatever margin the lots it closes hold).
+/// A large batch is encoded in parts on two threads (`crate::parallel`).
 pub fn encode_orders(
     engine: &Engine,
     seq: u64,
     records: &[Record],
-    leverage: impl Fn(&CopyOrder) -> u32,
+    leverage: impl Fn(&CopyOrder) -> u32 + Sync,
     buf: &mut Vec<u8>,
 ) -> usize {
     let n = records
@@ -29,34 +32,126 @@ pub fn encode_orders(
     }
     let start = buf.len();
     buf.extend_from_slice(&[0; 4]);
-    buf.reserve(n * 112);
     array_header(buf, 3);
     str_bytes(buf, b"orders");
     uint(buf, seq);
     array_header(buf, n);
-    let mut digits = [0u8; 56];
-    for r in records {
-        let Record::Order(o) = r else { continue };
-        array_header(buf, 10);
-        str_bytes(buf, &o.client_order_id.to_bytes());
-        str_bytes(buf, engine.follower_name(o.follower).as_bytes());
-        str_bytes(buf, engine.provider_name(o.provider).as_bytes());
-        str_bytes(buf, engine.symbol_name(o.symbol).as_bytes());
-        str_bytes(buf, o.side.as_str().as_bytes());
-        str_bytes(buf, o.order_type.as_str().as_bytes());
-        str_bytes(buf, decimal(o.qty.0, &mut digits));
-        match o.order_type {
-            OrderType::LimitIoc => str_bytes(buf, decimal(o.limit.0, &mut digits)),
-            OrderType::Market => buf.push(0xc0),
+    let parallel = engine.is_parallel() && records.len() >= crate::parallel::MIN_ITEMS;
+    let parts = if parallel { crate::parallel::PARTS } else { 1 };
+    // the first part writes on after the header (no copy on one thread)
+    let mut first = Some(std::mem::take(buf));
+    let parts: Vec<(&[Record], Vec<u8>)> = crate::parallel::bounds(records.len(), parts)
+        .map(|(a, b)| (&records[a..b], first.take().unwrap_or_else(spare_buffer)))
+        .collect();
+    let bodies = crate::parallel::map_parts(parts, |(part, mut out)| {
+        let mut body = Body::default();
+        out.reserve(part.len() * 80);
+        for r in part {
+            if let Record::Order(o) = r {
+                body.order(engine, o, leverage(o), &mut out);
+            }
         }
-        buf.push(if o.reduce_only { 0xc3 } else { 0xc2 });
-        uint(buf, u64::from(leverage(o)));
+        out
+    });
+    for (i, body) in bodies.into_iter().enumerate() {
+        if i == 0 {
+            *buf = body;
+        } else {
+            buf.extend_from_slice(&body);
+            keep_buffer(body);
+        }
     }
     let len = (buf.len() - start - 4) as u32;
     buf[start..start + 4].copy_from_slice(&len.to_be_bytes());
     n
 }
 
+/// The parts' buffers of the last frames, kept: a fresh one per part per frame costs
+/// page faults.
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+fn spare_buffer() -> Vec<u8> {
+    SPARE
+        .lock()
+        .ok()
+        .and_then(|mut s| s.pop())
+        .unwrap_or_default()
+}
+
+fn keep_buffer(mut buf: Vec<u8>) {
+    buf.clear();
+    if let Ok(mut s) = SPARE.lock() {
+        if s.len() < crate::parallel::PARTS {
+            s.push(buf);
+        }
+    }
+}
+
+/// An order's provider, symbol, side and type.
+type Middle = (u32, u32, u8, u8);
+
+/// Writes orders' entries. Within a batch most orders share their provider, symbol,
+/// side, type, quantity and limit: each field's bytes are kept from the last order and
+/// written again while it is the same.
+#[derive(Default)]
+struct Body {
+    /// (provider, symbol, side, type) and their four encoded strings.
+    middle: Option<(Middle, Vec<u8>)>,
+    /// The last raw qty and its encoded string.
+    qty: Option<(i128, Vec<u8>)>,
+    /// The last limit (raw; None for a market order's nil) and its encoding.
+    limit: Option<(Option<i128>, Vec<u8>)>,
+}
+
+impl Body {
+    fn order(&mut self, engine: &Engine, o: &CopyOrder, leverage: u32, buf: &mut Vec<u8>) {
+        array_header(buf, 10);
+        str_bytes(buf, &o.client_order_id.to_bytes());
+        str_bytes(buf, engine.follower_name(o.follower).as_bytes());
+        let key = (o.provider, o.symbol, o.side as u8, o.order_type as u8);
+        let middle = match &mut self.middle {
+            Some((k, bytes)) if *k == key => bytes,
+            slot => {
+                let mut bytes = Vec::new();
+                str_bytes(&mut bytes, engine.provider_name(o.provider).as_bytes());
+                str_bytes(&mut bytes, engine.symbol_name(o.symbol).as_bytes());
+                str_bytes(&mut bytes, o.side.as_str().as_bytes());
+                str_bytes(&mut bytes, o.order_type.as_str().as_bytes());
+                &slot.insert((key, bytes)).1
+            }
+        };
+        buf.extend_from_slice(middle);
+        let qty = match &mut self.qty {
+            Some((raw, bytes)) if *raw == o.qty.0 => bytes,
+            slot => &slot.insert((o.qty.0, decimal_str(o.qty.0))).1,
+        };
+        buf.extend_from_slice(qty);
+        let limit_raw = match o.order_type {
+            OrderType::LimitIoc => Some(o.limit.0),
+            OrderType::Market => None,
+        };
+        let limit = match &mut self.limit {
+            Some((raw, bytes)) if *raw == limit_raw => bytes,
+            slot => {
+                let bytes = limit_raw.map_or_else(|| vec![0xc0], decimal_str);
+                &slot.insert((limit_raw, bytes)).1
+            }
+        };
+        buf.extend_from_slice(limit);
+        buf.push(if o.reduce_only { 0xc3 } else { 0xc2 });
+        uint(buf, u64::from(leverage));
+    }
+}
+
+/// A raw value's decimal as an encoded msgpack string.
+fn decimal_str(raw: i128) -> Vec<u8> {
+    let mut digits = [0u8; 56];
+    let mut bytes = Vec::new();
+    str_bytes(&mut bytes, decimal(raw, &mut digits));
+    bytes
+}
+
+#[inline]
 fn array_header(buf: &mut Vec<u8>, n: usize) {
     if n < 16 {
         buf.push(0x90 | n as u8);
@@ -69,6 +164,7 @@ fn array_header(buf: &mut Vec<u8>, n: usize) {
     }
 }
 
+#[inline]
 fn str_bytes(buf: &mut Vec<u8>, s: &[u8]) {
     let n = s.len();
     if n < 32 {
@@ -85,6 +181,7 @@ fn str_bytes(buf: &mut Vec<u8>, s: &[u8]) {
     buf.extend_from_slice(s);
 }
 
+#[inline]
 fn uint(buf: &mut Vec<u8>, v: u64) {
     if v < 0x80 {
         buf.push(v as u8);

@@ -4,7 +4,10 @@ The venue (this process, `VenueSim`) and the engine (a child process) talk over
 loopback TCP. Latency phase: M provider executions one at a time, each timed from the
 venue writing it to the venue holding every copy order of it, back to back or, with
 `--rate`, at most that many per second (a load the durable pipeline can sustain, so the
-latency is not that of a growing backlog). Throughput phase: a burst
+latency is not that of a growing backlog). `--warmup` executions before them are not
+timed (the first fan-outs allocate the engine's buffers). With `--realtime PRIORITY` the
+engine runs its hot path under SCHED_FIFO, and so does the venue here: it stands in for
+an exchange, which would not share this machine's cores with our PostgreSQL. Throughput phase: a burst
 of executions, timed until every copy order is back at the venue, filled, and the fills
 applied by the engine (its heartbeat reports the applied seq). The naive engine runs on
 the same harness (`--engine naive`).
@@ -21,17 +24,20 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import msgspec
 import redis.asyncio as aioredis
-from rich.progress import Progress
+from rich.progress import Progress, TaskID
 
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
+from pyservice.engine.priority import make_realtime
 from pyservice.store.server import create_database, database_dsn, drop_database, open_database
 from pyservice.streams.publisher import last_published
 from pyservice.venue_sim.cli import tune_gc
@@ -62,6 +68,20 @@ def _percentiles(values_ns: list[int]) -> dict[str, float]:
     return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "p999": at(0.999), "max": round(v[-1] / 1000, 1)}
 
 
+def _throttled(progress: Progress, task: TaskID) -> Callable[[], None]:
+    """`advance` for `task` that redraws the bar at most 4 times a second."""
+    drawn = 0.0
+
+    def advance() -> None:
+        nonlocal drawn
+        progress.advance(task)
+        if time.monotonic() - drawn > 0.25:
+            progress.refresh()
+            drawn = time.monotonic()
+
+    return advance
+
+
 def _rss_mb(pid: int) -> float:
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -72,8 +92,20 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
-async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
-                 durable: Durable | None = None, rate: float = 0) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Timing:
+    """How the latency phase runs (see the module comment)."""
+
+    #: timed executions per second at most; 0: back to back
+    rate: float = 0
+    #: untimed executions first
+    warmup: int = 2
+    #: SCHED_FIFO priority of the engine's hot path and of the venue; None: the default
+    realtime: int | None = None
+
+
+async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path, record: Path,
+                 durable: Durable | None = None, timing: Timing = Timing()) -> dict[str, Any]:
     books = B.bench_books(followers, PROVIDER)
     books_path = B.write(books, tmp / "books.json")
     port = _free_port()
@@ -84,11 +116,13 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
         cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books_path), "--listen", addr,
                "--heartbeat", "0.01", "--dead-after", "30", "--log-level", "WARNING"]
         cmd += durable.engine_args() if durable is not None else ["--memory"]
+        cmd += ["--realtime", str(timing.realtime)] if timing.realtime is not None else []
     proc = subprocess.Popen(cmd, stderr=open(tmp / "engine.log", "wb"))
+    venue_threads = make_realtime(timing.realtime, helper=False) if timing.realtime is not None else []
     venue_books = Books(providers=[BookProvider(PROVIDER)],
                         follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)])
     venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, books=venue_books,
-                                 heartbeat=0.01, dead_after=30, record=str(tmp / "orders.jsonl")))
+                                 heartbeat=0.01, dead_after=30, record=str(record)))
     tune_gc()  # this process is the venue: collected as the venue-sim command is
     received: Counter[int] = Counter()
     done: dict[int, asyncio.Event] = {}
@@ -117,8 +151,18 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
             n_exec += 1
             return P.ProviderExecution(0, PROVIDER, f"x{n_exec}", SYMBOL, side, QTY, PRICE, EQUITY)
 
-        with Progress(transient=True) as progress:
-            task = progress.add_task(f"{engine}: {followers:,} followers", total=fills + burst)
+        # refreshed from this thread: rich's refresh thread would hold the GIL while the
+        # venue waits to read the engine's orders
+        with Progress(transient=True, auto_refresh=False) as progress:
+            task = progress.add_task(f"{engine}: {followers:,} followers", total=timing.warmup + fills + burst)
+            advance = _throttled(progress, task)
+            for i in range(timing.warmup):  # untimed; as many buys as sells, so the timed phase opens first
+                seq = venue.publish(execution("sell" if i % 2 else "buy"))
+                done[seq] = asyncio.Event()
+                await asyncio.wait_for(done[seq].wait(), 60)
+                advance()
+            warmup_seqs = set(done)
+            rate = timing.rate
             interval_ns = round(1e9 / rate) if rate else 0
             timed_t0 = time.monotonic_ns()
             for i in range(fills):
@@ -136,7 +180,7 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
                 sent_ns[seq] = t0
                 done[seq] = ev
                 await asyncio.wait_for(ev.wait(), 60)
-                progress.advance(task)
+                advance()
             timed_s = (time.monotonic_ns() - timed_t0) / 1e9
             if durable is not None:  # the burst starts with nothing left to persist or publish
                 while venue.stats.engine_applied_seq < venue.log.newest:
@@ -153,7 +197,7 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
                 burst_seqs.append(seq)
             for seq in burst_seqs:
                 await asyncio.wait_for(done[seq].wait(), 120)
-                progress.advance(task)
+                advance()
             while venue.stats.engine_applied_seq < venue.log.newest:
                 await asyncio.sleep(0.001)
             burst_s = (time.monotonic_ns() - t0) / 1e9
@@ -162,24 +206,28 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
                 durable_s = (time.monotonic_ns() - t0) / 1e9
         rss = _rss_mb(proc.pid)
     finally:
+        for tid in venue_threads:  # this process goes on (another engine, the report)
+            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
         venue.stop()
         await asyncio.wait_for(runner, 10)
         proc.terminate()
         proc.wait(10)
-    expected = (fills + burst) * followers
+    expected = (timing.warmup + fills + burst) * followers
     got = sum(received.values())
     # duplicates: a client order id the venue received more than once (no resume happens here)
-    records = msgspec.json.Decoder(OrderRecord).decode_lines((tmp / "orders.jsonl").read_bytes())
+    records = msgspec.json.Decoder(OrderRecord).decode_lines(record.read_bytes())
     duplicates = len(records) - len({r.client_order_id for r in records})
     return {
         "engine": engine,
         "followers": followers,
         "fills": fills,
         "copy_orders_expected": fills * followers,
-        "copy_orders_received": got - sum(received[s] for s in burst_seqs),
+        "copy_orders_received": got - sum(received[s] for s in [*burst_seqs, *warmup_seqs]),
         "duplicates": duplicates,
         "lost": expected - min(got, expected),
         "latency_us": _percentiles(latencies),
+        "warmup_executions": timing.warmup,
+        "realtime": timing.realtime,
         "timed_rate": rate or None,
         "timed_orders_per_s": round(fills * followers / timed_s) if fills else 0,
         "burst_executions": burst,
@@ -249,16 +297,26 @@ class Durable:
                 await asyncio.sleep(0.002)
 
 
-async def _durable_bench(followers: int, fills: int, burst: int, tmp: Path, rate: float) -> dict[str, Any]:
+async def _durable_bench(followers: int, fills: int, burst: int, tmp: Path, record: Path,
+                         timing: Timing) -> dict[str, Any]:
     async with Durable(tmp) as durable:
-        return await _bench(followers, fills, burst, "rust", tmp, durable, rate)
+        return await _bench(followers, fills, burst, "rust", tmp, record, durable, timing)
+
+
+#: Where the venue keeps its record of the orders it received: memory-backed when the
+#: machine has it. The venue stands in for an exchange, whose disk is not ours: writing
+#: its record next to PostgreSQL's files, a write could wait on the kernel's dirty-page
+#: throttling for milliseconds, and the latency measured would include that.
+RECORD_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def run_socket_bench(followers: int, fills: int, burst: int, engine: str, durable: bool = False,
-                     rate: float = 0) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory(prefix="copyengine-bench-") as tmp:
-        main = (_durable_bench(followers, fills, burst, Path(tmp), rate) if durable and engine == "rust"
-                else _bench(followers, fills, burst, engine, Path(tmp), rate=rate))
+                     timing: Timing = Timing()) -> dict[str, Any]:
+    with (tempfile.TemporaryDirectory(prefix="copyengine-bench-") as tmp,
+          tempfile.TemporaryDirectory(prefix="copyengine-bench-venue-", dir=RECORD_DIR) as venue_tmp):
+        record = Path(venue_tmp) / "orders.jsonl"
+        main = (_durable_bench(followers, fills, burst, Path(tmp), record, timing) if durable and engine == "rust"
+                else _bench(followers, fills, burst, engine, Path(tmp), record, timing=timing))
         try:
             import uvloop
 

@@ -30,6 +30,7 @@ from pyservice._engine_core import LiveEngine, Outcome, Reports
 from pyservice.endpoints import Endpoint, parse_endpoint
 from pyservice.engine.faults import KILL
 from pyservice.engine.metrics import EngineMetrics
+from pyservice.engine.priority import make_realtime
 
 if TYPE_CHECKING:
     import asyncpg
@@ -66,6 +67,8 @@ class EngineConfig:
     log_format: str = "plain"
     #: seconds between engine snapshots (taken by the projector)
     snapshot_interval: float = 30.0
+    #: SCHED_FIFO priority of the hot path's threads (`priority.py`); None: the default
+    realtime: int | None = None
 
 
 class StartError(Exception):
@@ -128,6 +131,12 @@ class EngineDaemon:
 
     async def run(self) -> None:
         tasks: list[asyncio.Task[None]] = []
+        if self.config.realtime is not None:
+            try:
+                tids = make_realtime(self.config.realtime)
+            except PermissionError as exc:
+                raise StartError(f"--realtime {self.config.realtime}: {exc}") from None
+            log.info("the hot path runs under SCHED_FIFO", extra={"priority": self.config.realtime, "threads": tids})
         try:
             if not self.config.memory:
                 await self.open_store()
@@ -494,6 +503,8 @@ class EngineDaemon:
             self.metrics.fanout_seconds.observe((time.perf_counter_ns() - started) / 1e9)
             if outcome.orders:
                 self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
+        if outcome.frame is not None:
+            self.engine.file_working()  # the orders are out: now the table of working orders
         self.applied_seq = seq
         self.venue_head = max(self.venue_head, seq)
         if not self._caught_up.is_set():

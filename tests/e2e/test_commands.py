@@ -79,3 +79,73 @@ def test_durable_socket_bench_waits_for_every_row(tmp_path: Path, pg_server: str
     assert (result["copy_orders_received"], result["lost"], result["duplicates"]) == (120, 0, 0)
     assert result["durable"] == {"postgres": "DATABASE_URL", "redis_stream": None}
     assert result["persisted_published_orders_per_s"] > 0 and result["timed_persisted_lag_ms"] >= 0
+
+
+def test_socket_bench_warms_up_untimed_and_refuses_bad_options(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    out = subprocess.run(
+        [*CLI, "bench", "--followers", "20", "--fills", "4", "--burst", "1", "--engine", "rust", "--warmup", "3",
+         "--json", str(path)],
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    result = json.loads(path.read_text())
+    # the 3 warm-up executions' 60 orders arrived (none lost) but are neither timed nor counted as timed
+    assert (result["copy_orders_expected"], result["copy_orders_received"]) == (80, 80)
+    assert (result["lost"], result["duplicates"], result["warmup_executions"], result["realtime"]) == (0, 0, 3, None)
+    for option, bad in (("--warmup", "-1"), ("--warmup", "two"), ("--realtime", "0"), ("--realtime", "100"),
+                        ("--realtime", "high")):
+        refused = subprocess.run([*CLI, "bench", option, bad], capture_output=True, text=True, timeout=30)
+        assert refused.returncode == 2 and option in refused.stderr, (option, bad, refused.stderr)
+
+
+def _can_realtime() -> bool:
+    """Whether a process started here may take SCHED_FIFO (CAP_SYS_NICE or RLIMIT_RTPRIO)."""
+    probe = [sys.executable, "-c", "import os; os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))"]
+    return subprocess.run(probe, capture_output=True).returncode == 0
+
+
+def _engine_with_realtime(tmp_path: Path, *prefix: str) -> subprocess.Popen[str]:
+    books = tmp_path / "books.json"
+    books.write_text(json.dumps({"version": 1, "providers": [{"id": "P"}],
+                                 "follows": [{"follower": "a", "provider": "P", "allocation": "100"}]}))
+    return subprocess.Popen(
+        [*prefix, *CLI, "engine", "--memory", "--books", str(books), "--listen", f"tcp://127.0.0.1:{_port()}",
+         "--realtime", "3", "--log-format", "json"],
+        stderr=subprocess.PIPE, text=True)
+
+
+def test_engine_realtime_puts_the_hot_threads_under_fifo_or_refuses_to_start(tmp_path: Path) -> None:
+    from pyservice.engine.priority import HELPER_COMM, realtime_priority
+
+    proc = _engine_with_realtime(tmp_path)
+    try:
+        assert proc.stderr is not None
+        if not _can_realtime():
+            assert proc.wait(30) == 2
+            assert "CAP_SYS_NICE" in proc.stderr.read()
+            return
+        for line in proc.stderr:
+            if "SCHED_FIFO" in line:
+                threads = json.loads(line)["threads"]
+                break
+        else:
+            raise AssertionError(f"no SCHED_FIFO line; exit {proc.wait(10)}")
+        assert threads[0] == proc.pid and len(threads) == 2
+        assert Path(f"/proc/{proc.pid}/task/{threads[1]}/comm").read_text().strip() == HELPER_COMM
+        assert [realtime_priority(t) for t in threads] == [3, 3]
+        # nothing else in the process (uvloop's workers, say) was raised
+        others = [int(t.name) for t in Path(f"/proc/{proc.pid}/task").iterdir() if int(t.name) not in threads]
+        assert all(realtime_priority(t) is None for t in others)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_engine_realtime_without_the_capability_refuses_to_start(tmp_path: Path) -> None:
+    # root here: drop CAP_SYS_NICE for the engine (its RLIMIT_RTPRIO is 0)
+    prefix = ("setpriv", "--bounding-set=-sys_nice", "--inh-caps=-sys_nice") if _can_realtime() else ()
+    proc = _engine_with_realtime(tmp_path, *prefix)
+    assert proc.stderr is not None
+    assert proc.wait(30) == 2
+    err = proc.stderr.read()
+    assert "cannot start: --realtime 3: real-time priority refused" in err and "CAP_SYS_NICE" in err, err

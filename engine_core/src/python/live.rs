@@ -256,9 +256,10 @@ impl PyLiveEngine {
 
     /// The whole state as bytes (see `restore`), for crash recovery; CopyEngineError if
     /// it cannot be written.
-    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+    fn snapshot<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let engine = &mut self.inner;
         let bytes = py
-            .detach(|| self.inner.snapshot())
+            .detach(|| engine.snapshot())
             .map_err(super::CopyEngineError::new_err)?;
         Ok(PyBytes::new(py, &bytes))
     }
@@ -393,6 +394,14 @@ impl PyLiveEngine {
             summarize(engine, seq, engine.records(), None, buf)
         });
         outcome(py, s, &self.frame)
+    }
+
+    /// File the last fan-out's working orders into the working-order table (the next
+    /// call does it otherwise): call it once the `orders` frame is sent, so that this
+    /// work is not between an execution and its copy orders.
+    fn file_working(&mut self, py: Python<'_>) {
+        let engine = &mut self.inner;
+        py.detach(|| engine.file_working());
     }
 
     #[getter]

@@ -45,6 +45,13 @@ fn replay_jsonl(py: Python<'_>, text: &str) -> PyResult<String> {
         .map_err(|e| ScenarioError::new_err(e.0))
 }
 
+/// Start the thread that takes half of every big fan-out and frame (it starts with the
+/// first one otherwise); false if it cannot be started (batches then run on one thread).
+#[pyfunction]
+fn start_helper(py: Python<'_>) -> bool {
+    py.detach(crate::parallel::start_helper)
+}
+
 /// Record buffers returned by dropped batches, so a fan-out to thousands of followers
 /// reuses warm memory instead of allocating (and page-faulting) a new vector each time.
 type Pool = Arc<Mutex<Vec<Vec<Record>>>>;
@@ -202,6 +209,7 @@ impl PyEngine {
 #[pymodule]
 fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(replay_jsonl, m)?)?;
+    m.add_function(wrap_pyfunction!(start_helper, m)?)?;
     m.add_class::<PyEngine>()?;
     m.add_class::<Batch>()?;
     live::register(m)?;
