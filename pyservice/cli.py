@@ -37,8 +37,10 @@ def _socket_bench(args: argparse.Namespace) -> int:
     try:
         results = {e: run_socket_bench(args.followers, args.fills, args.burst, e, args.durable, timing)
                    for e in engines}
-    except PermissionError as exc:  # --realtime without CAP_SYS_NICE
-        print(f"--realtime {args.realtime}: {exc}", file=sys.stderr)
+    except PermissionError as exc:
+        if args.realtime is None:
+            raise
+        print(f"--realtime {args.realtime}: {exc}", file=sys.stderr)  # without CAP_SYS_NICE
         return 2
     out: dict[str, object] = dict(results["rust"] if "rust" in results else results["naive"])
     if len(results) == 2:

@@ -37,7 +37,7 @@ from rich.progress import Progress, TaskID
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
-from pyservice.engine.priority import make_realtime
+from pyservice.engine.priority import make_realtime, normal
 from pyservice.store.server import create_database, database_dsn, drop_database, open_database
 from pyservice.streams.publisher import last_published
 from pyservice.venue_sim.cli import tune_gc
@@ -117,8 +117,13 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
                "--heartbeat", "0.01", "--dead-after", "30", "--log-level", "WARNING"]
         cmd += durable.engine_args() if durable is not None else ["--memory"]
         cmd += ["--realtime", str(timing.realtime)] if timing.realtime is not None else []
-    proc = subprocess.Popen(cmd, stderr=open(tmp / "engine.log", "wb"))
+    # first, so that a refusal leaves nothing running (the engine child starts under the
+    # normal scheduler: SCHED_RESET_ON_FORK)
     venue_threads = make_realtime(timing.realtime, helper=False) if timing.realtime is not None else []
+    with open(tmp / "engine.log", "wb") as engine_log:
+        proc = subprocess.Popen(cmd, stderr=engine_log)
+    if engine == "naive" and timing.realtime is not None:  # the same footing as ours: its one thread
+        os.sched_setscheduler(proc.pid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(timing.realtime))
     venue_books = Books(providers=[BookProvider(PROVIDER)],
                         follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)])
     venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, books=venue_books,
@@ -156,7 +161,7 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
         with Progress(transient=True, auto_refresh=False) as progress:
             task = progress.add_task(f"{engine}: {followers:,} followers", total=timing.warmup + fills + burst)
             advance = _throttled(progress, task)
-            for i in range(timing.warmup):  # untimed; as many buys as sells, so the timed phase opens first
+            for i in range(timing.warmup):  # untimed; the timed phase goes on alternating
                 seq = venue.publish(execution("sell" if i % 2 else "buy"))
                 done[seq] = asyncio.Event()
                 await asyncio.wait_for(done[seq].wait(), 60)
@@ -174,7 +179,7 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
                 # opens and closes in turn, so positions (and their FIFO lots) stay bounded
                 # as a trading provider's do; each waits for the last one's fills, so every
                 # close finds the position it closes
-                side: P.Side = "sell" if i % 2 else "buy"
+                side: P.Side = "sell" if (timing.warmup + i) % 2 else "buy"
                 t0 = time.monotonic_ns()
                 seq = venue.publish(execution(side))
                 sent_ns[seq] = t0
@@ -207,7 +212,7 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
         rss = _rss_mb(proc.pid)
     finally:
         for tid in venue_threads:  # this process goes on (another engine, the report)
-            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            normal(tid)
         venue.stop()
         await asyncio.wait_for(runner, 10)
         proc.terminate()
@@ -303,17 +308,24 @@ async def _durable_bench(followers: int, fills: int, burst: int, tmp: Path, reco
         return await _bench(followers, fills, burst, "rust", tmp, record, durable, timing)
 
 
-#: Where the venue keeps its record of the orders it received: memory-backed when the
-#: machine has it. The venue stands in for an exchange, whose disk is not ours: writing
-#: its record next to PostgreSQL's files, a write could wait on the kernel's dirty-page
-#: throttling for milliseconds, and the latency measured would include that.
-RECORD_DIR = "/dev/shm" if os.path.isdir("/dev/shm") else None
+def _record_dir(orders: int) -> str | None:
+    """Where the venue keeps its record of the orders it received: memory-backed when the
+    machine has room for it (about 250 bytes an order; a container's /dev/shm may be
+    64 MB). The venue stands in for an exchange, whose disk is not ours: writing its
+    record next to PostgreSQL's files, a write could wait on the kernel's dirty-page
+    throttling for milliseconds, and the latency measured would include that."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return "/dev/shm" if st.f_bavail * st.f_frsize > 2 * 250 * orders else None
 
 
 def run_socket_bench(followers: int, fills: int, burst: int, engine: str, durable: bool = False,
                      timing: Timing = Timing()) -> dict[str, Any]:
     with (tempfile.TemporaryDirectory(prefix="copyengine-bench-") as tmp,
-          tempfile.TemporaryDirectory(prefix="copyengine-bench-venue-", dir=RECORD_DIR) as venue_tmp):
+          tempfile.TemporaryDirectory(prefix="copyengine-bench-venue-",
+                                      dir=_record_dir((timing.warmup + fills + burst) * followers)) as venue_tmp):
         record = Path(venue_tmp) / "orders.jsonl"
         main = (_durable_bench(followers, fills, burst, Path(tmp), record, timing) if durable and engine == "rust"
                 else _bench(followers, fills, burst, engine, Path(tmp), record, timing=timing))

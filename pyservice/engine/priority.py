@@ -66,10 +66,16 @@ def make_realtime(prio: int, helper: bool = True) -> list[int]:
             done.append(tid)
     except PermissionError as exc:
         for tid in done:  # all or nothing
-            os.sched_setscheduler(tid, os.SCHED_OTHER, os.sched_param(0))
+            normal(tid)
         raise PermissionError(f"real-time priority refused ({exc.strerror}): it needs CAP_SYS_NICE, "
                               f"or an RLIMIT_RTPRIO of at least {prio}") from exc
     return tids
+
+
+def normal(tid: int) -> None:
+    """Put thread `tid` back under the normal scheduler (keeping SCHED_RESET_ON_FORK: a
+    process without CAP_SYS_NICE may not clear it)."""
+    os.sched_setscheduler(tid, os.SCHED_OTHER | os.SCHED_RESET_ON_FORK, os.sched_param(0))
 
 
 def realtime_priority(tid: int) -> int | None:

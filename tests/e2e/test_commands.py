@@ -149,3 +149,18 @@ def test_engine_realtime_without_the_capability_refuses_to_start(tmp_path: Path)
     assert proc.wait(30) == 2
     err = proc.stderr.read()
     assert "cannot start: --realtime 3: real-time priority refused" in err and "CAP_SYS_NICE" in err, err
+
+
+def test_socket_bench_realtime_runs_both_engines_and_the_venue_under_fifo(tmp_path: Path) -> None:
+    path = tmp_path / "bench.json"
+    out = subprocess.run(
+        [*CLI, "bench", "--followers", "20", "--fills", "4", "--burst", "1", "--engine", "both", "--warmup", "1",
+         "--realtime", "3", "--json", str(path)],
+        capture_output=True, text=True, timeout=120)
+    if not _can_realtime():
+        assert out.returncode == 2 and "CAP_SYS_NICE" in out.stderr, out.stderr
+        return
+    assert out.returncode == 0, out.stderr
+    result = json.loads(path.read_text())
+    for r in (result, result["naive"]):
+        assert (r["realtime"], r["copy_orders_received"], r["lost"], r["duplicates"]) == (3, 80, 0, 0)
