@@ -96,3 +96,34 @@ def test_the_migrate_command(pg_dsn):
     bad = subprocess.run([sys.executable, "-m", "pyservice.cli", "migrate", "--database",
                           "postgresql://postgres@127.0.0.1:1/nothing"], capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("migration failed:")
+
+
+def test_reports_are_indexed_by_seq_and_orders_by_client_order_id(pg_dsn):
+    """0008: an order is found by its client order id, and its reports from its seq on
+    through the reports' primary key (the hash indexes on reports cost half of ingest)."""
+    async def indexes(conn):
+        await migrate(conn)
+        rows = await conn.fetch("SELECT tablename, indexdef FROM pg_indexes "
+                                "WHERE tablename IN ('copy_orders', 'copy_fills', 'copy_rejects')")
+        return {(r["tablename"], r["indexdef"].split(" USING ")[1]) for r in rows}
+
+    assert asyncio.run(_with(pg_dsn, indexes)) == {
+        ("copy_orders", "btree (shard, seq, change_id, n)"),
+        ("copy_orders", "hash (client_order_id)"),
+        ("copy_fills", "btree (shard, seq, n)"),
+        ("copy_rejects", "btree (shard, seq, n)"),
+    }
+
+    async def fills_of(conn):
+        await conn.execute("INSERT INTO engine_state (shard) VALUES ('s') ON CONFLICT DO NOTHING")
+        await conn.execute("INSERT INTO copy_orders (shard, client_order_id, seq, follower_id, provider_id, symbol, "
+                           "side, type, qty, price, reduce_only, leverage, change_id, n) VALUES "
+                           "('s', 'ID1', 5, 'f', 'p', 'BTC', 'buy', 'limit_ioc', 1, 100, false, 1, 0, 0)")
+        await conn.executemany("INSERT INTO copy_fills (shard, seq, n, client_order_id, qty, price) "
+                               "VALUES ('s', $1, $2, $3, 0.5, 100)",
+                               [(4, 0, "ID1"), (6, 0, "ID0"), (6, 1, "ID1"), (7, 0, "ID1")])
+        return [tuple(r) for r in await conn.fetch(
+            "SELECT seq, n FROM copy_fills WHERE shard = $1 AND seq > (SELECT seq FROM copy_orders "
+            "WHERE shard = $1 AND client_order_id = $2) AND client_order_id = $2 ORDER BY seq, n", "s", "ID1")]
+
+    assert asyncio.run(_with(pg_dsn, fills_of)) == [(6, 1), (7, 0)]
