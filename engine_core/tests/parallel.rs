@@ -118,6 +118,17 @@ fn frame(e: &Engine, seq: u64, records: &[Record]) -> Vec<u8> {
     buf
 }
 
+/// The client order ids of `records`' orders, in order.
+fn order_ids(records: &[Record]) -> Vec<ClientOrderId> {
+    records
+        .iter()
+        .filter_map(|r| match r {
+            Record::Order(o) => Some(o.client_order_id),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Apply `a` to both engines; their records and frames must agree.
 fn step(
     one: &mut Engine,
@@ -224,10 +235,7 @@ proptest! {
             prop_assert_eq!(one.pending_orders(), two.pending_orders());
         }
         let working = |e: &mut Engine| -> Vec<(ClientOrderId, engine_core::pending::Pending)> {
-            let ids: Vec<ClientOrderId> = e.working_orders().iter().filter_map(|r| match r {
-                Record::Order(o) => Some(o.client_order_id),
-                _ => None,
-            }).collect();
+            let ids = order_ids(e.working_orders());
             ids.into_iter().map(|id| (id, *e.pending(id).unwrap())).collect()
         };
         let (w1, w2) = (working(&mut one), working(&mut two));
@@ -247,14 +255,7 @@ fn a_long_book_is_fanned_out_in_parts_with_working_orders_filed_later() {
     let mut e = engine(false);
     let v = json!({"type": "fill", "provider": "P", "exec_id": "x1", "symbol": "BTC",
         "side": "buy", "qty": "1", "price": "100", "provider_equity": "100000"});
-    let orders: Vec<ClientOrderId> = e
-        .apply(1, &parse_event(&v).unwrap())
-        .iter()
-        .filter_map(|r| match r {
-            Record::Order(o) => Some(o.client_order_id),
-            _ => None,
-        })
-        .collect();
+    let orders = order_ids(e.apply(1, &parse_event(&v).unwrap()));
     assert!(orders.len() > MIN_ITEMS, "{} orders", orders.len());
     assert_eq!(e.pending_orders(), orders.len());
     assert!(orders.iter().all(|&id| e.pending(id).is_some()));
@@ -262,14 +263,7 @@ fn a_long_book_is_fanned_out_in_parts_with_working_orders_filed_later() {
     assert_eq!(e.pending_orders(), orders.len());
     // the orders come back in follow order (f0, f1, ...), as on one thread
     let mut one = engine(true);
-    let same: Vec<ClientOrderId> = one
-        .apply(1, &parse_event(&v).unwrap())
-        .iter()
-        .filter_map(|r| match r {
-            Record::Order(o) => Some(o.client_order_id),
-            _ => None,
-        })
-        .collect();
+    let same = order_ids(one.apply(1, &parse_event(&v).unwrap()));
     assert_eq!(orders, same);
     // a snapshot holds the working orders whether or not they were filed
     let mut staged = engine(false);

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 CLI = [sys.executable, "-m", "pyservice.cli"]
 
@@ -31,14 +32,18 @@ def test_demo_copies_and_stops_cleanly() -> None:
     assert orders > 0 and fills > 0 and errors == 0
 
 
-def test_socket_bench_reports_every_order_once_for_both_engines(tmp_path: Path) -> None:
+def _bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """`copyengine bench ARGS --json PATH`, which must succeed; the JSON it wrote."""
     path = tmp_path / "bench.json"
-    out = subprocess.run(
-        [*CLI, "bench", "--followers", "50", "--fills", "10", "--burst", "5", "--engine", "both",
-         "--json", str(path)],
-        capture_output=True, text=True, timeout=120)
+    out = subprocess.run([*CLI, "bench", *args, "--json", str(path)], capture_output=True, text=True,
+                         timeout=180, env=env)
     assert out.returncode == 0, out.stderr
-    result = json.loads(path.read_text())
+    result: dict[str, Any] = json.loads(path.read_text())
+    return result
+
+
+def test_socket_bench_reports_every_order_once_for_both_engines(tmp_path: Path) -> None:
+    result = _bench(tmp_path, "--followers", "50", "--fills", "10", "--burst", "5", "--engine", "both")
     for r in (result, result["naive"]):
         assert r["copy_orders_expected"] == r["copy_orders_received"] == 500
         assert (r["lost"], r["duplicates"]) == (0, 0)
@@ -48,13 +53,7 @@ def test_socket_bench_reports_every_order_once_for_both_engines(tmp_path: Path) 
 
 
 def test_socket_bench_paces_its_timed_executions(tmp_path: Path) -> None:
-    path = tmp_path / "bench.json"
-    out = subprocess.run(
-        [*CLI, "bench", "--followers", "20", "--fills", "6", "--burst", "0", "--engine", "rust", "--rate", "10",
-         "--json", str(path)],
-        capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(path.read_text())
+    result = _bench(tmp_path, "--followers", "20", "--fills", "6", "--burst", "0", "--engine", "rust", "--rate", "10")
     assert (result["copy_orders_received"], result["lost"], result["duplicates"]) == (120, 0, 0)
     assert result["timed_rate"] == 10
     # 6 executions due 0.1 s apart take at least 0.5 s: at most 240 orders/s for 20 followers
@@ -68,27 +67,16 @@ def test_socket_bench_refuses_a_rate_that_is_not_one() -> None:
 
 
 def test_durable_socket_bench_waits_for_every_row(tmp_path: Path, pg_server: str) -> None:
-    path = tmp_path / "bench.json"
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    out = subprocess.run(
-        [*CLI, "bench", "--followers", "30", "--fills", "4", "--burst", "3", "--engine", "rust", "--durable",
-         "--json", str(path)],
-        capture_output=True, text=True, timeout=180, env={**env, "DATABASE_URL": pg_server})
-    assert out.returncode == 0, out.stderr
-    result = json.loads(path.read_text())
+    result = _bench(tmp_path, "--followers", "30", "--fills", "4", "--burst", "3", "--engine", "rust", "--durable",
+                    env={**env, "DATABASE_URL": pg_server})
     assert (result["copy_orders_received"], result["lost"], result["duplicates"]) == (120, 0, 0)
     assert result["durable"] == {"postgres": "DATABASE_URL", "redis_stream": None}
     assert result["persisted_published_orders_per_s"] > 0 and result["timed_persisted_lag_ms"] >= 0
 
 
 def test_socket_bench_warms_up_untimed_and_refuses_bad_options(tmp_path: Path) -> None:
-    path = tmp_path / "bench.json"
-    out = subprocess.run(
-        [*CLI, "bench", "--followers", "20", "--fills", "4", "--burst", "1", "--engine", "rust", "--warmup", "3",
-         "--json", str(path)],
-        capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr
-    result = json.loads(path.read_text())
+    result = _bench(tmp_path, "--followers", "20", "--fills", "4", "--burst", "1", "--engine", "rust", "--warmup", "3")
     # the 3 warm-up executions' 60 orders arrived (none lost) but are neither timed nor counted as timed
     assert (result["copy_orders_expected"], result["copy_orders_received"]) == (80, 80)
     assert (result["lost"], result["duplicates"], result["warmup_executions"], result["realtime"]) == (0, 0, 3, None)
