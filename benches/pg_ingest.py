@@ -22,27 +22,44 @@ import asyncpg
 
 from pyservice import protocol as P
 
-ORDER = ("shard text NOT NULL, client_order_id text NOT NULL, seq bigint NOT NULL, follower_id text NOT NULL, "
-         "provider_id text NOT NULL, symbol text NOT NULL, side text NOT NULL, type text NOT NULL, "
-         "qty numeric NOT NULL, price numeric, reduce_only boolean NOT NULL, leverage integer NOT NULL, "
-         "change_id bigint NOT NULL, n integer NOT NULL")
-FILL = ("shard text NOT NULL, seq bigint NOT NULL, n integer NOT NULL, client_order_id text NOT NULL, "
-        "qty numeric NOT NULL, price numeric NOT NULL")
+ORDER = (
+    "shard text NOT NULL, client_order_id text NOT NULL, seq bigint NOT NULL, follower_id text NOT NULL, "
+    "provider_id text NOT NULL, symbol text NOT NULL, side text NOT NULL, type text NOT NULL, "
+    "qty numeric NOT NULL, price numeric, reduce_only boolean NOT NULL, leverage integer NOT NULL, "
+    "change_id bigint NOT NULL, n integer NOT NULL"
+)
+FILL = (
+    "shard text NOT NULL, seq bigint NOT NULL, n integer NOT NULL, client_order_id text NOT NULL, "
+    "qty numeric NOT NULL, price numeric NOT NULL"
+)
 REL = "CREATE INDEX ON t (follower_id, provider_id, seq)"
 LAYOUTS = {
-    "orders: B-tree key on the id + per relationship (before 0006)":
-        (ORDER + ", PRIMARY KEY (shard, client_order_id)", [REL], "orders"),
-    "orders: key (shard, seq, change_id, n) + hash on the id + per relationship (0006)":
-        (ORDER + ", PRIMARY KEY (shard, seq, change_id, n)", ["CREATE INDEX ON t USING hash (client_order_id)", REL],
-         "orders"),
-    "orders: key (shard, seq, change_id, n) + hash on the id (0007)":
-        (ORDER + ", PRIMARY KEY (shard, seq, change_id, n)", ["CREATE INDEX ON t USING hash (client_order_id)"],
-         "orders"),
+    "orders: B-tree key on the id + per relationship (before 0006)": (
+        ORDER + ", PRIMARY KEY (shard, client_order_id)",
+        [REL],
+        "orders",
+    ),
+    "orders: key (shard, seq, change_id, n) + hash on the id + per relationship (0006)": (
+        ORDER + ", PRIMARY KEY (shard, seq, change_id, n)",
+        ["CREATE INDEX ON t USING hash (client_order_id)", REL],
+        "orders",
+    ),
+    "orders: key (shard, seq, change_id, n) + hash on the id (0007)": (
+        ORDER + ", PRIMARY KEY (shard, seq, change_id, n)",
+        ["CREATE INDEX ON t USING hash (client_order_id)"],
+        "orders",
+    ),
     "orders: no index": (ORDER, [], "orders"),
-    "fills: key (shard, seq, n) + B-tree on the id (before 0006)":
-        (FILL + ", PRIMARY KEY (shard, seq, n)", ["CREATE INDEX ON t (shard, client_order_id)"], "fills"),
-    "fills: key (shard, seq, n) + hash on the id (0006)":
-        (FILL + ", PRIMARY KEY (shard, seq, n)", ["CREATE INDEX ON t USING hash (client_order_id)"], "fills"),
+    "fills: key (shard, seq, n) + B-tree on the id (before 0006)": (
+        FILL + ", PRIMARY KEY (shard, seq, n)",
+        ["CREATE INDEX ON t (shard, client_order_id)"],
+        "fills",
+    ),
+    "fills: key (shard, seq, n) + hash on the id (0006)": (
+        FILL + ", PRIMARY KEY (shard, seq, n)",
+        ["CREATE INDEX ON t USING hash (client_order_id)"],
+        "fills",
+    ),
     "fills: key only": (FILL + ", PRIMARY KEY (shard, seq, n)", [], "fills"),
 }
 ROWS, BATCH = 200_000, 10_000
@@ -55,9 +72,11 @@ def _rows() -> dict[str, list[bytes]]:
     for i in range(ROWS):
         coid = "".join(rnd.choice(alphabet) for _ in range(22))
         seq, n = 1 + 2 * (i // BATCH), i % BATCH
-        orders.append(f"main\t{coid}\t{seq}\tf{n:06d}\tprov01\tBTCUSDT\tbuy\tlimit_ioc\t0.00123\t60300.5\tf\t1\t0\t{n}\n")
+        orders.append(
+            f"main\t{coid}\t{seq}\tf{n:06d}\tprov01\tBTCUSDT\tbuy\tlimit_ioc\t0.00123\t60300.5\tf\t1\t0\t{n}\n"
+        )
         fills.append(f"main\t{seq + 1}\t{n}\t{coid}\t0.00123\t60000\n")
-    chunk = lambda rows: [("".join(rows[b:b + BATCH])).encode() for b in range(0, ROWS, BATCH)]  # noqa: E731
+    chunk = lambda rows: [("".join(rows[b : b + BATCH])).encode() for b in range(0, ROWS, BATCH)]  # noqa: E731
     return {"orders": chunk(orders), "fills": chunk(fills)}
 
 
@@ -88,11 +107,16 @@ async def _journal(conn: asyncpg.Connection) -> None:
     alphabet = string.ascii_letters + string.digits
     fills = [P.Fill("".join(rnd.choice(alphabet) for _ in range(22)), "0.00123", "60000.5") for _ in range(BATCH)]
     payload = P.encode(P.CopyFills(5, fills))[4:]
-    modes = {"pglz (default)": "SET COMPRESSION pglz", "lz4": "SET COMPRESSION lz4",
-             "uncompressed (0006)": "SET STORAGE EXTERNAL"}
+    modes = {
+        "pglz (default)": "SET COMPRESSION pglz",
+        "lz4": "SET COMPRESSION lz4",
+        "uncompressed (0006)": "SET STORAGE EXTERNAL",
+    }
     for name, alter in modes.items():
         await conn.execute("DROP TABLE IF EXISTS j")
-        await conn.execute("CREATE TABLE j (shard text, seq bigint, kind text, payload bytea, PRIMARY KEY (shard, seq))")
+        await conn.execute(
+            "CREATE TABLE j (shard text, seq bigint, kind text, payload bytea, PRIMARY KEY (shard, seq))"
+        )
         try:
             await conn.execute(f"ALTER TABLE j ALTER COLUMN payload {alter}")
         except asyncpg.PostgresError as exc:
@@ -106,8 +130,10 @@ async def _journal(conn: asyncpg.Connection) -> None:
                 await conn.copy_records_to_table("j", records=[("main", i, "fills", payload) for i in range(100)])
             best = min(best, time.perf_counter() - started)
         size = await conn.fetchval("SELECT pg_total_relation_size('j')")
-        print(f"journal, {name:<20} {best * 1000:7.1f} ms per 100 messages of {len(payload):,} bytes, "
-              f"{size / 1e6:.1f} MB stored")
+        print(
+            f"journal, {name:<20} {best * 1000:7.1f} ms per 100 messages of {len(payload):,} bytes, "
+            f"{size / 1e6:.1f} MB stored"
+        )
 
 
 async def main(dsn: str) -> None:

@@ -4,8 +4,19 @@ from collections.abc import Sequence
 from typing import Literal, final
 
 __all__ = [
-    "Batch", "CopyEngineError", "Engine", "FrameError", "LiveEngine", "Outcome", "Reports", "ScenarioError",
-    "check_control", "decode_reports", "order_rows", "replay_jsonl", "start_helper",
+    "Batch",
+    "CopyEngineError",
+    "Engine",
+    "FrameError",
+    "LiveEngine",
+    "Outcome",
+    "Reports",
+    "ScenarioError",
+    "check_control",
+    "decode_reports",
+    "order_rows",
+    "replay_jsonl",
+    "start_helper",
 ]
 
 class CopyEngineError(ValueError):

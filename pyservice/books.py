@@ -35,10 +35,7 @@ def demo_books(providers: int, followers: int, seed: int = 7) -> dict[str, objec
 
 def bench_books(followers: int, provider: str = "bench") -> dict[str, object]:
     """One provider; every follower proportional and funded to copy every bench fill."""
-    follows = [
-        {"follower": f"f{i:06d}", "provider": provider, "allocation": "1000000"}
-        for i in range(followers)
-    ]
+    follows = [{"follower": f"f{i:06d}", "provider": provider, "allocation": "1000000"} for i in range(followers)]
     return {"version": 1, "providers": [{"id": provider}], "follows": follows}
 
 

@@ -35,8 +35,9 @@ def _socket_bench(args: argparse.Namespace) -> int:
     engines = ["rust", "naive"] if args.engine == "both" else [args.engine]
     timing = Timing(args.rate, args.warmup, args.realtime)
     try:
-        results = {e: run_socket_bench(args.followers, args.fills, args.burst, e, args.durable, timing)
-                   for e in engines}
+        results = {
+            e: run_socket_bench(args.followers, args.fills, args.burst, e, args.durable, timing) for e in engines
+        }
     except PermissionError as exc:
         if args.realtime is None:
             raise
@@ -91,19 +92,28 @@ def _engine(args: argparse.Namespace) -> int:
     from pyservice import logs
     from pyservice.engine.daemon import EngineConfig, EngineDaemon, StartError
     from pyservice.replay import ScenarioError
+    from pyservice.runtime import run_until_signal
     from pyservice.store.books import BooksError
     from pyservice.store.journal import RecoveryError
     from pyservice.store.migrate import MigrationError
-    from pyservice.runtime import run_until_signal
 
     logs.setup(args.log_format, args.log_level)
     config = EngineConfig(
-        books=Path(args.books) if args.books else None, listen=args.listen or ["tcp://127.0.0.1:7400"],
-        metrics_port=args.metrics_port, heartbeat_s=args.heartbeat, dead_after_s=args.dead_after,
-        max_frame=args.max_frame, memory=args.memory, database=args.database,
-        data_dir=Path(args.data_dir) if args.data_dir else None, shard=args.shard,
-        redis=args.redis or os.environ.get("REDIS_URL"), stream=args.stream, log_format=args.log_format,
-        snapshot_interval=args.snapshot_interval, realtime=args.realtime,
+        books=Path(args.books) if args.books else None,
+        listen=args.listen or ["tcp://127.0.0.1:7400"],
+        metrics_port=args.metrics_port,
+        heartbeat_s=args.heartbeat,
+        dead_after_s=args.dead_after,
+        max_frame=args.max_frame,
+        memory=args.memory,
+        database=args.database,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        shard=args.shard,
+        redis=args.redis or os.environ.get("REDIS_URL"),
+        stream=args.stream,
+        log_format=args.log_format,
+        snapshot_interval=args.snapshot_interval,
+        realtime=args.realtime,
     )
     try:
         daemon = EngineDaemon(config)
@@ -188,8 +198,10 @@ def _control(args: argparse.Namespace) -> int:
         print(f"not stored: {exc}", file=sys.stderr)
         return 2
     if not v.applied:
-        print(f"change {v.id} is committed; no engine applied it within {args.wait:g} s "
-              f"(shard '{args.shard}' applies it when it runs)")
+        print(
+            f"change {v.id} is committed; no engine applied it within {args.wait:g} s "
+            f"(shard '{args.shard}' applies it when it runs)"
+        )
         return 3
     if v.error is not None:
         print(f"refused: {v.error}", file=sys.stderr)
@@ -199,8 +211,17 @@ def _control(args: argparse.Namespace) -> int:
 
 
 #: follow settings as CLI options (decimal strings; the rules check them)
-_FOLLOW_OPTIONS = ("allocation", "mode", "fixed_amount", "multiplier", "max_open_trades", "max_per_trade_pct",
-                   "max_loss_pct", "slippage_pct", "stop_copy_on_close")
+_FOLLOW_OPTIONS = (
+    "allocation",
+    "mode",
+    "fixed_amount",
+    "multiplier",
+    "max_open_trades",
+    "max_per_trade_pct",
+    "max_loss_pct",
+    "slippage_pct",
+    "stop_copy_on_close",
+)
 
 
 def _fills(args: argparse.Namespace) -> int:
@@ -214,8 +235,11 @@ def _fills(args: argparse.Namespace) -> int:
 
 
 def _database_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--database", metavar="URL",
-                   help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server under --data-dir)")
+    p.add_argument(
+        "--database",
+        metavar="URL",
+        help="PostgreSQL URL (default: $DATABASE_URL, else an embedded server under --data-dir)",
+    )
     p.add_argument("--data-dir", metavar="DIR", help="the embedded PostgreSQL's data (default ~/.copyengine/pg)")
 
 
@@ -246,51 +270,97 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--python-iterations", type=int, default=5, help="timed reference fan-outs")
     bench.add_argument("--fills", type=int, default=200, help="socket bench: timed provider executions")
     bench.add_argument("--burst", type=int, default=50, help="socket bench: executions in the throughput burst")
-    bench.add_argument("--rate", type=_rate, default=0.0, metavar="PER_S",
-                       help="socket bench: timed executions per second at most (default 0: back to back)")
-    bench.add_argument("--warmup", type=_count, default=2, metavar="N",
-                       help="socket bench: untimed executions before the timed ones (default 2)")
-    bench.add_argument("--realtime", type=priority, metavar="PRIORITY",
-                       help="socket bench: the engine's hot path and the venue under SCHED_FIFO at this priority "
-                            "(see `engine --realtime`); needs CAP_SYS_NICE")
-    bench.add_argument("--engine", choices=["rust", "naive", "both"], default="both",
-                       help="socket bench: the engine, the newcomer's baseline, or both (ratio in one run)")
-    bench.add_argument("--durable", action="store_true",
-                       help="socket bench: the engine persists (DATABASE_URL or embedded) and, with REDIS_URL, "
-                            "publishes; reports the rate persisted and published")
+    bench.add_argument(
+        "--rate",
+        type=_rate,
+        default=0.0,
+        metavar="PER_S",
+        help="socket bench: timed executions per second at most (default 0: back to back)",
+    )
+    bench.add_argument(
+        "--warmup",
+        type=_count,
+        default=2,
+        metavar="N",
+        help="socket bench: untimed executions before the timed ones (default 2)",
+    )
+    bench.add_argument(
+        "--realtime",
+        type=priority,
+        metavar="PRIORITY",
+        help="socket bench: the engine's hot path and the venue under SCHED_FIFO at this priority "
+        "(see `engine --realtime`); needs CAP_SYS_NICE",
+    )
+    bench.add_argument(
+        "--engine",
+        choices=["rust", "naive", "both"],
+        default="both",
+        help="socket bench: the engine, the newcomer's baseline, or both (ratio in one run)",
+    )
+    bench.add_argument(
+        "--durable",
+        action="store_true",
+        help="socket bench: the engine persists (DATABASE_URL or embedded) and, with REDIS_URL, "
+        "publishes; reports the rate persisted and published",
+    )
     bench.add_argument("--json", metavar="PATH", help="also write the result here")
     bench.set_defaults(func=_bench)
 
     engine = sub.add_parser("engine", help="the engine daemon: a venue connects and pushes its log")
-    engine.add_argument("--books", help="follower books JSON (providers, platform, follows); seeds an empty "
-                        "database, or is the whole book with --memory")
-    engine.add_argument("--memory", action="store_true",
-                        help="no PostgreSQL: nothing survives the process (benchmarks of the hot path alone)")
+    engine.add_argument(
+        "--books",
+        help="follower books JSON (providers, platform, follows); seeds an empty "
+        "database, or is the whole book with --memory",
+    )
+    engine.add_argument(
+        "--memory",
+        action="store_true",
+        help="no PostgreSQL: nothing survives the process (benchmarks of the hot path alone)",
+    )
     _database_args(engine)
     engine.add_argument("--shard", default="main", help="this engine's name in the journal")
-    engine.add_argument("--snapshot-interval", type=float, default=30.0, metavar="SECONDS",
-                        help="how often the state is snapshotted, so a restart replays only what came after")
-    engine.add_argument("--redis", metavar="URL",
-                        help="publish copy fills to Redis Streams (default $REDIS_URL; neither: off)")
+    engine.add_argument(
+        "--snapshot-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="how often the state is snapshotted, so a restart replays only what came after",
+    )
+    engine.add_argument(
+        "--redis", metavar="URL", help="publish copy fills to Redis Streams (default $REDIS_URL; neither: off)"
+    )
     engine.add_argument("--stream", help="the Redis stream of copy fills (default copyengine:fills:<shard>)")
-    engine.add_argument("--listen", action="append", metavar="ENDPOINT",
-                        help="tcp://HOST:PORT or unix:PATH; repeatable (default tcp://127.0.0.1:7400)")
+    engine.add_argument(
+        "--listen",
+        action="append",
+        metavar="ENDPOINT",
+        help="tcp://HOST:PORT or unix:PATH; repeatable (default tcp://127.0.0.1:7400)",
+    )
     engine.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     engine.add_argument("--heartbeat", type=float, default=1.0, help="seconds between heartbeats")
     engine.add_argument("--dead-after", type=float, default=5.0, help="drop a venue silent this long")
     engine.add_argument("--max-frame", type=int, default=64 * 1024 * 1024, help="largest frame accepted, bytes")
-    engine.add_argument("--realtime", type=priority, metavar="PRIORITY",
-                        help="run the hot path (the venue reader and its fan-out helper) under SCHED_FIFO at this "
-                             "priority, 1-99, so PostgreSQL and the workers sharing the cores cannot preempt a "
-                             "fan-out; needs CAP_SYS_NICE")
+    engine.add_argument(
+        "--realtime",
+        type=priority,
+        metavar="PRIORITY",
+        help="run the hot path (the venue reader and its fan-out helper) under SCHED_FIFO at this "
+        "priority, 1-99, so PostgreSQL and the workers sharing the cores cannot preempt a "
+        "fan-out; needs CAP_SYS_NICE",
+    )
     engine.add_argument("--log-format", choices=["plain", "json"], default="plain")
     engine.add_argument("--log-level", default="INFO")
     engine.set_defaults(func=_engine)
 
-    for name, text in (("follow", "start copying a provider"), ("unfollow", "stop copying a provider"),
-                       ("deposit", "add money to a relationship"), ("withdraw", "take free cash out"),
-                       ("pause", "stop copying, keep the positions"), ("resume", "copy again after a pause"),
-                       ("settings", "change some copy settings")):
+    for name, text in (
+        ("follow", "start copying a provider"),
+        ("unfollow", "stop copying a provider"),
+        ("deposit", "add money to a relationship"),
+        ("withdraw", "take free cash out"),
+        ("pause", "stop copying, keep the positions"),
+        ("resume", "copy again after a pause"),
+        ("settings", "change some copy settings"),
+    ):
         c = sub.add_parser(name, help=f"control plane: {text}")
         c.add_argument("follower")
         c.add_argument("provider")
@@ -301,8 +371,12 @@ def build_parser() -> argparse.ArgumentParser:
             for opt in ("fixed_amount", "multiplier", "max_per_trade_pct", "max_loss_pct", "slippage_pct"):
                 c.add_argument(f"--{opt.replace('_', '-')}", dest=opt, metavar="DECIMAL")
             c.add_argument("--max-open-trades", dest="max_open_trades", type=int)
-            c.add_argument("--stop-copy-on-close", dest="stop_copy_on_close", choices=["true", "false"],
-                           help="close the copied positions on unfollow (default true)")
+            c.add_argument(
+                "--stop-copy-on-close",
+                dest="stop_copy_on_close",
+                choices=["true", "false"],
+                help="close the copied positions on unfollow (default true)",
+            )
         if name in ("deposit", "withdraw"):
             c.add_argument("amount", help="decimal amount")
         _database_args(c)
@@ -316,8 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     fills.add_argument("--redis", metavar="URL", help="default $REDIS_URL")
     fills.add_argument("--stream", default="copyengine:fills:main", help="one stream per engine shard")
     fills.add_argument("--count", type=int, help="exit after this many entries")
-    fills.add_argument("--claim-idle", type=float, default=30.0,
-                       help="take over entries another consumer left unacknowledged this long (s)")
+    fills.add_argument(
+        "--claim-idle",
+        type=float,
+        default=30.0,
+        help="take over entries another consumer left unacknowledged this long (s)",
+    )
     fills.set_defaults(func=_fills)
 
     mig = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")

@@ -59,14 +59,16 @@ async def submit(conn: asyncpg.Connection, shard: str, change: dict[str, Any]) -
     text = validate(change)
     async with conn.transaction():
         change_id: int = await conn.fetchval(
-            "INSERT INTO control_changes (shard, change) VALUES ($1, $2::jsonb) RETURNING id", shard, text)
+            "INSERT INTO control_changes (shard, change) VALUES ($1, $2::jsonb) RETURNING id", shard, text
+        )
         await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, shard)
     return change_id
 
 
 async def verdict(conn: asyncpg.Connection, change_id: int) -> Verdict:
     row = await conn.fetchrow(
-        "SELECT after_seq, applied_at IS NOT NULL AS applied, error FROM control_changes WHERE id = $1", change_id)
+        "SELECT after_seq, applied_at IS NOT NULL AS applied, error FROM control_changes WHERE id = $1", change_id
+    )
     if row is None:
         raise ControlError(f"no control change {change_id}")
     return Verdict(change_id, row["after_seq"], row["applied"], row["error"])
@@ -88,17 +90,23 @@ async def wait(conn: asyncpg.Connection, change_id: int, timeout: float) -> Verd
 
 async def pending(conn: asyncpg.Connection, shard: str) -> list[Change]:
     rows = await conn.fetch(
-        "SELECT id, change::text FROM control_changes WHERE shard = $1 AND after_seq IS NULL ORDER BY id", shard)
+        "SELECT id, change::text FROM control_changes WHERE shard = $1 AND after_seq IS NULL ORDER BY id", shard
+    )
     return [Change(r[0], r[1]) for r in rows]
 
 
-async def placed(conn: asyncpg.Connection, shard: str, lo: int = 0,
-                 hi: int = 2**63 - 1) -> list[tuple[int, Change, bool]]:
+async def placed(
+    conn: asyncpg.Connection, shard: str, lo: int = 0, hi: int = 2**63 - 1
+) -> list[tuple[int, Change, bool]]:
     """(after_seq, change, whether its verdict is recorded) of every change placed after
     seqs `lo`..`hi`, in the order applied."""
     rows = await conn.fetch(
         "SELECT after_seq, id, change::text, applied_at IS NOT NULL FROM control_changes "
-        "WHERE shard = $1 AND after_seq BETWEEN $2 AND $3 ORDER BY after_seq, id", shard, lo, hi)
+        "WHERE shard = $1 AND after_seq BETWEEN $2 AND $3 ORDER BY after_seq, id",
+        shard,
+        lo,
+        hi,
+    )
     return [(r[0], Change(r[1], r[2]), r[3]) for r in rows]
 
 
@@ -106,7 +114,8 @@ async def place(conn: asyncpg.Connection, change_id: int, after_seq: int) -> Non
     """Commit where the change goes, before the engine applies it: a crash after this
     replays it there, a crash before leaves it pending and without effect."""
     await conn.execute(
-        "UPDATE control_changes SET after_seq = $2 WHERE id = $1 AND after_seq IS NULL", change_id, after_seq)
+        "UPDATE control_changes SET after_seq = $2 WHERE id = $1 AND after_seq IS NULL", change_id, after_seq
+    )
 
 
 async def decided(conn: asyncpg.Connection, change_id: int, error: str | None) -> None:

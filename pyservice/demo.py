@@ -97,13 +97,23 @@ def render(prev: Snapshot | None, cur: Snapshot | None, followers: int) -> Group
     rate = 0.0
     if prev is not None and cur.at > prev.at:
         rate = (cur.copy_orders - prev.copy_orders) / (cur.at - prev.at)
-    head.add_row("venue", "[green]connected[/]" if cur.connected else "[red]disconnected[/]",
-                 "followers", f"{followers:,}", "applied seq", f"{cur.applied_seq:,.0f}")
-    head.add_row("copies/s", f"{rate:,.0f}", "copy orders", f"{cur.copy_orders:,.0f}",
-                 "fills", f"{cur.fills:,.0f}")
-    head.add_row("fan-out p50", _fmt_us(percentile_bound(cur.buckets, 0.5)),
-                 "p99", _fmt_us(percentile_bound(cur.buckets, 0.99)),
-                 "stops", f"{cur.stops:,.0f}")
+    head.add_row(
+        "venue",
+        "[green]connected[/]" if cur.connected else "[red]disconnected[/]",
+        "followers",
+        f"{followers:,}",
+        "applied seq",
+        f"{cur.applied_seq:,.0f}",
+    )
+    head.add_row("copies/s", f"{rate:,.0f}", "copy orders", f"{cur.copy_orders:,.0f}", "fills", f"{cur.fills:,.0f}")
+    head.add_row(
+        "fan-out p50",
+        _fmt_us(percentile_bound(cur.buckets, 0.5)),
+        "p99",
+        _fmt_us(percentile_bound(cur.buckets, 0.99)),
+        "stops",
+        f"{cur.stops:,.0f}",
+    )
     skips = Table(title="skips and rejects", show_edge=False)
     skips.add_column("reason")
     skips.add_column("count", justify="right")
@@ -130,11 +140,42 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
         # the demo's own embedded PostgreSQL, so it never touches a database of yours
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
         engine = subprocess.Popen(
-            [py, "-m", "pyservice.cli", "engine", "--books", str(books), "--listen", sock,
-             "--data-dir", str(d / "pg"), "--metrics-port", str(metrics_port), "--log-format", "json"],
-            stderr=open(d / "engine.log", "wb"), start_new_session=True, env=env)
-        venue_args = [py, "-m", "pyservice.cli", "venue-sim", "--connect", sock, "--books", str(books),
-                      "--rate", str(rate), "--record", str(d / "orders.jsonl"), "--partial-fill-pct", "10"]
+            [
+                py,
+                "-m",
+                "pyservice.cli",
+                "engine",
+                "--books",
+                str(books),
+                "--listen",
+                sock,
+                "--data-dir",
+                str(d / "pg"),
+                "--metrics-port",
+                str(metrics_port),
+                "--log-format",
+                "json",
+            ],
+            stderr=open(d / "engine.log", "wb"),
+            start_new_session=True,
+            env=env,
+        )
+        venue_args = [
+            py,
+            "-m",
+            "pyservice.cli",
+            "venue-sim",
+            "--connect",
+            sock,
+            "--books",
+            str(books),
+            "--rate",
+            str(rate),
+            "--record",
+            str(d / "orders.jsonl"),
+            "--partial-fill-pct",
+            "10",
+        ]
         venue = subprocess.Popen(venue_args, stderr=open(d / "venue.log", "wb"), start_new_session=True)
         stop_at = None if duration is None else time.monotonic() + duration
         prev: Snapshot | None = None
@@ -162,7 +203,9 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
                 except subprocess.TimeoutExpired:
                     p.kill()
         if cur is not None:
-            print(f"demo: {cur.copy_orders:,.0f} copy orders, {cur.fills:,.0f} fills, "
-                  f"{sum(cur.skips.values()):,.0f} skips, {cur.stops:,.0f} stops, "
-                  f"{cur.protocol_errors:,.0f} protocol errors")
+            print(
+                f"demo: {cur.copy_orders:,.0f} copy orders, {cur.fills:,.0f} fills, "
+                f"{sum(cur.skips.values()):,.0f} skips, {cur.stops:,.0f} stops, "
+                f"{cur.protocol_errors:,.0f} protocol errors"
+            )
         return 0 if cur is not None and cur.copy_orders > 0 else 1

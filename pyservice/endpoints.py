@@ -17,12 +17,12 @@ class Endpoint:
 
 def parse_endpoint(text: str) -> Endpoint:
     if text.startswith("unix:"):
-        path = text[len("unix:"):]
+        path = text[len("unix:") :]
         if not path:
             raise ValueError(f"'{text}': a unix endpoint needs a path")
         return Endpoint(unix_path=path)
     if text.startswith("tcp://"):
-        host, sep, port = text[len("tcp://"):].rpartition(":")
+        host, sep, port = text[len("tcp://") :].rpartition(":")
         if sep and host and port.isdigit() and int(port) < 65536:
             return Endpoint(host=host.strip("[]"), port=int(port))
     raise ValueError(f"'{text}' is not tcp://HOST:PORT or unix:PATH")

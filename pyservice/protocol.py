@@ -163,11 +163,9 @@ class UncheckedOrders(_Message, tag="orders", frozen=True):
     orders: list[UncheckedOrder]
 
 
-VenueMessage: TypeAlias = Union[
-    Hello, Instrument, MarkPrice, ProviderExecution, CopyFills, CopyRejects, Heartbeat
-]
-EngineMessage: TypeAlias = Union[Resume, NewOrders, Heartbeat]
-Message: TypeAlias = Union[VenueMessage, EngineMessage]
+VenueMessage: TypeAlias = Hello | Instrument | MarkPrice | ProviderExecution | CopyFills | CopyRejects | Heartbeat
+EngineMessage: TypeAlias = Resume | NewOrders | Heartbeat
+Message: TypeAlias = VenueMessage | EngineMessage
 
 _encoder = msgspec.msgpack.Encoder()
 
@@ -199,8 +197,7 @@ class FrameReader(Generic[T]):
     (same checks, no Python object per entry) instead of `CopyFills` / `CopyRejects`.
     """
 
-    def __init__(self, kind: object, max_frame: int = DEFAULT_MAX_FRAME, *,
-                 native_reports: bool = False) -> None:
+    def __init__(self, kind: object, max_frame: int = DEFAULT_MAX_FRAME, *, native_reports: bool = False) -> None:
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(kind)
         self._max = max_frame
         self._buf = bytearray()
@@ -252,8 +249,9 @@ def venue_reader(max_frame: int = ..., *, native_reports: Literal[False] = ...) 
 def venue_reader(max_frame: int = ..., *, native_reports: Literal[True]) -> FrameReader[VenueMessage | Reports]: ...
 
 
-def venue_reader(max_frame: int = DEFAULT_MAX_FRAME, *,
-                 native_reports: bool = False) -> FrameReader[VenueMessage] | FrameReader[VenueMessage | Reports]:
+def venue_reader(
+    max_frame: int = DEFAULT_MAX_FRAME, *, native_reports: bool = False
+) -> FrameReader[VenueMessage] | FrameReader[VenueMessage | Reports]:
     """Reads what a venue sends (the engine's side of the socket)."""
     return FrameReader(VenueMessage, max_frame, native_reports=native_reports)
 
@@ -263,10 +261,9 @@ def engine_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader[EngineMessa
     return FrameReader(EngineMessage, max_frame)
 
 
-def unchecked_engine_reader(max_frame: int = DEFAULT_MAX_FRAME
-                            ) -> FrameReader[Resume | UncheckedOrders | Heartbeat]:
+def unchecked_engine_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader[Resume | UncheckedOrders | Heartbeat]:
     """`engine_reader` with orders as `UncheckedOrder`s (see there)."""
-    return FrameReader(Union[Resume, UncheckedOrders, Heartbeat], max_frame)
+    return FrameReader(Union[Resume, UncheckedOrders, Heartbeat], max_frame)  # noqa: UP007  msgspec's type, mypy's T
 
 
 def check_order_ids(orders: list[UncheckedOrder]) -> None:

@@ -37,19 +37,20 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any, Callable
+from typing import Any
 
 import xxhash
 
 __all__ = [
-    "ScenarioError",
     "ReferenceEngine",
-    "replay",
-    "format_decimal",
+    "ScenarioError",
     "client_order_id",
+    "format_decimal",
+    "replay",
 ]
 
 
@@ -219,12 +220,8 @@ def _decimal(name: str, value: Any) -> Fraction:
         raise _Invalid(f"field '{name}' has more than 8 decimal places")
     integer_digits = integer_digits.lstrip("0")
     if len(integer_digits) > 12:  # |value| >= 10^12
-        raise _Invalid(
-            f"field '{name}' must be below {MAGNITUDE_LIMIT} in absolute value"
-        )
-    magnitude = Fraction(int(integer_digits or "0")) + Fraction(
-        int(fraction_digits or "0"), 10 ** len(fraction_digits)
-    )
+        raise _Invalid(f"field '{name}' must be below {MAGNITUDE_LIMIT} in absolute value")
+    magnitude = Fraction(int(integer_digits or "0")) + Fraction(int(fraction_digits or "0"), 10 ** len(fraction_digits))
     return -magnitude if negative else magnitude
 
 
@@ -635,7 +632,7 @@ class ReferenceEngine:
         self.by_follower: dict[str, dict[str, Relationship]] = {}
 
     @classmethod
-    def from_scenario(cls, obj: Any) -> "ReferenceEngine":
+    def from_scenario(cls, obj: Any) -> ReferenceEngine:
         """Validate the header and build the engine (ScenarioError if invalid).
 
         Checks, in order: an object, unknown top-level keys, version, instruments,
@@ -711,9 +708,7 @@ class ReferenceEngine:
 
     def follower_total(self, follower: str) -> Fraction:
         """Sum of the bases of all the follower's relationships, active or stopped."""
-        return sum(
-            (rel.base for rel in self.by_follower.get(follower, {}).values()), ZERO
-        )
+        return sum((rel.base for rel in self.by_follower.get(follower, {}).values()), ZERO)
 
     def _trade(
         self,
@@ -815,10 +810,7 @@ class ReferenceEngine:
                 f"{format_decimal(platform.max_allocation)}"
             )
         total = other_bases + new_base
-        if (
-            platform.max_total_per_follower is not None
-            and total > platform.max_total_per_follower
-        ):
+        if platform.max_total_per_follower is not None and total > platform.max_total_per_follower:
             raise _Invalid(
                 f"total allocation {format_decimal(total)} of '{follower}' is above "
                 f"max_total_per_follower {format_decimal(platform.max_total_per_follower)}"
@@ -864,22 +856,14 @@ class ReferenceEngine:
             raise _Invalid(f"duplicate exec_id '{exec_id}' for provider '{provider.id}'")
         qty, price = v["qty"], v["price"]
         if not is_multiple(qty, instrument.step):
-            raise _Invalid(
-                f"qty {format_decimal(qty)} is not a multiple of step "
-                f"{format_decimal(instrument.step)}"
-            )
+            raise _Invalid(f"qty {format_decimal(qty)} is not a multiple of step {format_decimal(instrument.step)}")
         if not is_multiple(price, instrument.tick):
-            raise _Invalid(
-                f"price {format_decimal(price)} is not a multiple of tick "
-                f"{format_decimal(instrument.tick)}"
-            )
+            raise _Invalid(f"price {format_decimal(price)} is not a multiple of tick {format_decimal(instrument.tick)}")
         side = v["side"]
         signed_qty = qty if side == "buy" else -qty
         pos_before = provider.positions.get(instrument.symbol, ZERO)
         if instrument.kind == "spot" and pos_before + signed_qty < 0:
-            raise _Invalid(
-                f"spot position of '{provider.id}' in {instrument.symbol} would go short"
-            )
+            raise _Invalid(f"spot position of '{provider.id}' in {instrument.symbol} would go short")
 
         # Effect 1: the mark.
         provider.exec_ids.add(exec_id)
@@ -898,13 +882,18 @@ class ReferenceEngine:
 
         records: list[Record] = []
         if close > 0:
-            records += self._close_leg(
-                index, provider, instrument, exec_id, close, flat, pos_before, price, leverage
-            )
+            records += self._close_leg(index, provider, instrument, exec_id, close, flat, pos_before, price, leverage)
         if open_qty > 0:
             records += self._open_leg(
-                index, provider, instrument, exec_id, side, open_qty, price,
-                v["provider_equity"], leverage,
+                index,
+                provider,
+                instrument,
+                exec_id,
+                side,
+                open_qty,
+                price,
+                v["provider_equity"],
+                leverage,
             )
         return records
 
@@ -927,21 +916,14 @@ class ReferenceEngine:
             fpos = rel.position(instrument.symbol)
             if fpos == 0:
                 continue
-            if flat:
-                cq = abs(fpos)
-            else:
-                cq = floor_to(abs(fpos) * close / abs(pos_before), instrument.step)
+            cq = abs(fpos) if flat else floor_to(abs(fpos) * close / abs(pos_before), instrument.step)
             if cq == 0:
                 records.append(_skip_record(index, rel, "below_step"))
                 continue
             side = "sell" if fpos > 0 else "buy"
             self._trade(rel, instrument, side, cq, price, leverage)
             order_id = client_order_id(("f", provider.id, exec_id, "close"), rel.follower)
-            records.append(
-                _order_record(
-                    index, rel, instrument.symbol, side, "market", cq, None, True, None, order_id
-                )
-            )
+            records.append(_order_record(index, rel, instrument.symbol, side, "market", cq, None, True, None, order_id))
         return records
 
     def _open_leg(
@@ -1006,8 +988,16 @@ class ReferenceEngine:
             order_id = client_order_id(("f", provider.id, exec_id, "open"), rel.follower)
             records.append(
                 _order_record(
-                    index, rel, instrument.symbol, side, "limit_ioc", q, limit, False,
-                    clamped, order_id,
+                    index,
+                    rel,
+                    instrument.symbol,
+                    side,
+                    "limit_ioc",
+                    q,
+                    limit,
+                    False,
+                    clamped,
+                    order_id,
                 )
             )
         return records
@@ -1016,10 +1006,7 @@ class ReferenceEngine:
         instrument = self._known_symbol(v["symbol"])
         price = v["price"]
         if not is_multiple(price, instrument.tick):
-            raise _Invalid(
-                f"price {format_decimal(price)} is not a multiple of tick "
-                f"{format_decimal(instrument.tick)}"
-            )
+            raise _Invalid(f"price {format_decimal(price)} is not a multiple of tick {format_decimal(instrument.tick)}")
         self.marks[instrument.symbol] = price
         return []
 
@@ -1039,9 +1026,7 @@ class ReferenceEngine:
         rel = self._existing_relationship(follower, provider_id)
         free = self.free_cash(rel)
         if amount > free:
-            raise _Invalid(
-                f"withdrawal {format_decimal(amount)} is above free cash {format_decimal(free)}"
-            )
+            raise _Invalid(f"withdrawal {format_decimal(amount)} is above free cash {format_decimal(free)}")
         rel.cash -= amount
         rel.base -= amount
         return []
@@ -1102,9 +1087,7 @@ class ReferenceEngine:
             qty = abs(position)
             self._trade(rel, instrument, side, qty, self.marks[symbol], 1)
             order_id = client_order_id((leg, rel.provider, str(index), symbol), rel.follower)
-            records.append(
-                _order_record(index, rel, symbol, side, "market", qty, None, True, None, order_id)
-            )
+            records.append(_order_record(index, rel, symbol, side, "market", qty, None, True, None, order_id))
         return records
 
     def _max_loss_check(self, index: int, candidates: list[Relationship]) -> list[Record]:
@@ -1137,8 +1120,7 @@ class ReferenceEngine:
                 "cash": format_decimal(rel.cash),
                 "equity": format_decimal(self.equity(rel)),
                 "positions": [
-                    {"symbol": symbol, "qty": format_decimal(rel.position(symbol))}
-                    for symbol in rel.positions
+                    {"symbol": symbol, "qty": format_decimal(rel.position(symbol))} for symbol in rel.positions
                 ],
             }
             for rel in self.relationships.values()

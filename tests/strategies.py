@@ -101,8 +101,20 @@ def follow_settings(draw: st.DrawFn) -> dict:
         s["stop_copy_on_close"] = draw(st.booleans())
     # sometimes an optional field is JSON null (= its default)
     if draw(st.integers(0, 9)) == 0:
-        s[draw(st.sampled_from(["multiplier", "max_open_trades", "max_per_trade_pct",
-                                "max_loss_pct", "slippage_pct", "stop_copy_on_close"]))] = None
+        s[
+            draw(
+                st.sampled_from(
+                    [
+                        "multiplier",
+                        "max_open_trades",
+                        "max_per_trade_pct",
+                        "max_loss_pct",
+                        "slippage_pct",
+                        "stop_copy_on_close",
+                    ]
+                )
+            )
+        ] = None
     return s
 
 
@@ -152,9 +164,7 @@ class Gen:
             return False
         if "max_allocation" in p and new_base > Fraction(p["max_allocation"]):
             return False
-        if "max_total_per_follower" in p and other + new_base > Fraction(p["max_total_per_follower"]):
-            return False
-        return True
+        return not ("max_total_per_follower" in p and other + new_base > Fraction(p["max_total_per_follower"]))
 
 
 # --------------------------------------------------------------------------- events
@@ -244,9 +254,9 @@ def draw_fill(draw: st.DrawFn, g: Gen) -> dict:
 
 def draw_mark(draw: st.DrawFn, g: Gen) -> dict:
     inst = draw(st.sampled_from(g.instruments))
-    factor = draw(st.sampled_from(
-        ["0.5", "0.7", "0.85", "0.9", "0.97", "0.99", "1.01", "1.03", "1.1", "1.2", "1.5", "2"]
-    ))
+    factor = draw(
+        st.sampled_from(["0.5", "0.7", "0.85", "0.9", "0.97", "0.99", "1.01", "1.03", "1.1", "1.2", "1.5", "2"])
+    )
     inst.price = on_grid(inst.price * Fraction(factor), inst.tick)
     return {"type": "mark", "symbol": inst.symbol, "price": dec(inst.price)}
 
@@ -319,7 +329,10 @@ def draw_invalid(draw: st.DrawFn, g: Gen) -> object:
     inst = g.instruments[0]
     choice = draw(st.integers(0, 33))
     if choice == 0:
-        return {**base, "qty": draw(st.sampled_from(["1e5", "NaN", "Infinity", " 1", "1_000", "+1", "1.", ".5", "0x1", ""]))}
+        return {
+            **base,
+            "qty": draw(st.sampled_from(["1e5", "NaN", "Infinity", " 1", "1_000", "+1", "1.", ".5", "0x1", ""])),
+        }
     if choice == 1:
         return {**base, "price": draw(st.sampled_from(["-1", "0", "-0", "-0.5"]))}
     if choice == 2:
@@ -347,16 +360,36 @@ def draw_invalid(draw: st.DrawFn, g: Gen) -> object:
     if choice == 12:
         return {**base, "type": draw(st.sampled_from(["trade", "FILL", "", "follow_"]))}
     if choice == 13:
-        return draw(st.sampled_from([[], "fill", 7, None, {"qty": "1"}, {"type": 3}, {"type": True},
-                                     {"type": [1, "a"]}, {"type": {"k": 2}}, {"type": None}]))
+        return draw(
+            st.sampled_from(
+                [
+                    [],
+                    "fill",
+                    7,
+                    None,
+                    {"qty": "1"},
+                    {"type": 3},
+                    {"type": True},
+                    {"type": [1, "a"]},
+                    {"type": {"k": 2}},
+                    {"type": None},
+                ]
+            )
+        )
     if choice == 14:  # duplicate exec_id
         used = [(p, e) for p, ids in g.exec_ids.items() for e in ids]
         if not used:
             return {**base, "side": "hold"}
         provider, exec_id = draw(st.sampled_from(used))
         inst_ = draw(st.sampled_from(g.instruments))
-        return {**base, "provider": provider, "exec_id": exec_id, "symbol": inst_.symbol,
-                "qty": dec(inst_.step), "price": dec(inst_.price)}
+        return {
+            **base,
+            "provider": provider,
+            "exec_id": exec_id,
+            "symbol": inst_.symbol,
+            "qty": dec(inst_.step),
+            "price": dec(inst_.price),
+        }
     if choice == 15:  # spot going short
         spots = [i for i in g.instruments if i.kind == "spot"]
         if not spots:
@@ -364,13 +397,24 @@ def draw_invalid(draw: st.DrawFn, g: Gen) -> object:
         inst_ = draw(st.sampled_from(spots))
         provider = draw(st.sampled_from(g.providers))
         pos = g.positions.get((provider, inst_.symbol), Fraction(0))
-        return {**base, "provider": provider, "symbol": inst_.symbol, "side": "sell",
-                "qty": dec(pos + inst_.step), "price": dec(inst_.price)}
+        return {
+            **base,
+            "provider": provider,
+            "symbol": inst_.symbol,
+            "side": "sell",
+            "qty": dec(pos + inst_.step),
+            "price": dec(inst_.price),
+        }
     if choice == 16:  # leverage on spot, or out of range
         spots = [i for i in g.instruments if i.kind == "spot"]
         if spots:
-            return {**base, "symbol": spots[0].symbol, "qty": dec(spots[0].step),
-                    "price": dec(spots[0].price), "leverage": draw(st.sampled_from([2, "5", 125]))}
+            return {
+                **base,
+                "symbol": spots[0].symbol,
+                "qty": dec(spots[0].step),
+                "price": dec(spots[0].price),
+                "leverage": draw(st.sampled_from([2, "5", 125])),
+            }
         return {**base, "leverage": draw(st.sampled_from([0, 126, -1, "x", True, "2.0"]))}
     if choice == 17:
         return {**base, "leverage": draw(st.sampled_from([0, 126, -1, "x", True, "2.0", 1.5, "", "0"]))}
@@ -379,8 +423,12 @@ def draw_invalid(draw: st.DrawFn, g: Gen) -> object:
     follower = draw(st.sampled_from(FOLLOWER_IDS))
     follow = {"type": "follow", "follower": follower, "provider": g.providers[0], "allocation": "100"}
     if choice == 19:
-        return {**follow, draw(st.sampled_from(["max_per_trade_pct", "max_loss_pct"])):
-                draw(st.sampled_from(["0", "-5", "100.00000001", "101", "1e2"]))}
+        return {
+            **follow,
+            draw(st.sampled_from(["max_per_trade_pct", "max_loss_pct"])): draw(
+                st.sampled_from(["0", "-5", "100.00000001", "101", "1e2"])
+            ),
+        }
     if choice == 20:
         return {**follow, "slippage_pct": draw(st.sampled_from(["100", "-0.01", "150"]))}
     if choice == 21:
@@ -468,10 +516,13 @@ def scenarios(draw: st.DrawFn) -> dict:
         if ev is not None:
             events.append(ev)
     while len(events) < n_events:
-        kind = draw(st.sampled_from(
-            ["fill"] * 9 + ["mark"] * 5
-            + ["follow", "deposit", "withdraw", "unfollow", "pause", "resume", "settings", "invalid", "invalid"]
-        ))
+        kind = draw(
+            st.sampled_from(
+                ["fill"] * 9
+                + ["mark"] * 5
+                + ["follow", "deposit", "withdraw", "unfollow", "pause", "resume", "settings", "invalid", "invalid"]
+            )
+        )
         if kind == "fill":
             ev = draw_fill(draw, g)
         elif kind == "mark":

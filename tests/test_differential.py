@@ -15,12 +15,11 @@ from pyservice import reference
 
 
 def _first_difference(actual: list[dict], expected: list[dict]) -> str:
-    for i, (a, e) in enumerate(zip(actual, expected)):
+    for i, (a, e) in enumerate(zip(actual, expected, strict=False)):
         if list(a.items()) != list(e.items()):
             return f"record {i} differs:\n  rust:      {json.dumps(a)}\n  reference: {json.dumps(e)}"
-    return (
-        f"rust printed {len(actual)} records, the reference {len(expected)}; first extra:\n  "
-        + json.dumps((actual if len(actual) > len(expected) else expected)[min(len(actual), len(expected))])
+    return f"rust printed {len(actual)} records, the reference {len(expected)}; first extra:\n  " + json.dumps(
+        (actual if len(actual) > len(expected) else expected)[min(len(actual), len(expected))]
     )
 
 
@@ -61,27 +60,47 @@ def test_a_book_long_enough_for_two_threads_agrees_with_python_spec():
         {"allocation": "800", "max_per_trade_pct": "30", "max_loss_pct": "10"},
         {"allocation": "7"},
     ]
-    follows = [{"type": "follow", "follower": f"f{i}", "provider": "P", **templates[i % len(templates)]}
-               for i in range(2500)]
+    follows = [
+        {"type": "follow", "follower": f"f{i}", "provider": "P", **templates[i % len(templates)]} for i in range(2500)
+    ]
     # (symbol, side, qty, price, the mark after): the first drop stops the max-loss followers
-    fill = [("BTC", "buy", "60", "100", "50"), ("ETH-PERP", "sell", "30", "50", "60"),
-            ("BTC", "sell", "10", "60", "65"), ("ETH-PERP", "buy", "50", "40", "45"),
-            ("BTC", "buy", "1", "120", "110"), ("BTC", "sell", "20", "80", "80")]
-    events = [*follows,
-              {"type": "pause", "follower": "f7", "provider": "P"},
-              {"type": "unfollow", "follower": "f1200", "provider": "P"}]
+    fill = [
+        ("BTC", "buy", "60", "100", "50"),
+        ("ETH-PERP", "sell", "30", "50", "60"),
+        ("BTC", "sell", "10", "60", "65"),
+        ("ETH-PERP", "buy", "50", "40", "45"),
+        ("BTC", "buy", "1", "120", "110"),
+        ("BTC", "sell", "20", "80", "80"),
+    ]
+    events = [
+        *follows,
+        {"type": "pause", "follower": "f7", "provider": "P"},
+        {"type": "unfollow", "follower": "f1200", "provider": "P"},
+    ]
     for i, (symbol, side, qty, price, mark) in enumerate(fill):
-        events.append({"type": "fill", "provider": "P", "exec_id": f"x{i}", "symbol": symbol, "side": side,
-                       "qty": qty, "price": price, "provider_equity": "10000",
-                       "leverage": 1 if symbol == "BTC" else 3})
+        events.append(
+            {
+                "type": "fill",
+                "provider": "P",
+                "exec_id": f"x{i}",
+                "symbol": symbol,
+                "side": side,
+                "qty": qty,
+                "price": price,
+                "provider_equity": "10000",
+                "leverage": 1 if symbol == "BTC" else 3,
+            }
+        )
         events.append({"type": "mark", "symbol": symbol, "price": mark})
-    scenario = {"version": 1, "providers": [{"id": "P"}],
-                "instruments": [
-                    {"symbol": "BTC", "kind": "spot", "tick": "0.01", "step": "0.001", "min_qty": "0",
-                     "min_notional": "0"},
-                    {"symbol": "ETH-PERP", "kind": "perp", "tick": "0.5", "step": "0.01", "min_qty": "0",
-                     "min_notional": "0"}],
-                "events": events}
+    scenario = {
+        "version": 1,
+        "providers": [{"id": "P"}],
+        "instruments": [
+            {"symbol": "BTC", "kind": "spot", "tick": "0.01", "step": "0.001", "min_qty": "0", "min_notional": "0"},
+            {"symbol": "ETH-PERP", "kind": "perp", "tick": "0.5", "step": "0.01", "min_qty": "0", "min_notional": "0"},
+        ],
+        "events": events,
+    }
     text = json.dumps(scenario)
     expected = reference.replay(text)
     actual = replay_records(text)

@@ -10,22 +10,30 @@ from pyservice import CopyEngineError, ScenarioError
 from pyservice._engine_core import Engine
 
 HEADER = {
-    "instruments": [{"symbol": "BTC", "kind": "spot", "tick": "0.01", "step": "0.001", "min_qty": "0.001", "min_notional": "1"}],
+    "instruments": [
+        {"symbol": "BTC", "kind": "spot", "tick": "0.01", "step": "0.001", "min_qty": "0.001", "min_notional": "1"}
+    ],
     "providers": [{"id": "p1"}],
 }
 
 
 def engine(followers: int = 3) -> Engine:
-    events = [
-        {"type": "follow", "follower": f"f{i}", "provider": "p1", "allocation": "1000"} for i in range(followers)
-    ]
+    events = [{"type": "follow", "follower": f"f{i}", "provider": "p1", "allocation": "1000"} for i in range(followers)]
     return Engine.from_scenario(json.dumps({**HEADER, "events": events}))
 
 
 def fill(exec_id: str, side: str = "buy", qty: str = "1") -> str:
     return json.dumps(
-        {"type": "fill", "provider": "p1", "exec_id": exec_id, "symbol": "BTC", "side": side, "qty": qty,
-         "price": "100", "provider_equity": "1000"}
+        {
+            "type": "fill",
+            "provider": "p1",
+            "exec_id": exec_id,
+            "symbol": "BTC",
+            "side": side,
+            "qty": qty,
+            "price": "100",
+            "provider_equity": "1000",
+        }
     )
 
 
@@ -36,7 +44,11 @@ def test_apply_returns_a_batch_per_event() -> None:
     assert (len(batch), batch.orders, batch.skips, batch.error, batch.seq) == (3, 3, 0, None, 10)
     records = [json.loads(line) for line in e.render_jsonl(batch).splitlines()]
     # provider spends 10 % of its equity: each 1,000 follower buys 1 at 100
-    assert [(r["follower"], r["qty"], r["price"]) for r in records] == [("f0", "1", "100.5"), ("f1", "1", "100.5"), ("f2", "1", "100.5")]
+    assert [(r["follower"], r["qty"], r["price"]) for r in records] == [
+        ("f0", "1", "100.5"),
+        ("f1", "1", "100.5"),
+        ("f2", "1", "100.5"),
+    ]
 
 
 def test_bad_events_are_error_batches_and_change_nothing() -> None:
@@ -68,10 +80,35 @@ def test_errors_form_one_hierarchy() -> None:
 
 
 _json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=8) | st.sampled_from(["1", "-1", "1e5", "NaN", "0.000000001"]),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(
-        ["type", "provider", "exec_id", "symbol", "side", "qty", "price", "provider_equity", "leverage", "follower",
-         "allocation", "amount", "mode"]), inner, max_size=9),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.text(max_size=8)
+    | st.sampled_from(["1", "-1", "1e5", "NaN", "0.000000001"]),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "type",
+                    "provider",
+                    "exec_id",
+                    "symbol",
+                    "side",
+                    "qty",
+                    "price",
+                    "provider_equity",
+                    "leverage",
+                    "follower",
+                    "allocation",
+                    "amount",
+                    "mode",
+                ]
+            ),
+            inner,
+            max_size=9,
+        )
+    ),
     max_leaves=20,
 )
 

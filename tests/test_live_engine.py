@@ -20,13 +20,20 @@ from pyservice.reference import client_order_id
 
 # --------------------------------------------------------------------------- helpers
 
+
 def cid(*source: str, follower: str) -> str:
     return client_order_id(source, follower)
 
 
-def live(*follows: dict, providers: tuple[str, ...] = ("P", "Q"), platform: dict | None = None,
-         instruments: tuple[tuple[str, ...], ...] = (("BTC", "spot", "0.01", "0.001", "0", "0"),
-                                                     ("ETH-PERP", "perp", "0.01", "0.001", "0", "0"))) -> LiveEngine:
+def live(
+    *follows: dict,
+    providers: tuple[str, ...] = ("P", "Q"),
+    platform: dict | None = None,
+    instruments: tuple[tuple[str, ...], ...] = (
+        ("BTC", "spot", "0.01", "0.001", "0", "0"),
+        ("ETH-PERP", "perp", "0.01", "0.001", "0", "0"),
+    ),
+) -> LiveEngine:
     books: dict = {"version": 1, "providers": [{"id": p} for p in providers], "follows": list(follows)}
     if platform is not None:
         books["platform"] = platform
@@ -73,16 +80,31 @@ def test_an_execution_frames_its_copies_and_reserves() -> None:
     out = e.execute(7, "P", "x1", "ETH-PERP", "buy", "1", "100", "1000", 7)
     assert (out.orders, out.errors, out.stops, out.skips, out.clamps) == (2, [], 0, {}, {})
     assert frame_orders(out, 7) == [
-        NewOrder(cid("f", "P", "x1", "open", follower="a"), "a", "P", "ETH-PERP", "buy", "limit_ioc", "1", "100.5", False, 7),
-        NewOrder(cid("f", "P", "x1", "open", follower="c"), "c", "P", "ETH-PERP", "buy", "limit_ioc", "1", "100", False, 7),
+        NewOrder(
+            cid("f", "P", "x1", "open", follower="a"), "a", "P", "ETH-PERP", "buy", "limit_ioc", "1", "100.5", False, 7
+        ),
+        NewOrder(
+            cid("f", "P", "x1", "open", follower="c"), "c", "P", "ETH-PERP", "buy", "limit_ioc", "1", "100", False, 7
+        ),
     ]
     assert e.pending_orders == 2
     # ceil16(100.5 / 7) = 14.3571428571428572; 100 / 7 → 14.2857142857142858
     assert money(e, "a/P") == ("1000", "14.3571428571428572", "1000", [])
     assert money(e, "c/P") == ("1000", "14.2857142857142858", "1000", [])
     p = portfolios(e)["a/P"]
-    assert list(p) == ["event", "kind", "follower", "provider", "status", "cash", "equity", "positions", "reserved",
-                       "base", "lots"]
+    assert list(p) == [
+        "event",
+        "kind",
+        "follower",
+        "provider",
+        "status",
+        "cash",
+        "equity",
+        "positions",
+        "reserved",
+        "base",
+        "lots",
+    ]
     assert (p["event"], p["kind"], p["status"]) == (None, "portfolio", "active")
 
 
@@ -94,8 +116,9 @@ def test_a_long_book_frames_in_follow_order_and_files_its_orders_after_the_send(
     orders = frame_orders(out, 3)
     assert [o.follower for o in orders] == [f"f{i:04d}" for i in range(n)]
     assert len({o.client_order_id for o in orders}) == n
-    assert orders[1234] == NewOrder(cid("f", "P", "x1", "open", follower="f1234"), "f1234", "P", "BTC", "buy",
-                                    "limit_ioc", "1", "100.5", False, 1)
+    assert orders[1234] == NewOrder(
+        cid("f", "P", "x1", "open", follower="f1234"), "f1234", "P", "BTC", "buy", "limit_ioc", "1", "100.5", False, 1
+    )
     # staged until filed, and counted either way; the daemon files them once sent
     assert e.pending_orders == n
     e.file_working()
@@ -119,15 +142,22 @@ def test_reserved_cash_sizes_the_next_execution() -> None:
     assert e.execute(1, "P", "x1", "BTC", "buy", "9.5", "100", "1000").orders == 2
     out = e.execute(2, "P", "x2", "BTC", "buy", "1", "100", "1000")
     # a: F ≤ 0; b: 45.25/100 = 0.4525 → 0.452, clamped by free cash (a replay: 0.1 and 0.5)
-    assert (out.orders, dict(out.skips), dict(out.clamps), out.errors) == (1, {"insufficient_balance": 1}, {"free_cash": 1}, [])
+    assert (out.orders, dict(out.skips), dict(out.clamps), out.errors) == (
+        1,
+        {"insufficient_balance": 1},
+        {"free_cash": 1},
+        [],
+    )
     [o] = frame_orders(out, 2)
     assert (o.follower, o.qty, o.price, o.leverage) == ("b", "0.452", "100.5", 1)
     assert money(e, "b/P") == ("1000", "1000.176", "1000", [])
 
 
 def test_max_open_trades_counts_a_symbol_still_opening() -> None:
-    e = live(follow("a", "1000", max_open_trades=1),
-             instruments=(("BTC", "spot", "0.01", "0.001", "0", "0"), ("ETH", "spot", "0.01", "0.001", "0", "0")))
+    e = live(
+        follow("a", "1000", max_open_trades=1),
+        instruments=(("BTC", "spot", "0.01", "0.001", "0", "0"), ("ETH", "spot", "0.01", "0.001", "0", "0")),
+    )
     first = e.execute(1, "P", "x1", "BTC", "buy", "1", "100", "1000")
     assert first.orders == 1
     out = e.execute(2, "P", "x2", "ETH", "buy", "1", "100", "1000")
@@ -184,8 +214,18 @@ def test_duplicate_leaves_the_order_working() -> None:
 def test_bad_reports_are_errors_and_the_rest_of_the_batch_applies() -> None:
     e = live(follow("a", "1000", slippage_pct="10"), follow("b", "1000", slippage_pct="10"))
     a, b = (o.client_order_id for o in frame_orders(e.execute(1, "P", "x1", "BTC", "buy", "9.5", "100", "1000"), 1))
-    out = e.fills(2, [("zzz", "1", "100"), (a, "9.501", "100"), (a, "0.0005", "100"), (a, "-1", "100"),
-                      (a, "1", "0"), (b, "2", "100"), (a, "1", "1e2")])
+    out = e.fills(
+        2,
+        [
+            ("zzz", "1", "100"),
+            (a, "9.501", "100"),
+            (a, "0.0005", "100"),
+            (a, "-1", "100"),
+            (a, "1", "0"),
+            (b, "2", "100"),
+            (a, "1", "1e2"),
+        ],
+    )
     assert out.orders == 0 and out.frame is None
     assert out.errors == [
         "unknown order 'zzz'",
@@ -220,8 +260,9 @@ def test_reductions_never_over_close() -> None:
         out = e.execute(seq, "P", exec_id, "ETH-PERP", "sell", qty, "100", "10000", 10)
         [o] = frame_orders(out, seq)
         # reduce-only market closes carry leverage 1 and no price
-        assert o == NewOrder(cid("f", "P", exec_id, "close", follower="a"), "a", "P", "ETH-PERP", "sell", "market",
-                             expect, None, True, 1)
+        assert o == NewOrder(
+            cid("f", "P", exec_id, "close", follower="a"), "a", "P", "ETH-PERP", "sell", "market", expect, None, True, 1
+        )
         closes.append(o)
     assert e.pending_orders == 3
     assert empty(e.fills(9, [(o.client_order_id, o.qty, "110") for o in closes]))
@@ -239,8 +280,10 @@ def test_portfolios_carry_base_and_fifo_lots() -> None:
     assert empty(e.control(6, 1, json.dumps({"type": "deposit", "follower": "a", "provider": "P", "amount": "25.5"})))
     p = portfolios(e)["a/P"]
     assert p["base"] == "1025.5"
-    assert p["lots"] == [{"symbol": "ETH-PERP", "side": "long", "qty": "0.25", "entry": "100", "leverage": 10},
-                         {"symbol": "ETH-PERP", "side": "long", "qty": "0.5", "entry": "120", "leverage": 10}]
+    assert p["lots"] == [
+        {"symbol": "ETH-PERP", "side": "long", "qty": "0.25", "entry": "100", "leverage": 10},
+        {"symbol": "ETH-PERP", "side": "long", "qty": "0.5", "entry": "120", "leverage": 10},
+    ]
     assert p["positions"] == [{"symbol": "ETH-PERP", "qty": "0.75"}]
 
 
@@ -252,7 +295,14 @@ def test_a_late_fill_is_closed_again() -> None:
     out = e.fills(3, [(o.client_order_id, "0.6", "100")])
     [late] = frame_orders(out, 3)
     assert (late.follower, late.side, late.type, late.qty, late.price, late.reduce_only, late.leverage) == (
-        "a", "sell", "market", "0.6", None, True, 1)
+        "a",
+        "sell",
+        "market",
+        "0.6",
+        None,
+        True,
+        1,
+    )
     assert late.client_order_id == cid("l", o.client_order_id, follower="a")  # as the engine defines it today
     assert e.pending_orders == 1
     [again] = frame_orders(e.working_orders(4), 4)
@@ -271,7 +321,10 @@ def test_a_stop_frames_its_closes() -> None:
     out = e.mark(4, "ETH-PERP", "90")
     assert (out.stops, out.orders, out.errors) == (1, 1, [])
     assert frame_orders(out, 4) == [
-        NewOrder(cid("s", "P", "4", "ETH-PERP", follower="a"), "a", "P", "ETH-PERP", "sell", "market", "10", None, True, 1)]
+        NewOrder(
+            cid("s", "P", "4", "ETH-PERP", follower="a"), "a", "P", "ETH-PERP", "sell", "market", "10", None, True, 1
+        )
+    ]
     assert portfolios(e)["a/P"]["status"] == "stopped"
     # stopped: the working open of 1 that fills is closed at once
     [w] = frame_orders(working, 2)
@@ -304,8 +357,12 @@ def test_working_orders_is_one_frame_of_every_pending_order() -> None:
 def test_instruments() -> None:
     e = live(follow("a", "1000"))
     assert empty(e.instrument(3, "BTC", "spot", "0.01", "0.001", "0", "0"))
-    assert e.instrument(4, "BTC", "spot", "0.1", "0.001", "0", "0").errors == ["instrument 'BTC' is already defined differently"]
-    assert e.instrument(5, "X", "option", "1", "1", "0", "0").errors == ["instrument: field 'kind' must be 'spot' or 'perp'"]
+    assert e.instrument(4, "BTC", "spot", "0.1", "0.001", "0", "0").errors == [
+        "instrument 'BTC' is already defined differently"
+    ]
+    assert e.instrument(5, "X", "option", "1", "1", "0", "0").errors == [
+        "instrument: field 'kind' must be 'spot' or 'perp'"
+    ]
     assert e.instrument(6, "X", "spot", "0", "1", "0", "0").errors == ["instrument: field 'tick' must be positive"]
     assert e.execute(7, "P", "x", "X", "buy", "1", "1", "1").errors == ["unknown symbol 'X'"]
 
@@ -313,13 +370,27 @@ def test_instruments() -> None:
 @pytest.mark.parametrize(
     ("books", "message"),
     [
-        ({"providers": [{"id": "P"}], "follows": [follow("a", "0")]}, "follows[0]: field 'allocation' must be positive"),
-        ({"providers": [{"id": "P"}], "follows": [follow("a", "1"), follow("a", "2")]}, "follows[1]: 'a' already follows 'P'"),
+        (
+            {"providers": [{"id": "P"}], "follows": [follow("a", "0")]},
+            "follows[0]: field 'allocation' must be positive",
+        ),
+        (
+            {"providers": [{"id": "P"}], "follows": [follow("a", "1"), follow("a", "2")]},
+            "follows[1]: 'a' already follows 'P'",
+        ),
         ({"providers": [{"id": "P"}], "follows": [follow("a", "1", provider="X")]}, "follows[0]: unknown provider 'X'"),
-        ({"providers": [{"id": "P"}], "follows": [{**follow("a", "1"), "x": 1}]}, "follows[0]: unknown field 'x' for follow"),
-        ({"providers": [{"id": "P"}], "follows": [follow("a", 5)]}, "follows[0]: field 'allocation' must be a decimal string"),
-        ({"providers": [{"id": "P"}], "platform": {"min_allocation": "10"}, "follows": [follow("a", "5")]},
-         "follows[0]: allocation 5 is below min_allocation 10"),
+        (
+            {"providers": [{"id": "P"}], "follows": [{**follow("a", "1"), "x": 1}]},
+            "follows[0]: unknown field 'x' for follow",
+        ),
+        (
+            {"providers": [{"id": "P"}], "follows": [follow("a", 5)]},
+            "follows[0]: field 'allocation' must be a decimal string",
+        ),
+        (
+            {"providers": [{"id": "P"}], "platform": {"min_allocation": "10"}, "follows": [follow("a", "5")]},
+            "follows[0]: allocation 5 is below min_allocation 10",
+        ),
         ({"providers": [{"id": "P"}]}, "missing field 'follows'"),
         ({"providers": [], "follows": [], "events": []}, "unknown field 'events'"),
         ([], "the books file must be a JSON object"),
@@ -332,7 +403,7 @@ def test_invalid_books_raise_one_line(books: object, message: str) -> None:
     assert isinstance(info.value, CopyEngineError) and isinstance(info.value, ValueError)
 
 
-@pytest.mark.parametrize("text", ["", "{", '{"providers": [], "follows": [],}', "{\n\n\"a\"", "NaN"])
+@pytest.mark.parametrize("text", ["", "{", '{"providers": [], "follows": [],}', '{\n\n"a"', "NaN"])
 def test_unparsable_books_raise_one_line(text: str) -> None:
     with pytest.raises(ScenarioError) as info:
         LiveEngine.from_books(text)
@@ -393,7 +464,12 @@ def test_garbage_executions_change_nothing(arg: tuple[int, str]) -> None:
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.one_of(st.tuples(not_an_id() | st.just("ETH"), st.just("100")), st.tuples(st.just("BTC"), bad_number() | st.just("100.001"))))
+@given(
+    st.one_of(
+        st.tuples(not_an_id() | st.just("ETH"), st.just("100")),
+        st.tuples(st.just("BTC"), bad_number() | st.just("100.001")),
+    )
+)
 def test_garbage_marks_change_nothing(args: tuple[str, str]) -> None:
     e, _ = garbage_engine()
     before = (e.portfolios_jsonl(), e.pending_orders)
@@ -436,19 +512,23 @@ def test_garbage_instruments_change_nothing(data: st.DataObject) -> None:
     before = (e.portfolios_jsonl(), e.pending_orders)
     args = ["SOL", "spot", "0.01", "0.001", "0", "0"]
     i = data.draw(st.integers(0, 5))
-    args[i] = data.draw([
-        not_an_id(),
-        st.text(max_size=8).filter(lambda s: s not in ("spot", "perp")),
-        bad_number(), bad_number(),
-        bad_number().filter(lambda s: s != "0"), bad_number().filter(lambda s: s != "0"),
-    ][i])
+    args[i] = data.draw(
+        [
+            not_an_id(),
+            st.text(max_size=8).filter(lambda s: s not in ("spot", "perp")),
+            bad_number(),
+            bad_number(),
+            bad_number().filter(lambda s: s != "0"),
+            bad_number().filter(lambda s: s != "0"),
+        ][i]
+    )
     refused(e, e.instrument(10, *args), before)
     # and SOL is still not defined
     assert e.execute(11, "P", "s1", "SOL", "buy", "1", "1", "1").errors == ["unknown symbol 'SOL'"]
 
 
 def test_unknown_duplicate_is_not_an_error_and_not_an_order() -> None:
-    e, oid = garbage_engine()
+    e, _oid = garbage_engine()
     assert empty(e.rejects(10, [("no such order", "duplicate")]))
     assert e.pending_orders == 1
 
@@ -478,11 +558,28 @@ def test_order_rows_are_the_frame_in_copy_text_format() -> None:
     closed = e.control(4, 1, json.dumps({"type": "unfollow", "follower": "b", "provider": "P"}))
     for out, seq, change in ((opened, 3, 0), (closed, 4, 1)):
         rows = [line.split("\t") for line in order_rows(out.frame, "sh\t1", change).decode().splitlines()]
-        want = [["sh\\t1", o.client_order_id, str(seq), o.follower, o.provider, o.symbol, o.side, o.type,
-                 str(o.qty), "\\N" if o.price is None else str(o.price), "t" if o.reduce_only else "f",
-                 str(o.leverage), str(change), str(n)] for n, o in enumerate(frame_orders(out, seq))]
+        want = [
+            [
+                "sh\\t1",
+                o.client_order_id,
+                str(seq),
+                o.follower,
+                o.provider,
+                o.symbol,
+                o.side,
+                o.type,
+                str(o.qty),
+                "\\N" if o.price is None else str(o.price),
+                "t" if o.reduce_only else "f",
+                str(o.leverage),
+                str(change),
+                str(n),
+            ]
+            for n, o in enumerate(frame_orders(out, seq))
+        ]
         assert rows == want and len(rows) == out.orders
-    assert any(r[7] == "market" for r in (line.split("\t") for line in
-                                          order_rows(closed.frame, "m").decode().splitlines()))
+    assert any(
+        r[7] == "market" for r in (line.split("\t") for line in order_rows(closed.frame, "m").decode().splitlines())
+    )
     with pytest.raises(FrameError):
         order_rows(b"\x00\x00\x00\x01\x90", "m")

@@ -25,9 +25,14 @@ DECIMAL = st.one_of(DIGITS, st.builds(lambda a, b: f"{a}.{b}", DIGITS, st.text("
 REASON = st.sampled_from(["insufficient_funds", "expired", "reduce_only", "duplicate", "invalid"])
 #: near-misses: what a field must not be, plus anything at all
 JUNK = st.one_of(
-    st.sampled_from(["", "1.", ".5", "1\n", "-1", "1e5", "A-1", "a" * 33, "1" * 14, "1." + "0" * 17,
-                     "lost", "\u00e9", "１"]),
-    st.text(max_size=40), st.integers(-2, 2**64 - 1), st.none(), st.booleans(), st.binary(max_size=4),
+    st.sampled_from(
+        ["", "1.", ".5", "1\n", "-1", "1e5", "A-1", "a" * 33, "1" * 14, "1." + "0" * 17, "lost", "\u00e9", "１"]
+    ),
+    st.text(max_size=40),
+    st.integers(-2, 2**64 - 1),
+    st.none(),
+    st.booleans(),
+    st.binary(max_size=4),
 )
 SEQ = st.one_of(st.integers(0, 2**63 - 1), st.integers(-5, -1), st.integers(2**63, 2**64 - 1))
 
@@ -83,7 +88,7 @@ def report_payloads(draw: st.DrawFn) -> bytes:
     mutation = draw(st.integers(0, 5))
     if mutation == 0 and payload:  # flip a byte
         i = draw(st.integers(0, len(payload) - 1))
-        payload = payload[:i] + bytes([draw(st.integers(0, 255))]) + payload[i + 1:]
+        payload = payload[:i] + bytes([draw(st.integers(0, 255))]) + payload[i + 1 :]
     elif mutation == 1:  # cut
         payload = payload[: draw(st.integers(0, len(payload)))]
     elif mutation == 2:
@@ -126,15 +131,18 @@ def test_the_reader_hands_reports_to_rust_only_when_asked() -> None:
     assert sorted(got[1].reasons()) == [("duplicate", 1), ("expired", 2)] and got[0].reasons() == []
 
 
-@pytest.mark.parametrize("payload", [
-    enc(["fills", 1, [["abc", "1\n", "1"]]]),  # `$` would have let the newline through
-    enc(["fills", 1, [["abc", "1", "1"]]]) + b"\x00",
-    enc(["rejects", 1, [["abc", "lost"]]]),
-    enc(["fills", 1, [["abc", "1", "1"]], 5]),
-    b"\x93\xa5fills\x01\xdd\xff\xff\xff\xff",  # claims 4 billion entries
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        enc(["fills", 1, [["abc", "1\n", "1"]]]),  # `$` would have let the newline through
+        enc(["fills", 1, [["abc", "1", "1"]]]) + b"\x00",
+        enc(["rejects", 1, [["abc", "lost"]]]),
+        enc(["fills", 1, [["abc", "1", "1"]], 5]),
+        b"\x93\xa5fills\x01\xdd\xff\xff\xff\xff",  # claims 4 billion entries
+    ],
+)
 def test_bad_report_frames_are_protocol_errors_either_way(payload: bytes) -> None:
     frame = struct.pack(">I", len(payload)) + payload
     for native in (False, True):
-        with pytest.raises(ProtocolError, match="^bad frame: "):
+        with pytest.raises(ProtocolError, match=r"^bad frame: "):
             venue_reader(native_reports=native).feed(frame)

@@ -22,4 +22,6 @@ def test_not_strict_json_is_an_invalid_file(replay, event):
 
 
 def test_nesting_up_to_127_levels_is_read(replay):
-    assert replay(BASE % ("[" * 125 + "]" * 125)) == [{"event": 0, "kind": "error", "message": "event must be an object"}]
+    assert replay(BASE % ("[" * 125 + "]" * 125)) == [
+        {"event": 0, "kind": "error", "message": "event must be an object"}
+    ]

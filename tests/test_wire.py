@@ -11,6 +11,7 @@ Structs of `pyservice.protocol`, both ways, and `FrameReader`'s framing and vali
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -23,7 +24,6 @@ from hypothesis import strategies as st
 
 from pyservice import protocol
 from pyservice._engine_core import LiveEngine, Outcome
-from pyservice.reference import client_order_id
 from pyservice.protocol import (
     CopyFills,
     CopyRejects,
@@ -41,6 +41,7 @@ from pyservice.protocol import (
     engine_reader,
     venue_reader,
 )
+from pyservice.reference import client_order_id
 
 # --------------------------------------------------------------------------- helpers
 
@@ -104,9 +105,21 @@ def seqs() -> st.SearchStrategy[int]:
 # --------------------------------------------------------------------------- (b) chosen engines
 
 
-def expected_open(provider: str, exec_id: str, symbol: str, side: str, qty: Fraction, price: Fraction,
-                  provider_equity: Fraction, leverage: int, tick: Fraction, step: Fraction,
-                  follower: str, allocation: Fraction, slippage: Fraction) -> NewOrder | None:
+def expected_open(
+    provider: str,
+    exec_id: str,
+    symbol: str,
+    side: str,
+    qty: Fraction,
+    price: Fraction,
+    provider_equity: Fraction,
+    leverage: int,
+    tick: Fraction,
+    step: Fraction,
+    follower: str,
+    allocation: Fraction,
+    slippage: Fraction,
+) -> NewOrder | None:
     """A fresh follower's opening copy (FORMAT.md, open leg): E = F = allocation."""
     wanted = qty * allocation / provider_equity
     cap = allocation * leverage / price  # max_per_trade 100 % and free cash coincide
@@ -117,14 +130,26 @@ def expected_open(provider: str, exec_id: str, symbol: str, side: str, qty: Frac
         limit = floor_to(price * (1 + slippage / 100), tick)
     else:
         limit = ceil_to(price * (1 - slippage / 100), tick)
-    return NewOrder(cid("f", provider, exec_id, "open", follower=follower), follower, provider, symbol, side,
-                    "limit_ioc", dec(q), dec(limit), False, leverage)
+    return NewOrder(
+        cid("f", provider, exec_id, "open", follower=follower),
+        follower,
+        provider,
+        symbol,
+        side,
+        "limit_ioc",
+        dec(q),
+        dec(limit),
+        False,
+        leverage,
+    )
 
 
 @st.composite
 def fan_outs(draw: st.DrawFn) -> dict:
     n = draw(st.integers(1, 40))
-    followers = draw(st.lists(names() | st.sampled_from(["f" * 31, "g" * 32, "h" * 64]), min_size=n, max_size=n, unique=True))
+    followers = draw(
+        st.lists(names() | st.sampled_from(["f" * 31, "g" * 32, "h" * 64]), min_size=n, max_size=n, unique=True)
+    )
     kind = draw(st.sampled_from(["spot", "perp"]))
     tick = Fraction(draw(st.sampled_from(["0.01", "0.5", "1", "0.0001", "0.00000001"])))
     step = Fraction(draw(st.sampled_from(["0.001", "0.1", "1", "0.00000001"])))
@@ -141,25 +166,63 @@ def fan_outs(draw: st.DrawFn) -> dict:
         "provider_equity": Fraction(draw(st.sampled_from(["1000", "5000", "123456.78", "1000000"]))),
         "leverage": 1 if kind == "spot" else draw(st.integers(1, 125)),
         "seq": draw(seqs()),
-        "follows": [(f, Fraction(draw(st.integers(1, 10**8)), 100), Fraction(draw(st.sampled_from(["0", "0.5", "2.5", "99.99"]))))
-                    for f in followers],
+        "follows": [
+            (
+                f,
+                Fraction(draw(st.integers(1, 10**8)), 100),
+                Fraction(draw(st.sampled_from(["0", "0.5", "2.5", "99.99"]))),
+            )
+            for f in followers
+        ],
     }
 
 
 @settings(max_examples=150, deadline=None)
 @given(fan_outs())
 def test_the_engine_writes_what_msgspec_writes(x: dict) -> None:
-    books = {"providers": [{"id": x["provider"]}],
-             "follows": [{"follower": f, "provider": x["provider"], "allocation": dec(a), "slippage_pct": dec(s)}
-                         for f, a, s in x["follows"]]}
+    books = {
+        "providers": [{"id": x["provider"]}],
+        "follows": [
+            {"follower": f, "provider": x["provider"], "allocation": dec(a), "slippage_pct": dec(s)}
+            for f, a, s in x["follows"]
+        ],
+    }
     e = LiveEngine.from_books(json.dumps(books))
     assert e.instrument(1, x["symbol"], x["kind"], dec(x["tick"]), dec(x["step"]), "0", "0").errors == []
-    out = e.execute(x["seq"], x["provider"], x["exec_id"], x["symbol"], x["side"], dec(x["qty"]), dec(x["price"]),
-                    dec(x["provider_equity"]), x["leverage"])
+    out = e.execute(
+        x["seq"],
+        x["provider"],
+        x["exec_id"],
+        x["symbol"],
+        x["side"],
+        dec(x["qty"]),
+        dec(x["price"]),
+        dec(x["provider_equity"]),
+        x["leverage"],
+    )
     assert out.errors == []
-    expect = [o for f, a, s in x["follows"]
-              if (o := expected_open(x["provider"], x["exec_id"], x["symbol"], x["side"], x["qty"], x["price"],
-                                     x["provider_equity"], x["leverage"], x["tick"], x["step"], f, a, s)) is not None]
+    expect = [
+        o
+        for f, a, s in x["follows"]
+        if (
+            o := expected_open(
+                x["provider"],
+                x["exec_id"],
+                x["symbol"],
+                x["side"],
+                x["qty"],
+                x["price"],
+                x["provider_equity"],
+                x["leverage"],
+                x["tick"],
+                x["step"],
+                f,
+                a,
+                s,
+            )
+        )
+        is not None
+    ]
     assert out.orders == len(expect)
     if expect:
         assert out.frame == protocol.encode(NewOrders(x["seq"], expect))
@@ -176,41 +239,87 @@ def test_header_boundaries(seq: int, n: int) -> None:
     followers = [(f"{i:02d}" + "x" * 64)[: lengths[i % 4]] for i in range(n)]
     assert len(set(followers)) == n
     provider, symbol = "P" * 32, "S" * 31
-    books = {"providers": [{"id": provider}], "follows": [{"follower": f, "provider": provider, "allocation": "1000"} for f in followers]}
+    books = {
+        "providers": [{"id": provider}],
+        "follows": [{"follower": f, "provider": provider, "allocation": "1000"} for f in followers],
+    }
     e = LiveEngine.from_books(json.dumps(books))
     e.instrument(1, symbol, "perp", "0.01", "0.001", "0", "0")
     out = e.execute(seq, provider, "x" * 64, symbol, "sell", "2.5", "31.07", "1000", 125)
     # W = 2.5 × 1000/1000; limit ceil(31.07 × 0.995 = 30.91465) = 30.92
-    expect = [NewOrder(cid("f", provider, "x" * 64, "open", follower=f), f, provider, symbol, "sell", "limit_ioc",
-                       "2.5", "30.92", False, 125) for f in followers]
+    expect = [
+        NewOrder(
+            cid("f", provider, "x" * 64, "open", follower=f),
+            f,
+            provider,
+            symbol,
+            "sell",
+            "limit_ioc",
+            "2.5",
+            "30.92",
+            False,
+            125,
+        )
+        for f in followers
+    ]
     assert out.frame == protocol.encode(NewOrders(seq, expect))
     payload = out.frame[4:]
     assert payload[:8] == b"\x93\xa6orders"
     # and the closes of the same followers: market, nil price, reduce-only, leverage 1
     e.fills(2, [(o.client_order_id, o.qty, "31") for o in expect])
     out = e.execute(seq, provider, "y", symbol, "buy", "2.5", "31", "1000", 125)
-    closes = [NewOrder(cid("f", provider, "y", "close", follower=f), f, provider, symbol, "buy", "market", "2.5", None, True, 1)
-              for f in followers]
+    closes = [
+        NewOrder(
+            cid("f", provider, "y", "close", follower=f), f, provider, symbol, "buy", "market", "2.5", None, True, 1
+        )
+        for f in followers
+    ]
     assert out.frame == protocol.encode(NewOrders(seq, closes))
 
 
 def test_a_hundred_orders_in_one_frame() -> None:
     followers = [f"f{i}" for i in range(100)]
-    e = LiveEngine.from_books(json.dumps({"providers": [{"id": "P"}], "follows": [
-        {"follower": f, "provider": "P", "allocation": str(100 + i)} for i, f in enumerate(followers)]}))
+    e = LiveEngine.from_books(
+        json.dumps(
+            {
+                "providers": [{"id": "P"}],
+                "follows": [
+                    {"follower": f, "provider": "P", "allocation": str(100 + i)} for i, f in enumerate(followers)
+                ],
+            }
+        )
+    )
     e.instrument(1, "BTC", "spot", "0.01", "0.00000001", "0", "0")
     out = e.execute(70000, "P", "x", "BTC", "buy", "0.3", "65000.01", "7000")
-    expect = [expected_open("P", "x", "BTC", "buy", Fraction("0.3"), Fraction("65000.01"), Fraction(7000), 1,
-                            Fraction("0.01"), Fraction("0.00000001"), f, Fraction(100 + i), Fraction("0.5"))
-              for i, f in enumerate(followers)]
+    expect = [
+        expected_open(
+            "P",
+            "x",
+            "BTC",
+            "buy",
+            Fraction("0.3"),
+            Fraction("65000.01"),
+            Fraction(7000),
+            1,
+            Fraction("0.01"),
+            Fraction("0.00000001"),
+            f,
+            Fraction(100 + i),
+            Fraction("0.5"),
+        )
+        for i, f in enumerate(followers)
+    ]
     assert out.frame == protocol.encode(NewOrders(70000, expect))  # type: ignore[arg-type]
     # fixarray 3, "orders", uint32 seq, array16 of 100
     assert out.frame[4:13] == b"\x93\xa6orders\xce" and out.frame[17:20] == b"\xdc\x00\x64"
 
 
 def test_an_order_too_large_to_report_is_skipped_not_sent() -> None:
-    e = LiveEngine.from_books(json.dumps({"providers": [{"id": "P"}], "follows": [
-        {"follower": "a", "provider": "P", "allocation": "1000000"}]}))
+    e = LiveEngine.from_books(
+        json.dumps(
+            {"providers": [{"id": "P"}], "follows": [{"follower": "a", "provider": "P", "allocation": "1000000"}]}
+        )
+    )
     e.instrument(1, "PEPE", "spot", "0.00000001", "1", "0", "0")
     # W = 10^11 × 10^6 / 1000 = 10^14: above what a fill report (an input, < 10^12) carries
     out = e.execute(2, "P", "x", "PEPE", "buy", "100000000000", "0.00000001", "1000")
@@ -230,9 +339,18 @@ def test_an_order_too_large_to_report_is_skipped_not_sent() -> None:
 @st.composite
 def flows(draw: st.DrawFn) -> tuple[list[str], list[tuple]]:
     followers = draw(st.lists(names(max_size=40), min_size=1, max_size=24, unique=True))
-    steps = draw(st.lists(st.tuples(st.sampled_from(["exec", "fill", "reject", "mark", "working"]),
-                                    st.integers(0, 2**16), st.integers(1, 400), st.booleans()),
-                          min_size=1, max_size=25))
+    steps = draw(
+        st.lists(
+            st.tuples(
+                st.sampled_from(["exec", "fill", "reject", "mark", "working"]),
+                st.integers(0, 2**16),
+                st.integers(1, 400),
+                st.booleans(),
+            ),
+            min_size=1,
+            max_size=25,
+        )
+    )
     return followers, steps
 
 
@@ -240,9 +358,23 @@ def flows(draw: st.DrawFn) -> tuple[list[str], list[tuple]]:
 @given(flows(), seqs())
 def test_every_frame_of_a_session_round_trips(flow: tuple[list[str], list[tuple]], seq0: int) -> None:
     followers, steps = flow
-    e = LiveEngine.from_books(json.dumps({"providers": [{"id": "P"}], "follows": [
-        {"follower": f, "provider": "P", "allocation": str(50 + 37 * i), "max_loss_pct": "3" if i % 3 == 0 else None,
-         "slippage_pct": ["0", "0.5", "2"][i % 3]} for i, f in enumerate(followers)]}))
+    e = LiveEngine.from_books(
+        json.dumps(
+            {
+                "providers": [{"id": "P"}],
+                "follows": [
+                    {
+                        "follower": f,
+                        "provider": "P",
+                        "allocation": str(50 + 37 * i),
+                        "max_loss_pct": "3" if i % 3 == 0 else None,
+                        "slippage_pct": ["0", "0.5", "2"][i % 3],
+                    }
+                    for i, f in enumerate(followers)
+                ],
+            }
+        )
+    )
     e.instrument(1, "ETH-PERP", "perp", "0.5", "0.01", "0", "0")
     mark = 200
     for i, (kind, pick, n, flag) in enumerate(steps):
@@ -251,14 +383,16 @@ def test_every_frame_of_a_session_round_trips(flow: tuple[list[str], list[tuple]
         assert len(working) == e.pending_orders
         if kind == "exec":
             mark = 100 + n % 200
-            out = e.execute(seq, "P", f"x{i}", "ETH-PERP", "buy" if flag else "sell", f"{n}", f"{mark}", "10000", 1 + n % 20)
+            out = e.execute(
+                seq, "P", f"x{i}", "ETH-PERP", "buy" if flag else "sell", f"{n}", f"{mark}", "10000", 1 + n % 20
+            )
         elif kind == "mark":
             mark = max(1, mark + (n % 41) - 30)
             out = e.mark(seq, "ETH-PERP", f"{mark}")
         elif kind == "working" or not working:
             continue
         elif kind == "fill":
-            chosen = working[pick % len(working):][: 1 + n % 5]
+            chosen = working[pick % len(working) :][: 1 + n % 5]
             out = e.fills(seq, [(o.client_order_id, o.qty if flag else "0", o.price or f"{mark}") for o in chosen])
         else:
             out = e.rejects(seq, [(working[pick % len(working)].client_order_id, "expired")])
@@ -274,12 +408,20 @@ def rust_encode(msg: NewOrders) -> bytes:
     out = bytearray()
 
     def array(n: int) -> None:
-        out.extend(bytes([0x90 | n]) if n < 16 else b"\xdc" + n.to_bytes(2, "big") if n <= 0xFFFF else b"\xdd" + n.to_bytes(4, "big"))
+        out.extend(
+            bytes([0x90 | n])
+            if n < 16
+            else b"\xdc" + n.to_bytes(2, "big")
+            if n <= 0xFFFF
+            else b"\xdd" + n.to_bytes(4, "big")
+        )
 
     def text(s: str) -> None:
         b = s.encode()
         n = len(b)
-        out.extend(bytes([0xA0 | n]) if n < 32 else b"\xd9" + bytes([n]) if n <= 0xFF else b"\xda" + n.to_bytes(2, "big"))
+        out.extend(
+            bytes([0xA0 | n]) if n < 32 else b"\xd9" + bytes([n]) if n <= 0xFF else b"\xda" + n.to_bytes(2, "big")
+        )
         out.extend(b)
 
     def uint(v: int) -> None:
@@ -312,24 +454,32 @@ def rust_encode(msg: NewOrders) -> bytes:
 
 
 def decimals() -> st.SearchStrategy[str]:
-    return st.builds(lambda i, f: str(i) + (f".{f}" if f else ""), st.integers(0, 10**13 - 1),
-                     st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=16)))
+    return st.builds(
+        lambda i, f: str(i) + (f".{f}" if f else ""),
+        st.integers(0, 10**13 - 1),
+        st.one_of(st.just(""), st.text("0123456789", min_size=1, max_size=16)),
+    )
 
 
 new_orders = st.builds(
     NewOrders,
     seqs(),
-    st.lists(st.builds(
-        NewOrder,
-        st.text(ALPHABET, min_size=1, max_size=32),
-        names(), names(), names(),
-        st.sampled_from(["buy", "sell"]),
-        st.sampled_from(["limit_ioc", "market"]),
-        decimals(),
-        st.none() | decimals(),
-        st.booleans(),
-        st.sampled_from([1, 127, 128, 255, 256, 1000]) | st.integers(1, 1000),
-    ), max_size=40),
+    st.lists(
+        st.builds(
+            NewOrder,
+            st.text(ALPHABET, min_size=1, max_size=32),
+            names(),
+            names(),
+            names(),
+            st.sampled_from(["buy", "sell"]),
+            st.sampled_from(["limit_ioc", "market"]),
+            decimals(),
+            st.none() | decimals(),
+            st.booleans(),
+            st.sampled_from([1, 127, 128, 255, 256, 1000]) | st.integers(1, 1000),
+        ),
+        max_size=40,
+    ),
 )
 
 
@@ -349,8 +499,14 @@ def raw_frame(payload: bytes) -> bytes:
 
 
 def engine_stream() -> tuple[bytes, list]:
-    e = LiveEngine.from_books(json.dumps({"providers": [{"id": "P"}], "follows": [
-        {"follower": f"f{i}", "provider": "P", "allocation": "1000"} for i in range(20)]}))
+    e = LiveEngine.from_books(
+        json.dumps(
+            {
+                "providers": [{"id": "P"}],
+                "follows": [{"follower": f"f{i}", "provider": "P", "allocation": "1000"} for i in range(20)],
+            }
+        )
+    )
     e.instrument(1, "BTC", "spot", "0.01", "0.001", "0", "0")
     opens = e.execute(6, "P", "x", "BTC", "buy", "1", "100", "1000").frame
     assert opens is not None
@@ -379,16 +535,21 @@ def test_a_stream_split_anywhere(cuts: list[int]) -> None:
     points = sorted({c % (len(stream) + 1) for c in cuts} | {0, len(stream)})
     r = engine_reader()
     got = []
-    for a, b in zip(points, points[1:]):
+    for a, b in itertools.pairwise(points):
         got += r.feed(stream[a:b])
     assert got == expect and r.buffered == 0
 
 
 def test_venue_messages_round_trip() -> None:
-    msgs = [Hello(3, 1, "s-1"), Instrument(1, "BTC", "spot", "0.01", "0.001", "0", "1"), MarkPrice(2, "BTC", "100.5"),
-            ProviderExecution(3, "P", "e.1", "BTC", "buy", "1", "100", "1000", 20),
-            CopyFills(4, [Fill("A" * 22, "1", "100"), Fill("b", "0", "0.00000001")]),
-            CopyRejects(5, [Reject("A" * 22, "duplicate")]), Heartbeat(5)]
+    msgs = [
+        Hello(3, 1, "s-1"),
+        Instrument(1, "BTC", "spot", "0.01", "0.001", "0", "1"),
+        MarkPrice(2, "BTC", "100.5"),
+        ProviderExecution(3, "P", "e.1", "BTC", "buy", "1", "100", "1000", 20),
+        CopyFills(4, [Fill("A" * 22, "1", "100"), Fill("b", "0", "0.00000001")]),
+        CopyRejects(5, [Reject("A" * 22, "duplicate")]),
+        Heartbeat(5),
+    ]
     stream = b"".join(protocol.encode(m) for m in msgs)
     r = venue_reader()
     assert [m for i in range(len(stream)) for m in r.feed(stream[i : i + 1])] == msgs
@@ -456,20 +617,25 @@ ORDER = ["A" * 22, "f", "P", "BTC", "buy", "limit_ioc", "1", "100", False, 1]
     ],
 )
 def test_bad_frames_are_protocol_errors(payload: bytes) -> None:
-    with pytest.raises(ProtocolError, match="^bad frame: "):
+    with pytest.raises(ProtocolError, match=r"^bad frame: "):
         engine_reader().feed(raw_frame(payload))
 
 
 @pytest.mark.parametrize(
     "message",
-    [Hello(1, 1, "bad session"), Instrument(1, "BTC", "option", "1", "1", "0", "0"),  # type: ignore[arg-type]
-     MarkPrice(1, "BTC", "1e5"), ProviderExecution(1, "P", "e", "BTC", "buy", "1", "1", "1", 0),
-     ProviderExecution(1, "P", "e", "BTC", "buy", "1", "1", "1", 1001),
-     CopyFills(1, [Fill("A" * 33, "1", "1")]), CopyRejects(1, [Reject("A", "lost")]),  # type: ignore[arg-type]
-     Heartbeat(-1)],
+    [
+        Hello(1, 1, "bad session"),
+        Instrument(1, "BTC", "option", "1", "1", "0", "0"),  # type: ignore[arg-type]
+        MarkPrice(1, "BTC", "1e5"),
+        ProviderExecution(1, "P", "e", "BTC", "buy", "1", "1", "1", 0),
+        ProviderExecution(1, "P", "e", "BTC", "buy", "1", "1", "1", 1001),
+        CopyFills(1, [Fill("A" * 33, "1", "1")]),
+        CopyRejects(1, [Reject("A", "lost")]),  # type: ignore[arg-type]
+        Heartbeat(-1),
+    ],
 )
 def test_bad_venue_messages_are_protocol_errors(message: protocol.Message) -> None:
-    with pytest.raises(ProtocolError, match="^bad frame: "):
+    with pytest.raises(ProtocolError, match=r"^bad frame: "):
         venue_reader().feed(protocol.encode(message))
 
 

@@ -21,8 +21,12 @@ def free_port() -> int:
 
 
 def bots_for(books: dict[str, Any], seed: int, provider_cash: str = "10000") -> Bots:
-    return Bots([p["id"] for p in books["providers"]], [Instrument(s.instrument) for s in DEFAULT_INSTRUMENTS],
-                fixed.parse(provider_cash, fixed.MONEY_DIGITS), seed)
+    return Bots(
+        [p["id"] for p in books["providers"]],
+        [Instrument(s.instrument) for s in DEFAULT_INSTRUMENTS],
+        fixed.parse(provider_cash, fixed.MONEY_DIGITS),
+        seed,
+    )
 
 
 async def trade(venue: VenueSim, bots: Bots, stop: asyncio.Event, *, marks_every: int, pause_s: float) -> None:

@@ -40,7 +40,14 @@ def build_scenario(followers: int) -> dict[str, Any]:
         )
     return {
         "instruments": [
-            {"symbol": SYMBOL, "kind": "spot", "tick": "0.01", "step": "0.00001", "min_qty": "0.00001", "min_notional": "5"}
+            {
+                "symbol": SYMBOL,
+                "kind": "spot",
+                "tick": "0.01",
+                "step": "0.00001",
+                "min_qty": "0.00001",
+                "min_notional": "5",
+            }
         ],
         "providers": [{"id": "p1"}],
         "events": events,

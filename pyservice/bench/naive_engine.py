@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
 from pathlib import Path
@@ -39,12 +40,18 @@ class NaiveEngine:
         data = json.loads(books.read_text(encoding="utf-8"))
         self.books: dict[str, list[_Follower]] = {p["id"]: [] for p in data["providers"]}
         for f in data["follows"]:
-            self.books[f["provider"]].append(_Follower(
-                name=f["follower"], cash=Decimal(f["allocation"]), mode=f.get("mode", "proportional"),
-                fixed_amount=Decimal(f.get("fixed_amount", "0")), multiplier=Decimal(f.get("multiplier", "1")),
-                max_per_trade=Decimal(f.get("max_per_trade_pct", "100")) / 100,
-                slippage=Decimal(f.get("slippage_pct", "0.5")) / 100, held={},
-            ))
+            self.books[f["provider"]].append(
+                _Follower(
+                    name=f["follower"],
+                    cash=Decimal(f["allocation"]),
+                    mode=f.get("mode", "proportional"),
+                    fixed_amount=Decimal(f.get("fixed_amount", "0")),
+                    multiplier=Decimal(f.get("multiplier", "1")),
+                    max_per_trade=Decimal(f.get("max_per_trade_pct", "100")) / 100,
+                    slippage=Decimal(f.get("slippage_pct", "0.5")) / 100,
+                    held={},
+                )
+            )
         self.steps: dict[str, Decimal] = {}
         self.ticks: dict[str, Decimal] = {}
         self.orders: dict[str, tuple[_Follower, str, str]] = {}  # coid: follower, symbol, side
@@ -52,6 +59,13 @@ class NaiveEngine:
         self.applied = 0
         self.endpoint = parse_endpoint(listen)
         self.transport: asyncio.Transport | None = None
+        #: the per-follower tasks in flight (the loop keeps only weak references)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -74,9 +88,9 @@ class NaiveEngine:
             self.provider_held[key] = before + qty if msg.side == "buy" else max(Decimal(0), before - qty)
             for f in self.books.get(msg.provider, []):
                 if msg.side == "buy":
-                    asyncio.create_task(self.copy(f, msg))  # one task per follower
+                    self._spawn(self.copy(f, msg))  # one task per follower
                 elif before > 0:
-                    asyncio.create_task(self.close(f, msg, min(Decimal(1), qty / before)))
+                    self._spawn(self.close(f, msg, min(Decimal(1), qty / before)))
         elif isinstance(msg, P.CopyFills):
             for fill in msg.fills:
                 follower, symbol, side = self.orders.pop(fill.client_order_id, (None, "", ""))
@@ -104,15 +118,32 @@ class NaiveEngine:
             return
         tick = self.ticks[e.symbol]
         limit = (price * (1 + f.slippage) / tick).to_integral_value(ROUND_DOWN) * tick
-        self.send(e, f, P.NewOrder(self.coid(e, f), f.name, e.provider, e.symbol, "buy", "limit_ioc",
-                                   _text(qty), _text(limit), False, e.leverage))
+        self.send(
+            e,
+            f,
+            P.NewOrder(
+                self.coid(e, f),
+                f.name,
+                e.provider,
+                e.symbol,
+                "buy",
+                "limit_ioc",
+                _text(qty),
+                _text(limit),
+                False,
+                e.leverage,
+            ),
+        )
 
     async def close(self, f: _Follower, e: P.ProviderExecution, fraction: Decimal) -> None:
         step = self.steps[e.symbol]
         qty = (f.held.get(e.symbol, Decimal(0)) * fraction / step).to_integral_value(ROUND_DOWN) * step
         if qty > 0:
-            self.send(e, f, P.NewOrder(self.coid(e, f), f.name, e.provider, e.symbol, "sell", "market",
-                                       _text(qty), None, True, 1))
+            self.send(
+                e,
+                f,
+                P.NewOrder(self.coid(e, f), f.name, e.provider, e.symbol, "sell", "market", _text(qty), None, True, 1),
+            )
 
     def coid(self, e: P.ProviderExecution, f: _Follower) -> str:
         return hashlib.sha1(f"{e.exec_id}|{f.name}".encode()).hexdigest()[:32]

@@ -29,8 +29,8 @@ from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.bench.socket import EQUITY, PRICE, PROVIDER, QTY, SYMBOL, _free_port
 from pyservice.store.server import create_database, drop_database, open_database
-from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.venue_sim.cli import tune_gc
+from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
 
 
@@ -39,12 +39,37 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
     dsn = await create_database(server_dsn, name)
     books = B.write(B.bench_books(followers, PROVIDER), tmp / "books.json")
     addr = f"tcp://127.0.0.1:{_free_port()}"
-    cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
-           "--listen", addr, "--heartbeat", "0.05", "--dead-after", "60", "--snapshot-interval", "1"]
-    venue = VenueSim(VenueConfig(
-        connect=addr, rate=0, mark_interval=0, heartbeat=0.05, dead_after=60,
-        books=Books(providers=[BookProvider(PROVIDER)],
-                    follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)])))
+    cmd = [
+        sys.executable,
+        "-m",
+        "pyservice.cli",
+        "engine",
+        "--books",
+        str(books),
+        "--database",
+        dsn,
+        "--listen",
+        addr,
+        "--heartbeat",
+        "0.05",
+        "--dead-after",
+        "60",
+        "--snapshot-interval",
+        "1",
+    ]
+    venue = VenueSim(
+        VenueConfig(
+            connect=addr,
+            rate=0,
+            mark_interval=0,
+            heartbeat=0.05,
+            dead_after=60,
+            books=Books(
+                providers=[BookProvider(PROVIDER)],
+                follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)],
+            ),
+        )
+    )
     tune_gc()  # this process is the venue: collected as the venue-sim command is
     runner = asyncio.create_task(venue.run())
     log = open(tmp / "engine.log", "wb")
@@ -60,16 +85,19 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
             venue.publish(P.ProviderExecution(0, PROVIDER, f"x{i}", SYMBOL, side, QTY, PRICE, EQUITY))
             await asyncio.sleep(0)
         # committed: the executions and the fills of every copy order
-        while await conn.fetchval("SELECT watermark FROM engine_state") < venue.log.newest \
-                or venue.stats.orders_received < executions * followers:
+        while (
+            await conn.fetchval("SELECT watermark FROM engine_state") < venue.log.newest
+            or venue.stats.orders_received < executions * followers
+        ):
             await asyncio.sleep(0.01)
         commit_s = time.perf_counter() - t0
         journal_mb = await conn.fetchval("SELECT sum(octet_length(payload)) FROM engine_inputs") / 1e6
         # steady state: the projector has snapshotted the newest position
         while (await conn.fetchval("SELECT max(seq) FROM engine_snapshots") or 0) < venue.log.newest:
             await asyncio.sleep(0.05)
-        snapshot_mb = await conn.fetchval("SELECT octet_length(state) FROM engine_snapshots ORDER BY seq DESC "
-                                          "LIMIT 1") / 1e6
+        snapshot_mb = (
+            await conn.fetchval("SELECT octet_length(state) FROM engine_snapshots ORDER BY seq DESC LIMIT 1") / 1e6
+        )
         await conn.close()
         proc.kill()
         proc.wait()

@@ -24,9 +24,9 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import asyncpg
@@ -36,11 +36,11 @@ from rich.progress import Progress, TaskID
 
 from pyservice import books as B
 from pyservice import protocol as P
-from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.engine.priority import make_realtime, normal
 from pyservice.store.server import create_database, database_dsn, drop_database, open_database
 from pyservice.streams.publisher import last_published
 from pyservice.venue_sim.cli import tune_gc
+from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
 
 PROVIDER = "bench"
@@ -104,8 +104,16 @@ class Timing:
     realtime: int | None = None
 
 
-async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path, record: Path,
-                 durable: Durable | None = None, timing: Timing = Timing()) -> dict[str, Any]:
+async def _bench(
+    followers: int,
+    fills: int,
+    burst: int,
+    engine: str,
+    tmp: Path,
+    record: Path,
+    durable: Durable | None = None,
+    timing: Timing = Timing(),
+) -> dict[str, Any]:
     books = B.bench_books(followers, PROVIDER)
     books_path = B.write(books, tmp / "books.json")
     port = _free_port()
@@ -113,8 +121,22 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
     if engine == "naive":
         cmd = [sys.executable, "-m", "pyservice.bench.naive_engine", "--books", str(books_path), "--listen", addr]
     else:
-        cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books_path), "--listen", addr,
-               "--heartbeat", "0.01", "--dead-after", "30", "--log-level", "WARNING"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pyservice.cli",
+            "engine",
+            "--books",
+            str(books_path),
+            "--listen",
+            addr,
+            "--heartbeat",
+            "0.01",
+            "--dead-after",
+            "30",
+            "--log-level",
+            "WARNING",
+        ]
         cmd += durable.engine_args() if durable is not None else ["--memory"]
         cmd += ["--realtime", str(timing.realtime)] if timing.realtime is not None else []
     # first, so that a refusal leaves nothing running (the engine child starts under the
@@ -124,10 +146,14 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
         proc = subprocess.Popen(cmd, stderr=engine_log)
     if engine == "naive" and timing.realtime is not None:  # the same footing as ours: its one thread
         os.sched_setscheduler(proc.pid, os.SCHED_FIFO | os.SCHED_RESET_ON_FORK, os.sched_param(timing.realtime))
-    venue_books = Books(providers=[BookProvider(PROVIDER)],
-                        follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)])
-    venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, books=venue_books,
-                                 heartbeat=0.01, dead_after=30, record=str(record)))
+    venue_books = Books(
+        providers=[BookProvider(PROVIDER)], follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)]
+    )
+    venue = VenueSim(
+        VenueConfig(
+            connect=addr, rate=0, mark_interval=0, books=venue_books, heartbeat=0.01, dead_after=30, record=str(record)
+        )
+    )
     tune_gc()  # this process is the venue: collected as the venue-sim command is
     received: Counter[int] = Counter()
     done: dict[int, asyncio.Event] = {}
@@ -237,10 +263,15 @@ async def _bench(followers: int, fills: int, burst: int, engine: str, tmp: Path,
         "timed_orders_per_s": round(fills * followers / timed_s) if fills else 0,
         "burst_executions": burst,
         "orders_per_s": round(burst * followers / burst_s) if burst else 0,
-        **({"durable": durable.describe(),
-            "persisted_published_orders_per_s": round(burst * followers / durable_s) if burst else 0,
-            "timed_persisted_lag_ms": round(timed_lag_s * 1000, 1)}
-           if durable is not None else {}),
+        **(
+            {
+                "durable": durable.describe(),
+                "persisted_published_orders_per_s": round(burst * followers / durable_s) if burst else 0,
+                "timed_persisted_lag_ms": round(timed_lag_s * 1000, 1),
+            }
+            if durable is not None
+            else {}
+        ),
         "engine_rss_mb": rss,
     }
 
@@ -268,8 +299,10 @@ class Durable:
         self._redis: aioredis.Redis | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"postgres": "embedded" if self.server.embedded else "DATABASE_URL",
-                "redis_stream": self.stream if self.redis_url else None}
+        return {
+            "postgres": "embedded" if self.server.embedded else "DATABASE_URL",
+            "redis_stream": self.stream if self.redis_url else None,
+        }
 
     def engine_args(self) -> list[str]:
         args = ["--database", self.dsn]
@@ -294,16 +327,21 @@ class Durable:
     async def caught_up(self, newest: int, last_report: int) -> None:
         assert self._conn is not None
         # journaled, and the orders, fills and rejects written as rows
-        while await self._conn.fetchval("SELECT least(watermark, coalesce((SELECT seq FROM projection_state), 0)) "
-                                        "FROM engine_state") < newest:
+        while (
+            await self._conn.fetchval(
+                "SELECT least(watermark, coalesce((SELECT seq FROM projection_state), 0)) FROM engine_state"
+            )
+            < newest
+        ):
             await asyncio.sleep(0.002)
         if self._redis is not None:
             while (await last_published(self._redis, self.stream))[0] < last_report:
                 await asyncio.sleep(0.002)
 
 
-async def _durable_bench(followers: int, fills: int, burst: int, tmp: Path, record: Path,
-                         timing: Timing) -> dict[str, Any]:
+async def _durable_bench(
+    followers: int, fills: int, burst: int, tmp: Path, record: Path, timing: Timing
+) -> dict[str, Any]:
     async with Durable(tmp) as durable:
         return await _bench(followers, fills, burst, "rust", tmp, record, durable, timing)
 
@@ -321,14 +359,21 @@ def _record_dir(orders: int) -> str | None:
     return "/dev/shm" if st.f_bavail * st.f_frsize > 2 * 250 * orders else None
 
 
-def run_socket_bench(followers: int, fills: int, burst: int, engine: str, durable: bool = False,
-                     timing: Timing = Timing()) -> dict[str, Any]:
-    with (tempfile.TemporaryDirectory(prefix="copyengine-bench-") as tmp,
-          tempfile.TemporaryDirectory(prefix="copyengine-bench-venue-",
-                                      dir=_record_dir((timing.warmup + fills + burst) * followers)) as venue_tmp):
+def run_socket_bench(
+    followers: int, fills: int, burst: int, engine: str, durable: bool = False, timing: Timing = Timing()
+) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory(prefix="copyengine-bench-") as tmp,
+        tempfile.TemporaryDirectory(
+            prefix="copyengine-bench-venue-", dir=_record_dir((timing.warmup + fills + burst) * followers)
+        ) as venue_tmp,
+    ):
         record = Path(venue_tmp) / "orders.jsonl"
-        main = (_durable_bench(followers, fills, burst, Path(tmp), record, timing) if durable and engine == "rust"
-                else _bench(followers, fills, burst, engine, Path(tmp), record, timing=timing))
+        main = (
+            _durable_bench(followers, fills, burst, Path(tmp), record, timing)
+            if durable and engine == "rust"
+            else _bench(followers, fills, burst, engine, Path(tmp), record, timing=timing)
+        )
         try:
             import uvloop
 

@@ -20,10 +20,10 @@ import logging
 import os
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, TypeVar, cast
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome, Reports
@@ -126,8 +126,10 @@ class EngineDaemon:
             from prometheus_client import start_http_server
 
             start_http_server(self.config.metrics_port, registry=self.metrics.registry)
-        log.info("engine listening", extra={"listen": [str(e) for e in self.endpoints],
-                                             "relationships": self.engine.relationships})
+        log.info(
+            "engine listening",
+            extra={"listen": [str(e) for e in self.endpoints], "relationships": self.engine.relationships},
+        )
 
     async def run(self) -> None:
         tasks: list[asyncio.Task[None]] = []
@@ -149,8 +151,13 @@ class EngineDaemon:
                     log.info("Redis publication is off: set REDIS_URL (or --redis) to stream copy fills")
                 else:
                     tasks.append(asyncio.create_task(self._publish(self.config.redis)))
-                tasks.append(asyncio.create_task(self._child(
-                    "pyservice.store.projector", "--snapshot-interval", str(self.config.snapshot_interval))))
+                tasks.append(
+                    asyncio.create_task(
+                        self._child(
+                            "pyservice.store.projector", "--snapshot-interval", str(self.config.snapshot_interval)
+                        )
+                    )
+                )
             for t in tasks:
                 t.add_done_callback(self._task_done)
             await self._stopped.wait()
@@ -163,12 +170,14 @@ class EngineDaemon:
             if self.journal is not None:
                 try:
                     flushed = await self.journal.flush(timeout=10)
-                except Exception as exc:  # noqa: BLE001  fenced: nothing more may be written
+                except Exception as exc:
                     log.error("the last commit failed", extra={"error": repr(exc)})
                     flushed = False
                 if not flushed:
-                    log.error("stopping with inputs not committed; the next start resumes from the watermark",
-                              extra={"committed_seq": self.journal.committed, "applied_seq": self.applied_seq})
+                    log.error(
+                        "stopping with inputs not committed; the next start resumes from the watermark",
+                        extra={"committed_seq": self.journal.committed, "applied_seq": self.applied_seq},
+                    )
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # children stopped first
@@ -204,10 +213,13 @@ class EngineDaemon:
                 log.info("books stored in PostgreSQL", extra={"relationships": n})
             stored = await books.load_books(conn)
             if text is not None and not books.same_books(stored, text):
-                raise StartError("the database already holds different books; change them through the control "
-                                 "plane, or start without --books")
+                raise StartError(
+                    "the database already holds different books; change them through the control "
+                    "plane, or start without --books"
+                )
             committed = await journal.ensure_shard(conn, c.shard)
             started = time.perf_counter()
+
             # the newest snapshot, else the books: then the journal after it
             async def seed() -> str:
                 return stored
@@ -217,10 +229,12 @@ class EngineDaemon:
             if beyond:
                 raise journal.RecoveryError(
                     f"control change {beyond[0][1].id} is placed after seq {beyond[0][0]}, "
-                    f"past the watermark {committed.watermark}")
+                    f"past the watermark {committed.watermark}"
+                )
             # every change placed up to the watermark was committed before it was applied
-            verdicts = await history.replay(conn, c.shard, self.engine, start, committed.watermark,
-                                            changes_at_upto=True)
+            verdicts = await history.replay(
+                conn, c.shard, self.engine, start, committed.watermark, changes_at_upto=True
+            )
             self.applied_seq = committed.watermark
             for change_id, error in verdicts:
                 await control.decided(conn, change_id, error)
@@ -229,10 +243,16 @@ class EngineDaemon:
         self.session = committed.session
         self.journal = journal.Journal(self._database.dsn, c.shard, committed, self.metrics)
         self.journal.on_pressure(lambda paused: self._hold("journal", paused))
-        log.info("state recovered from PostgreSQL",
-                 extra={"watermark": committed.watermark, "session": committed.session, "snapshot_seq": start,
-                        "replay_s": round(time.perf_counter() - started, 3),
-                        "pending_orders": self.engine.pending_orders})
+        log.info(
+            "state recovered from PostgreSQL",
+            extra={
+                "watermark": committed.watermark,
+                "session": committed.session,
+                "snapshot_seq": start,
+                "replay_s": round(time.perf_counter() - started, 3),
+                "pending_orders": self.engine.pending_orders,
+            },
+        )
 
     def _owner_lost(self, _conn: object) -> None:
         """The connection holding this shard closed (PostgreSQL restarted): take the lock
@@ -266,7 +286,7 @@ class EngineDaemon:
         while True:
             try:
                 owned = await self._take_owner()
-            except Exception:  # noqa: BLE001  still down
+            except Exception:
                 await asyncio.sleep(0.5)
                 continue
             if not owned:
@@ -287,9 +307,20 @@ class EngineDaemon:
         import sys
 
         assert self._database is not None
-        cmd = [sys.executable, "-m", module, "--database", self._database.dsn, "--shard", self.config.shard,
-               "--log-format", self.config.log_format, "--log-level", logging.getLevelName(log.getEffectiveLevel()),
-               *args]
+        cmd = [
+            sys.executable,
+            "-m",
+            module,
+            "--database",
+            self._database.dsn,
+            "--shard",
+            self.config.shard,
+            "--log-format",
+            self.config.log_format,
+            "--log-level",
+            logging.getLevelName(log.getEffectiveLevel()),
+            *args,
+        ]
         env = {**os.environ, "COPYENGINE_PARENT": str(os.getpid())}
         while True:
             try:
@@ -335,7 +366,7 @@ class EngineDaemon:
                         wake.clear()
                 finally:
                     conn.terminate()
-            except Exception as exc:  # noqa: BLE001  PostgreSQL down or restarting: retry, never stop
+            except Exception as exc:
                 log.warning("control changes: PostgreSQL unavailable, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(1.0)
 
@@ -351,7 +382,7 @@ class EngineDaemon:
                     return await action(conn)
                 finally:
                     conn.terminate()
-            except Exception as exc:  # noqa: BLE001  down or restarting: the caller cannot go on without it
+            except Exception as exc:
                 log.warning("retrying against PostgreSQL", extra={"what": what, "error": repr(exc)})
                 await asyncio.sleep(0.5)
 
@@ -385,8 +416,10 @@ class EngineDaemon:
             self.metrics.copy_orders.inc(outcome.orders)
             self.metrics.stops.inc(outcome.stops)
             self.metrics.control_changes.labels("refused" if error else "applied").inc()
-            log.info("control change applied" if error is None else "control change refused by the copy rules",
-                     extra={"change": change.id, "after_seq": seq, "error": error})
+            log.info(
+                "control change applied" if error is None else "control change refused by the copy rules",
+                extra={"change": change.id, "after_seq": seq, "error": error},
+            )
             return True
         finally:
             self._hold("control", False)
@@ -394,8 +427,9 @@ class EngineDaemon:
     def _check_caught_up(self) -> None:
         if self._catch_up_to is not None and self.applied_seq >= self._catch_up_to:
             self._caught_up.set()
-            log.info("caught up with the venue: control changes apply from here",
-                     extra={"applied_seq": self.applied_seq})
+            log.info(
+                "caught up with the venue: control changes apply from here", extra={"applied_seq": self.applied_seq}
+            )
 
     def _hold(self, reason: str, on: bool) -> None:
         """Stop reading from the venue while any reason holds (the journal is behind, a
@@ -475,8 +509,15 @@ class EngineDaemon:
             conn.send(again.frame)
         self.metrics.connected.set(1)
         self._lag()
-        log.info("venue session", extra={"session": msg.session, "venue_seq": msg.seq,
-                                         "resume_from": self.applied_seq + 1, "resent": again.orders})
+        log.info(
+            "venue session",
+            extra={
+                "session": msg.session,
+                "venue_seq": msg.seq,
+                "resume_from": self.applied_seq + 1,
+                "resent": again.orders,
+            },
+        )
 
     # -- the sequenced log -----------------------------------------------------------
 
@@ -537,8 +578,10 @@ class EngineDaemon:
                 m.rejects.labels(reason).inc(n)
         if outcome.errors:
             m.rule_errors.inc(len(outcome.errors))
-            log.warning("refused by the copy rules", extra={"seq": msg.seq, "errors": outcome.errors[:5],
-                                                             "count": len(outcome.errors)})
+            log.warning(
+                "refused by the copy rules",
+                extra={"seq": msg.seq, "errors": outcome.errors[:5], "count": len(outcome.errors)},
+            )
         m.applied_seq.set(self.applied_seq)
         m.pending.set(self.engine.pending_orders)
         self._lag()
@@ -553,8 +596,17 @@ def apply_message(e: LiveEngine, msg: P.VenueMessage | Reports) -> Outcome:
         case Reports():
             return e.reports(msg)
         case P.ProviderExecution():
-            return e.execute(msg.seq, msg.provider, msg.exec_id, msg.symbol, msg.side, msg.qty,
-                             msg.price, msg.provider_equity, msg.leverage)
+            return e.execute(
+                msg.seq,
+                msg.provider,
+                msg.exec_id,
+                msg.symbol,
+                msg.side,
+                msg.qty,
+                msg.price,
+                msg.provider_equity,
+                msg.leverage,
+            )
         case P.CopyFills():
             return e.fills(msg.seq, msg.fills)
         case P.CopyRejects():
@@ -562,8 +614,7 @@ def apply_message(e: LiveEngine, msg: P.VenueMessage | Reports) -> Outcome:
         case P.MarkPrice():
             return e.mark(msg.seq, msg.symbol, msg.price)
         case P.Instrument():
-            return e.instrument(msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty,
-                                msg.min_notional)
+            return e.instrument(msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty, msg.min_notional)
     raise _Refused("unexpected", f"unexpected message {type(msg).__name__}")
 
 
@@ -604,8 +655,10 @@ class VenueConnection(asyncio.Protocol):
     def drop(self, reason: str, kind: str | None) -> None:
         if kind is not None:
             self.daemon.metrics.protocol_errors.labels(kind).inc()
-            log.error("protocol error, dropping the venue", extra={"kind": kind, "reason": reason,
-                                                                    "applied_seq": self.daemon.applied_seq})
+            log.error(
+                "protocol error, dropping the venue",
+                extra={"kind": kind, "reason": reason, "applied_seq": self.daemon.applied_seq},
+            )
         if self.transport is not None:
             self.transport.abort()
         self.daemon.detach(self)

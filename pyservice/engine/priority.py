@@ -67,8 +67,10 @@ def make_realtime(prio: int, helper: bool = True) -> list[int]:
     except PermissionError as exc:
         for tid in done:  # all or nothing
             normal(tid)
-        raise PermissionError(f"real-time priority refused ({exc.strerror}): it needs CAP_SYS_NICE, "
-                              f"or an RLIMIT_RTPRIO of at least {prio}") from exc
+        raise PermissionError(
+            f"real-time priority refused ({exc.strerror}): it needs CAP_SYS_NICE, "
+            f"or an RLIMIT_RTPRIO of at least {prio}"
+        ) from exc
     return tids
 
 

@@ -30,13 +30,16 @@ async def seed_books(conn: asyncpg.Connection, text: str) -> int:
         if await has_books(conn):
             raise BooksError("the database already holds follower books; change them through the control plane")
         await conn.copy_records_to_table(
-            "providers", records=[(p["id"],) for p in books.get("providers", [])], columns=["provider_id"])
+            "providers", records=[(p["id"],) for p in books.get("providers", [])], columns=["provider_id"]
+        )
         followers = list(dict.fromkeys(f["follower"] for f in follows))
         await conn.copy_records_to_table("followers", records=[(f,) for f in followers], columns=["follower_id"])
         # COPY keeps the row order, so follow_order is the file's order
         await conn.copy_records_to_table(
-            "relationships", records=[(f["follower"], f["provider"], json.dumps(f)) for f in follows],
-            columns=["follower_id", "provider_id", "follow"])
+            "relationships",
+            records=[(f["follower"], f["provider"], json.dumps(f)) for f in follows],
+            columns=["follower_id", "provider_id", "follow"],
+        )
         if books.get("platform") is not None:
             await conn.execute("INSERT INTO platform (settings) VALUES ($1)", json.dumps(books["platform"]))
     return len(follows)
@@ -49,9 +52,13 @@ async def load_books(conn: asyncpg.Connection) -> str:
     rows = await conn.fetch("SELECT follow::text FROM relationships ORDER BY follow_order")
     # assembled as text: 100,000 follows need not become Python dicts and back
     parts = [
-        '{"version":1,"providers":', json.dumps([{"id": p} for p in providers]),
-        ',"platform":', platform or "null",
-        ',"follows":[', ",".join(r[0] for r in rows), "]}",
+        '{"version":1,"providers":',
+        json.dumps([{"id": p} for p in providers]),
+        ',"platform":',
+        platform or "null",
+        ',"follows":[',
+        ",".join(r[0] for r in rows),
+        "]}",
     ]
     return "".join(parts)
 
@@ -60,5 +67,8 @@ def same_books(stored: str, text: str) -> bool:
     """Whether a books file holds what the database holds (as JSON values, so key
     order and spacing do not matter)."""
     a, b = json.loads(stored), json.loads(text)
-    return bool(a["follows"] == b.get("follows", []) and a["platform"] == b.get("platform")
-                and a["providers"] == b.get("providers", []))
+    return bool(
+        a["follows"] == b.get("follows", [])
+        and a["platform"] == b.get("platform")
+        and a["providers"] == b.get("providers", [])
+    )

@@ -13,8 +13,9 @@ from pyservice.engine.daemon import apply_message
 from pyservice.store.journal import replay_inputs
 
 
-async def replay(conn: asyncpg.Connection, shard: str, engine: LiveEngine, start: int, upto: int, *,
-                 changes_at_upto: bool) -> list[tuple[int, str | None]]:
+async def replay(
+    conn: asyncpg.Connection, shard: str, engine: LiveEngine, start: int, upto: int, *, changes_at_upto: bool
+) -> list[tuple[int, str | None]]:
     """Bring `engine` from `start` (inputs up to it and the changes placed before it
     applied, as a snapshot holds them) to `upto`: the changes placed at `start`, then
     each input with the changes placed after it. Those placed at `upto` itself only with

@@ -29,7 +29,6 @@ from pyservice.engine.metrics import EngineMetrics
 log = logging.getLogger("copyengine.journal")
 
 
-
 class RecoveryError(Exception):
     """The committed journal is not a gap-free prefix of one venue log."""
 
@@ -61,15 +60,20 @@ async def ensure_shard(conn: asyncpg.Connection, shard: str) -> Committed:
     return Committed(row["venue_session"], row["watermark"])
 
 
-async def replay_inputs(conn: asyncpg.Connection, shard: str, watermark: int,
-                        after: int = 0) -> AsyncIterator[tuple[int, bytes]]:
+async def replay_inputs(
+    conn: asyncpg.Connection, shard: str, watermark: int, after: int = 0
+) -> AsyncIterator[tuple[int, bytes]]:
     """The committed inputs after seq `after` up to `watermark`, in seq order, checked to
     be `after + 1`..`watermark` without a gap."""
     expected = after + 1
     async with conn.transaction(readonly=True):
         async for row in conn.cursor(
-                "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
-                shard, after, watermark, prefetch=2000):
+            "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
+            shard,
+            after,
+            watermark,
+            prefetch=2000,
+        ):
             if row["seq"] != expected:
                 raise RecoveryError(f"journal of shard '{shard}' has seq {row['seq']} where {expected} belongs")
             yield row["seq"], row["payload"]
@@ -79,9 +83,18 @@ async def replay_inputs(conn: asyncpg.Connection, shard: str, watermark: int,
 
 
 class Journal:
-    def __init__(self, dsn: str, shard: str, committed: Committed, metrics: EngineMetrics, *,
-                 high_water: int = 64 << 20, low_water: int = 16 << 20, max_batch: int = 16 << 20,
-                 retry_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        shard: str,
+        committed: Committed,
+        metrics: EngineMetrics,
+        *,
+        high_water: int = 64 << 20,
+        low_water: int = 16 << 20,
+        max_batch: int = 16 << 20,
+        retry_s: float = 0.5,
+    ) -> None:
         self.dsn, self.shard = dsn, shard
         self.session = committed.session
         self.committed = committed.watermark
@@ -115,8 +128,10 @@ class Journal:
         if not self.paused and self._bytes > self.high_water:
             self.paused = True
             self.metrics.backpressure.set(1)
-            log.warning("PostgreSQL is behind: not reading from the venue until the journal catches up",
-                        extra={"uncommitted_bytes": self._bytes, "committed_seq": self.committed})
+            log.warning(
+                "PostgreSQL is behind: not reading from the venue until the journal catches up",
+                extra={"uncommitted_bytes": self._bytes, "committed_seq": self.committed},
+            )
             self._on_pressure(True)
 
     async def run(self) -> None:
@@ -161,7 +176,7 @@ class Journal:
                 self.metrics.commit_seconds.observe(time.perf_counter() - started)
         except (JournalFenced, asyncpg.IntegrityConstraintViolationError):
             raise
-        except Exception as exc:  # noqa: BLE001  down, restarting, unreachable: retry
+        except Exception as exc:
             self._down(exc)
             await asyncio.sleep(self.retry_s)
             return
@@ -179,29 +194,63 @@ class Journal:
         if self._conn is None or self._conn.is_closed():
             # a command timeout: a server gone without closing the socket must not hang us
             self._conn = await asyncpg.connect(self.dsn, timeout=5, command_timeout=30)
-            self.committed = max(self.committed, await self._conn.fetchval(
-                "SELECT watermark FROM engine_state WHERE shard = $1", self.shard))
+            self.committed = max(
+                self.committed,
+                await self._conn.fetchval("SELECT watermark FROM engine_state WHERE shard = $1", self.shard),
+            )
         return self._conn
 
     async def _commit(self, conn: asyncpg.Connection, batch: list[_Entry]) -> None:
         last = batch[-1].seq
         async with conn.transaction():
             await conn.copy_records_to_table(
-                "engine_inputs", columns=["shard", "seq", "kind", "payload"],
-                records=[(self.shard, e.seq, e.kind, e.payload) for e in batch])
-            executions = [(self.shard, e.seq, x.provider, x.exec_id, x.symbol, x.side, Decimal(x.qty),
-                           Decimal(x.price), Decimal(x.provider_equity), x.leverage)
-                          for e in batch if (x := e.execution) is not None]
+                "engine_inputs",
+                columns=["shard", "seq", "kind", "payload"],
+                records=[(self.shard, e.seq, e.kind, e.payload) for e in batch],
+            )
+            executions = [
+                (
+                    self.shard,
+                    e.seq,
+                    x.provider,
+                    x.exec_id,
+                    x.symbol,
+                    x.side,
+                    Decimal(x.qty),
+                    Decimal(x.price),
+                    Decimal(x.provider_equity),
+                    x.leverage,
+                )
+                for e in batch
+                if (x := e.execution) is not None
+            ]
             if executions:
                 await conn.copy_records_to_table(
-                    "provider_executions", records=executions,
-                    columns=["shard", "seq", "provider_id", "exec_id", "symbol", "side", "qty", "price",
-                             "provider_equity", "leverage"])
+                    "provider_executions",
+                    records=executions,
+                    columns=[
+                        "shard",
+                        "seq",
+                        "provider_id",
+                        "exec_id",
+                        "symbol",
+                        "side",
+                        "qty",
+                        "price",
+                        "provider_equity",
+                        "leverage",
+                    ],
+                )
             # conditional on the watermark this engine last committed: a second engine
             # writing the same shard is caught here, not by a corrupt journal
             moved = await conn.execute(
                 "UPDATE engine_state SET watermark = $2, venue_session = $3, updated_at = now() "
-                "WHERE shard = $1 AND watermark = $4", self.shard, last, self.session, self.committed)
+                "WHERE shard = $1 AND watermark = $4",
+                self.shard,
+                last,
+                self.session,
+                self.committed,
+            )
             if moved != "UPDATE 1":
                 raise JournalFenced(f"the watermark of shard '{self.shard}' is no longer {self.committed}")
             KILL.passing("commit")
@@ -220,6 +269,8 @@ class Journal:
 
     def _up(self) -> None:
         if self._down_since is not None:
-            log.info("PostgreSQL commits work again",
-                     extra={"down_s": round(time.monotonic() - self._down_since, 2), "committed_seq": self.committed})
+            log.info(
+                "PostgreSQL commits work again",
+                extra={"down_s": round(time.monotonic() - self._down_since, 2), "committed_seq": self.committed},
+            )
             self._down_since = None

@@ -16,8 +16,7 @@ async def take(conn: asyncpg.Connection, role: str, shard: str, *, wait_s: float
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     while True:
-        if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))",
-                               f"copyengine:{role}", shard):
+        if await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1), hashtext($2))", f"copyengine:{role}", shard):
             return True
         if loop.time() >= deadline:
             return False

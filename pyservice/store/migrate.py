@@ -63,8 +63,7 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS) -> lis
         )
         done = {r["version"]: r for r in await conn.fetch("SELECT version, name, checksum FROM schema_migrations")}
         if done and max(done) > len(todo):
-            raise MigrationError(
-                f"the database is at migration {max(done)}, newer than this copyengine ({len(todo)})")
+            raise MigrationError(f"the database is at migration {max(done)}, newer than this copyengine ({len(todo)})")
         applied = []
         for m in todo:
             row = done.get(m.version)
@@ -73,7 +72,11 @@ async def migrate(conn: asyncpg.Connection, directory: Path = MIGRATIONS) -> lis
                     raise MigrationError(f"migration {m.version:04d}_{m.name} changed after it was applied")
                 continue
             await conn.execute(m.sql)
-            await conn.execute("INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                               m.version, m.name, m.checksum)
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                m.version,
+                m.name,
+                m.checksum,
+            )
             applied.append(m)
         return applied

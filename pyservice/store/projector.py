@@ -78,22 +78,33 @@ class Projector:
         await self._catch_up_silently(conn, projected)
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM high_watermarks WHERE shard = $1)", self.shard):
             await self._seed_high_watermarks(conn)
-        self.trades = trades.TradeBook([trades.from_row(r) for r in await conn.fetch(
-            "SELECT * FROM provider_trades WHERE shard = $1 AND closed_seq IS NULL", self.shard)])
+        self.trades = trades.TradeBook(
+            [
+                trades.from_row(r)
+                for r in await conn.fetch(
+                    "SELECT * FROM provider_trades WHERE shard = $1 AND closed_seq IS NULL", self.shard
+                )
+            ]
+        )
 
     async def _seed_high_watermarks(self, conn: asyncpg.Connection) -> None:
         """None yet for this shard (a new database, or one from before the table): every
         relationship starts at its base, which is what the watermark is until a
         settlement raises it."""
         assert self.engine is not None
-        rows = [(p["follower"], p["provider"], Decimal(p["base"]), self.shard, self.at)
-                for p in map(json.loads, self.engine.portfolios_jsonl().splitlines())]
+        rows = [
+            (p["follower"], p["provider"], Decimal(p["base"]), self.shard, self.at)
+            for p in map(json.loads, self.engine.portfolios_jsonl().splitlines())
+        ]
         await conn.executemany(
             "INSERT INTO high_watermarks (follower_id, provider_id, hwm, reason, shard, seq) "
-            "VALUES ($1, $2, $3, 'follow', $4, $5) ON CONFLICT DO NOTHING", rows)
+            "VALUES ($1, $2, $3, 'follow', $4, $5) ON CONFLICT DO NOTHING",
+            rows,
+        )
 
-    async def _changes(self, conn: asyncpg.Connection, lo: int, hi: int
-                       ) -> dict[int, list[tuple[control.Change, bool]]]:
+    async def _changes(
+        self, conn: asyncpg.Connection, lo: int, hi: int
+    ) -> dict[int, list[tuple[control.Change, bool]]]:
         """Changes placed after seqs lo..hi, by seq, in the order applied, each with
         whether its verdict is recorded."""
         out: dict[int, list[tuple[control.Change, bool]]] = {}
@@ -121,31 +132,58 @@ class Projector:
             n: dict[str, int] = {}
             for x in p["lots"]:
                 n[x["symbol"]] = n.get(x["symbol"], -1) + 1
-                lots.append((self.shard, self.at, f, pr, x["symbol"], n[x["symbol"]], x["side"], x["qty"],
-                             x["entry"], x["leverage"]))
+                lots.append(
+                    (
+                        self.shard,
+                        self.at,
+                        f,
+                        pr,
+                        x["symbol"],
+                        n[x["symbol"]],
+                        x["side"],
+                        x["qty"],
+                        x["entry"],
+                        x["leverage"],
+                    )
+                )
         async with conn.transaction():
             await conn.copy_records_to_table(
-                "relationship_equity", records=equity,
-                columns=["shard", "seq", "follower_id", "provider_id", "status", "cash", "equity", "reserved", "base"])
+                "relationship_equity",
+                records=equity,
+                columns=["shard", "seq", "follower_id", "provider_id", "status", "cash", "equity", "reserved", "base"],
+            )
             for table, rows, columns in (
-                    ("positions", positions, ["shard", "seq", "follower_id", "provider_id", "symbol", "qty"]),
-                    ("lots", lots, ["shard", "seq", "follower_id", "provider_id", "symbol", "n", "side", "qty",
-                                    "entry", "leverage"])):
+                ("positions", positions, ["shard", "seq", "follower_id", "provider_id", "symbol", "qty"]),
+                (
+                    "lots",
+                    lots,
+                    ["shard", "seq", "follower_id", "provider_id", "symbol", "n", "side", "qty", "entry", "leverage"],
+                ),
+            ):
                 await conn.execute(f"DELETE FROM {table} WHERE shard = $1", self.shard)
                 await conn.copy_records_to_table(table, records=rows, columns=columns)
-            await conn.execute("INSERT INTO engine_snapshots (shard, seq, state) VALUES ($1, $2, $3) "
-                               "ON CONFLICT DO NOTHING", self.shard, self.at, state)
+            await conn.execute(
+                "INSERT INTO engine_snapshots (shard, seq, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                self.shard,
+                self.at,
+                state,
+            )
             await conn.execute(
                 "DELETE FROM engine_snapshots WHERE shard = $1 AND seq < "
                 "(SELECT min(seq) FROM (SELECT seq FROM engine_snapshots WHERE shard = $1 "
-                "ORDER BY seq DESC LIMIT 2) newest)", self.shard)
+                "ORDER BY seq DESC LIMIT 2) newest)",
+                self.shard,
+            )
         self._snapshot_at = self.at
         log.info("engine snapshot", extra={"seq": self.at, "bytes": len(state)})
 
     async def _rows(self, conn: asyncpg.Connection, after: int, upto: int) -> list[asyncpg.Record]:
         rows = await conn.fetch(
             "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
-            self.shard, after, upto)
+            self.shard,
+            after,
+            upto,
+        )
         if [r["seq"] for r in rows] != list(range(after + 1, upto + 1)):
             raise RecoveryError(f"journal of shard '{self.shard}' has a gap in {after + 1}..{upto}")
         return rows
@@ -180,7 +218,7 @@ class Projector:
 
         def controls(seq: int) -> None:
             placed = changes.get(seq, [])
-            for (change, done), outcome in zip(placed, self._controls(placed, seq)):
+            for (change, done), outcome in zip(placed, self._controls(placed, seq), strict=False):
                 if outcome.frame is not None:
                     orders.append(order_rows(outcome.frame, self.shard, change.id))
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
@@ -201,13 +239,28 @@ class Projector:
             elif outcome.errors:
                 pass  # refused by the rules: it changed nothing
             elif isinstance(msg, P.ProviderExecution):
-                for t in self.trades.execution(seq, msg.provider, msg.exec_id, msg.symbol, msg.side,
-                                               Decimal(msg.qty), Decimal(msg.price),
-                                               Decimal(msg.provider_equity), msg.leverage):
+                for t in self.trades.execution(
+                    seq,
+                    msg.provider,
+                    msg.exec_id,
+                    msg.symbol,
+                    msg.side,
+                    Decimal(msg.qty),
+                    Decimal(msg.price),
+                    Decimal(msg.provider_equity),
+                    msg.leverage,
+                ):
                     traded[t.key] = t
             elif isinstance(msg, P.Instrument):
-                instruments.append((msg.symbol, msg.kind, *map(Decimal, (msg.tick, msg.step, msg.min_qty,
-                                    msg.min_notional)), self.shard, seq))
+                instruments.append(
+                    (
+                        msg.symbol,
+                        msg.kind,
+                        *map(Decimal, (msg.tick, msg.step, msg.min_qty, msg.min_notional)),
+                        self.shard,
+                        seq,
+                    )
+                )
             if seq < upto:
                 controls(seq)
         async with conn.transaction():
@@ -215,8 +268,9 @@ class Projector:
                 if rows:
                     await conn.copy_to_table(table, source=_Chunks(rows), columns=_COLUMNS[table])
             if stops:
-                await conn.copy_records_to_table("relationship_stops", records=stops,
-                                                 columns=["shard", "seq", "follower_id", "provider_id"])
+                await conn.copy_records_to_table(
+                    "relationship_stops", records=stops, columns=["shard", "seq", "follower_id", "provider_id"]
+                )
             for change_id, error in verdicts:
                 await control.decided(conn, change_id, error)
             if instruments:
@@ -243,12 +297,14 @@ _UPSERT_INSTRUMENT = (
     "INSERT INTO instruments (symbol, kind, tick, step, min_qty, min_notional, shard, seq) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (symbol) DO UPDATE SET kind = EXCLUDED.kind, "
     "tick = EXCLUDED.tick, step = EXCLUDED.step, min_qty = EXCLUDED.min_qty, "
-    "min_notional = EXCLUDED.min_notional, shard = EXCLUDED.shard, seq = EXCLUDED.seq")
+    "min_notional = EXCLUDED.min_notional, shard = EXCLUDED.shard, seq = EXCLUDED.seq"
+)
 _UPSERT_TRADE = (
     f"INSERT INTO provider_trades (shard, {', '.join(trades.COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(trades.COLUMNS) + 2))}) "
     "ON CONFLICT (shard, provider_id, symbol, opened_seq) DO UPDATE SET "
-    + ", ".join(f"{c} = EXCLUDED.{c}" for c in trades.COLUMNS if c not in ("provider_id", "symbol", "opened_seq")))
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in trades.COLUMNS if c not in ("provider_id", "symbol", "opened_seq"))
+)
 
 
 async def _move_high_watermark(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
@@ -260,20 +316,43 @@ async def _move_high_watermark(conn: asyncpg.Connection, shard: str, seq: int, c
             "INSERT INTO high_watermarks (follower_id, provider_id, hwm, reason, shard, seq) "
             "VALUES ($1, $2, $3, 'follow', $4, $5) ON CONFLICT (follower_id, provider_id) DO UPDATE SET "
             "hwm = EXCLUDED.hwm, reason = 'follow', shard = EXCLUDED.shard, seq = EXCLUDED.seq, updated_at = now()",
-            *who, Decimal(change["allocation"]), shard, seq)
+            *who,
+            Decimal(change["allocation"]),
+            shard,
+            seq,
+        )
     elif kind in ("deposit", "withdraw"):
         amount = Decimal(change["amount"])
         await conn.execute(
             "UPDATE high_watermarks SET hwm = hwm + $3, reason = $4, shard = $5, seq = $6, updated_at = now() "
             "WHERE follower_id = $1 AND provider_id = $2",
-            *who, amount if kind == "deposit" else -amount, kind, shard, seq)
+            *who,
+            amount if kind == "deposit" else -amount,
+            kind,
+            shard,
+            seq,
+        )
     elif kind == "unfollow":
         await conn.execute("DELETE FROM high_watermarks WHERE follower_id = $1 AND provider_id = $2", *who)
 
 
 _COLUMNS = {
-    "copy_orders": ["shard", "client_order_id", "seq", "follower_id", "provider_id", "symbol", "side", "type",
-                    "qty", "price", "reduce_only", "leverage", "change_id", "n"],
+    "copy_orders": [
+        "shard",
+        "client_order_id",
+        "seq",
+        "follower_id",
+        "provider_id",
+        "symbol",
+        "side",
+        "type",
+        "qty",
+        "price",
+        "reduce_only",
+        "leverage",
+        "change_id",
+        "n",
+    ],
     "copy_fills": ["shard", "seq", "n", "client_order_id", "qty", "price"],
     "copy_rejects": ["shard", "seq", "n", "client_order_id", "reason"],
 }
@@ -314,8 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         task = asyncio.create_task(Projector(args.database, args.shard, snapshot_s=args.snapshot_interval).run())
-        done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())],
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())], return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             task.result()  # it failed: say why, and exit non-zero
         task.cancel()

@@ -12,12 +12,14 @@ from pyservice._engine_core import CopyEngineError, LiveEngine
 log = logging.getLogger("copyengine.store")
 
 
-async def restore_newest(conn: asyncpg.Connection, shard: str, upto: int,
-                         books: Callable[[], Awaitable[str]]) -> tuple[LiveEngine, int]:
+async def restore_newest(
+    conn: asyncpg.Connection, shard: str, upto: int, books: Callable[[], Awaitable[str]]
+) -> tuple[LiveEngine, int]:
     """The engine at the newest snapshot at or below `upto` and that snapshot's seq; an
     older one if it does not load (another engine version, damage), else the books at 0."""
-    rows = await conn.fetch("SELECT seq, state FROM engine_snapshots WHERE shard = $1 AND seq <= $2 "
-                            "ORDER BY seq DESC", shard, upto)
+    rows = await conn.fetch(
+        "SELECT seq, state FROM engine_snapshots WHERE shard = $1 AND seq <= $2 ORDER BY seq DESC", shard, upto
+    )
     for row in rows:
         try:
             return LiveEngine.restore(row["state"]), row["seq"]

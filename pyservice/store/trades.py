@@ -63,14 +63,34 @@ class TradeBook:
     def __init__(self, open_trades: list[Trade] | None = None) -> None:
         self.open: dict[tuple[str, str], Trade] = {(t.provider_id, t.symbol): t for t in open_trades or []}
 
-    def execution(self, seq: int, provider: str, exec_id: str, symbol: str, side: str, qty: Decimal,
-                  price: Decimal, provider_equity: Decimal, leverage: int) -> list[Trade]:
+    def execution(
+        self,
+        seq: int,
+        provider: str,
+        exec_id: str,
+        symbol: str,
+        side: str,
+        qty: Decimal,
+        price: Decimal,
+        provider_equity: Decimal,
+        leverage: int,
+    ) -> list[Trade]:
         """Apply one accepted execution; the trades it changed (closed first)."""
         with localcontext(EXACT):
             return self._execution(seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage)
 
-    def _execution(self, seq: int, provider: str, exec_id: str, symbol: str, side: str, qty: Decimal,
-                   price: Decimal, provider_equity: Decimal, leverage: int) -> list[Trade]:
+    def _execution(
+        self,
+        seq: int,
+        provider: str,
+        exec_id: str,
+        symbol: str,
+        side: str,
+        qty: Decimal,
+        price: Decimal,
+        provider_equity: Decimal,
+        leverage: int,
+    ) -> list[Trade]:
         if qty <= 0 or price <= 0 or provider_equity <= 0:
             raise ValueError(f"execution {exec_id}: qty, price and provider equity must be positive")
         buying = side == "buy"
@@ -98,8 +118,19 @@ class TradeBook:
             changed.append(t)
             rest = qty - closing
         if rest > 0:
-            t = Trade(provider, symbol, seq, exec_id, "long" if buying else "short", leverage, provider_equity,
-                      qty=rest, max_qty=rest, entry_qty=rest, entry_notional=rest * price)
+            t = Trade(
+                provider,
+                symbol,
+                seq,
+                exec_id,
+                "long" if buying else "short",
+                leverage,
+                provider_equity,
+                qty=rest,
+                max_qty=rest,
+                entry_qty=rest,
+                entry_notional=rest * price,
+            )
             self.open[(provider, symbol)] = t
             changed.append(t)
         return changed

@@ -29,9 +29,17 @@ def as_record(entry_id: Any, fields: dict[Any, Any]) -> dict[str, Any]:
     return {"id": _text(entry_id), "seq": int(f["seq"]), "kind": f["kind"], "entries": json.loads(f["entries"])}
 
 
-async def consume(redis_url: str, stream: str, group: str, consumer: str | None = None, *,
-                  limit: int | None = None, claim_idle_s: float = 30.0, block_ms: int = 1000,
-                  out: Callable[[dict[str, Any]], None] | None = None) -> int:
+async def consume(
+    redis_url: str,
+    stream: str,
+    group: str,
+    consumer: str | None = None,
+    *,
+    limit: int | None = None,
+    claim_idle_s: float = 30.0,
+    block_ms: int = 1000,
+    out: Callable[[dict[str, Any]], None] | None = None,
+) -> int:
     """Consume until `limit` entries (None: forever); returns how many were handled."""
     consumer = consumer or f"{socket.gethostname()}-{os.getpid()}"
     emit = out or (lambda rec: print(json.dumps(rec), flush=True))
@@ -48,8 +56,9 @@ async def consume(redis_url: str, stream: str, group: str, consumer: str | None 
             # take no more than will be handled: an entry taken is this consumer's to ack
             want = 100 if limit is None else min(100, limit - handled)
             # first what a dead consumer of the group left idle, then new entries
-            reply: Any = await r.xautoclaim(stream, group, consumer, int(claim_idle_s * 1000),
-                                            start_id=claim_from, count=want)
+            reply: Any = await r.xautoclaim(
+                stream, group, consumer, int(claim_idle_s * 1000), start_id=claim_from, count=want
+            )
             claim_from, claimed = reply[0], reply[1]
             batch: list[Any] = list(claimed)
             if not batch:
@@ -67,8 +76,7 @@ async def consume(redis_url: str, stream: str, group: str, consumer: str | None 
         await r.aclose()
 
 
-def main(redis_url: str, stream: str, group: str, consumer: str | None, limit: int | None,
-         claim_idle_s: float) -> int:
+def main(redis_url: str, stream: str, group: str, consumer: str | None, limit: int | None, claim_idle_s: float) -> int:
     try:
         asyncio.run(consume(redis_url, stream, group, consumer, limit=limit, claim_idle_s=claim_idle_s))
     except KeyboardInterrupt:

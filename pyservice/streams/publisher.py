@@ -26,9 +26,12 @@ from pyservice.engine.faults import KILL
 
 log = logging.getLogger("copyengine.streams")
 
+
 def default_stream(shard: str) -> str:
     """One stream per shard: entry ids are that shard's venue seqs."""
     return f"copyengine:fills:{shard}"
+
+
 #: frames per round trip to PostgreSQL and Redis
 BATCH = 50
 
@@ -64,8 +67,9 @@ async def last_published(r: aioredis.Redis, stream: str) -> tuple[int, int]:
     return entry_id(newest[0][0]) if newest else (0, 1)
 
 
-async def ready_entries(conn: asyncpg.Connection, shard: str, after: tuple[int, int],
-                        max_seqs: int) -> tuple[list[Entry], tuple[int, int]]:
+async def ready_entries(
+    conn: asyncpg.Connection, shard: str, after: tuple[int, int], max_seqs: int
+) -> tuple[list[Entry], tuple[int, int]]:
     """The entries after id `after` that are final, in id order, and the position they
     take the publisher to (past seqs without entries, too).
 
@@ -79,7 +83,12 @@ async def ready_entries(conn: asyncpg.Connection, shard: str, after: tuple[int, 
     rows = await conn.fetch(
         "SELECT seq, sub, kind, payload, follower_id, provider_id FROM outbox WHERE shard = $1 AND seq <= $3 "
         "AND ((sub = 0 AND seq > $2) OR (sub = 1 AND seq >= $4 AND seq < $5)) ORDER BY seq, sub, n",
-        shard, seq, hi, seq if sub == 0 else seq + 1, projected)
+        shard,
+        seq,
+        hi,
+        seq if sub == 0 else seq + 1,
+        projected,
+    )
     out = []
     stops: list[list[str]] = []
     for i, r in enumerate(rows):
@@ -97,8 +106,15 @@ async def ready_entries(conn: asyncpg.Connection, shard: str, after: tuple[int, 
 
 
 class Publisher:
-    def __init__(self, dsn: str, redis_url: str, shard: str = "main", stream: str | None = None,
-                 poll_s: float = 0.05, retry_s: float = 0.5) -> None:
+    def __init__(
+        self,
+        dsn: str,
+        redis_url: str,
+        shard: str = "main",
+        stream: str | None = None,
+        poll_s: float = 0.05,
+        retry_s: float = 0.5,
+    ) -> None:
         self.dsn, self.redis_url, self.shard = dsn, redis_url, shard
         self.stream = stream or default_stream(shard)
         self.poll_s, self.retry_s = poll_s, retry_s
@@ -110,8 +126,10 @@ class Publisher:
                 await self._publish_forever()
             except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
                 if not self._down:
-                    log.warning("stream publication paused; the backlog stays in PostgreSQL",
-                                extra={"error": repr(exc), "stream": self.stream})
+                    log.warning(
+                        "stream publication paused; the backlog stays in PostgreSQL",
+                        extra={"error": repr(exc), "stream": self.stream},
+                    )
                 self._down = True
                 await asyncio.sleep(self.retry_s)
 
@@ -121,8 +139,7 @@ class Publisher:
         try:
             done = await last_published(r, self.stream)
             if self._down:
-                log.info("stream publication resumed", extra={"after": f"{done[0]}-{done[1]}",
-                                                              "stream": self.stream})
+                log.info("stream publication resumed", extra={"after": f"{done[0]}-{done[1]}", "stream": self.stream})
                 self._down = False
             while True:
                 batch, reached = await ready_entries(conn, self.shard, done, BATCH)
@@ -134,7 +151,7 @@ class Publisher:
                 pipe = r.pipeline(transaction=False)
                 for e in batch:
                     pipe.xadd(self.stream, e.fields(self.shard), id=e.id)  # type: ignore[arg-type]  # redis' Mapping is invariant
-                for e, result in zip(batch, await pipe.execute(raise_on_error=False)):
+                for e, result in zip(batch, await pipe.execute(raise_on_error=False), strict=False):
                     # an id at or below the stream's last: published before a crash
                     already = isinstance(result, ResponseError) and "equal or smaller" in str(result)
                     if isinstance(result, Exception) and not already:
@@ -151,14 +168,13 @@ def die_with_parent() -> None:
     """Linux: get SIGTERM when the engine that started this process dies (even by
     SIGKILL), so a crashed engine leaves no worker behind. If it died before this ran,
     exit now."""
+    import contextlib
     import ctypes
     import os
     import signal
 
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
     parent = os.environ.get("COPYENGINE_PARENT")
     if parent is not None and os.getppid() != int(parent):
         raise SystemExit("the engine that started this worker is gone")
@@ -187,8 +203,7 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run() -> None:
         task = asyncio.create_task(publisher.run())
-        done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())],
-                                     return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())], return_when=asyncio.FIRST_COMPLETED)
         if task in done:
             task.result()  # it failed: say why, and exit non-zero (the engine restarts it)
         task.cancel()

@@ -13,6 +13,7 @@ PnL is not counted (there is no liquidation model).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import re
 from collections import deque
@@ -32,7 +33,7 @@ MAX_LEVERAGE = 125
 
 
 class Instrument:
-    __slots__ = ("symbol", "perp", "tick", "step", "min_qty", "min_notional")
+    __slots__ = ("min_notional", "min_qty", "perp", "step", "symbol", "tick")
 
     def __init__(self, message: protocol.Instrument) -> None:
         self.symbol = message.symbol
@@ -55,7 +56,7 @@ class Lot(msgspec.Struct, gc=False):
 
 
 class Account:
-    __slots__ = ("cash", "margin", "qty", "lots")
+    __slots__ = ("cash", "lots", "margin", "qty")
 
     def __init__(self, cash: int) -> None:
         self.cash = cash  # money, 16 decimals
@@ -186,10 +187,8 @@ class Matcher:
     # instrument or mark changes nothing here either.
 
     def set_instrument(self, message: protocol.Instrument) -> None:
-        try:
+        with contextlib.suppress(ValueError):
             self.instruments[message.symbol] = Instrument(message)
-        except ValueError:
-            pass
 
     def set_mark(self, symbol: str, price: str) -> None:
         try:
@@ -204,8 +203,7 @@ class Matcher:
         account = self.accounts[(follower, provider)] = Account(cash)
         return account
 
-    def match(self, orders: Sequence[Order], outcomes: list[Outcome] | None = None
-              ) -> tuple[list[Fill], list[Reject]]:
+    def match(self, orders: Sequence[Order], outcomes: list[Outcome] | None = None) -> tuple[list[Fill], list[Reject]]:
         """One report per order; `outcomes` (if given) gets one entry per order too."""
         # Reports are built as plain tuples: msgpack encodes them exactly as the Fill and
         # Reject NamedTuples, and a NamedTuple costs a Python-level __new__ per order.
@@ -245,9 +243,7 @@ class Matcher:
         qty = self._numbers.get(qty_text)
         if qty is None:
             qty = self._number(qty_text)
-        if qty <= 0 or qty % inst.step or not (
-            1 <= leverage <= MAX_LEVERAGE if inst.perp else leverage == 1
-        ):
+        if qty <= 0 or qty % inst.step or not (1 <= leverage <= MAX_LEVERAGE if inst.perp else leverage == 1):
             return "", "invalid"
         limit = 0
         if type_ == "limit_ioc":

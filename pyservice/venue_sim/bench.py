@@ -24,9 +24,16 @@ def _frames(followers: int, count: int) -> list[bytes]:
         qty = "0.001" if symbol == "BTCUSDT" else "0.01"
         orders = [
             NewOrder(
-                f"c{n}x{i}", f"f{i}", "p1", symbol, "sell" if closing else "buy",
-                "market" if closing else "limit_ioc", qty,
-                None if closing else "70000", closing, 1 if symbol == "BTCUSDT" else 5,
+                f"c{n}x{i}",
+                f"f{i}",
+                "p1",
+                symbol,
+                "sell" if closing else "buy",
+                "market" if closing else "limit_ioc",
+                qty,
+                None if closing else "70000",
+                closing,
+                1 if symbol == "BTCUSDT" else 5,
             )
             for i in range(followers)
         ]
@@ -63,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         decode += t1 - t0
         match += time.perf_counter() - t1
     orders = args.followers * args.frames
-    print(f"{orders} orders: decode {orders / decode:,.0f}/s, match and log {orders / match:,.0f}/s, "
-          f"both {orders / (decode + match):,.0f}/s (fills {venue.stats.fills}, rejects {venue.stats.rejects})")
+    print(
+        f"{orders} orders: decode {orders / decode:,.0f}/s, match and log {orders / match:,.0f}/s, "
+        f"both {orders / (decode + match):,.0f}/s (fills {venue.stats.fills}, rejects {venue.stats.rejects})"
+    )
     return 0
 
 

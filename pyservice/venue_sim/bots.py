@@ -75,20 +75,29 @@ class ProviderBot:
         if account.position(inst.symbol):
             self._leverage[inst.symbol] = leverage
         return ProviderExecution(
-            0, self.provider, exec_id, inst.symbol, "buy" if buy else "sell",
-            fixed.format(qty), fixed.format(price),
-            fixed.format(account.equity(marks), fixed.MONEY_DIGITS), leverage,
+            0,
+            self.provider,
+            exec_id,
+            inst.symbol,
+            "buy" if buy else "sell",
+            fixed.format(qty),
+            fixed.format(price),
+            fixed.format(account.equity(marks), fixed.MONEY_DIGITS),
+            leverage,
         )
 
     def _opening_qty(self, inst: Instrument, price: int, leverage: int) -> int:
         """2-15 % of available cash, levered, floored to step and raised to the minimums; 0 if unaffordable."""
         budget = self.account.available * self._rng.randint(2, 15) // 100
         qty = budget * leverage // price // inst.step * inst.step  # money / price = qty
-        least = max(
-            ceil_div(inst.min_qty, inst.step),
-            ceil_div(inst.min_notional * fixed.QTY_SCALE, price * inst.step),
-            1,
-        ) * inst.step
+        least = (
+            max(
+                ceil_div(inst.min_qty, inst.step),
+                ceil_div(inst.min_notional * fixed.QTY_SCALE, price * inst.step),
+                1,
+            )
+            * inst.step
+        )
         if qty < least:
             qty = least
         return qty if ceil_div(qty * price, leverage) <= self.account.available else 0

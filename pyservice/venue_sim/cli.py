@@ -54,33 +54,54 @@ def _endpoint(text: str) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The venue-sim options, for a `copyengine venue-sim` subparser too."""
-    parser.add_argument("--connect", type=_endpoint, default="tcp://127.0.0.1:7400",
-                        help="the engine's address: tcp://HOST:PORT or unix:PATH (default %(default)s)")
+    parser.add_argument(
+        "--connect",
+        type=_endpoint,
+        default="tcp://127.0.0.1:7400",
+        help="the engine's address: tcp://HOST:PORT or unix:PATH (default %(default)s)",
+    )
     parser.add_argument("--session", help="session name (default: random, fixed for this run)")
     parser.add_argument("--books", metavar="PATH", help="providers and follows (JSON); funds the followers")
-    parser.add_argument("--funding", type=_decimal, default="1",
-                        help="each follow is an account (follower, provider) holding FUNDING x its allocation"
-                             " (default %(default)s)")
+    parser.add_argument(
+        "--funding",
+        type=_decimal,
+        default="1",
+        help="each follow is an account (follower, provider) holding FUNDING x its allocation (default %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seeds marks, bots and partial fills")
-    parser.add_argument("--rate", type=_non_negative, default=10.0,
-                        help="provider executions per second, all bots (default %(default)s; 0: none)")
-    parser.add_argument("--mark-interval", type=_non_negative, default=0.5,
-                        help="seconds between mark moves (default %(default)s; 0: fixed marks)")
+    parser.add_argument(
+        "--rate",
+        type=_non_negative,
+        default=10.0,
+        help="provider executions per second, all bots (default %(default)s; 0: none)",
+    )
+    parser.add_argument(
+        "--mark-interval",
+        type=_non_negative,
+        default=0.5,
+        help="seconds between mark moves (default %(default)s; 0: fixed marks)",
+    )
     parser.add_argument("--duration", type=_positive, help="stop after this many seconds")
     parser.add_argument("--heartbeat", type=_positive, default=1.0, help="seconds between heartbeats")
-    parser.add_argument("--dead-after", type=_positive, default=5.0,
-                        help="drop the connection after this many silent seconds")
-    parser.add_argument("--partial-fill-pct", type=_percent, default=0.0,
-                        help="percent of fillable orders that fill only in part")
-    parser.add_argument("--fill-latency-ms", type=_non_negative, default=0.0,
-                        help="delay between receiving orders and reporting them")
+    parser.add_argument(
+        "--dead-after", type=_positive, default=5.0, help="drop the connection after this many silent seconds"
+    )
+    parser.add_argument(
+        "--partial-fill-pct", type=_percent, default=0.0, help="percent of fillable orders that fill only in part"
+    )
+    parser.add_argument(
+        "--fill-latency-ms", type=_non_negative, default=0.0, help="delay between receiving orders and reporting them"
+    )
     parser.add_argument("--record", metavar="PATH", help="append every order and its outcome (JSON Lines)")
-    parser.add_argument("--script", metavar="PATH",
-                        help="JSON Lines of instrument/mark/exec entries and pauses, instead of bots")
-    parser.add_argument("--disconnect-at-seq", type=int, metavar="N",
-                        help="fault: cut the connection in the middle of entry N (once)")
-    parser.add_argument("--garbage-at-seq", type=int, metavar="N",
-                        help="fault: send a malformed frame before entry N (once)")
+    parser.add_argument(
+        "--script", metavar="PATH", help="JSON Lines of instrument/mark/exec entries and pauses, instead of bots"
+    )
+    parser.add_argument(
+        "--disconnect-at-seq", type=int, metavar="N", help="fault: cut the connection in the middle of entry N (once)"
+    )
+    parser.add_argument(
+        "--garbage-at-seq", type=int, metavar="N", help="fault: send a malformed frame before entry N (once)"
+    )
     parser.add_argument("--max-frame", type=int, default=DEFAULT_MAX_FRAME, help="largest accepted frame payload")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     parser.add_argument("--log-format", choices=["plain", "json"], default="plain")

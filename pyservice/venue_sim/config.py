@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias, Union
+from typing import Annotated, Any, Literal, TypeAlias
 
 import msgspec
 
@@ -61,7 +61,7 @@ class Pause(msgspec.Struct, frozen=True):
     seconds: Annotated[float, msgspec.Meta(ge=0)]
 
 
-ScriptStep: TypeAlias = Union[LogEntry, Pause]
+ScriptStep: TypeAlias = LogEntry | Pause
 
 
 @dataclass

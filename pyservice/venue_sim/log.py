@@ -6,7 +6,7 @@ Entries are stored as finished frames, so a replay from any seq is a slice of by
 from __future__ import annotations
 
 import asyncio
-from typing import TypeAlias, Union
+from typing import TypeAlias
 
 import msgspec
 
@@ -19,7 +19,7 @@ from pyservice.protocol import (
     encode,
 )
 
-LogEntry: TypeAlias = Union[Instrument, MarkPrice, ProviderExecution, CopyFills, CopyRejects]
+LogEntry: TypeAlias = Instrument | MarkPrice | ProviderExecution | CopyFills | CopyRejects
 
 _decoder: msgspec.msgpack.Decoder[LogEntry] = msgspec.msgpack.Decoder(LogEntry)
 

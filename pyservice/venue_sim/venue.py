@@ -15,8 +15,8 @@ from typing import IO
 import msgspec
 
 from pyservice import protocol
-from pyservice.protocol import CopyFills, CopyRejects, UncheckedOrders
 from pyservice.endpoints import parse_endpoint
+from pyservice.protocol import CopyFills, CopyRejects, UncheckedOrders
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.accounts import Instrument, Matcher, Outcome
 from pyservice.venue_sim.bots import Bots
@@ -70,8 +70,14 @@ class VenueSim:
         self._record: IO[bytes] | None = None
         self._record_encoder = msgspec.json.Encoder()
         self.link = Link(
-            parse_endpoint(config.connect), self.log, self.session, self.stats, self._receive,
-            heartbeat=config.heartbeat, dead_after=config.dead_after, max_frame=config.max_frame,
+            parse_endpoint(config.connect),
+            self.log,
+            self.session,
+            self.stats,
+            self._receive,
+            heartbeat=config.heartbeat,
+            dead_after=config.dead_after,
+            max_frame=config.max_frame,
             faults=Faults(config.disconnect_at_seq, config.garbage_at_seq),
         )
         funding = fixed.parse(config.funding)
@@ -87,8 +93,10 @@ class VenueSim:
                 self.publish(protocol.MarkPrice(0, spec.instrument.symbol, spec.price))
             providers = [p.id for p in config.books.providers] if config.books else list(config.providers)
             self._bots = Bots(
-                providers, [Instrument(spec.instrument) for spec in config.instruments],
-                fixed.parse(config.provider_cash, fixed.MONEY_DIGITS), config.seed,
+                providers,
+                [Instrument(spec.instrument) for spec in config.instruments],
+                fixed.parse(config.provider_cash, fixed.MONEY_DIGITS),
+                config.seed,
             )
 
     # -- public API -------------------------------------------------------------------
@@ -159,8 +167,9 @@ class VenueSim:
             if self._record is not None:
                 self._record.close()
                 self._record = None
-            logger.info("venue-sim stopped", extra={"session": self.session, "seq": self.log.newest,
-                                                    **self.stats.as_dict()})
+            logger.info(
+                "venue-sim stopped", extra={"session": self.session, "seq": self.log.newest, **self.stats.as_dict()}
+            )
 
     def _on_task_done(self, task: asyncio.Task[None]) -> None:
         # a failing producer or link ends the run, which then raises its error
@@ -250,9 +259,22 @@ class VenueSim:
         assert self._record is not None
         lines = [
             OrderRecord(
-                recv_ns, frame_seq, o.client_order_id, o.follower, o.provider, o.symbol, o.side,
-                o.type, o.qty, o.price, o.reduce_only, o.leverage,
-                "fill" if reason is None else "reject", qty, price, reason,
+                recv_ns,
+                frame_seq,
+                o.client_order_id,
+                o.follower,
+                o.provider,
+                o.symbol,
+                o.side,
+                o.type,
+                o.qty,
+                o.price,
+                o.reduce_only,
+                o.leverage,
+                "fill" if reason is None else "reject",
+                qty,
+                price,
+                reason,
             )
             for o, qty, price, reason in outcomes
         ]

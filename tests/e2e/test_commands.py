@@ -22,9 +22,24 @@ def _port() -> int:
 
 def test_demo_copies_and_stops_cleanly() -> None:
     out = subprocess.run(
-        [*CLI, "demo", "--providers", "3", "--followers", "300", "--rate", "20", "--duration", "4",
-         "--metrics-port", str(_port())],
-        capture_output=True, text=True, timeout=60)
+        [
+            *CLI,
+            "demo",
+            "--providers",
+            "3",
+            "--followers",
+            "300",
+            "--rate",
+            "20",
+            "--duration",
+            "4",
+            "--metrics-port",
+            str(_port()),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     summary = re.search(r"demo: ([\d,]+) copy orders, ([\d,]+) fills, .* ([\d,]+) protocol errors", out.stdout)
     assert summary is not None, out.stdout[-2000:]
@@ -35,8 +50,9 @@ def test_demo_copies_and_stops_cleanly() -> None:
 def _bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
     """`copyengine bench ARGS --json PATH`, which must succeed; the JSON it wrote."""
     path = tmp_path / "bench.json"
-    out = subprocess.run([*CLI, "bench", *args, "--json", str(path)], capture_output=True, text=True,
-                         timeout=180, env=env)
+    out = subprocess.run(
+        [*CLI, "bench", *args, "--json", str(path)], capture_output=True, text=True, timeout=180, env=env
+    )
     assert out.returncode == 0, out.stderr
     result: dict[str, Any] = json.loads(path.read_text())
     return result
@@ -68,8 +84,19 @@ def test_socket_bench_refuses_a_rate_that_is_not_one() -> None:
 
 def test_durable_socket_bench_waits_for_every_row(tmp_path: Path, pg_server: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
-    result = _bench(tmp_path, "--followers", "30", "--fills", "4", "--burst", "3", "--engine", "rust", "--durable",
-                    env={**env, "DATABASE_URL": pg_server})
+    result = _bench(
+        tmp_path,
+        "--followers",
+        "30",
+        "--fills",
+        "4",
+        "--burst",
+        "3",
+        "--engine",
+        "rust",
+        "--durable",
+        env={**env, "DATABASE_URL": pg_server},
+    )
     assert (result["copy_orders_received"], result["lost"], result["duplicates"]) == (120, 0, 0)
     assert result["durable"] == {"postgres": "DATABASE_URL", "redis_stream": None}
     assert result["persisted_published_orders_per_s"] > 0 and result["timed_persisted_lag_ms"] >= 0
@@ -80,8 +107,13 @@ def test_socket_bench_warms_up_untimed_and_refuses_bad_options(tmp_path: Path) -
     # the 3 warm-up executions' 60 orders arrived (none lost) but are neither timed nor counted as timed
     assert (result["copy_orders_expected"], result["copy_orders_received"]) == (80, 80)
     assert (result["lost"], result["duplicates"], result["warmup_executions"], result["realtime"]) == (0, 0, 3, None)
-    for option, bad in (("--warmup", "-1"), ("--warmup", "two"), ("--realtime", "0"), ("--realtime", "100"),
-                        ("--realtime", "high")):
+    for option, bad in (
+        ("--warmup", "-1"),
+        ("--warmup", "two"),
+        ("--realtime", "0"),
+        ("--realtime", "100"),
+        ("--realtime", "high"),
+    ):
         refused = subprocess.run([*CLI, "bench", option, bad], capture_output=True, text=True, timeout=30)
         assert refused.returncode == 2 and option in refused.stderr, (option, bad, refused.stderr)
 
@@ -94,12 +126,33 @@ def _can_realtime() -> bool:
 
 def _engine_with_realtime(tmp_path: Path, *prefix: str) -> subprocess.Popen[str]:
     books = tmp_path / "books.json"
-    books.write_text(json.dumps({"version": 1, "providers": [{"id": "P"}],
-                                 "follows": [{"follower": "a", "provider": "P", "allocation": "100"}]}))
+    books.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "providers": [{"id": "P"}],
+                "follows": [{"follower": "a", "provider": "P", "allocation": "100"}],
+            }
+        )
+    )
     return subprocess.Popen(
-        [*prefix, *CLI, "engine", "--memory", "--books", str(books), "--listen", f"tcp://127.0.0.1:{_port()}",
-         "--realtime", "3", "--log-format", "json"],
-        stderr=subprocess.PIPE, text=True)
+        [
+            *prefix,
+            *CLI,
+            "engine",
+            "--memory",
+            "--books",
+            str(books),
+            "--listen",
+            f"tcp://127.0.0.1:{_port()}",
+            "--realtime",
+            "3",
+            "--log-format",
+            "json",
+        ],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_engine_realtime_puts_the_hot_threads_under_fifo_or_refuses_to_start(tmp_path: Path) -> None:
@@ -142,9 +195,28 @@ def test_engine_realtime_without_the_capability_refuses_to_start(tmp_path: Path)
 def test_socket_bench_realtime_runs_both_engines_and_the_venue_under_fifo(tmp_path: Path) -> None:
     path = tmp_path / "bench.json"
     out = subprocess.run(
-        [*CLI, "bench", "--followers", "20", "--fills", "4", "--burst", "1", "--engine", "both", "--warmup", "1",
-         "--realtime", "3", "--json", str(path)],
-        capture_output=True, text=True, timeout=120)
+        [
+            *CLI,
+            "bench",
+            "--followers",
+            "20",
+            "--fills",
+            "4",
+            "--burst",
+            "1",
+            "--engine",
+            "both",
+            "--warmup",
+            "1",
+            "--realtime",
+            "3",
+            "--json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if not _can_realtime():
         assert out.returncode == 2 and "CAP_SYS_NICE" in out.stderr, out.stderr
         return

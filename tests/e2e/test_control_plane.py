@@ -12,13 +12,13 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
+from venue_traffic import free_port
 
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import Books, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
-from venue_traffic import free_port
 
 CLI = [sys.executable, "-m", "pyservice.cli"]
 
@@ -28,14 +28,28 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 async def _scenario(tmp: Path, dsn: str) -> None:
-    books_doc = {"version": 1, "providers": [{"id": "alpha"}],
-                 "follows": [{"follower": "f1", "provider": "alpha", "allocation": "1000"}]}
+    books_doc = {
+        "version": 1,
+        "providers": [{"id": "alpha"}],
+        "follows": [{"follower": "f1", "provider": "alpha", "allocation": "1000"}],
+    }
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{free_port()}"
-    engine = subprocess.Popen([*CLI, "engine", "--books", str(books), "--database", dsn, "--listen", addr,
-                               "--heartbeat", "0.05"], stderr=open(tmp / "engine.log", "wb"))
-    venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, heartbeat=0.05, seed=1,
-                                 books=msgspec.convert(books_doc, Books), record=str(tmp / "orders.jsonl")))
+    engine = subprocess.Popen(
+        [*CLI, "engine", "--books", str(books), "--database", dsn, "--listen", addr, "--heartbeat", "0.05"],
+        stderr=open(tmp / "engine.log", "wb"),
+    )
+    venue = VenueSim(
+        VenueConfig(
+            connect=addr,
+            rate=0,
+            mark_interval=0,
+            heartbeat=0.05,
+            seed=1,
+            books=msgspec.convert(books_doc, Books),
+            record=str(tmp / "orders.jsonl"),
+        )
+    )
     venue.matcher.open_account("f2", "alpha", fixed.parse("1000000", fixed.MONEY_DIGITS))
     runner = asyncio.create_task(venue.run())
     db = ["--database", dsn]
@@ -109,7 +123,9 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         assert await orders_for("x4", "buy") == []
         again_paused = await cli("pause", "f1", "alpha", *db)
         assert (again_paused.returncode, again_paused.stderr.strip()) == (
-            2, "refused: 'f1' copying 'alpha' is already paused")
+            2,
+            "refused: 'f1' copying 'alpha' is already paused",
+        )
         assert (await cli("resume", "f1", "alpha", *db)).returncode == 0
         assert (await cli("deposit", "f1", "alpha", "1000", *db)).returncode == 0
         assert {o["follower"] for o in await orders_for("x5", "buy")} == {"f1"}

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
+from venue_traffic import bots_for, free_port, trade
 
 from pyservice import books as B
 from pyservice import control
@@ -37,17 +38,26 @@ from pyservice.store import trades
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import Books, VenueConfig
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
-from venue_traffic import bots_for, free_port, trade
-
 
 
 def _order_key(o: P.NewOrder | OrderRecord) -> tuple[object, ...]:
-    return (o.client_order_id, o.follower, o.provider, o.symbol, o.side, o.type, str(o.qty),
-            None if o.price is None else str(o.price), o.reduce_only, o.leverage)
+    return (
+        o.client_order_id,
+        o.follower,
+        o.provider,
+        o.symbol,
+        o.side,
+        o.type,
+        str(o.qty),
+        None if o.price is None else str(o.price),
+        o.reduce_only,
+        o.leverage,
+    )
 
 
-def _uninterrupted(books: Path, log: list[P.VenueMessage], changes: list[asyncpg.Record]
-                   ) -> tuple[list[tuple[object, ...]], LiveEngine, list[tuple[object, ...]]]:
+def _uninterrupted(
+    books: Path, log: list[P.VenueMessage], changes: list[asyncpg.Record]
+) -> tuple[list[tuple[object, ...]], LiveEngine, list[tuple[object, ...]]]:
     """Every order an engine that never stopped sends over `log`, with the control
     changes at the points where the engine recorded them (and refusing the same ones),
     that engine, and the provider trades of the executions it accepted."""
@@ -78,9 +88,17 @@ def _uninterrupted(books: Path, log: list[P.VenueMessage], changes: list[asyncpg
         outcome = apply_message(engine, entry)
         take(outcome)
         if isinstance(entry, P.ProviderExecution) and not outcome.errors:
-            for t in book.execution(entry.seq, entry.provider, entry.exec_id, entry.symbol, entry.side,
-                                    Decimal(entry.qty), Decimal(entry.price), Decimal(entry.provider_equity),
-                                    entry.leverage):
+            for t in book.execution(
+                entry.seq,
+                entry.provider,
+                entry.exec_id,
+                entry.symbol,
+                entry.side,
+                Decimal(entry.qty),
+                Decimal(entry.price),
+                Decimal(entry.provider_equity),
+                entry.leverage,
+            ):
                 traded[t.key] = t
         controls(entry.seq)
     return out, engine, sorted(trades.row("main", t)[1:] for t in traded.values())
@@ -99,18 +117,52 @@ class _Resumes(logging.Handler):
             self.from_seqs.append(int(m[1]))
 
 
-async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_kills: int, seed: int,
-               disrupt: Callable[[], Awaitable[None]] | None = None) -> None:
+async def _run(
+    tmp: Path,
+    dsn: str,
+    random_kills: int,
+    commit_kills: int,
+    send_kills: int,
+    seed: int,
+    disrupt: Callable[[], Awaitable[None]] | None = None,
+) -> None:
     books_doc = B.demo_books(3, 150, seed)
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
-           "--listen", addr, "--heartbeat", "0.05", "--dead-after", "3", "--log-level", "WARNING",
-           "--snapshot-interval", "0"]  # a snapshot after every projector step: restarts start from one
+    cmd = [
+        sys.executable,
+        "-m",
+        "pyservice.cli",
+        "engine",
+        "--books",
+        str(books),
+        "--database",
+        dsn,
+        "--listen",
+        addr,
+        "--heartbeat",
+        "0.05",
+        "--dead-after",
+        "3",
+        "--log-level",
+        "WARNING",
+        "--snapshot-interval",
+        "0",
+    ]  # a snapshot after every projector step: restarts start from one
     log_file = open(tmp / "engine.log", "ab")
-    venue = VenueSim(VenueConfig(
-        connect=addr, rate=0, mark_interval=0, books=msgspec.convert(books_doc, Books), heartbeat=0.05,
-        dead_after=3, record=str(tmp / "orders.jsonl"), partial_fill_pct=20, seed=seed))
+    venue = VenueSim(
+        VenueConfig(
+            connect=addr,
+            rate=0,
+            mark_interval=0,
+            books=msgspec.convert(books_doc, Books),
+            heartbeat=0.05,
+            dead_after=3,
+            record=str(tmp / "orders.jsonl"),
+            partial_fill_pct=20,
+            seed=seed,
+        )
+    )
     resumes = _Resumes()
     logging.getLogger("copyengine.venue").addHandler(resumes)
     logging.getLogger("copyengine.venue").setLevel(logging.INFO)
@@ -130,17 +182,23 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
         providers = [p["id"] for p in books_doc["providers"]]  # type: ignore[index, union-attr]
         try:
             # one the rules refuse for certain (the others are refused or not by chance)
-            await control.submit(conn, "main", {"type": "deposit", "follower": "ghost", "provider": providers[0],
-                                                "amount": "5"})
+            await control.submit(
+                conn, "main", {"type": "deposit", "follower": "ghost", "provider": providers[0], "amount": "5"}
+            )
             changes_made += 1
             while not stop_traffic.is_set():
                 await asyncio.sleep(rnd.uniform(0.05, 0.2))
                 kind = rnd.choice(["follow", "deposit", "withdraw", "unfollow", "pause", "resume", "settings"])
                 if kind == "follow":
-                    f = {"type": "follow", "follower": f"late{changes_made}", "provider": rnd.choice(providers),
-                         "allocation": str(rnd.choice([100, 1000, 5000]))}
-                    venue.matcher.open_account(f["follower"], f["provider"], fixed.parse(f["allocation"],
-                                                                                         fixed.MONEY_DIGITS))
+                    f = {
+                        "type": "follow",
+                        "follower": f"late{changes_made}",
+                        "provider": rnd.choice(providers),
+                        "allocation": str(rnd.choice([100, 1000, 5000])),
+                    }
+                    venue.matcher.open_account(
+                        f["follower"], f["provider"], fixed.parse(f["allocation"], fixed.MONEY_DIGITS)
+                    )
                     follows.append(f)
                 else:
                     f = dict(rnd.choice(follows))
@@ -148,8 +206,16 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
                     if kind in ("deposit", "withdraw"):
                         f["amount"] = str(rnd.choice([5, 50, 500]))
                     elif kind == "settings":
-                        f.update(rnd.choice([{"max_loss_pct": "5"}, {"mode": "multiplier", "multiplier": "2"},
-                                             {"max_per_trade_pct": "10"}, {"slippage_pct": "1"}]))
+                        f.update(
+                            rnd.choice(
+                                [
+                                    {"max_loss_pct": "5"},
+                                    {"mode": "multiplier", "multiplier": "2"},
+                                    {"max_per_trade_pct": "10"},
+                                    {"slippage_pct": "1"},
+                                ]
+                            )
+                        )
                 try:
                     await control.submit(conn, "main", f)
                     changes_made += 1
@@ -239,17 +305,25 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
             if await conn.fetchval("SELECT max(seq) FROM engine_snapshots") == venue.log.newest:
                 break
             await asyncio.sleep(0.05)
-        money = await conn.fetch("SELECT follower_id, provider_id, status, cash::text, equity::text, "
-                                 "reserved::text FROM relationship_equity WHERE seq = $1", venue.log.newest)
+        money = await conn.fetch(
+            "SELECT follower_id, provider_id, status, cash::text, equity::text, "
+            "reserved::text FROM relationship_equity WHERE seq = $1",
+            venue.log.newest,
+        )
         held = await conn.fetch("SELECT follower_id, provider_id, symbol, qty::text FROM positions")
-        lots = await conn.fetch("SELECT follower_id, provider_id, symbol, side, qty::text, entry::text, leverage "
-                                "FROM lots ORDER BY follower_id COLLATE \"C\", provider_id COLLATE \"C\", symbol COLLATE \"C\", n")
-        base = await conn.fetch("SELECT follower_id, provider_id, base FROM relationship_equity WHERE seq = $1",
-                                venue.log.newest)
+        lots = await conn.fetch(
+            "SELECT follower_id, provider_id, symbol, side, qty::text, entry::text, leverage "
+            'FROM lots ORDER BY follower_id COLLATE "C", provider_id COLLATE "C", symbol COLLATE "C", n'
+        )
+        base = await conn.fetch(
+            "SELECT follower_id, provider_id, base FROM relationship_equity WHERE seq = $1", venue.log.newest
+        )
         watermarks = await conn.fetch("SELECT follower_id, provider_id, hwm FROM high_watermarks")
         provider_trades = await conn.fetch(f"SELECT {', '.join(trades.COLUMNS)} FROM provider_trades")
-        projected = await conn.fetch("SELECT client_order_id, follower_id, provider_id, symbol, side, type, "
-                                     "qty::text, price::text, reduce_only, leverage FROM copy_orders")
+        projected = await conn.fetch(
+            "SELECT client_order_id, follower_id, provider_id, symbol, side, type, "
+            "qty::text, price::text, reduce_only, leverage FROM copy_orders"
+        )
         await conn.close()
         proc.terminate()
         assert proc.wait(20) == 0
@@ -269,8 +343,9 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     first = {r.client_order_id: _order_key(r) for r in accepted}
     assert all(_order_key(r) == first[r.client_order_id] for r in records)
     conn = await asyncpg.connect(dsn)
-    recorded = await conn.fetch("SELECT id, after_seq, change::text AS change, error FROM control_changes "
-                                "ORDER BY after_seq, id")
+    recorded = await conn.fetch(
+        "SELECT id, after_seq, change::text AS change, error FROM control_changes ORDER BY after_seq, id"
+    )
     await conn.close()
     # (a submit whose answer was lost to a PostgreSQL restart may be stored all the same)
     assert len(recorded) >= changes_made > 10
@@ -286,13 +361,23 @@ async def _run(tmp: Path, dsn: str, random_kills: int, commit_kills: int, send_k
     # and its last snapshot's money and positions are that engine's
     portfolios = [json.loads(line) for line in engine.portfolios_jsonl().splitlines()]
     assert sorted(tuple(r) for r in money) == sorted(
-        (p["follower"], p["provider"], p["status"], p["cash"], p["equity"], p["reserved"]) for p in portfolios)
+        (p["follower"], p["provider"], p["status"], p["cash"], p["equity"], p["reserved"]) for p in portfolios
+    )
     assert sorted(tuple(r) for r in held) == sorted(
-        (p["follower"], p["provider"], x["symbol"], x["qty"]) for p in portfolios for x in p["positions"])
+        (p["follower"], p["provider"], x["symbol"], x["qty"]) for p in portfolios for x in p["positions"]
+    )
     assert held, "the run left positions to compare"
-    assert [tuple(r) for r in lots] == sorted(  # stable: within a position, oldest lot first
-        [(p["follower"], p["provider"], x["symbol"], x["side"], x["qty"], x["entry"], x["leverage"])
-         for p in portfolios for x in p["lots"]], key=lambda lot: lot[:3])
+    assert (
+        [tuple(r) for r in lots]
+        == sorted(  # stable: within a position, oldest lot first
+            [
+                (p["follower"], p["provider"], x["symbol"], x["side"], x["qty"], x["entry"], x["leverage"])
+                for p in portfolios
+                for x in p["lots"]
+            ],
+            key=lambda lot: lot[:3],
+        )
+    )
     # before any settlement, each high watermark is its relationship's base, moved by every
     # follow, deposit and withdrawal exactly once across the kills
     bases = {(p["follower"], p["provider"]): Decimal(p["base"]) for p in portfolios}
@@ -332,8 +417,17 @@ def test_postgres_restarted_mid_run_loses_and_doubles_nothing(tmp_path: Path) ->
         handles.append(await asyncio.to_thread(pgserver.get_server, data, cleanup_mode="stop"))
 
     try:
-        asyncio.run(_run(tmp_path, server.get_uri(), random_kills=3, commit_kills=1, send_kills=0, seed=23,
-                         disrupt=restart_postgres))
+        asyncio.run(
+            _run(
+                tmp_path,
+                server.get_uri(),
+                random_kills=3,
+                commit_kills=1,
+                send_kills=0,
+                seed=23,
+                disrupt=restart_postgres,
+            )
+        )
     finally:
         handles[-1].cleanup()
         for h in handles:

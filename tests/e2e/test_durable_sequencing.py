@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import asyncpg
+from venue_traffic import free_port
 
 from pyservice import books as B
 from pyservice import protocol as P
-from venue_traffic import free_port
 
 
 class Venue:
@@ -60,12 +60,29 @@ def _exec(seq: int, exec_id: str) -> P.ProviderExecution:
 
 
 async def _scenario(tmp: Path, dsn: str) -> None:
-    books = B.write({"version": 1, "providers": [{"id": "alpha"}],
-                     "follows": [{"follower": f"f{i}", "provider": "alpha", "allocation": "100000"}
-                                 for i in range(3)]}, tmp / "books.json")
+    books = B.write(
+        {
+            "version": 1,
+            "providers": [{"id": "alpha"}],
+            "follows": [{"follower": f"f{i}", "provider": "alpha", "allocation": "100000"} for i in range(3)],
+        },
+        tmp / "books.json",
+    )
     port = free_port()
-    cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
-           "--listen", f"tcp://127.0.0.1:{port}", "--heartbeat", "0.05"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pyservice.cli",
+        "engine",
+        "--books",
+        str(books),
+        "--database",
+        dsn,
+        "--listen",
+        f"tcp://127.0.0.1:{port}",
+        "--heartbeat",
+        "0.05",
+    ]
     proc = subprocess.Popen(cmd, stderr=open(tmp / "engine.log", "wb"))
     try:
         v = await Venue.connect(port)
@@ -91,17 +108,23 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         rows = await conn.fetch("SELECT seq, kind FROM engine_inputs ORDER BY seq")
         assert [tuple(r) for r in rows] == [(1, "instrument"), (2, "mark"), (3, "exec"), (4, "exec"), (5, "exec")]
         assert await conn.fetchval("SELECT watermark FROM engine_state") == 5
-        assert [r[0] for r in await conn.fetch("SELECT exec_id FROM provider_executions ORDER BY seq")] == \
-            ["x1", "x2", "x3"]
+        assert [r[0] for r in await conn.fetch("SELECT exec_id FROM provider_executions ORDER BY seq")] == [
+            "x1",
+            "x2",
+            "x3",
+        ]
         await conn.close()
 
         proc = subprocess.Popen(cmd, stderr=open(tmp / "engine2.log", "wb"))
         v = await Venue.connect(port)
         # one engine per shard: a second one on the same database refuses to start
-        second = subprocess.run([*cmd[:-4], "--listen", f"tcp://127.0.0.1:{free_port()}"], capture_output=True,
-                                text=True, timeout=60)
+        second = subprocess.run(
+            [*cmd[:-4], "--listen", f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60
+        )
         assert (second.returncode, second.stderr.strip().splitlines()[-1]) == (
-            2, "cannot start: shard 'main' belongs to another running engine")
+            2,
+            "cannot start: shard 'main' belongs to another running engine",
+        )
         v.send(P.Hello(9, P.PROTOCOL_VERSION, "other-session"))  # another venue log: refused
         assert await v.closed()
         v = await Venue.connect(port)

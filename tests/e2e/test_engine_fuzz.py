@@ -24,7 +24,6 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -87,14 +86,35 @@ class Engine:
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     tmp = tmp_path_factory.mktemp("fuzz")
-    books = {"version": 1, "providers": [{"id": "alpha"}],
-             "follows": [{"follower": f"f{i}", "provider": "alpha", "allocation": "1000"} for i in range(FOLLOWERS)]}
+    books = {
+        "version": 1,
+        "providers": [{"id": "alpha"}],
+        "follows": [{"follower": f"f{i}", "provider": "alpha", "allocation": "1000"} for i in range(FOLLOWERS)],
+    }
     (tmp / "books.json").write_text(json.dumps(books))
     port = _port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "pyservice.cli", "engine", "--memory", "--books", str(tmp / "books.json"), "--listen",
-         f"tcp://127.0.0.1:{port}", "--max-frame", str(MAX_FRAME), "--heartbeat", "0.5", "--dead-after", "30",
-         "--log-level", "CRITICAL"], stderr=open(tmp / "engine.log", "wb"))
+        [
+            sys.executable,
+            "-m",
+            "pyservice.cli",
+            "engine",
+            "--memory",
+            "--books",
+            str(tmp / "books.json"),
+            "--listen",
+            f"tcp://127.0.0.1:{port}",
+            "--max-frame",
+            str(MAX_FRAME),
+            "--heartbeat",
+            "0.5",
+            "--dead-after",
+            "30",
+            "--log-level",
+            "CRITICAL",
+        ],
+        stderr=open(tmp / "engine.log", "wb"),
+    )
     e = Engine(proc, port)
     deadline = time.monotonic() + 30
     while True:
@@ -104,8 +124,10 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
         except OSError:
             assert time.monotonic() < deadline and proc.poll() is None, (tmp / "engine.log").read_text()
             time.sleep(0.1)
-    s.sendall(P.encode(P.Instrument(from_seq, "BTC", "spot", "0.01", "0.001", "0", "0"))
-              + P.encode(P.MarkPrice(from_seq + 1, "BTC", "100")))
+    s.sendall(
+        P.encode(P.Instrument(from_seq, "BTC", "spot", "0.01", "0.001", "0", "0"))
+        + P.encode(P.MarkPrice(from_seq + 1, "BTC", "100"))
+    )
     s.close()
     yield e
     alive = proc.poll() is None
@@ -174,12 +196,19 @@ def reference_read(frame: bytes) -> tuple[list[P.VenueMessage], bool]:
     return msgs, True
 
 
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "400")), deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.sampled_from(["exec", "exec", "fills", "rejects", "mark", "instrument", "heartbeat"]),
-       st.integers(0, 10**6), st.data())
-def test_bad_frames_drop_the_connection_and_never_place_an_order(engine: Engine, kind: str, n: int,
-                                                                  data: st.DataObject) -> None:
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    st.sampled_from(["exec", "exec", "fills", "rejects", "mark", "instrument", "heartbeat"]),
+    st.integers(0, 10**6),
+    st.data(),
+)
+def test_bad_frames_drop_the_connection_and_never_place_an_order(
+    engine: Engine, kind: str, n: int, data: st.DataObject
+) -> None:
     s, reader, from_seq = engine.connect()
     frame = data.draw(mutated(P.encode(base_entry(kind, from_seq, n))))
     good, all_good = reference_read(frame)
@@ -202,8 +231,10 @@ def test_bad_frames_drop_the_connection_and_never_place_an_order(engine: Engine,
 
 def test_after_the_fuzzing_the_engine_still_copies(engine: Engine) -> None:
     s, reader, from_seq = engine.connect()
-    s.sendall(P.encode(P.MarkPrice(from_seq, "BTC", "100"))
-              + P.encode(P.ProviderExecution(from_seq + 1, "alpha", "final", "BTC", "buy", "1", "100", "100000")))
+    s.sendall(
+        P.encode(P.MarkPrice(from_seq, "BTC", "100"))
+        + P.encode(P.ProviderExecution(from_seq + 1, "alpha", "final", "BTC", "buy", "1", "100", "100000"))
+    )
     orders: list[P.NewOrder] = []
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and not any(o.client_order_id not in engine.seen for o in orders):

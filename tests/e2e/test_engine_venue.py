@@ -16,10 +16,24 @@ from typing import Any
 
 import pytest
 
-BTC = {"type": "instrument", "symbol": "BTCUSDT", "kind": "spot", "tick": "0.01", "step": "0.00001",
-       "min_qty": "0.00001", "min_notional": "5"}
-ETH = {"type": "instrument", "symbol": "ETHUSDT-PERP", "kind": "perp", "tick": "0.01", "step": "0.001",
-       "min_qty": "0.001", "min_notional": "5"}
+BTC = {
+    "type": "instrument",
+    "symbol": "BTCUSDT",
+    "kind": "spot",
+    "tick": "0.01",
+    "step": "0.00001",
+    "min_qty": "0.00001",
+    "min_notional": "5",
+}
+ETH = {
+    "type": "instrument",
+    "symbol": "ETHUSDT-PERP",
+    "kind": "perp",
+    "tick": "0.01",
+    "step": "0.001",
+    "min_qty": "0.001",
+    "min_notional": "5",
+}
 
 
 def _port() -> int:
@@ -28,16 +42,28 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-def _exec(exec_id: str, symbol: str, side: str, qty: str, price: str, equity: str = "1000",
-          leverage: int = 1) -> dict[str, Any]:
-    return {"type": "exec", "provider": "alpha", "exec_id": exec_id, "symbol": symbol, "side": side,
-            "qty": qty, "price": price, "provider_equity": equity, "leverage": leverage}
+def _exec(
+    exec_id: str, symbol: str, side: str, qty: str, price: str, equity: str = "1000", leverage: int = 1
+) -> dict[str, Any]:
+    return {
+        "type": "exec",
+        "provider": "alpha",
+        "exec_id": exec_id,
+        "symbol": symbol,
+        "side": side,
+        "qty": qty,
+        "price": price,
+        "provider_equity": equity,
+        "leverage": leverage,
+    }
 
 
 def _books(n: int, **settings: Any) -> dict[str, Any]:
-    return {"version": 1, "providers": [{"id": "alpha"}],
-            "follows": [{"follower": f"f{i}", "provider": "alpha", "allocation": "1000", **settings}
-                        for i in range(n)]}
+    return {
+        "version": 1,
+        "providers": [{"id": "alpha"}],
+        "follows": [{"follower": f"f{i}", "provider": "alpha", "allocation": "1000", **settings} for i in range(n)],
+    }
 
 
 class Run:
@@ -65,24 +91,54 @@ def _metrics(port: int) -> dict[str, float]:
     return out
 
 
-def run(tmp: Path, books: dict[str, Any], script: list[dict[str, Any]], *venue_args: str,
-        duration: float = 2.5) -> Run:
+def run(tmp: Path, books: dict[str, Any], script: list[dict[str, Any]], *venue_args: str, duration: float = 2.5) -> Run:
     (tmp / "books.json").write_text(json.dumps(books))
     (tmp / "script.jsonl").write_text("".join(json.dumps(s) + "\n" for s in script))
     port, metrics_port = _port(), _port()
     addr = f"tcp://127.0.0.1:{port}"
     cli = [sys.executable, "-m", "pyservice.cli"]
     engine = subprocess.Popen(
-        [*cli, "engine", "--memory", "--books", str(tmp / "books.json"), "--listen", addr, "--metrics-port",
-         str(metrics_port), "--heartbeat", "0.2", "--dead-after", "2"],
-        stderr=open(tmp / "engine.log", "wb"))
+        [
+            *cli,
+            "engine",
+            "--memory",
+            "--books",
+            str(tmp / "books.json"),
+            "--listen",
+            addr,
+            "--metrics-port",
+            str(metrics_port),
+            "--heartbeat",
+            "0.2",
+            "--dead-after",
+            "2",
+        ],
+        stderr=open(tmp / "engine.log", "wb"),
+    )
     try:
         time.sleep(0.8)
         venue = subprocess.run(
-            [*cli, "venue-sim", "--connect", addr, "--books", str(tmp / "books.json"), "--script",
-             str(tmp / "script.jsonl"), "--record", str(tmp / "orders.jsonl"), "--duration", str(duration),
-             "--heartbeat", "0.2", *venue_args],
-            capture_output=True, text=True, timeout=60)
+            [
+                *cli,
+                "venue-sim",
+                "--connect",
+                addr,
+                "--books",
+                str(tmp / "books.json"),
+                "--script",
+                str(tmp / "script.jsonl"),
+                "--record",
+                str(tmp / "orders.jsonl"),
+                "--duration",
+                str(duration),
+                "--heartbeat",
+                "0.2",
+                *venue_args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert venue.returncode == 0, venue.stderr
         metrics = _metrics(metrics_port)
     finally:
@@ -106,27 +162,28 @@ def test_copies_fill_and_every_order_is_answered_once(tmp_path: Path) -> None:
 
 
 def test_partial_fills_release_the_rest(tmp_path: Path) -> None:
-    r = run(tmp_path, _books(10), [BTC, _exec("e1", "BTCUSDT", "buy", "0.01", "50000")],
-            "--partial-fill-pct", "100")
+    r = run(tmp_path, _books(10), [BTC, _exec("e1", "BTCUSDT", "buy", "0.01", "50000")], "--partial-fill-pct", "100")
     assert all(x["outcome"] == "fill" and x["fill_qty"] != x["qty"] for x in r.records)
     assert r.m("copyengine_fills_total") == 10
     assert r.m("copyengine_pending_orders") == 0
 
 
 def test_rejects_for_insufficient_funds_release_the_orders(tmp_path: Path) -> None:
-    r = run(tmp_path, _books(10), [BTC, _exec("e1", "BTCUSDT", "buy", "0.01", "50000")],
-            "--funding", "0.01")
+    r = run(tmp_path, _books(10), [BTC, _exec("e1", "BTCUSDT", "buy", "0.01", "50000")], "--funding", "0.01")
     assert [x["reason"] for x in r.records] == ["insufficient_funds"] * 10
     assert r.m('copyengine_rejects_total{reason="insufficient_funds"}') == 10
     assert r.m("copyengine_pending_orders") == 0
 
 
 def test_reduce_then_reversal(tmp_path: Path) -> None:
-    script = [ETH, _exec("e1", "ETHUSDT-PERP", "buy", "2", "2500", leverage=5),
-              {"type": "pause", "seconds": 0.3},
-              _exec("e2", "ETHUSDT-PERP", "sell", "1", "2500", leverage=5),
-              {"type": "pause", "seconds": 0.3},
-              _exec("e3", "ETHUSDT-PERP", "sell", "2", "2500", leverage=5)]
+    script = [
+        ETH,
+        _exec("e1", "ETHUSDT-PERP", "buy", "2", "2500", leverage=5),
+        {"type": "pause", "seconds": 0.3},
+        _exec("e2", "ETHUSDT-PERP", "sell", "1", "2500", leverage=5),
+        {"type": "pause", "seconds": 0.3},
+        _exec("e3", "ETHUSDT-PERP", "sell", "2", "2500", leverage=5),
+    ]
     r = run(tmp_path, _books(3), script)
     by_frame: dict[int, list[dict[str, Any]]] = {}
     for x in r.records:
@@ -144,9 +201,12 @@ def test_reduce_then_reversal(tmp_path: Path) -> None:
 
 
 def test_max_loss_stops_and_closes(tmp_path: Path) -> None:
-    script = [ETH, _exec("e1", "ETHUSDT-PERP", "buy", "4", "2500", equity="1000", leverage=10),
-              {"type": "pause", "seconds": 0.3},
-              {"type": "mark", "symbol": "ETHUSDT-PERP", "price": "2400"}]
+    script = [
+        ETH,
+        _exec("e1", "ETHUSDT-PERP", "buy", "4", "2500", equity="1000", leverage=10),
+        {"type": "pause", "seconds": 0.3},
+        {"type": "mark", "symbol": "ETHUSDT-PERP", "price": "2400"},
+    ]
     r = run(tmp_path, _books(2, max_loss_pct="10"), script)
     closes = [x for x in r.records if x["reduce_only"]]
     assert r.m("copyengine_stops_total") == 2
@@ -154,8 +214,11 @@ def test_max_loss_stops_and_closes(tmp_path: Path) -> None:
 
 
 def test_duplicate_provider_execution_copies_once(tmp_path: Path) -> None:
-    r = run(tmp_path, _books(5), [BTC, _exec("e1", "BTCUSDT", "buy", "0.01", "50000"),
-                                  _exec("e1", "BTCUSDT", "buy", "0.01", "50000")])
+    r = run(
+        tmp_path,
+        _books(5),
+        [BTC, _exec("e1", "BTCUSDT", "buy", "0.01", "50000"), _exec("e1", "BTCUSDT", "buy", "0.01", "50000")],
+    )
     assert len(r.records) == 5
     assert r.m("copyengine_rule_errors_total") == 1
 
@@ -168,11 +231,14 @@ def _nothing_lost_nothing_doubled(r: Run, expected: int) -> None:
 
 
 def test_venue_disconnect_mid_frame_then_resume(tmp_path: Path) -> None:
-    script = [BTC, _exec("e1", "BTCUSDT", "buy", "0.001", "50000"),
-              {"type": "pause", "seconds": 0.3},
-              _exec("e2", "BTCUSDT", "buy", "0.001", "50000"),
-              {"type": "pause", "seconds": 0.3},
-              _exec("e3", "BTCUSDT", "buy", "0.001", "50000")]
+    script = [
+        BTC,
+        _exec("e1", "BTCUSDT", "buy", "0.001", "50000"),
+        {"type": "pause", "seconds": 0.3},
+        _exec("e2", "BTCUSDT", "buy", "0.001", "50000"),
+        {"type": "pause", "seconds": 0.3},
+        _exec("e3", "BTCUSDT", "buy", "0.001", "50000"),
+    ]
     # seq 1 instrument, 2 e1, 3 fills of e1, 4 e2: cut in the middle of the e2 frame
     r = run(tmp_path, _books(50), script, "--disconnect-at-seq", "4", duration=4)
     _nothing_lost_nothing_doubled(r, 150)
@@ -180,8 +246,12 @@ def test_venue_disconnect_mid_frame_then_resume(tmp_path: Path) -> None:
 
 
 def test_malformed_frame_drops_and_resumes_without_orders_from_it(tmp_path: Path) -> None:
-    script = [BTC, _exec("e1", "BTCUSDT", "buy", "0.001", "50000"), {"type": "pause", "seconds": 0.3},
-              _exec("e2", "BTCUSDT", "buy", "0.001", "50000")]
+    script = [
+        BTC,
+        _exec("e1", "BTCUSDT", "buy", "0.001", "50000"),
+        {"type": "pause", "seconds": 0.3},
+        _exec("e2", "BTCUSDT", "buy", "0.001", "50000"),
+    ]
     r = run(tmp_path, _books(20), script, "--garbage-at-seq", "4", duration=4)
     assert r.m('copyengine_protocol_errors_total{kind="bad_frame"}') == 1
     _nothing_lost_nothing_doubled(r, 40)
@@ -190,7 +260,11 @@ def test_malformed_frame_drops_and_resumes_without_orders_from_it(tmp_path: Path
 @pytest.mark.parametrize("n", [1])
 def test_the_engine_refuses_a_bad_books_file(tmp_path: Path, n: int) -> None:
     (tmp_path / "books.json").write_text('{"providers": [{"id": "a"}], "follows": [{"follower": "x"}]}')
-    out = subprocess.run([sys.executable, "-m", "pyservice.cli", "engine", "--memory", "--books", str(tmp_path / "books.json")],
-                         capture_output=True, text=True, timeout=30)
+    out = subprocess.run(
+        [sys.executable, "-m", "pyservice.cli", "engine", "--memory", "--books", str(tmp_path / "books.json")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert out.returncode == 2
     assert out.stderr.strip().splitlines() == ["invalid books: follows[0]: missing field 'provider'"]

@@ -18,6 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import redis
+from venue_traffic import bots_for, free_port, trade
 
 from pyservice import books as B
 from pyservice import protocol as P
@@ -26,7 +27,6 @@ from pyservice.engine.daemon import apply_message
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import DEFAULT_INSTRUMENTS, Books, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
-from venue_traffic import bots_for, free_port, trade
 
 STREAM = "copyengine:fills:main"
 
@@ -46,9 +46,24 @@ class RedisServer:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
-             "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--dir",
+                str(self.dir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(100):
             try:
                 redis.Redis(port=self.port).ping()
@@ -85,11 +100,34 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
     books_doc = B.demo_books(2, 60, seed)
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{free_port()}"
-    cmd = [sys.executable, "-m", "pyservice.cli", "engine", "--books", str(books), "--database", dsn,
-           "--listen", addr, "--heartbeat", "0.05", "--redis", rs.url]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pyservice.cli",
+        "engine",
+        "--books",
+        str(books),
+        "--database",
+        dsn,
+        "--listen",
+        addr,
+        "--heartbeat",
+        "0.05",
+        "--redis",
+        rs.url,
+    ]
     log_file = open(tmp / "engine.log", "ab")
-    venue = VenueSim(VenueConfig(connect=addr, rate=0, mark_interval=0, books=msgspec.convert(books_doc, Books),
-                                 heartbeat=0.05, partial_fill_pct=30, seed=seed))
+    venue = VenueSim(
+        VenueConfig(
+            connect=addr,
+            rate=0,
+            mark_interval=0,
+            books=msgspec.convert(books_doc, Books),
+            heartbeat=0.05,
+            partial_fill_pct=30,
+            seed=seed,
+        )
+    )
     bots = bots_for(books_doc, seed)
     rnd = random.Random(seed)
     stop = asyncio.Event()
@@ -147,8 +185,11 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
         while quiet < 10:
             length = r.xlen(STREAM)
             await asyncio.sleep(0.1)
-            quiet = quiet + 1 if (venue.stats.engine_applied_seq == venue.log.newest
-                                  and r.xlen(STREAM) == length > 0) else 0
+            quiet = (
+                quiet + 1
+                if (venue.stats.engine_applied_seq == venue.log.newest and r.xlen(STREAM) == length > 0)
+                else 0
+            )
         proc.terminate()
         assert proc.wait(20) == 0
     finally:
@@ -160,8 +201,9 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
     return venue.log.entries()
 
 
-def test_every_fill_is_in_the_stream_exactly_once_in_order(tmp_path: Path, pg_dsn: str,
-                                                           redis_server: RedisServer) -> None:
+def test_every_fill_is_in_the_stream_exactly_once_in_order(
+    tmp_path: Path, pg_dsn: str, redis_server: RedisServer
+) -> None:
     log = asyncio.run(_run(tmp_path, pg_dsn, redis_server, seed=5))
     # what an engine that never stopped reports: the venue's answers, and its own stops
     engine = LiveEngine.from_books((tmp_path / "books.json").read_text())
@@ -183,8 +225,11 @@ def test_every_fill_is_in_the_stream_exactly_once_in_order(tmp_path: Path, pg_ds
 def test_the_consumer_group_reads_acks_and_claims_what_a_dead_consumer_left(redis_server: RedisServer) -> None:
     r = redis.Redis.from_url(redis_server.url)
     for seq in range(1, 8):
-        r.xadd(STREAM, {"seq": seq, "kind": "fills", "count": 1, "entries": json.dumps([[f"c{seq}", "1", "2"]])},
-               id=f"{seq}-0")
+        r.xadd(
+            STREAM,
+            {"seq": seq, "kind": "fills", "count": 1, "entries": json.dumps([[f"c{seq}", "1", "2"]])},
+            id=f"{seq}-0",
+        )
     cli = [sys.executable, "-m", "pyservice.cli", "fills", "--redis", redis_server.url, "--group", "g"]
     first = subprocess.run([*cli, "--consumer", "a", "--count", "3"], capture_output=True, text=True, timeout=30)
     assert first.returncode == 0, first.stderr
@@ -193,8 +238,9 @@ def test_the_consumer_group_reads_acks_and_claims_what_a_dead_consumer_left(redi
     taken = r.xreadgroup("g", "dead", {STREAM: ">"}, count=2)
     assert [i for i, _ in taken[0][1]] == [b"4-0", b"5-0"]
     time.sleep(0.2)
-    second = subprocess.run([*cli, "--consumer", "b", "--count", "4", "--claim-idle", "0.1"],
-                            capture_output=True, text=True, timeout=30)
+    second = subprocess.run(
+        [*cli, "--consumer", "b", "--count", "4", "--claim-idle", "0.1"], capture_output=True, text=True, timeout=30
+    )
     assert second.returncode == 0, second.stderr
     assert [json.loads(x)["seq"] for x in second.stdout.splitlines()] == [4, 5, 6, 7]
     assert r.xpending(STREAM, "g")["pending"] == 0

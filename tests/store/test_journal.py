@@ -30,8 +30,12 @@ def _exec(seq, exec_id="x1"):
 
 
 async def _all(conn, shard="main"):
-    return [(s, bytes(p)) async for s, p in replay_inputs(conn, shard, await conn.fetchval(
-        "SELECT watermark FROM engine_state WHERE shard = $1", shard))]
+    return [
+        (s, bytes(p))
+        async for s, p in replay_inputs(
+            conn, shard, await conn.fetchval("SELECT watermark FROM engine_state WHERE shard = $1", shard)
+        )
+    ]
 
 
 def test_group_commit_keeps_every_input_and_the_watermark(pg_dsn):
@@ -53,8 +57,10 @@ def test_group_commit_keeps_every_input_and_the_watermark(pg_dsn):
         row = await conn.fetchrow("SELECT venue_session, watermark FROM engine_state")
         assert (row["venue_session"], row["watermark"]) == ("venue-1", 200)
         # provider statistics get the accepted executions, exactly
-        got = await conn.fetch("SELECT seq, exec_id, qty::text, price::text, provider_equity::text, leverage "
-                               "FROM provider_executions ORDER BY seq")
+        got = await conn.fetch(
+            "SELECT seq, exec_id, qty::text, price::text, provider_equity::text, leverage "
+            "FROM provider_executions ORDER BY seq"
+        )
         assert [tuple(r) for r in got] == [(s, f"x{s}", "0.5", "60000", "1000", 2) for s in range(1, 201, 2)]
         await conn.close()
 
@@ -148,8 +154,9 @@ def test_books_are_seeded_once_and_read_back_in_follow_order(pg_dsn):
 def test_invalid_books_are_refused_and_nothing_is_stored(pg_dsn):
     async def go():
         conn = await _prepared(pg_dsn)
-        bad = json.dumps({"providers": [{"id": "a"}], "follows": [{"follower": "x", "provider": "a",
-                                                                    "allocation": "-5"}]})
+        bad = json.dumps(
+            {"providers": [{"id": "a"}], "follows": [{"follower": "x", "provider": "a", "allocation": "-5"}]}
+        )
         with pytest.raises(ScenarioError):
             await books.seed_books(conn, bad)
         assert not await books.has_books(conn)

@@ -4,7 +4,6 @@ import asyncio
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -24,8 +23,9 @@ def test_migrations_apply_once_and_create_the_schema(pg_dsn):
     first = asyncio.run(_with(pg_dsn, migrate))
     assert [m.version for m in first] == list(range(1, len(available()) + 1))
     assert asyncio.run(_with(pg_dsn, migrate)) == []
-    tables = asyncio.run(_with(pg_dsn, lambda c: c.fetch(
-        "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")))
+    tables = asyncio.run(
+        _with(pg_dsn, lambda c: c.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+    )
     assert {"engine_state", "engine_inputs", "relationships", "provider_executions"} <= {t[0] for t in tables}
 
 
@@ -71,7 +71,7 @@ def test_misnamed_or_gapped_migrations_are_refused(tmp_path):
     with pytest.raises(MigrationError, match="without gaps"):
         available(tmp_path)
     (tmp_path / "2_b.sql").write_text("")
-    with pytest.raises(MigrationError, match="not NNNN_name.sql"):
+    with pytest.raises(MigrationError, match=r"not NNNN_name\.sql"):
         available(tmp_path)
 
 
@@ -86,25 +86,38 @@ def test_a_database_newer_than_the_code_is_refused(pg_dsn, tmp_path):
 
 
 def test_the_migrate_command(pg_dsn):
-    run = lambda: subprocess.run([sys.executable, "-m", "pyservice.cli", "migrate", "--database", pg_dsn],
-                                 capture_output=True, text=True, timeout=60)
+    def run():
+        return subprocess.run(
+            [sys.executable, "-m", "pyservice.cli", "migrate", "--database", pg_dsn],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
     first = run()
     assert first.returncode == 0, first.stderr
     assert first.stdout.strip() == "applied: " + ", ".join(f"{m.version:04d}_{m.name}" for m in available())
     again = run()
     assert again.returncode == 0 and again.stdout.strip() == "the schema is up to date"
-    bad = subprocess.run([sys.executable, "-m", "pyservice.cli", "migrate", "--database",
-                          "postgresql://postgres@127.0.0.1:1/nothing"], capture_output=True, text=True, timeout=60)
+    bad = subprocess.run(
+        [sys.executable, "-m", "pyservice.cli", "migrate", "--database", "postgresql://postgres@127.0.0.1:1/nothing"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert bad.returncode == 2 and bad.stderr.startswith("migration failed:")
 
 
 def test_reports_are_indexed_by_seq_and_orders_by_client_order_id(pg_dsn):
     """0008: an order is found by its client order id, and its reports from its seq on
     through the reports' primary key (the hash indexes on reports cost half of ingest)."""
+
     async def indexes(conn):
         await migrate(conn)
-        rows = await conn.fetch("SELECT tablename, indexdef FROM pg_indexes "
-                                "WHERE tablename IN ('copy_orders', 'copy_fills', 'copy_rejects')")
+        rows = await conn.fetch(
+            "SELECT tablename, indexdef FROM pg_indexes "
+            "WHERE tablename IN ('copy_orders', 'copy_fills', 'copy_rejects')"
+        )
         return {(r["tablename"], r["indexdef"].split(" USING ")[1]) for r in rows}
 
     assert asyncio.run(_with(pg_dsn, indexes)) == {
@@ -116,14 +129,23 @@ def test_reports_are_indexed_by_seq_and_orders_by_client_order_id(pg_dsn):
 
     async def fills_of(conn):
         await conn.execute("INSERT INTO engine_state (shard) VALUES ('s') ON CONFLICT DO NOTHING")
-        await conn.execute("INSERT INTO copy_orders (shard, client_order_id, seq, follower_id, provider_id, symbol, "
-                           "side, type, qty, price, reduce_only, leverage, change_id, n) VALUES "
-                           "('s', 'ID1', 5, 'f', 'p', 'BTC', 'buy', 'limit_ioc', 1, 100, false, 1, 0, 0)")
-        await conn.executemany("INSERT INTO copy_fills (shard, seq, n, client_order_id, qty, price) "
-                               "VALUES ('s', $1, $2, $3, 0.5, 100)",
-                               [(4, 0, "ID1"), (6, 0, "ID0"), (6, 1, "ID1"), (7, 0, "ID1")])
-        return [tuple(r) for r in await conn.fetch(
-            "SELECT seq, n FROM copy_fills WHERE shard = $1 AND seq > (SELECT seq FROM copy_orders "
-            "WHERE shard = $1 AND client_order_id = $2) AND client_order_id = $2 ORDER BY seq, n", "s", "ID1")]
+        await conn.execute(
+            "INSERT INTO copy_orders (shard, client_order_id, seq, follower_id, provider_id, symbol, "
+            "side, type, qty, price, reduce_only, leverage, change_id, n) VALUES "
+            "('s', 'ID1', 5, 'f', 'p', 'BTC', 'buy', 'limit_ioc', 1, 100, false, 1, 0, 0)"
+        )
+        await conn.executemany(
+            "INSERT INTO copy_fills (shard, seq, n, client_order_id, qty, price) VALUES ('s', $1, $2, $3, 0.5, 100)",
+            [(4, 0, "ID1"), (6, 0, "ID0"), (6, 1, "ID1"), (7, 0, "ID1")],
+        )
+        return [
+            tuple(r)
+            for r in await conn.fetch(
+                "SELECT seq, n FROM copy_fills WHERE shard = $1 AND seq > (SELECT seq FROM copy_orders "
+                "WHERE shard = $1 AND client_order_id = $2) AND client_order_id = $2 ORDER BY seq, n",
+                "s",
+                "ID1",
+            )
+        ]
 
     assert asyncio.run(_with(pg_dsn, fills_of)) == [(6, 1), (7, 0)]

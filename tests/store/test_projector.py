@@ -21,9 +21,16 @@ from pyservice.store.books import seed_books
 from pyservice.store.journal import ensure_shard
 from pyservice.store.migrate import migrate
 
-BOOKS = json.dumps({"version": 1, "providers": [{"id": "P"}],
-                    "follows": [{"follower": "a", "provider": "P", "allocation": "1000"},
-                                {"follower": "c", "provider": "P", "allocation": "500", "stop_copy_on_close": False}]})
+BOOKS = json.dumps(
+    {
+        "version": 1,
+        "providers": [{"id": "P"}],
+        "follows": [
+            {"follower": "a", "provider": "P", "allocation": "1000"},
+            {"follower": "c", "provider": "P", "allocation": "500", "stop_copy_on_close": False},
+        ],
+    }
+)
 
 # (venue message, control changes placed right after it)
 INPUTS: list[tuple[P.VenueMessage, list[dict]]] = [
@@ -31,17 +38,27 @@ INPUTS: list[tuple[P.VenueMessage, list[dict]]] = [
     (P.Instrument(2, "ETH-PERP", "perp", "0.01", "0.001", "0", "1"), []),
     (P.MarkPrice(3, "BTC", "100"), []),
     # BTC: long 10 @ 100 (equity 10,000), add 5 @ 110, close 15 @ 120: pnl 1800 - 1550 = 250
-    (P.ProviderExecution(4, "P", "e1", "BTC", "buy", "10", "100", "10000"),
-     [{"type": "deposit", "follower": "a", "provider": "P", "amount": "100"}]),
-    (P.ProviderExecution(5, "P", "e2", "BTC", "buy", "5", "110", "10500"),
-     [{"type": "withdraw", "follower": "a", "provider": "P", "amount": "50"},
-      {"type": "withdraw", "follower": "a", "provider": "P", "amount": "1000000"}]),  # refused: no change
-    (P.ProviderExecution(6, "P", "e3", "BTC", "sell", "15", "120", "10800"),
-     [{"type": "follow", "follower": "b", "provider": "P", "allocation": "300"}]),
+    (
+        P.ProviderExecution(4, "P", "e1", "BTC", "buy", "10", "100", "10000"),
+        [{"type": "deposit", "follower": "a", "provider": "P", "amount": "100"}],
+    ),
+    (
+        P.ProviderExecution(5, "P", "e2", "BTC", "buy", "5", "110", "10500"),
+        [
+            {"type": "withdraw", "follower": "a", "provider": "P", "amount": "50"},
+            {"type": "withdraw", "follower": "a", "provider": "P", "amount": "1000000"},
+        ],
+    ),  # refused: no change
+    (
+        P.ProviderExecution(6, "P", "e3", "BTC", "sell", "15", "120", "10800"),
+        [{"type": "follow", "follower": "b", "provider": "P", "allocation": "300"}],
+    ),
     # ETH-PERP: long 2 @ 50 (leverage 5), then sell 3 @ 40 through zero: the long closes
     # with pnl 80 - 100 = -20 and a short of 1 @ 40 opens at that execution's equity
-    (P.ProviderExecution(7, "P", "e4", "ETH-PERP", "buy", "2", "50", "10800", 5),
-     [{"type": "unfollow", "follower": "c", "provider": "P"}]),
+    (
+        P.ProviderExecution(7, "P", "e4", "ETH-PERP", "buy", "2", "50", "10800", 5),
+        [{"type": "unfollow", "follower": "c", "provider": "P"}],
+    ),
     (P.ProviderExecution(8, "P", "e5", "ETH-PERP", "sell", "3", "40", "10780", 5), []),
     # a repeated exec id is refused by the rules: no trade moves
     (P.ProviderExecution(9, "P", "e5", "ETH-PERP", "sell", "3", "40", "10780", 5), []),
@@ -70,23 +87,25 @@ def _journal() -> tuple[list[tuple[int, str, bytes]], list[tuple[int, dict, str 
         orders = add(msg)
         if orders:
             add(P.CopyFills(0, [P.Fill(o.client_order_id, o.qty, msg.price) for o in orders]))
-        for i, change in enumerate(placed):
+        for _i, change in enumerate(placed):
             outcome = engine.control(seq, len(changes) + 1, json.dumps(change))
             assert outcome.frame is None or change["type"] == "unfollow"
             changes.append((seq, change, outcome.errors[0] if outcome.errors else None))
     return rows, changes, engine
 
 
-async def _stored(dsn: str, rows: list[tuple[int, str, bytes]],
-                  changes: list[tuple[int, dict, str | None]]) -> asyncpg.Connection:
+async def _stored(
+    dsn: str, rows: list[tuple[int, str, bytes]], changes: list[tuple[int, dict, str | None]]
+) -> asyncpg.Connection:
     """A migrated database holding the books, the journal rows and the applied changes,
     with the watermark at the last row (as the engine leaves it)."""
     conn = await asyncpg.connect(dsn)
     await migrate(conn)
     await seed_books(conn, BOOKS)
     await ensure_shard(conn, "main")
-    await conn.copy_records_to_table("engine_inputs", records=[("main", *r) for r in rows],
-                                     columns=["shard", "seq", "kind", "payload"])
+    await conn.copy_records_to_table(
+        "engine_inputs", records=[("main", *r) for r in rows], columns=["shard", "seq", "kind", "payload"]
+    )
     for after, change, error in changes:
         cid = await control.submit(conn, "main", change)
         await control.place(conn, cid, after)
@@ -117,38 +136,81 @@ def test_projected_statistics_are_exact_across_restarts(pg_dsn, monkeypatch):
             steps += 1
         assert steps == (len(rows) + 1) // 2
 
-        instruments = await conn.fetch("SELECT symbol, kind, tick::text, step::text, min_qty::text, "
-                                       "min_notional::text, seq FROM instruments ORDER BY symbol")
-        assert [tuple(r) for r in instruments] == [("BTC", "spot", "0.01", "0.001", "0", "0", 1),
-                                                   ("ETH-PERP", "perp", "0.01", "0.001", "0", "1", 2)]
+        instruments = await conn.fetch(
+            "SELECT symbol, kind, tick::text, step::text, min_qty::text, "
+            "min_notional::text, seq FROM instruments ORDER BY symbol"
+        )
+        assert [tuple(r) for r in instruments] == [
+            ("BTC", "spot", "0.01", "0.001", "0", "0", 1),
+            ("ETH-PERP", "perp", "0.01", "0.001", "0", "1", 2),
+        ]
 
         trades = await conn.fetch(
             "SELECT symbol, opened_exec_id, side, leverage, equity_at_open::text, qty::text, max_qty::text, "
             "entry_qty::text, entry_notional::text, exit_qty::text, exit_notional::text, executions, "
             "closed_exec_id, pnl::text, (pnl / equity_at_open)::text AS ret FROM provider_trades "
-            "ORDER BY opened_seq")
+            "ORDER BY opened_seq"
+        )
         assert [tuple(r) for r in trades] == [
-            ("BTC", "e1", "long", 1, "10000", "0", "15", "15", "1550", "15", "1800", 3, "e3", "250",
-             "0.02500000000000000000"),
-            ("ETH-PERP", "e4", "long", 5, "10800", "0", "2", "2", "100", "2", "80", 2, "e5", "-20",
-             "-0.00185185185185185185"),
+            (
+                "BTC",
+                "e1",
+                "long",
+                1,
+                "10000",
+                "0",
+                "15",
+                "15",
+                "1550",
+                "15",
+                "1800",
+                3,
+                "e3",
+                "250",
+                "0.02500000000000000000",
+            ),
+            (
+                "ETH-PERP",
+                "e4",
+                "long",
+                5,
+                "10800",
+                "0",
+                "2",
+                "2",
+                "100",
+                "2",
+                "80",
+                2,
+                "e5",
+                "-20",
+                "-0.00185185185185185185",
+            ),
             ("ETH-PERP", "e5", "short", 5, "10780", "1", "1", "1", "40", "0", "0", 1, None, None, None),
         ]
 
-        hwm = {(r["follower_id"], r["provider_id"]): (str(r["hwm"]), r["reason"])
-               for r in await conn.fetch("SELECT * FROM high_watermarks")}
+        hwm = {
+            (r["follower_id"], r["provider_id"]): (str(r["hwm"]), r["reason"])
+            for r in await conn.fetch("SELECT * FROM high_watermarks")
+        }
         assert hwm == {("a", "P"): ("1050", "withdraw"), ("b", "P"): ("300", "follow")}
         # before any settlement the watermark is the relationship's base (net money in)
-        portfolios = {(p["follower"], p["provider"]): p
-                      for p in map(json.loads, engine.portfolios_jsonl().splitlines())}
+        portfolios = {
+            (p["follower"], p["provider"]): p for p in map(json.loads, engine.portfolios_jsonl().splitlines())
+        }
         assert {k: Decimal(v[0]) for k, v in hwm.items()} == {k: Decimal(p["base"]) for k, p in portfolios.items()}
 
         base = await conn.fetch("SELECT follower_id, provider_id, base::text FROM relationship_equity")
         assert sorted(tuple(r) for r in base) == sorted((f, pr, p["base"]) for (f, pr), p in portfolios.items())
-        lots = await conn.fetch("SELECT follower_id, provider_id, symbol, n, side, qty::text, entry::text, leverage "
-                                "FROM lots ORDER BY follower_id, symbol, n")
-        expected_lots = sorted((f, pr, x["symbol"], 0, x["side"], x["qty"], x["entry"], x["leverage"])
-                               for (f, pr), p in portfolios.items() for x in p["lots"])
+        lots = await conn.fetch(
+            "SELECT follower_id, provider_id, symbol, n, side, qty::text, entry::text, leverage "
+            "FROM lots ORDER BY follower_id, symbol, n"
+        )
+        expected_lots = sorted(
+            (f, pr, x["symbol"], 0, x["side"], x["qty"], x["entry"], x["leverage"])
+            for (f, pr), p in portfolios.items()
+            for x in p["lots"]
+        )
         assert [tuple(r) for r in lots] == expected_lots
         assert {r[2] for r in lots} == {"ETH-PERP"}  # a and b are short ETH-PERP, flat in BTC
 
@@ -160,10 +222,13 @@ def test_projected_statistics_are_exact_across_restarts(pg_dsn, monkeypatch):
     asyncio.run(go())
 
 
-@pytest.mark.parametrize("change", [
-    {"type": "deposit", "follower": "a", "provider": "P", "amount": "7.25"},
-    {"type": "withdraw", "follower": "a", "provider": "P", "amount": "7.25"},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"type": "deposit", "follower": "a", "provider": "P", "amount": "7.25"},
+        {"type": "withdraw", "follower": "a", "provider": "P", "amount": "7.25"},
+    ],
+)
 def test_a_watermark_moves_by_the_amount(pg_dsn, change):
     async def go():
         conn = await asyncpg.connect(pg_dsn)
@@ -194,9 +259,13 @@ def test_watermarks_are_seeded_from_the_state_when_the_projection_has_none(pg_ds
         await conn.execute("DELETE FROM high_watermarks")
         p = projector.Projector(pg_dsn)
         await p.start(conn)
-        hwm = {(r[0], r[1]): r[2] for r in await conn.fetch("SELECT follower_id, provider_id, hwm FROM high_watermarks")}
+        hwm = {
+            (r[0], r[1]): r[2] for r in await conn.fetch("SELECT follower_id, provider_id, hwm FROM high_watermarks")
+        }
         await conn.close()
         return hwm
 
-    assert asyncio.run(go()) == {(p["follower"], p["provider"]): Decimal(p["base"])
-                                 for p in map(json.loads, engine.portfolios_jsonl().splitlines())}
+    assert asyncio.run(go()) == {
+        (p["follower"], p["provider"]): Decimal(p["base"])
+        for p in map(json.loads, engine.portfolios_jsonl().splitlines())
+    }

@@ -10,8 +10,9 @@ from pyservice.store.journal import ensure_shard
 from pyservice.store.migrate import migrate
 from pyservice.store.snapshots import restore_newest
 
-BOOKS = json.dumps({"version": 1, "providers": [{"id": "P"}],
-                    "follows": [{"follower": "a", "provider": "P", "allocation": "1000"}]})
+BOOKS = json.dumps(
+    {"version": 1, "providers": [{"id": "P"}], "follows": [{"follower": "a", "provider": "P", "allocation": "1000"}]}
+)
 
 
 def test_the_newest_snapshot_that_loads_else_the_books(pg_dsn):

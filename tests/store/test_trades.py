@@ -11,8 +11,12 @@ from pyservice.store.trades import TradeBook
 
 quantities = st.decimals(min_value=Decimal("0.001"), max_value=Decimal("1000"), places=3)
 prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100000"), places=2)
-executions = st.lists(st.tuples(st.sampled_from(["BTC", "ETH"]), st.sampled_from(["buy", "sell"]), quantities,
-                                prices, st.integers(1, 10**9)), max_size=40)
+executions = st.lists(
+    st.tuples(
+        st.sampled_from(["BTC", "ETH"]), st.sampled_from(["buy", "sell"]), quantities, prices, st.integers(1, 10**9)
+    ),
+    max_size=40,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -60,7 +64,12 @@ def test_a_reversal_closes_then_opens():
     closed, opened = book.execution(2, "P", "b", "BTC", "sell", Decimal("1.5"), Decimal("110"), Decimal("1010"), 2)
     assert (closed.pnl, closed.closed_exec_id, closed.exit_qty) == (Decimal("10"), "b", Decimal("1"))
     assert (opened.side, opened.qty, opened.entry_notional, opened.equity_at_open, opened.leverage) == (
-        "short", Decimal("0.5"), Decimal("55.0"), Decimal("1010"), 2)
+        "short",
+        Decimal("0.5"),
+        Decimal("55.0"),
+        Decimal("1010"),
+        2,
+    )
 
 
 @pytest.mark.parametrize("bad", [("0", "1", "1"), ("1", "-1", "1"), ("1", "1", "0")])

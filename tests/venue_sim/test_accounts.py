@@ -35,10 +35,29 @@ def make(cash: str = "1000", partial_fill_pct: float = 0.0) -> tuple[Matcher, Ac
 _ids = iter(range(10**9))
 
 
-def order(side: str = "buy", q: str = "0.01", price: str | None = None, *, symbol: str = "BTCUSDT",
-          reduce_only: bool = False, leverage: int = 1, follower: str = "f1", cid: str | None = None) -> NewOrder:
-    return NewOrder(cid or f"c{next(_ids)}", follower, "p1", symbol, side,  # type: ignore[arg-type]
-                    "market" if price is None else "limit_ioc", q, price, reduce_only, leverage)
+def order(
+    side: str = "buy",
+    q: str = "0.01",
+    price: str | None = None,
+    *,
+    symbol: str = "BTCUSDT",
+    reduce_only: bool = False,
+    leverage: int = 1,
+    follower: str = "f1",
+    cid: str | None = None,
+) -> NewOrder:
+    return NewOrder(
+        cid or f"c{next(_ids)}",
+        follower,
+        "p1",
+        symbol,
+        side,  # type: ignore[arg-type]
+        "market" if price is None else "limit_ioc",
+        q,
+        price,
+        reduce_only,
+        leverage,
+    )
 
 
 def one(m: Matcher, o: NewOrder) -> Fill | Reject:
@@ -141,9 +160,10 @@ def test_reduce_only_clips_to_the_opposite_position_and_never_flips() -> None:
     one(m, order("sell", "2", symbol="ETHUSDT-PERP", leverage=5))
     # a reduce-only sell on a short adds nothing; a reduce-only buy closes at most the short
     assert one(m, order("sell", "1", symbol="ETHUSDT-PERP", reduce_only=True, leverage=5, cid="d")) == (
-        "d", "reduce_only")
-    assert one(m, order("buy", "5", symbol="ETHUSDT-PERP", reduce_only=True, leverage=5, cid="e")) == (
-        "e", "2", "2500")
+        "d",
+        "reduce_only",
+    )
+    assert one(m, order("buy", "5", symbol="ETHUSDT-PERP", reduce_only=True, leverage=5, cid="e")) == ("e", "2", "2500")
     assert acct.position("ETHUSDT-PERP") == 0 and acct.margin == 0 and acct.cash == money("1000")
 
 
@@ -179,30 +199,33 @@ def test_duplicates_are_rejected_for_the_whole_session_and_do_nothing() -> None:
     assert m.stats.duplicates == 3
 
 
-@pytest.mark.parametrize("o", [
-    order(follower="nobody"),
-    order(symbol="DOGEUSDT"),
-    order(q="0.000015"),  # off the step grid
-    order(q="0.000000001"),  # more than 8 decimals
-    order(q="0"),
-    order(price="50000.001"),  # off the tick grid
-    order(price="0"),
-    order(leverage=2),  # spot
-    order(symbol="ETHUSDT-PERP", q="1", leverage=126),
-    NewOrder("c1", "f1", "p1", "BTCUSDT", "buy", "limit_ioc", "0.01", None, False, 1),
-    order(symbol="ETHUSDT-PERP", q="0.0001"),  # off the step grid
-    # text the venue reads unchecked (UncheckedOrder): bad names and numbers are invalid
-    order(follower="f1\n"),
-    order(symbol=""),
-    order(q="1e-2"),
-    order(q="0.01\n"),
-    order(q="-0.01"),
-    order(q=" 0.01"),
-    order(price="5e4"),
-    order(price="50000."),
-    order(q="0.0100000000000000000"),  # 19 decimals: beyond the protocol's Decimal
-    order(q="00000000000000.01"),  # 14 integer digits
-])
+@pytest.mark.parametrize(
+    "o",
+    [
+        order(follower="nobody"),
+        order(symbol="DOGEUSDT"),
+        order(q="0.000015"),  # off the step grid
+        order(q="0.000000001"),  # more than 8 decimals
+        order(q="0"),
+        order(price="50000.001"),  # off the tick grid
+        order(price="0"),
+        order(leverage=2),  # spot
+        order(symbol="ETHUSDT-PERP", q="1", leverage=126),
+        NewOrder("c1", "f1", "p1", "BTCUSDT", "buy", "limit_ioc", "0.01", None, False, 1),
+        order(symbol="ETHUSDT-PERP", q="0.0001"),  # off the step grid
+        # text the venue reads unchecked (UncheckedOrder): bad names and numbers are invalid
+        order(follower="f1\n"),
+        order(symbol=""),
+        order(q="1e-2"),
+        order(q="0.01\n"),
+        order(q="-0.01"),
+        order(q=" 0.01"),
+        order(price="5e4"),
+        order(price="50000."),
+        order(q="0.0100000000000000000"),  # 19 decimals: beyond the protocol's Decimal
+        order(q="00000000000000.01"),  # 14 integer digits
+    ],
+)
 def test_invalid_orders(o: NewOrder) -> None:
     m, acct = make()
     assert one(m, o) == (o.client_order_id, "invalid")
@@ -232,8 +255,10 @@ def test_accounts_are_per_relationship() -> None:
 
 def test_one_report_per_order_in_order() -> None:
     m, _ = make(cash="1000")
-    orders = [order("buy", "0.001", "50000", cid=f"o{i}") if i % 3 else order("buy", "0.001", "1", cid=f"o{i}")
-              for i in range(30)]
+    orders = [
+        order("buy", "0.001", "50000", cid=f"o{i}") if i % 3 else order("buy", "0.001", "1", cid=f"o{i}")
+        for i in range(30)
+    ]
     outcomes: list[object] = []
     fills, rejects = m.match(orders, outcomes)  # type: ignore[arg-type]
     assert [f[0] for f in fills] == [o.client_order_id for i, o in enumerate(orders) if i % 3]

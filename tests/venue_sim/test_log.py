@@ -53,11 +53,11 @@ def test_seqs_are_assigned_one_by_one_without_gaps() -> None:
 def test_replay_from_any_seq_is_the_same_suffix(start: int) -> None:
     log = filled()
     whole = log.entries()
-    assert log.entries(start) == whole[start - 1:]
+    assert log.entries(start) == whole[start - 1 :]
     frames = log.frames(start, log.newest) if start <= log.newest else []
     # the stored frames are exactly the wire frames, and decode to the same suffix
-    assert frames == [encode(e) for e in whole[start - 1:]]
-    assert venue_reader().feed(b"".join(frames)) == whole[start - 1:]
+    assert frames == [encode(e) for e in whole[start - 1 :]]
+    assert venue_reader().feed(b"".join(frames)) == whole[start - 1 :]
 
 
 def test_frames_out_of_range() -> None:
@@ -98,7 +98,9 @@ def test_the_venue_log_starts_with_instruments_then_marks() -> None:
         Instrument(i + 1, *[getattr(s.instrument, f) for f in Instrument.__struct_fields__[1:]])
         for i, s in enumerate(DEFAULT_INSTRUMENTS)
     ]
-    assert entries[n:] == [MarkPrice(n + i + 1, s.instrument.symbol, s.price) for i, s in enumerate(DEFAULT_INSTRUMENTS)]
+    assert entries[n:] == [
+        MarkPrice(n + i + 1, s.instrument.symbol, s.price) for i, s in enumerate(DEFAULT_INSTRUMENTS)
+    ]
     assert {e.symbol for e in entries} >= {"BTCUSDT", "ETHUSDT-PERP", "SOLUSDT"}
 
 

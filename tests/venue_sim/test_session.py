@@ -52,8 +52,9 @@ BOOKS = Books(providers=[BookProvider("p1")], follows=[Follow("f1", "p1", "10000
 
 
 def buy(cid: str, limit: str | None = "50100", qty: str = "0.01", follower: str = "f1") -> NewOrder:
-    return NewOrder(cid, follower, "p1", "BTCUSDT", "buy", "market" if limit is None else "limit_ioc", qty,
-                    limit, False, 1)
+    return NewOrder(
+        cid, follower, "p1", "BTCUSDT", "buy", "market" if limit is None else "limit_ioc", qty, limit, False, 1
+    )
 
 
 class Peer:
@@ -127,8 +128,9 @@ class FakeEngine:
         return peer, hello
 
 
-def run(config: VenueConfig, scenario: Callable[[FakeEngine, VenueSim], Awaitable[None]],
-        unix_path: Path | None = None) -> VenueSim:
+def run(
+    config: VenueConfig, scenario: Callable[[FakeEngine, VenueSim], Awaitable[None]], unix_path: Path | None = None
+) -> VenueSim:
     """Run `scenario` against a venue connected to a fresh fake engine; the venue after."""
     venues: list[VenueSim] = []
 
@@ -165,8 +167,11 @@ def test_orders_reports_reconnect_resume_and_a_garbage_frame() -> None:
         first = await peer.entries(3)
         assert first == [_with_seq(e, i + 1) for i, e in enumerate(SCRIPT)]
         t0 = time.monotonic_ns()
-        peer.send(NewOrders(3, [buy("a"), buy("a"), buy("b", "49999.99"), buy("c", follower="nobody"),
-                                buy("d", None, "0.001")]))
+        peer.send(
+            NewOrders(
+                3, [buy("a"), buy("a"), buy("b", "49999.99"), buy("c", follower="nobody"), buy("d", None, "0.001")]
+            )
+        )
         fills, rejects = await peer.entries(2)
         assert fills == CopyFills(4, [("a", "0.01", "50001"), ("d", "0.001", "50001")])
         assert rejects == CopyRejects(5, [("a", "duplicate"), ("b", "expired"), ("c", "invalid")])
@@ -277,11 +282,27 @@ def test_fill_latency_and_the_record_file(tmp_path: Path) -> None:
     run(config(fill_latency_ms=100, record=str(record)), scenario)
     lines = [json.loads(line) for line in record.read_text().splitlines()]
     assert [(x["client_order_id"], x["outcome"], x.get("reason")) for x in lines] == [
-        ("a", "fill", None), ("b", "reject", "expired"), ("a", "reject", "duplicate")]
+        ("a", "fill", None),
+        ("b", "reject", "expired"),
+        ("a", "reject", "duplicate"),
+    ]
     assert lines[0] | {"recv_ns": 0} == {
-        "recv_ns": 0, "frame_seq": 3, "client_order_id": "a", "follower": "f1", "provider": "p1",
-        "symbol": "BTCUSDT", "side": "buy", "type": "limit_ioc", "qty": "0.01", "price": "50100",
-        "reduce_only": False, "leverage": 1, "outcome": "fill", "fill_qty": "0.01", "fill_price": "50001"}
+        "recv_ns": 0,
+        "frame_seq": 3,
+        "client_order_id": "a",
+        "follower": "f1",
+        "provider": "p1",
+        "symbol": "BTCUSDT",
+        "side": "buy",
+        "type": "limit_ioc",
+        "qty": "0.01",
+        "price": "50100",
+        "reduce_only": False,
+        "leverage": 1,
+        "outcome": "fill",
+        "fill_qty": "0.01",
+        "fill_price": "50001",
+    }
 
 
 def test_unix_socket(tmp_path: Path) -> None:
@@ -296,14 +317,17 @@ def test_unix_socket(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- the CLI
 
 
-@pytest.mark.parametrize(("line", "error"), [
-    ('{"type": "fill", "symbol": "BTCUSDT"}', "unknown script type 'fill'"),
-    ('{"type": "mark", "symbol": "BTCUSDT"}', "missing field 'price' for mark"),
-    ('{"type": "mark", "symbol": "BTCUSDT", "price": "1", "seq": 3}', "unknown field(s) ['seq'] for mark"),
-    ('{"type": "mark", "symbol": "BTCUSDT", "price": "1e3"}', "Expected `str` matching regex"),
-    ('{"type": "pause", "seconds": -1}', "Expected `float` >= 0"),
-    ("[1]", "a script line must be a JSON object"),
-])
+@pytest.mark.parametrize(
+    ("line", "error"),
+    [
+        ('{"type": "fill", "symbol": "BTCUSDT"}', "unknown script type 'fill'"),
+        ('{"type": "mark", "symbol": "BTCUSDT"}', "missing field 'price' for mark"),
+        ('{"type": "mark", "symbol": "BTCUSDT", "price": "1", "seq": 3}', "unknown field(s) ['seq'] for mark"),
+        ('{"type": "mark", "symbol": "BTCUSDT", "price": "1e3"}', "Expected `str` matching regex"),
+        ('{"type": "pause", "seconds": -1}', "Expected `float` >= 0"),
+        ("[1]", "a script line must be a JSON object"),
+    ],
+)
 def test_script_errors_name_the_line(tmp_path: Path, line: str, error: str) -> None:
     (tmp_path / "s.jsonl").write_text('{"type": "pause", "seconds": 0}\n' + line + "\n")
     with pytest.raises(ConfigError, match=re.escape(f"line 2: {error}")):
@@ -313,20 +337,33 @@ def test_script_errors_name_the_line(tmp_path: Path, line: str, error: str) -> N
 def test_script_entries_and_defaults(tmp_path: Path) -> None:
     (tmp_path / "s.jsonl").write_text(
         '{"type": "exec", "provider": "p1", "exec_id": "e1", "symbol": "BTCUSDT", "side": "sell",'
-        ' "qty": "0.5", "price": "100", "provider_equity": "10"}\n{"type": "pause", "seconds": 0.5}\n')
+        ' "qty": "0.5", "price": "100", "provider_equity": "10"}\n{"type": "pause", "seconds": 0.5}\n'
+    )
     assert load_script(tmp_path / "s.jsonl") == [
-        ProviderExecution(0, "p1", "e1", "BTCUSDT", "sell", "0.5", "100", "10", 1), Pause(0.5)]
+        ProviderExecution(0, "p1", "e1", "BTCUSDT", "sell", "0.5", "100", "10", 1),
+        Pause(0.5),
+    ]
 
 
-@pytest.mark.parametrize(("books", "error"), [
-    ('{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p2", "allocation": "1"}]}',
-     "follows[0]: unknown provider 'p2'"),
-    ('{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p1", "allocation": "1"},'
-     ' {"follower": "f", "provider": "p1", "allocation": "2"}]}', "follows[1]: 'f' already follows 'p1'"),
-    ('{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p1", "allocation": "0"}]}',
-     "follows[0]: allocation must be positive"),
-    ('{"providers": [], "instruments": []}', "Object contains unknown field `instruments`"),
-])
+@pytest.mark.parametrize(
+    ("books", "error"),
+    [
+        (
+            '{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p2", "allocation": "1"}]}',
+            "follows[0]: unknown provider 'p2'",
+        ),
+        (
+            '{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p1", "allocation": "1"},'
+            ' {"follower": "f", "provider": "p1", "allocation": "2"}]}',
+            "follows[1]: 'f' already follows 'p1'",
+        ),
+        (
+            '{"providers": [{"id": "p1"}], "follows": [{"follower": "f", "provider": "p1", "allocation": "0"}]}',
+            "follows[0]: allocation must be positive",
+        ),
+        ('{"providers": [], "instruments": []}', "Object contains unknown field `instruments`"),
+    ],
+)
 def test_books_errors(tmp_path: Path, books: str, error: str) -> None:
     (tmp_path / "b.json").write_text(books)
     with pytest.raises(ConfigError, match=re.escape(error)):
@@ -334,8 +371,10 @@ def test_books_errors(tmp_path: Path, books: str, error: str) -> None:
 
 
 def test_each_relationship_is_funded_with_funding_times_its_allocation() -> None:
-    books = Books(providers=[BookProvider("p1"), BookProvider("p2")],
-                  follows=[Follow("f1", "p1", "500"), Follow("f1", "p2", "250.5")])
+    books = Books(
+        providers=[BookProvider("p1"), BookProvider("p2")],
+        follows=[Follow("f1", "p1", "500"), Follow("f1", "p2", "250.5")],
+    )
     venue = VenueSim(VenueConfig(books=books, funding="0.5", script=[]))
     cash = {k: a.cash for k, a in venue.matcher.accounts.items()}
     assert cash == {("f1", "p1"): 250 * 10**16, ("f1", "p2"): 12525 * 10**14}
@@ -353,23 +392,39 @@ def test_cli_process_serves_an_engine_and_stops_on_sigterm(tmp_path: Path) -> No
         ' "min_qty": "0.00001", "min_notional": "5"}\n\n'
         '{"type": "pause", "seconds": 0.01}\n'
         '{"type": "exec", "provider": "p1", "exec_id": "e1", "symbol": "BTCUSDT", "side": "buy",'
-        ' "qty": "0.01", "price": "50000", "provider_equity": "1000"}\n')
+        ' "qty": "0.01", "price": "50000", "provider_equity": "1000"}\n'
+    )
     (tmp_path / "books.json").write_text(
         '{"version": 1, "providers": [{"id": "p1"}], "follows": [{"follower": "f1", "provider": "p1",'
-        ' "allocation": "1000", "mode": "proportional"}]}')
+        ' "allocation": "1000", "mode": "proportional"}]}'
+    )
 
     async def go() -> None:
         engine = FakeEngine()
         await engine.start()
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "pyservice.venue_sim", "--connect", engine.address, "--session", "cli",
-            "--script", str(tmp_path / "script.jsonl"), "--books", str(tmp_path / "books.json"),
-            "--record", str(tmp_path / "orders.jsonl"), "--duration", "20", stderr=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "pyservice.venue_sim",
+            "--connect",
+            engine.address,
+            "--session",
+            "cli",
+            "--script",
+            str(tmp_path / "script.jsonl"),
+            "--books",
+            str(tmp_path / "books.json"),
+            "--record",
+            str(tmp_path / "orders.jsonl"),
+            "--duration",
+            "20",
+            stderr=asyncio.subprocess.PIPE,
+        )
         try:
             peer = await engine.accept(timeout=20)
             assert await peer.recv() == Hello(0, 1, "cli")
             peer.send(Resume(1))
-            instrument, execution = await peer.entries(2)
+            _instrument, execution = await peer.entries(2)
             assert execution.seq == 2
             peer.send(NewOrders(2, [buy("a", "50250")]))
             assert await peer.entries(1) == [CopyFills(3, [("a", "0.01", "50000")])]

@@ -21,12 +21,25 @@ TEXT = st.one_of(st.text(max_size=40), ID, NAME, DEC)
 @st.composite
 def orders_frames(draw: st.DrawFn) -> bytes:
     """`orders` payloads whose text fields are often valid and sometimes anything."""
+
     def field(good: st.SearchStrategy[str]) -> str:
         return draw(st.one_of(good, good, good, TEXT))
-    orders = [[field(ID), field(NAME), field(NAME), field(NAME), draw(st.sampled_from(["buy", "sell"])),
-               draw(st.sampled_from(["limit_ioc", "market"])), field(DEC),
-               draw(st.one_of(st.none(), st.just(field(DEC)))), draw(st.booleans()), draw(st.integers(1, 125))]
-              for _ in range(draw(st.integers(0, 5)))]
+
+    orders = [
+        [
+            field(ID),
+            field(NAME),
+            field(NAME),
+            field(NAME),
+            draw(st.sampled_from(["buy", "sell"])),
+            draw(st.sampled_from(["limit_ioc", "market"])),
+            field(DEC),
+            draw(st.one_of(st.none(), st.just(field(DEC)))),
+            draw(st.booleans()),
+            draw(st.integers(1, 125)),
+        ]
+        for _ in range(draw(st.integers(0, 5)))
+    ]
     return msgspec.msgpack.encode(["orders", draw(st.integers(0, 2**63 - 1)), orders])
 
 
