@@ -54,13 +54,13 @@ def test_apply_returns_a_batch_per_event() -> None:
 def test_bad_events_are_error_batches_and_change_nothing() -> None:
     e = engine(2)
     for bad, message in [
-        ("{not json", "not JSON"),
+        ("{not json", "not JSON: key must be a string at line 1 column 2"),
         ('{"type": "fill"}', "missing field 'provider'"),
         (fill("x1", qty="NaN"), "field 'qty' is not a decimal: 'NaN'"),
         (fill("x1", qty="0.0005"), "qty 0.0005 is not a multiple of step 0.001"),
     ]:
         batch = e.apply(1, bad)
-        assert batch.orders == 0 and batch.error is not None and batch.error.startswith(message), batch.error
+        assert (len(batch), batch.orders, batch.error) == (1, 0, message)
     # nothing was consumed: the same exec id still copies to both followers
     assert e.apply(2, fill("x1")).orders == 2
     assert e.apply(3, fill("x1")).error == "duplicate exec_id 'x1' for provider 'p1'"
@@ -73,10 +73,24 @@ def test_a_batch_renders_only_with_its_own_engine() -> None:
         b.render_jsonl(batch)
 
 
-def test_errors_form_one_hierarchy() -> None:
-    assert issubclass(ScenarioError, CopyEngineError) and issubclass(CopyEngineError, ValueError)
-    with pytest.raises(ScenarioError, match="missing field 'instruments'"):
-        Engine.from_scenario("{}")
+def test_each_entry_point_raises_its_own_error_type() -> None:
+    """Which type each call raises, exactly (callers catch ScenarioError for a file,
+    FrameError for a frame, CopyEngineError for a snapshot)."""
+    from pyservice._engine_core import FrameError, LiveEngine, order_rows, replay_jsonl
+
+    for call, kind, message in [
+        (lambda: Engine.from_scenario("{}"), ScenarioError, "missing field 'instruments'"),
+        (lambda: replay_jsonl("[]"), ScenarioError, "the scenario must be a JSON object"),
+        (lambda: LiveEngine.from_books("{}"), ScenarioError, "missing field 'providers'"),
+        (lambda: order_rows(b"\x00\x00", "main"), FrameError, "truncated"),
+        (lambda: LiveEngine.restore(b"not a snapshot"), CopyEngineError, "not a snapshot of this engine version"),
+    ]:
+        with pytest.raises(CopyEngineError) as info:
+            call()
+        assert (type(info.value), str(info.value)) == (kind, message)
+    # the binding's own check: control ids count down from 2^63, below the venue's seqs
+    with pytest.raises(OverflowError, match=r"^change number is 2\^63 or more$"):
+        LiveEngine.from_books('{"providers": [], "follows": []}').control(0, 2**63, "{}")
 
 
 _json_values = st.recursive(

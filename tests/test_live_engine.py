@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyservice import CopyEngineError, ScenarioError
+from pyservice import ScenarioError
 from pyservice._engine_core import LiveEngine, Outcome
 from pyservice.protocol import NewOrder, NewOrders, engine_reader
 from pyservice.reference import client_order_id
@@ -128,114 +128,36 @@ def test_a_long_book_frames_in_follow_order_and_files_its_orders_after_the_send(
     assert money(e, "f2099/P") == ("900", "0", "1000", [("BTC", "1")])
 
 
-def test_a_short_reserves_at_the_provider_price() -> None:
-    e = live(follow("a", "1000"))
-    out = e.execute(1, "P", "x1", "ETH-PERP", "sell", "1", "100", "1000", 3)
-    [o] = frame_orders(out, 1)
-    assert (o.side, o.type, o.qty, o.price, o.reduce_only, o.leverage) == ("sell", "limit_ioc", "1", "99.5", False, 3)
-    assert money(e, "a/P")[1] == "33.3333333333333334"
-
-
-def test_reserved_cash_sizes_the_next_execution() -> None:
+def test_an_outcome_counts_skips_and_clamps_by_reason() -> None:
+    """`skips` and `clamps` map the rule's reason names to counts (the rule itself:
+    engine_core/tests/live.rs, a_second_execution_before_the_report_sizes_from_what_is_left)."""
     e = live(follow("a", "1000", slippage_pct="10"), follow("b", "1000"))
     # a reserves 9.5 × 110 = 1045 (free −45); b 9.5 × 100.5 = 954.75 (free 45.25)
     assert e.execute(1, "P", "x1", "BTC", "buy", "9.5", "100", "1000").orders == 2
     out = e.execute(2, "P", "x2", "BTC", "buy", "1", "100", "1000")
-    # a: F ≤ 0; b: 45.25/100 = 0.4525 → 0.452, clamped by free cash (a replay: 0.1 and 0.5)
-    assert (out.orders, dict(out.skips), dict(out.clamps), out.errors) == (
+    # a: F ≤ 0; b: 45.25/100 = 0.4525 → 0.452, clamped by free cash
+    assert (out.orders, out.skips, out.clamps, out.errors, out.stops) == (
         1,
         {"insufficient_balance": 1},
         {"free_cash": 1},
         [],
+        0,
     )
     [o] = frame_orders(out, 2)
     assert (o.follower, o.qty, o.price, o.leverage) == ("b", "0.452", "100.5", 1)
-    assert money(e, "b/P") == ("1000", "1000.176", "1000", [])
-
-
-def test_max_open_trades_counts_a_symbol_still_opening() -> None:
-    e = live(
-        follow("a", "1000", max_open_trades=1),
-        instruments=(("BTC", "spot", "0.01", "0.001", "0", "0"), ("ETH", "spot", "0.01", "0.001", "0", "0")),
-    )
-    first = e.execute(1, "P", "x1", "BTC", "buy", "1", "100", "1000")
-    assert first.orders == 1
-    out = e.execute(2, "P", "x2", "ETH", "buy", "1", "100", "1000")
-    assert (out.orders, dict(out.skips), out.frame) == (0, {"max_open_trades": 1}, None)
-    [o] = frame_orders(first, 1)
-    assert empty(e.rejects(3, [(o.client_order_id, "expired")]))
-    assert e.execute(4, "P", "x3", "ETH", "buy", "1", "100", "1000").orders == 1
 
 
 # --------------------------------------------------------------------------- reports
 
 
-def one_working_buy() -> tuple[LiveEngine, str]:
-    e = live(follow("a", "1000", slippage_pct="10"))
-    out = e.execute(1, "P", "x1", "BTC", "buy", "9.5", "100", "1000")
-    [o] = frame_orders(out, 1)
-    assert (o.qty, o.price) == ("9.5", "110")
-    assert money(e, "a/P") == ("1000", "1045", "1000", [])
-    return e, o.client_order_id
-
-
-@pytest.mark.parametrize(
-    ("qty", "price", "expect"),
-    [
-        ("9.5", "99.5", ("54.75", "0", "1004.75", [("BTC", "9.5")])),  # 1000 − 945.25; +9.5 × 100 at the mark
-        ("4", "100", ("600", "0", "1000", [("BTC", "4")])),  # a part: the whole reservation goes
-        ("0", "100", ("1000", "0", "1000", [])),  # nothing filled: released
-    ],
-)
-def test_a_fill_applies_and_releases(qty: str, price: str, expect: tuple) -> None:
-    e, oid = one_working_buy()
-    assert empty(e.fills(2, [(oid, qty, price)]))
-    assert money(e, "a/P") == expect
-    assert e.pending_orders == 0
-    assert e.fills(3, [(oid, qty, price)]).errors == [f"unknown order '{oid}'"]
-
-
-@pytest.mark.parametrize("reason", ["expired", "insufficient_funds", "reduce_only", "invalid"])
-def test_a_reject_releases(reason: str) -> None:
-    e, oid = one_working_buy()
-    assert empty(e.rejects(2, [(oid, reason)]))
-    assert money(e, "a/P") == ("1000", "0", "1000", [])
-    assert e.pending_orders == 0
-
-
-def test_duplicate_leaves_the_order_working() -> None:
-    e, oid = one_working_buy()
-    assert empty(e.rejects(2, [(oid, "duplicate"), ("0" * 22, "duplicate"), ("x", "duplicate")]))
-    assert e.pending_orders == 1
-    assert money(e, "a/P")[1] == "1045"
-    assert [o.client_order_id for o in frame_orders(e.working_orders(9), 9)] == [oid]
-
-
-def test_bad_reports_are_errors_and_the_rest_of_the_batch_applies() -> None:
+def test_bad_reports_are_errors_in_report_order_and_the_rest_of_the_batch_applies() -> None:
+    """`errors` lists one message per bad report, in the batch's order (every message:
+    engine_core/tests/live.rs, bad_reports_are_errors_that_change_nothing)."""
     e = live(follow("a", "1000", slippage_pct="10"), follow("b", "1000", slippage_pct="10"))
     a, b = (o.client_order_id for o in frame_orders(e.execute(1, "P", "x1", "BTC", "buy", "9.5", "100", "1000"), 1))
-    out = e.fills(
-        2,
-        [
-            ("zzz", "1", "100"),
-            (a, "9.501", "100"),
-            (a, "0.0005", "100"),
-            (a, "-1", "100"),
-            (a, "1", "0"),
-            (b, "2", "100"),
-            (a, "1", "1e2"),
-        ],
-    )
-    assert out.orders == 0 and out.frame is None
-    assert out.errors == [
-        "unknown order 'zzz'",
-        f"fill qty '9.501' of order '{a}' is not within 0..=9.5",
-        f"fill qty 0.0005 of order '{a}' is not a multiple of step 0.001",
-        f"fill qty '-1' of order '{a}' is not within 0..=9.5",
-        f"fill price '0' of order '{a}' is not a positive decimal",
-        f"fill price '1e2' of order '{a}' is not a positive decimal",
-    ]
-    assert money(e, "a/P") == ("1000", "1045", "1000", [])
+    out = e.fills(2, [("zzz", "1", "100"), (b, "2", "100"), (a, "9.501", "100")])
+    assert (out.orders, out.frame, out.stops) == (0, None, 0)
+    assert out.errors == ["unknown order 'zzz'", f"fill qty '9.501' of order '{a}' is not within 0..=9.5"]
     assert money(e, "b/P") == ("800", "0", "1000", [("BTC", "2")])
     out = e.rejects(3, [(a, "nope"), ("zzz", "expired")])
     assert out.errors == ["unknown reject reason 'nope'", "unknown order 'zzz'"]
@@ -251,22 +173,6 @@ def long_one(**settings: object) -> LiveEngine:
     [o] = frame_orders(e.execute(1, "P", "o1", "ETH-PERP", "buy", "10", "100", "10000", 10), 1)
     assert empty(e.fills(2, [(o.client_order_id, "1", "100")]))
     return e
-
-
-def test_reductions_never_over_close() -> None:
-    e = long_one()
-    closes = []
-    for seq, (exec_id, qty, expect) in enumerate([("c1", "5", "0.5"), ("c2", "3", "0.3"), ("c3", "2", "0.2")], start=3):
-        out = e.execute(seq, "P", exec_id, "ETH-PERP", "sell", qty, "100", "10000", 10)
-        [o] = frame_orders(out, seq)
-        # reduce-only market closes carry leverage 1 and no price
-        assert o == NewOrder(
-            cid("f", "P", exec_id, "close", follower="a"), "a", "P", "ETH-PERP", "sell", "market", expect, None, True, 1
-        )
-        closes.append(o)
-    assert e.pending_orders == 3
-    assert empty(e.fills(9, [(o.client_order_id, o.qty, "110") for o in closes]))
-    assert money(e, "a/P") == ("1010", "0", "1010", [])
 
 
 def test_portfolios_carry_base_and_fifo_lots() -> None:
@@ -303,19 +209,20 @@ def test_a_late_fill_is_closed_again() -> None:
         True,
         1,
     )
+    # the late close's id, recomputed by an independent encoder (the rule: live.rs,
+    # an_open_filled_after_the_provider_went_flat_is_closed_again)
     assert late.client_order_id == cid("l", o.client_order_id, follower="a")  # as the engine defines it today
     assert e.pending_orders == 1
     [again] = frame_orders(e.working_orders(4), 4)
     assert again == late
-    assert empty(e.fills(5, [(late.client_order_id, "0.6", "101")]))
-    assert money(e, "a/P") == ("1000.6", "0", "1000.6", [])
 
 
 def test_a_stop_frames_its_closes() -> None:
+    """`stops` counts it, the frame carries the close under its id (recomputed here), the
+    portfolio says stopped (what a stop does after: live.rs, after_a_stop_...)."""
     e = live(follow("a", "1000", max_loss_pct="10"))
     [o] = frame_orders(e.execute(1, "P", "o1", "ETH-PERP", "buy", "10", "100", "1000", 10), 1)
     assert (o.qty, o.leverage) == ("10", 10)
-    working = e.execute(2, "P", "o2", "ETH-PERP", "buy", "1", "100", "1000", 10)
     assert empty(e.fills(3, [(o.client_order_id, "10", "100")]))
     # mark 90: equity 1000 − 100 = 900 ≤ 900
     out = e.mark(4, "ETH-PERP", "90")
@@ -326,13 +233,7 @@ def test_a_stop_frames_its_closes() -> None:
         )
     ]
     assert portfolios(e)["a/P"]["status"] == "stopped"
-    # stopped: the working open of 1 that fills is closed at once
-    [w] = frame_orders(working, 2)
-    [late] = frame_orders(e.fills(5, [(w.client_order_id, "1", "90")]), 5)
-    assert (late.side, late.qty, late.reduce_only) == ("sell", "1", True)
-    assert e.pending_orders == 2
-    # copies nothing more
-    assert empty(e.execute(6, "P", "o3", "ETH-PERP", "buy", "1", "90", "1000", 10))
+    assert e.pending_orders == 1
 
 
 def test_working_orders_is_one_frame_of_every_pending_order() -> None:
@@ -367,40 +268,22 @@ def test_instruments() -> None:
     assert e.execute(7, "P", "x", "X", "buy", "1", "1", "1").errors == ["unknown symbol 'X'"]
 
 
+# the books rules are engine_core/tests/live.rs, invalid_books_name_the_follow; these two
+# are covered nowhere else (a platform minimum; a scenario passed as books)
 @pytest.mark.parametrize(
     ("books", "message"),
     [
         (
-            {"providers": [{"id": "P"}], "follows": [follow("a", "0")]},
-            "follows[0]: field 'allocation' must be positive",
-        ),
-        (
-            {"providers": [{"id": "P"}], "follows": [follow("a", "1"), follow("a", "2")]},
-            "follows[1]: 'a' already follows 'P'",
-        ),
-        ({"providers": [{"id": "P"}], "follows": [follow("a", "1", provider="X")]}, "follows[0]: unknown provider 'X'"),
-        (
-            {"providers": [{"id": "P"}], "follows": [{**follow("a", "1"), "x": 1}]},
-            "follows[0]: unknown field 'x' for follow",
-        ),
-        (
-            {"providers": [{"id": "P"}], "follows": [follow("a", 5)]},
-            "follows[0]: field 'allocation' must be a decimal string",
-        ),
-        (
             {"providers": [{"id": "P"}], "platform": {"min_allocation": "10"}, "follows": [follow("a", "5")]},
             "follows[0]: allocation 5 is below min_allocation 10",
         ),
-        ({"providers": [{"id": "P"}]}, "missing field 'follows'"),
         ({"providers": [], "follows": [], "events": []}, "unknown field 'events'"),
-        ([], "the books file must be a JSON object"),
     ],
 )
 def test_invalid_books_raise_one_line(books: object, message: str) -> None:
     with pytest.raises(ScenarioError) as info:
         LiveEngine.from_books(json.dumps(books))
     assert str(info.value) == message
-    assert isinstance(info.value, CopyEngineError) and isinstance(info.value, ValueError)
 
 
 @pytest.mark.parametrize("text", ["", "{", '{"providers": [], "follows": [],}', '{\n\n"a"', "NaN"])
@@ -437,7 +320,8 @@ def garbage_engine() -> tuple[LiveEngine, str]:
 
 def refused(e: LiveEngine, out: Outcome, before: tuple[str, int]) -> None:
     assert out.orders == 0 and out.frame is None and out.stops == 0
-    assert len(out.errors) >= 1 and all(isinstance(m, str) and m for m in out.errors)
+    # one bad input, one message
+    assert len(out.errors) == 1 and isinstance(out.errors[0], str) and out.errors[0]
     assert (e.portfolios_jsonl(), e.pending_orders) == before
 
 
@@ -527,12 +411,6 @@ def test_garbage_instruments_change_nothing(data: st.DataObject) -> None:
     assert e.execute(11, "P", "s1", "SOL", "buy", "1", "1", "1").errors == ["unknown symbol 'SOL'"]
 
 
-def test_unknown_duplicate_is_not_an_error_and_not_an_order() -> None:
-    e, _oid = garbage_engine()
-    assert empty(e.rejects(10, [("no such order", "duplicate")]))
-    assert e.pending_orders == 1
-
-
 @pytest.mark.parametrize("leverage", [0, 126, 2**32, 2**70, -1, "3", None])
 def test_an_out_of_range_leverage_is_a_rule_error_not_an_exception(leverage: object) -> None:
     e = live(follow("a", "1000"))
@@ -578,8 +456,8 @@ def test_order_rows_are_the_frame_in_copy_text_format() -> None:
             for n, o in enumerate(frame_orders(out, seq))
         ]
         assert rows == want and len(rows) == out.orders
-    assert any(
-        r[7] == "market" for r in (line.split("\t") for line in order_rows(closed.frame, "m").decode().splitlines())
-    )
+    # the unfollow closes b's 0.25: one market row, its price NULL
+    [close] = [line.split("\t") for line in order_rows(closed.frame, "m").decode().splitlines()]
+    assert (close[3], close[7], close[8], close[9], close[10]) == ("b", "market", "0.25", "\\N", "t")
     with pytest.raises(FrameError):
         order_rows(b"\x00\x00\x00\x01\x90", "m")

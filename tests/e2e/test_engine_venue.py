@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 
 BTC = {
     "type": "instrument",
@@ -257,8 +256,7 @@ def test_malformed_frame_drops_and_resumes_without_orders_from_it(tmp_path: Path
     _nothing_lost_nothing_doubled(r, 40)
 
 
-@pytest.mark.parametrize("n", [1])
-def test_the_engine_refuses_a_bad_books_file(tmp_path: Path, n: int) -> None:
+def test_the_engine_refuses_a_bad_books_file(tmp_path: Path) -> None:
     (tmp_path / "books.json").write_text('{"providers": [{"id": "a"}], "follows": [{"follower": "x"}]}')
     out = subprocess.run(
         [sys.executable, "-m", "pyservice.cli", "engine", "--memory", "--books", str(tmp_path / "books.json")],

@@ -4,6 +4,7 @@ down, catching up by itself when it is back; books seeded once and read back exa
 import asyncio
 import atexit
 import json
+import time
 import warnings
 
 import asyncpg
@@ -106,11 +107,14 @@ def test_postgres_down_pauses_the_venue_and_commits_resume_when_it_is_back(tmp_p
             j.append(seq, "exec", payload)
         assert await j.flush(10) and j.committed == 10
         server.cleanup()  # PostgreSQL goes away
+        down_at = time.monotonic()
         for seq, payload in frames[10:]:
             j.append(seq, "exec", payload)
         await asyncio.sleep(0.5)
         assert pressure == [True] and j.paused and j.committed == 10
-        assert j.metrics.commit_failures._value.get() >= 1
+        # one failure per attempt, and the attempts are retry_s (0.05 s) apart
+        failures = j.metrics.commit_failures._value.get()
+        assert 1 <= failures <= (time.monotonic() - down_at) // 0.05 + 1
         restarted = pgserver.get_server(data, cleanup_mode="stop")  # back, same data
         try:
             for _ in range(200):
