@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 
 import pytest
 from hypothesis import given, settings
@@ -126,6 +127,36 @@ def test_a_long_book_frames_in_follow_order_and_files_its_orders_after_the_send(
     fills = e.fills(4, [(o.client_order_id, "1", "100") for o in orders])
     assert (fills.errors, e.pending_orders) == ([], 0)
     assert money(e, "f2099/P") == ("900", "0", "1000", [("BTC", "1")])
+
+
+def test_a_call_runs_without_the_gil_and_a_second_thread_is_refused() -> None:
+    """A fan-out releases the GIL, so another thread runs meanwhile; a call on the same
+    engine from that thread raises RuntimeError instead of interleaving (held with the
+    GIL, the other thread could only run between calls and would never see it)."""
+    e = live(*(follow(f"f{i:05d}", "1000") for i in range(50_000)))
+    refused: list[str] = []
+    stop = threading.Event()
+
+    def poke() -> None:
+        while not stop.is_set():
+            try:
+                e.pending_orders  # noqa: B018 (the borrow is the point)
+            except RuntimeError as exc:
+                refused.append(str(exc))
+                return
+
+    other = threading.Thread(target=poke)
+    other.start()
+    try:
+        for i in range(20):  # each call fans out to 50,000 followers (tens of ms)
+            out = e.execute(3 + i, "P", f"x{i}", "BTC", "buy", "0.001", "100", "1000")
+            assert out.orders == 50_000
+            if refused:
+                break
+    finally:
+        stop.set()
+        other.join()
+    assert refused == ["Already mutably borrowed"]
 
 
 def test_an_outcome_counts_skips_and_clamps_by_reason() -> None:
