@@ -1,7 +1,10 @@
-"""`pyservice._engine_core.LiveEngine` end to end: books in, venue messages in, `Outcome`
-(counts and the finished `orders` frame) out. The rules are PROTOCOL.md "How the engine
-applies them (live mode)"; expected values are worked out by hand in the comments and
-client order ids are recomputed here with an independent base62 encoder.
+"""The binding's surface of `pyservice._engine_core.LiveEngine`: books in, venue messages
+in, `Outcome` (counts, errors and the finished `orders` frame, decoded here as the venue
+reads it) out, the portfolio export, errors and threads. The copy rules themselves
+(PROTOCOL.md "How the engine applies them (live mode)") are engine_core/tests/live.rs;
+the cases here that touch a rule are the ones that test covers nowhere else. Expected
+values are worked out by hand in the comments and client order ids are recomputed here
+with an independent base62 encoder.
 """
 
 from __future__ import annotations
