@@ -1,28 +1,28 @@
 """The control plane: follow, unfollow, deposit, withdraw, pause, resume and settings.
 
 One module owns a control change's whole life, so a new kind of change (settlement)
-is one entry in `KINDS` here, its rule in the Rust core, and their tests:
+is one entry in `KINDS` here, its rule in the Rust core, and their tests. The path, and
+who calls each step:
 
-    caller (CLI, API)        PostgreSQL               engine daemon             projector
-    ─────────────────        ──────────               ─────────────             ─────────
-    validate(change)  ── the Rust parser (`check_control`): the fields, no state
-    submit()  ──────────►  INSERT, NOTIFY  ────────►  pending(), in id order
-                                                      place_and_apply():
-                           after_seq = seq ◄───────     place(): after the applied seq,
-                                                        committed before it applies
-                                                        apply(): the Rust rules for the
-                                                        state it meets → Outcome
-                           verdict ◄───────────────     decided(): None or the reason
-    wait() ◄────────────── the verdict
-                                                                                placed() by after_seq
-                                                                                apply() at that seq
-                                                                                project(): its rows
-                                                                                (high watermarks)
+    validate   caller (CLI, API)    the Rust parser checks the fields (`check_control`)
+       │
+    submit     caller               INSERT into control_changes + NOTIFY `CHANNEL`, one
+       │                            transaction; then `wait` polls for the verdict
+    pending    engine daemon        woken by NOTIFY (or its 1 s poll): changes in id order
+       │
+    place      daemon, through      after_seq = the applied seq, committed before the
+       │       `place_and_apply`    change applies (journal flushed, venue not read)
+    apply      daemon               the Rust rules for the state it meets → Outcome; its
+       │                            orders frame is sent
+    decided    daemon               the verdict: None, or the rules' reason → `wait`
+       │
+    project    projector            in the step that passes after_seq: the rows the
+                                    change moves (`Kind.project`: high watermarks)
 
-Recovery after a crash (`pyservice.store.recovery`) meets every placed change again
-at its `after_seq` through `apply`, and records the verdicts its dead engine left
-unrecorded. `KINDS` is also the command line: `copyengine <kind> FOLLOWER PROVIDER
-[fields]` is built from it.
+Recovery after a crash (`pyservice.store.recovery`) reads the changes by after_seq
+(`placed`) and meets each again through `apply` at the same point, recording the
+verdicts its dead engine left unrecorded. `KINDS` is also the command line:
+`copyengine <kind> FOLLOWER PROVIDER [fields]` is built from it.
 
 This module sits below the store and the engine (import-linter's layers in
 `pyproject.toml`): it knows PostgreSQL's `control_changes` and `high_watermarks`, and
