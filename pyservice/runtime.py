@@ -10,6 +10,8 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pyservice import logs
+
 
 def run_until_signal(main: Coroutine[Any, Any, None], stop: Callable[[], None]) -> int:
     """Run `main`; the first SIGINT/SIGTERM calls `stop` so it can finish cleanly."""
@@ -39,8 +41,6 @@ def run_worker(
     committed journal (the stream publisher, the projector): the engine's options
     (`--database`, `--shard`, logging) plus the worker's own, then `work(args)` until a
     signal. If the work fails, say why and exit non-zero: the engine restarts it."""
-    from pyservice import logs
-
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--database", required=True)
     p.add_argument("--shard", default="main")
