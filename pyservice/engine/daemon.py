@@ -226,8 +226,8 @@ class EngineDaemon:
             async def seed() -> str:
                 return stored
 
-            self.engine, start = await recovery.recover_engine(conn, c.shard, committed.watermark, seed)
-            self.applied_seq = committed.watermark
+            recovered = await recovery.recover_engine(conn, c.shard, committed.watermark, seed)
+            self.engine, self.applied_seq = recovered.engine, recovered.applied_seq
         finally:
             await conn.close()
         self.session = committed.session
@@ -238,7 +238,7 @@ class EngineDaemon:
             extra={
                 "watermark": committed.watermark,
                 "session": committed.session,
-                "snapshot_seq": start,
+                "snapshot_seq": recovered.snapshot_seq,
                 "rebuild_s": round(time.perf_counter() - started, 3),
                 "pending_orders": self.engine.pending_orders,
             },

@@ -171,10 +171,8 @@ class Projector:
     async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int) -> None:
         """Rebuild the engine's state at the projected position, writing nothing: from
         the newest snapshot at or below it, else from the books."""
-        self.engine, self._snapshot_at = await recovery.catch_up(
-            conn, self.shard, projected, lambda: books.load_books(conn)
-        )
-        self.at = projected
+        recovered = await recovery.catch_up(conn, self.shard, projected, lambda: books.load_books(conn))
+        self.engine, self._snapshot_at, self.at = recovered.engine, recovered.snapshot_seq, recovered.applied_seq
 
     async def step(self, conn: asyncpg.Connection) -> bool:
         """Project the next batch; False when there was nothing new."""

@@ -6,7 +6,8 @@ engine's start and the projector's catch-up.
         changes placed after its seq (`control.placed`), in the order the engine met them
       → `reapply`: each input through `dispatch.apply_venue_message`, each change
         through `control.apply`
-      → the engine at the target; the daemon then asks the venue to resume at target + 1
+      → `Recovered`: the engine at the target; the daemon's `hello` then asks the venue
+        to resume at `applied_seq + 1`
 
 `recover_engine` is the daemon's start (target: the watermark; it also records the
 verdicts a dead engine left unrecorded), `catch_up` the projector's (target: its
@@ -28,6 +29,15 @@ from pyservice._engine_core import LiveEngine
 from pyservice.dispatch import apply_venue_message
 from pyservice.store.journal import RecoveryError, committed_inputs
 from pyservice.store.snapshots import restore_newest
+
+
+@dataclass(frozen=True)
+class Recovered:
+    engine: LiveEngine
+    #: the snapshot it started from (0: the books)
+    snapshot_seq: int
+    #: the last input applied: the venue resumes at the next one
+    applied_seq: int
 
 
 @dataclass(frozen=True)
@@ -88,10 +98,10 @@ async def reapply(
 
 async def recover_engine(
     conn: asyncpg.Connection, shard: str, watermark: int, books: Callable[[], Awaitable[str]]
-) -> tuple[LiveEngine, int]:
-    """The engine at `watermark` for the daemon's start, and the seq of the snapshot it
-    started from; the verdicts its dead predecessor left unrecorded are recorded. The
-    venue resumes at `watermark + 1`."""
+) -> Recovered:
+    """The engine at `watermark` for the daemon's start, with the changes placed after
+    it too; the verdicts its dead predecessor left unrecorded are recorded. The venue
+    resumes at `watermark + 1`."""
     engine, start = await restore_newest(conn, shard, watermark, books)
     beyond = await control.placed(conn, shard, watermark + 1)
     if beyond:
@@ -102,15 +112,15 @@ async def recover_engine(
     verdicts = await reapply(conn, shard, engine, start, watermark, changes_at_upto=True)
     for change_id, error in verdicts:
         await control.decided(conn, change_id, error)
-    return engine, start
+    return Recovered(engine, start, watermark)
 
 
 async def catch_up(
     conn: asyncpg.Connection, shard: str, projected: int, books: Callable[[], Awaitable[str]]
-) -> tuple[LiveEngine, int]:
-    """The projector's engine at its projected position, writing nothing (the steps
-    that first passed these changes recorded their verdicts), and the seq of the
-    snapshot it started from."""
+) -> Recovered:
+    """The projector's engine at its projected position (the changes placed after it
+    are left to its next step), writing nothing: the steps that first passed these
+    changes recorded their verdicts."""
     engine, start = await restore_newest(conn, shard, projected, books)
     await reapply(conn, shard, engine, start, projected, changes_at_upto=False)
-    return engine, start
+    return Recovered(engine, start, projected)
