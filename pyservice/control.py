@@ -31,7 +31,6 @@ the engine only as `LiveEngine`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -237,6 +236,8 @@ async def verdict(conn: asyncpg.Connection, change_id: int) -> Verdict:
 
 async def wait(conn: asyncpg.Connection, change_id: int, timeout: float) -> Verdict:
     """The verdict once the engine has applied the change, or the pending one at `timeout`."""
+    import asyncio  # here: the CLI builds its parser from `KINDS` without loading asyncio
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
