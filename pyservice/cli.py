@@ -8,6 +8,7 @@ import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from pyservice.engine.priority import priority
 
@@ -159,8 +160,7 @@ def _migrate(args: argparse.Namespace) -> int:
 
 
 def _control(args: argparse.Namespace) -> int:
-    """follow / unfollow / deposit / withdraw / pause / resume / settings: commit the
-    change, wait for the engine's verdict."""
+    """A control change (one of `control.KINDS`): commit it, wait for the engine's verdict."""
     import asyncio
 
     import asyncpg
@@ -169,13 +169,7 @@ def _control(args: argparse.Namespace) -> int:
     from pyservice.store.migrate import MigrationError, migrate
     from pyservice.store.server import open_database
 
-    change: dict[str, object] = {"type": args.command, "follower": args.follower, "provider": args.provider}
-    for name in _FOLLOW_OPTIONS:
-        value = getattr(args, name, None)
-        if value is not None:
-            change[name] = {"true": True, "false": False}.get(value, value) if name == "stop_copy_on_close" else value
-    if args.command in ("deposit", "withdraw"):
-        change["amount"] = args.amount
+    change = control.change_of(args.command, vars(args))
     try:
         control.validate(change)
     except control.ControlError as exc:
@@ -208,20 +202,6 @@ def _control(args: argparse.Namespace) -> int:
         return 2
     print(f"change {v.id} applied after seq {v.after_seq}")
     return 0
-
-
-#: follow settings as CLI options (decimal strings; the rules check them)
-_FOLLOW_OPTIONS = (
-    "allocation",
-    "mode",
-    "fixed_amount",
-    "multiplier",
-    "max_open_trades",
-    "max_per_trade_pct",
-    "max_loss_pct",
-    "slippage_pct",
-    "stop_copy_on_close",
-)
 
 
 def _fills(args: argparse.Namespace) -> int:
@@ -324,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         metavar="SECONDS",
-        help="how often the state is snapshotted, so a restart replays only what came after",
+        help="how often the state is snapshotted, so a restart re-applies only what came after",
     )
     engine.add_argument(
         "--redis", metavar="URL", help="publish copy fills to Redis Streams (default $REDIS_URL; neither: off)"
@@ -352,33 +332,21 @@ def build_parser() -> argparse.ArgumentParser:
     engine.add_argument("--log-level", default="INFO")
     engine.set_defaults(func=_engine)
 
-    for name, text in (
-        ("follow", "start copying a provider"),
-        ("unfollow", "stop copying a provider"),
-        ("deposit", "add money to a relationship"),
-        ("withdraw", "take free cash out"),
-        ("pause", "stop copying, keep the positions"),
-        ("resume", "copy again after a pause"),
-        ("settings", "change some copy settings"),
-    ):
-        c = sub.add_parser(name, help=f"control plane: {text}")
-        c.add_argument("follower")
-        c.add_argument("provider")
-        if name == "follow":
-            c.add_argument("--allocation", required=True, help="decimal amount")
-        if name in ("follow", "settings"):
-            c.add_argument("--mode", choices=["proportional", "fixed_amount", "multiplier"])
-            for opt in ("fixed_amount", "multiplier", "max_per_trade_pct", "max_loss_pct", "slippage_pct"):
-                c.add_argument(f"--{opt.replace('_', '-')}", dest=opt, metavar="DECIMAL")
-            c.add_argument("--max-open-trades", dest="max_open_trades", type=int)
-            c.add_argument(
-                "--stop-copy-on-close",
-                dest="stop_copy_on_close",
-                choices=["true", "false"],
-                help="close the copied positions on unfollow (default true)",
-            )
-        if name in ("deposit", "withdraw"):
-            c.add_argument("amount", help="decimal amount")
+    from pyservice import control
+
+    for kind in control.KINDS.values():
+        c = sub.add_parser(kind.name, help=f"control plane: {kind.help}")
+        for f in (*control.WHO, *kind.fields):
+            # argparse formats help with %: a literal one is %%
+            spec: dict[str, Any] = {"help": f.help.replace("%", "%%"), "type": f.type}
+            if f.choices is not None:
+                spec["choices"] = f.choices
+            if f.metavar is not None:
+                spec["metavar"] = f.metavar
+            if f.positional:
+                c.add_argument(f.name, **spec)
+            else:
+                c.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, required=f.required, **spec)
         _database_args(c)
         c.add_argument("--shard", default="main", help="the engine that applies it")
         c.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the engine's verdict")

@@ -1,31 +1,59 @@
 """The control plane: follow, unfollow, deposit, withdraw, pause, resume and settings.
 
-One path for every caller (the CLI now, the HTTP API next): `submit` checks a change
-with the engine's own parser (the replay's rules and messages), commits it to
-PostgreSQL, and wakes the engine (NOTIFY). The engine applies pending changes in id
-order at a point of its input order, committing that point (`after_seq`) before it
-applies the change, then the rules' reason if they refuse it for the state it meets (an
-unknown follower, a withdrawal above free cash). Replay after a crash applies them at
-the same points.
+One module owns a control change's whole life, so a new kind of change (settlement)
+is one entry in `KINDS` here, its rule in the Rust core, and their tests. The path, and
+who calls each step:
+
+    validate   caller (CLI, API)    the Rust parser checks the fields (`check_control`)
+       │
+    submit     caller               INSERT into control_changes + NOTIFY `CHANNEL`, one
+       │                            transaction; then `wait` polls for the verdict
+    pending    engine daemon        woken by NOTIFY (or its 1 s poll): changes in id order
+       │
+    place      daemon, through      after_seq = the applied seq, committed before the
+       │       `place_and_apply`    change applies (journal flushed, venue not read)
+    apply      daemon               the Rust rules for the state it meets → Outcome; its
+       │                            orders frame is sent
+    decided    daemon               the verdict: None, or the rules' reason → `wait`
+       │
+    project    projector            in the step that passes after_seq: the rows the
+                                    change moves (`Kind.project`: high watermarks)
+
+Recovery after a crash (`pyservice.store.recovery`) reads the changes by after_seq
+(`placed`) and meets each again through `apply` at the same point, recording the
+verdicts its dead engine left unrecorded. `KINDS` is also the command line:
+`copyengine <kind> FOLLOWER PROVIDER [fields]` is built from it.
+
+This module sits below the store and the engine (import-linter's layers in
+`pyproject.toml`): it knows PostgreSQL's `control_changes` and `high_watermarks`, and
+the engine only as `LiveEngine`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
-import asyncpg
+from pyservice._engine_core import LiveEngine, Outcome, check_control
 
-from pyservice._engine_core import check_control
+if TYPE_CHECKING:  # the CLI builds its parser from `KINDS` without loading the driver
+    import asyncpg
 
 #: NOTIFY channel; the payload is the shard
 CHANNEL = "copyengine_control"
 
+T = TypeVar("T")
+
 
 class ControlError(Exception):
     """The change is invalid on its own; nothing was stored."""
+
+
+class Misplaced(Exception):
+    """The change is placed at another seq than this engine's: another engine runs this shard."""
 
 
 @dataclass(frozen=True)
@@ -45,8 +73,140 @@ class Verdict:
     error: str | None
 
 
+# -- the kinds ------------------------------------------------------------------------
+
+#: a kind's effect on the rows the projector keeps, in the transaction of its step
+Project: TypeAlias = "Callable[[asyncpg.Connection, str, int, dict[str, Any]], Awaitable[None]]"
+
+
+def _same(text: Any) -> Any:
+    return text
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a change: its JSON key and how a caller takes it (the CLI's
+    arguments). Decimals stay strings: the Rust rules parse and check them."""
+
+    name: str
+    help: str
+    #: a positional argument; else the option `--name-with-dashes`
+    positional: bool = False
+    required: bool = False
+    choices: tuple[str, ...] | None = None
+    #: the parser of the argument's text (`int` for a count)
+    type: Callable[[str], Any] = str
+    metavar: str | None = None
+    #: the parsed argument as the change's JSON value
+    value: Callable[[Any], Any] = _same
+
+
+@dataclass(frozen=True)
+class Kind:
+    name: str
+    help: str
+    #: after `follower` and `provider`, in the order they are stored
+    fields: tuple[Field, ...] = ()
+    project: Project | None = None
+
+
+async def _follow(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
+    """A follow starts the high watermark at the allocation."""
+    await conn.execute(
+        "INSERT INTO high_watermarks (follower_id, provider_id, hwm, reason, shard, seq) "
+        "VALUES ($1, $2, $3, 'follow', $4, $5) ON CONFLICT (follower_id, provider_id) DO UPDATE SET "
+        "hwm = EXCLUDED.hwm, reason = 'follow', shard = EXCLUDED.shard, seq = EXCLUDED.seq, updated_at = now()",
+        change["follower"],
+        change["provider"],
+        Decimal(change["allocation"]),
+        shard,
+        seq,
+    )
+
+
+async def _move(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
+    """A deposit or a withdrawal moves the high watermark by its amount (never creating a fee)."""
+    kind, amount = change["type"], Decimal(change["amount"])
+    await conn.execute(
+        "UPDATE high_watermarks SET hwm = hwm + $3, reason = $4, shard = $5, seq = $6, updated_at = now() "
+        "WHERE follower_id = $1 AND provider_id = $2",
+        change["follower"],
+        change["provider"],
+        amount if kind == "deposit" else -amount,
+        kind,
+        shard,
+        seq,
+    )
+
+
+async def _unfollow(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
+    """An unfollow removes the high watermark."""
+    await conn.execute(
+        "DELETE FROM high_watermarks WHERE follower_id = $1 AND provider_id = $2",
+        change["follower"],
+        change["provider"],
+    )
+
+
+#: the identity of every change, before its fields
+WHO = (
+    Field("follower", "the follower's id", positional=True),
+    Field("provider", "the provider's id", positional=True),
+)
+_DECIMAL = "DECIMAL"
+#: copy settings: a follow may set them, `settings` changes some
+SETTINGS = (
+    Field("mode", "how a copy is sized", choices=("proportional", "fixed_amount", "multiplier")),
+    Field("fixed_amount", "each copy's margin, in mode fixed_amount", metavar=_DECIMAL),
+    Field("multiplier", "the proportional size times this, in mode multiplier", metavar=_DECIMAL),
+    Field("max_open_trades", "open copied positions at most", type=int),
+    Field("max_per_trade_pct", "one copy's margin at most, % of the equity", metavar=_DECIMAL),
+    Field("max_loss_pct", "stop copying when the equity is this % below the base", metavar=_DECIMAL),
+    Field("slippage_pct", "the copy's limit price this % from the provider's price", metavar=_DECIMAL),
+    Field(
+        "stop_copy_on_close",
+        "close the copied positions on unfollow (default true)",
+        choices=("true", "false"),
+        value=lambda text: {"true": True, "false": False}.get(text, text),
+    ),
+)
+_AMOUNT = Field("amount", "decimal amount", positional=True)
+
+#: every kind of control change, in the order the CLI lists them
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind(
+            "follow",
+            "start copying a provider",
+            (Field("allocation", "decimal amount", required=True), *SETTINGS),
+            _follow,
+        ),
+        Kind("unfollow", "stop copying a provider", project=_unfollow),
+        Kind("deposit", "add money to a relationship", (_AMOUNT,), _move),
+        Kind("withdraw", "take free cash out", (_AMOUNT,), _move),
+        Kind("pause", "stop copying, keep the positions"),
+        Kind("resume", "copy again after a pause"),
+        Kind("settings", "change some copy settings", SETTINGS),
+    )
+}
+
+
+def change_of(kind: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The change of `kind` from the caller's values by field name (None: not given)."""
+    change: dict[str, Any] = {"type": kind}
+    for f in (*WHO, *KINDS[kind].fields):
+        value = given.get(f.name)
+        if value is not None:
+            change[f.name] = f.value(value)
+    return change
+
+
+# -- the caller's side: validate, commit, wait -------------------------------------------
+
+
 def validate(change: dict[str, Any]) -> str:
-    """The change as stored text; ControlError with the replay's message if invalid."""
+    """The change as stored text; ControlError with the rules' message if invalid."""
     text = json.dumps(change, separators=(",", ":"))
     reason = check_control(text)
     if reason is not None:
@@ -76,6 +236,8 @@ async def verdict(conn: asyncpg.Connection, change_id: int) -> Verdict:
 
 async def wait(conn: asyncpg.Connection, change_id: int, timeout: float) -> Verdict:
     """The verdict once the engine has applied the change, or the pending one at `timeout`."""
+    import asyncio  # here: the CLI builds its parser from `KINDS` without loading asyncio
+
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
@@ -85,7 +247,7 @@ async def wait(conn: asyncpg.Connection, change_id: int, timeout: float) -> Verd
         await asyncio.sleep(0.02)
 
 
-# -- the engine's side -----------------------------------------------------------------
+# -- the engine's side: place, apply, record the verdict -------------------------------------
 
 
 async def pending(conn: asyncpg.Connection, shard: str) -> list[Change]:
@@ -112,12 +274,63 @@ async def placed(
 
 async def place(conn: asyncpg.Connection, change_id: int, after_seq: int) -> None:
     """Commit where the change goes, before the engine applies it: a crash after this
-    replays it there, a crash before leaves it pending and without effect."""
+    applies it there on recovery, a crash before leaves it pending and without effect."""
     await conn.execute(
         "UPDATE control_changes SET after_seq = $2 WHERE id = $1 AND after_seq IS NULL", change_id, after_seq
     )
 
 
+def apply(engine: LiveEngine, seq: int, change: Change) -> Outcome:
+    """The change applied to the engine after `seq` (the Rust rules decide; live, in
+    recovery and in the projector alike)."""
+    return engine.control(seq, change.id, change.text)
+
+
+def verdict_of(outcome: Outcome) -> str | None:
+    """What `decided` records for an applied change: None, or the rules' reason."""
+    return outcome.errors[0] if outcome.errors else None
+
+
 async def decided(conn: asyncpg.Connection, change_id: int, error: str | None) -> None:
     """The verdict of an applied change: None, or the rules' reason (it changed nothing)."""
     await conn.execute("UPDATE control_changes SET error = $2, applied_at = now() WHERE id = $1", change_id, error)
+
+
+class Retrying(Protocol):
+    """Runs `action` on a connection until PostgreSQL answers (the daemon's `_db`)."""
+
+    def __call__(self, what: str, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> Awaitable[T]: ...
+
+
+async def place_and_apply(
+    db: Retrying, engine: LiveEngine, change: Change, seq: int, send: Callable[[bytes], None]
+) -> Outcome:
+    """Place `change` after `seq` (the engine's applied seq, its journal committed up to
+    there and the venue not read meanwhile), apply it, `send` its orders frame, record
+    its verdict. Misplaced if another engine placed it elsewhere."""
+
+    async def place_here(conn: asyncpg.Connection) -> int | None:
+        # an answer lost with a connection must not leave it placed but not applied:
+        # read back where it is, and place it only if it is nowhere yet
+        await place(conn, change.id, seq)
+        return (await verdict(conn, change.id)).after_seq
+
+    where = await db("place a control change", place_here)
+    if where != seq:  # another engine placed it: this shard is not ours
+        raise Misplaced(f"control change {change.id} is placed after seq {where}, not {seq}")
+    outcome = apply(engine, seq, change)
+    if outcome.frame is not None:
+        send(outcome.frame)
+    error = verdict_of(outcome)
+    await db("record a control change's verdict", lambda c: decided(c, change.id, error))
+    return outcome
+
+
+# -- the projector's side ------------------------------------------------------------------
+
+
+async def project(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
+    """The rows an applied change moves, placed after `seq` (in the projector's step)."""
+    kind = KINDS.get(change["type"])
+    if kind is not None and kind.project is not None:
+        await kind.project(conn, shard, seq, change)

@@ -37,7 +37,7 @@ class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fiel
 
 
 # venue → engine. Hello and Heartbeat carry the venue's newest seq (they are not part of
-# the log); every other message is a log entry with its own seq, replayable on Resume.
+# the log); every other message is a log entry with its own seq, sent again from any seq on Resume.
 
 
 class Hello(_Message, tag="hello", frozen=True):

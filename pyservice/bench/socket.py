@@ -37,9 +37,9 @@ from rich.progress import Progress, TaskID
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice.engine.priority import make_realtime, normal
+from pyservice.runtime import tune_gc
 from pyservice.store.server import create_database, database_dsn, drop_database, open_database
 from pyservice.streams.publisher import last_published
-from pyservice.venue_sim.cli import tune_gc
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.venue_sim.venue import OrderRecord, VenueSim
 

@@ -1,15 +1,17 @@
 """The engine daemon: listens for a venue, applies its sequenced log, writes copy orders.
 
 Everything between a frame arriving and its orders frame being written is synchronous:
-`data_received` decodes, one Rust call applies the message (GIL released inside) and
-returns the finished frame, one `transport.write` sends it. No await, no per-follower
-Python. The state lives in `LiveEngine`; this module owns sessions, sequencing,
-heartbeats and metrics.
+`data_received` decodes, `receive` checks the seq, one Rust call applies the message
+(`pyservice.dispatch`; GIL released inside) and returns the finished frame, one
+`transport.write` sends it. No await, no per-follower Python. The state lives in
+`LiveEngine`; this module owns sessions, sequencing, heartbeats and metrics.
 
 Durable (the default): the books come from PostgreSQL, every applied message is handed
-to the journal (`pyservice.store.journal`, write-behind), and a start first replays the
-committed journal, then asks the venue to resume from the watermark + 1. `--memory`
-keeps everything in this process only (tests, benchmarks of the hot path alone).
+to the journal (`pyservice.store.journal`, write-behind), and a start first recovers the
+state the journal committed (`pyservice.store.recovery`), then asks the venue to resume
+from the watermark + 1. Control changes are placed and applied through
+`pyservice.control`. `--memory` keeps everything in this process only (tests, benchmarks
+of the hot path alone).
 """
 
 from __future__ import annotations
@@ -27,10 +29,11 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome, Reports
+from pyservice.dispatch import UnexpectedMessage, apply_venue_message
 from pyservice.endpoints import Endpoint, parse_endpoint
-from pyservice.engine.faults import KILL
-from pyservice.engine.metrics import EngineMetrics
 from pyservice.engine.priority import make_realtime
+from pyservice.faults import KILL
+from pyservice.metrics import EngineMetrics
 
 if TYPE_CHECKING:
     import asyncpg
@@ -82,7 +85,7 @@ class EngineDaemon:
             if config.books is None:
                 raise StartError("an engine with --memory needs --books")
             engine = LiveEngine.from_books(config.books.read_text(encoding="utf-8"))
-        #: None until `open_store` has loaded the books and replayed the journal
+        #: None until `open_store` has recovered the committed state
         self.engine: LiveEngine = engine  # type: ignore[assignment]
         self.journal: Journal | None = None
         #: why the venue is not being read (see `_hold`)
@@ -187,11 +190,10 @@ class EngineDaemon:
                 self._database.stop()
 
     async def open_store(self) -> None:
-        """Migrate, load (or seed) the books, replay the committed journal."""
+        """Migrate, load (or seed) the books, recover the committed state."""
         import asyncpg
 
-        from pyservice import control
-        from pyservice.store import books, history, journal, migrate, snapshots
+        from pyservice.store import books, journal, migrate, recovery
         from pyservice.store.server import open_database
 
         c = self.config
@@ -224,20 +226,8 @@ class EngineDaemon:
             async def seed() -> str:
                 return stored
 
-            self.engine, start = await snapshots.restore_newest(conn, c.shard, committed.watermark, seed)
-            beyond = await control.placed(conn, c.shard, committed.watermark + 1)
-            if beyond:
-                raise journal.RecoveryError(
-                    f"control change {beyond[0][1].id} is placed after seq {beyond[0][0]}, "
-                    f"past the watermark {committed.watermark}"
-                )
-            # every change placed up to the watermark was committed before it was applied
-            verdicts = await history.replay(
-                conn, c.shard, self.engine, start, committed.watermark, changes_at_upto=True
-            )
-            self.applied_seq = committed.watermark
-            for change_id, error in verdicts:
-                await control.decided(conn, change_id, error)
+            recovered = await recovery.recover_engine(conn, c.shard, committed.watermark, seed)
+            self.engine, self.applied_seq = recovered.engine, recovered.applied_seq
         finally:
             await conn.close()
         self.session = committed.session
@@ -248,8 +238,8 @@ class EngineDaemon:
             extra={
                 "watermark": committed.watermark,
                 "session": committed.session,
-                "snapshot_seq": start,
-                "replay_s": round(time.perf_counter() - started, 3),
+                "snapshot_seq": recovered.snapshot_seq,
+                "rebuild_s": round(time.perf_counter() - started, 3),
                 "pending_orders": self.engine.pending_orders,
             },
         )
@@ -359,7 +349,7 @@ class EngineDaemon:
                     await self._caught_up.wait()
                     while True:
                         for change in await control.pending(conn, self.config.shard):
-                            if not await self._apply_change(change):
+                            if not await self._place_and_apply(change):
                                 break  # in id order: the next ones wait for this one
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(wake.wait(), 1.0)
@@ -386,10 +376,11 @@ class EngineDaemon:
                 log.warning("retrying against PostgreSQL", extra={"what": what, "error": repr(exc)})
                 await asyncio.sleep(0.5)
 
-    async def _apply_change(self, change: control.Change) -> bool:
-        """Apply one control change at a recorded point: the venue is not read, and the
-        journal is committed up to the applied seq, so a replay meets the change in
-        exactly this state. False if the journal could not be committed (try later)."""
+    async def _place_and_apply(self, change: control.Change) -> bool:
+        """Place and apply one control change (`control.place_and_apply`) at a recorded
+        point: the venue is not read, and the journal is committed up to the applied
+        seq, so recovery meets the change in exactly this state. False if the journal
+        could not be committed (try later)."""
         from pyservice import control
 
         self._hold("control", True)
@@ -399,20 +390,12 @@ class EngineDaemon:
                 return False
             seq = self.applied_seq
 
-            async def place(conn: asyncpg.Connection) -> int | None:
-                # an answer lost with a connection must not leave it placed but not applied:
-                # read back where it is, and place it only if it is nowhere yet
-                await control.place(conn, change.id, seq)
-                return (await control.verdict(conn, change.id)).after_seq
+            def send(frame: bytes) -> None:
+                if self._conn is not None:
+                    self._conn.send(frame)
 
-            placed = await self._db("place a control change", place)
-            if placed != seq:  # another engine placed it: this shard is not ours
-                raise _Fatal(f"control change {change.id} is placed after seq {placed}, not {seq}")
-            outcome = self.engine.control(seq, change.id, change.text)
-            if outcome.frame is not None and self._conn is not None:
-                self._conn.send(outcome.frame)
-            error = outcome.errors[0] if outcome.errors else None
-            await self._db("record a control change's verdict", lambda c: control.decided(c, change.id, error))
+            outcome = await control.place_and_apply(self._db, self.engine, change, seq, send)
+            error = control.verdict_of(outcome)
             self.metrics.copy_orders.inc(outcome.orders)
             self.metrics.stops.inc(outcome.stops)
             self.metrics.control_changes.labels("refused" if error else "applied").inc()
@@ -521,7 +504,9 @@ class EngineDaemon:
 
     # -- the sequenced log -----------------------------------------------------------
 
-    def apply(self, conn: VenueConnection, msg: P.VenueMessage | Reports, payload: bytes) -> None:
+    def receive(self, conn: VenueConnection, msg: P.VenueMessage | Reports, payload: bytes) -> None:
+        """A message after the hello: a heartbeat, or the next entry of the venue's log,
+        applied to the engine, its orders sent, and handed to the journal."""
         if isinstance(msg, P.Heartbeat):
             self.venue_head = max(self.venue_head, msg.seq)
             self._lag()
@@ -530,11 +515,11 @@ class EngineDaemon:
             raise _Refused("hello", "a second hello on one connection")
         seq = msg.seq
         if seq <= self.applied_seq:
-            return  # a replay overlap: already applied
+            return  # resent from before the resume point: already applied
         if seq != self.applied_seq + 1:
             raise _Refused("gap", f"seq {seq} after {self.applied_seq}")
         started = time.perf_counter_ns()
-        outcome = apply_message(self.engine, msg)
+        outcome = apply_venue_message(self.engine, msg)
         if outcome.frame is not None:
             if KILL.armed("send") and isinstance(msg, P.ProviderExecution):
                 conn.send(outcome.frame[: len(outcome.frame) // 2])
@@ -588,34 +573,6 @@ class EngineDaemon:
 
     def _lag(self) -> None:
         self.metrics.seq_lag.set(max(0, self.venue_head - self.applied_seq))
-
-
-def apply_message(e: LiveEngine, msg: P.VenueMessage | Reports) -> Outcome:
-    """One venue log entry applied to the engine (the daemon, recovery, the projector)."""
-    match msg:
-        case Reports():
-            return e.reports(msg)
-        case P.ProviderExecution():
-            return e.execute(
-                msg.seq,
-                msg.provider,
-                msg.exec_id,
-                msg.symbol,
-                msg.side,
-                msg.qty,
-                msg.price,
-                msg.provider_equity,
-                msg.leverage,
-            )
-        case P.CopyFills():
-            return e.fills(msg.seq, msg.fills)
-        case P.CopyRejects():
-            return e.rejects(msg.seq, msg.rejects)
-        case P.MarkPrice():
-            return e.mark(msg.seq, msg.symbol, msg.price)
-        case P.Instrument():
-            return e.instrument(msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty, msg.min_notional)
-    raise _Refused("unexpected", f"unexpected message {type(msg).__name__}")
 
 
 class _Fatal(Exception):
@@ -675,8 +632,10 @@ class VenueConnection(asyncio.Protocol):
                     self.greeted = True
                     self.daemon.hello(self, msg)
                 else:
-                    self.daemon.apply(self, msg, payload)
+                    self.daemon.receive(self, msg, payload)
         except P.ProtocolError as exc:
             self.drop(str(exc), kind="bad_frame")
         except _Refused as exc:
             self.drop(str(exc), kind=exc.kind)
+        except UnexpectedMessage as exc:
+            self.drop(str(exc), kind="unexpected")

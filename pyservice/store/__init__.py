@@ -1,1 +1,1 @@
-"""PostgreSQL: the engine's system of record (migrations, books, the input journal)."""
+"""PostgreSQL: the engine's system of record (migrations, books, the input journal, recovery, the projector)."""

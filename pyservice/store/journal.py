@@ -7,7 +7,8 @@ is bounded in bytes: above `high_water` the journal asks the daemon to stop read
 the venue (the venue keeps its log; nothing is lost), and below `low_water` to read
 again. PostgreSQL down or restarting only stalls commits; they retry until it is back.
 
-Recovery (`replay_inputs`) reads the committed inputs back in seq order.
+Recovery (`pyservice.store.recovery`) and the projector read the committed inputs back in
+seq order through `committed_inputs`, the one check that the journal has no gap.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from decimal import Decimal
 import asyncpg
 
 from pyservice import protocol as P
-from pyservice.engine.faults import KILL
-from pyservice.engine.metrics import EngineMetrics
+from pyservice.faults import KILL
+from pyservice.metrics import EngineMetrics
 
 log = logging.getLogger("copyengine.journal")
 
@@ -60,7 +61,7 @@ async def ensure_shard(conn: asyncpg.Connection, shard: str) -> Committed:
     return Committed(row["venue_session"], row["watermark"])
 
 
-async def replay_inputs(
+async def committed_inputs(
     conn: asyncpg.Connection, shard: str, watermark: int, after: int = 0
 ) -> AsyncIterator[tuple[int, bytes]]:
     """The committed inputs after seq `after` up to `watermark`, in seq order, checked to

@@ -1,9 +1,10 @@
 """The projector: the journal as rows for statistics and settlement.
 
 It applies the committed journal (and the control changes at their points) to its own
-copy of the engine, the way recovery does, and writes the orders that copy sends, the
-venue's reports, the instruments, the provider trades and the high watermarks as rows,
-each step in one transaction with its position (`projection_state`); with each engine
+copy of the engine, walking the same `recovery.history` as recovery does, and writes
+the orders that copy sends, the venue's reports, the instruments, the provider trades
+and each applied control change's rows (`control.project`: the high watermarks), each
+step in one transaction with its position (`projection_state`); with each engine
 snapshot, every relationship's money, its positions and their FIFO lots. The engine
 runs it as a child process: the rows cost the hot path nothing, and they are the orders
 of an engine that never crashed (resends after a crash are not in the journal), with
@@ -16,10 +17,11 @@ engine may still place one there.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from decimal import Decimal
 from typing import Any
 
@@ -28,10 +30,9 @@ import asyncpg
 from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import CopyEngineError, LiveEngine, Outcome, Reports, order_rows
-from pyservice.engine.daemon import apply_message
-from pyservice.store import books, history, locks, trades
-from pyservice.store.journal import RecoveryError
-from pyservice.store.snapshots import restore_newest
+from pyservice.dispatch import apply_venue_message
+from pyservice.runtime import run_worker
+from pyservice.store import books, locks, recovery, trades
 
 log = logging.getLogger("copyengine.projector")
 
@@ -102,16 +103,6 @@ class Projector:
             rows,
         )
 
-    async def _changes(
-        self, conn: asyncpg.Connection, lo: int, hi: int
-    ) -> dict[int, list[tuple[control.Change, bool]]]:
-        """Changes placed after seqs lo..hi, by seq, in the order applied, each with
-        whether its verdict is recorded."""
-        out: dict[int, list[tuple[control.Change, bool]]] = {}
-        for seq, change, done in await control.placed(conn, self.shard, lo, hi):
-            out.setdefault(seq, []).append((change, done))
-        return out
-
     async def _snapshot(self, conn: asyncpg.Connection) -> None:
         """Store the engine state at this position (keep the newest two), every
         relationship's money, and the positions with their lots."""
@@ -177,25 +168,11 @@ class Projector:
         self._snapshot_at = self.at
         log.info("engine snapshot", extra={"seq": self.at, "bytes": len(state)})
 
-    async def _rows(self, conn: asyncpg.Connection, after: int, upto: int) -> list[asyncpg.Record]:
-        rows = await conn.fetch(
-            "SELECT seq, payload FROM engine_inputs WHERE shard = $1 AND seq > $2 AND seq <= $3 ORDER BY seq",
-            self.shard,
-            after,
-            upto,
-        )
-        if [r["seq"] for r in rows] != list(range(after + 1, upto + 1)):
-            raise RecoveryError(f"journal of shard '{self.shard}' has a gap in {after + 1}..{upto}")
-        return rows
-
     async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int) -> None:
         """Rebuild the engine's state at the projected position, writing nothing: from
         the newest snapshot at or below it, else from the books."""
-        self.engine, start = await restore_newest(conn, self.shard, projected, lambda: books.load_books(conn))
-        self._snapshot_at = start
-        # verdicts were recorded by the steps that first passed these changes
-        await history.replay(conn, self.shard, self.engine, start, projected, changes_at_upto=False)
-        self.at = projected
+        recovered = await recovery.catch_up(conn, self.shard, projected, lambda: books.load_books(conn))
+        self.engine, self._snapshot_at, self.at = recovered.engine, recovered.snapshot_seq, recovered.applied_seq
 
     async def step(self, conn: asyncpg.Connection) -> bool:
         """Project the next batch; False when there was nothing new."""
@@ -203,34 +180,32 @@ class Projector:
         if watermark <= self.at:
             return False
         upto = min(watermark, self.at + BATCH)
-        # changes placed after `at`..`upto - 1` are final (the watermark is past them);
-        # those after `upto` are taken at the start of the next step
-        changes = await self._changes(conn, self.at, upto - 1)
         # rows in COPY text format, written by the Rust core
         orders: list[bytes] = []
         fills: list[bytes] = []
         rejects: list[bytes] = []
         stops: list[tuple[str, int, str, str]] = []
         instruments: list[tuple[object, ...]] = []
-        watermarks: list[tuple[int, dict[str, Any]]] = []  # (seq, applied follow/deposit/withdraw/unfollow)
+        projected: list[tuple[int, dict[str, Any]]] = []  # (seq, applied change): `control.project`
         traded: dict[tuple[str, str, int], trades.Trade] = {}
         verdicts: list[tuple[int, str | None]] = []
 
-        def controls(seq: int) -> None:
-            placed = changes.get(seq, [])
-            for (change, done), outcome in zip(placed, self._controls(placed, seq), strict=False):
+        # changes placed after `at`..`upto - 1` are final (the watermark is past them);
+        # those after `upto` are taken at the start of the next step
+        async for entry in recovery.history(conn, self.shard, self.at, upto, changes_at_upto=False):
+            if isinstance(entry, recovery.Placed):
+                seq, change = entry.seq, entry.change
+                outcome = self._control(seq, change)
                 if outcome.frame is not None:
                     orders.append(order_rows(outcome.frame, self.shard, change.id))
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
-                if not done:  # placed, then its engine died before the verdict
-                    verdicts.append((change.id, outcome.errors[0] if outcome.errors else None))
+                if not entry.decided:  # placed, then its engine died before the verdict
+                    verdicts.append((change.id, control.verdict_of(outcome)))
                 if not outcome.errors:
-                    watermarks.append((seq, json.loads(change.text)))
-
-        controls(self.at)
-        for r in await self._rows(conn, self.at, upto):
-            seq = r["seq"]
-            msg, outcome = self._input(seq, r["payload"])
+                    projected.append((seq, json.loads(change.text)))
+                continue
+            seq = entry.seq
+            msg, outcome = self._input(seq, entry.payload)
             if outcome.frame is not None:
                 orders.append(order_rows(outcome.frame, self.shard))
             stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
@@ -261,8 +236,6 @@ class Projector:
                         seq,
                     )
                 )
-            if seq < upto:
-                controls(seq)
         async with conn.transaction():
             for table, rows in (("copy_orders", orders), ("copy_fills", fills), ("copy_rejects", rejects)):
                 if rows:
@@ -277,8 +250,8 @@ class Projector:
                 await conn.executemany(_UPSERT_INSTRUMENT, instruments)
             if traded:
                 await conn.executemany(_UPSERT_TRADE, [trades.row(self.shard, t) for t in traded.values()])
-            for seq, change in watermarks:
-                await _move_high_watermark(conn, self.shard, seq, change)
+            for seq, applied in projected:
+                await control.project(conn, self.shard, seq, applied)
             await conn.execute("UPDATE projection_state SET seq = $2 WHERE shard = $1", self.shard, upto)
         self.at = upto
         return True
@@ -286,11 +259,11 @@ class Projector:
     def _input(self, seq: int, payload: bytes) -> tuple[P.VenueMessage | Reports, Outcome]:
         assert self.engine is not None
         msg = self.reader.decode(payload)
-        return msg, apply_message(self.engine, msg)
+        return msg, apply_venue_message(self.engine, msg)
 
-    def _controls(self, changes: list[tuple[control.Change, bool]], seq: int) -> list[Outcome]:
+    def _control(self, seq: int, change: control.Change) -> Outcome:
         assert self.engine is not None
-        return [self.engine.control(seq, c.id, c.text) for c, _ in changes]
+        return control.apply(self.engine, seq, change)
 
 
 _UPSERT_INSTRUMENT = (
@@ -305,35 +278,6 @@ _UPSERT_TRADE = (
     "ON CONFLICT (shard, provider_id, symbol, opened_seq) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in trades.COLUMNS if c not in ("provider_id", "symbol", "opened_seq"))
 )
-
-
-async def _move_high_watermark(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
-    """An applied control change moves the watermark by its amount (never creating a
-    fee), a follow starts it at the allocation, an unfollow removes it."""
-    kind, who = change["type"], (change["follower"], change["provider"])
-    if kind == "follow":
-        await conn.execute(
-            "INSERT INTO high_watermarks (follower_id, provider_id, hwm, reason, shard, seq) "
-            "VALUES ($1, $2, $3, 'follow', $4, $5) ON CONFLICT (follower_id, provider_id) DO UPDATE SET "
-            "hwm = EXCLUDED.hwm, reason = 'follow', shard = EXCLUDED.shard, seq = EXCLUDED.seq, updated_at = now()",
-            *who,
-            Decimal(change["allocation"]),
-            shard,
-            seq,
-        )
-    elif kind in ("deposit", "withdraw"):
-        amount = Decimal(change["amount"])
-        await conn.execute(
-            "UPDATE high_watermarks SET hwm = hwm + $3, reason = $4, shard = $5, seq = $6, updated_at = now() "
-            "WHERE follower_id = $1 AND provider_id = $2",
-            *who,
-            amount if kind == "deposit" else -amount,
-            kind,
-            shard,
-            seq,
-        )
-    elif kind == "unfollow":
-        await conn.execute("DELETE FROM high_watermarks WHERE follower_id = $1 AND provider_id = $2", *who)
 
 
 _COLUMNS = {
@@ -374,31 +318,14 @@ class _Chunks:
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m pyservice.store.projector`: the engine runs this as a child process."""
-    import argparse
 
-    from pyservice import logs
-    from pyservice.runtime import run_until_signal
-    from pyservice.streams.publisher import die_with_parent
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--snapshot-interval", type=float, default=30.0, help="seconds between engine snapshots")
 
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--database", required=True)
-    p.add_argument("--shard", default="main")
-    p.add_argument("--snapshot-interval", type=float, default=30.0, help="seconds between engine snapshots")
-    p.add_argument("--log-format", choices=["plain", "json"], default="plain")
-    p.add_argument("--log-level", default="INFO")
-    args = p.parse_args(argv)
-    die_with_parent()
-    logs.setup(args.log_format, args.log_level)
-    stopped = asyncio.Event()
+    def work(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
+        return Projector(args.database, args.shard, snapshot_s=args.snapshot_interval).run()
 
-    async def run() -> None:
-        task = asyncio.create_task(Projector(args.database, args.shard, snapshot_s=args.snapshot_interval).run())
-        done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())], return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()  # it failed: say why, and exit non-zero
-        task.cancel()
-
-    return run_until_signal(run(), stopped.set)
+    return run_worker(__doc__, argv, add_arguments, work)
 
 
 if __name__ == "__main__":

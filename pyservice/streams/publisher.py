@@ -11,9 +11,11 @@ in PostgreSQL and drains when it is back.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,8 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from pyservice._engine_core import decode_reports
-from pyservice.engine.faults import KILL
+from pyservice.faults import KILL
+from pyservice.runtime import run_worker
 
 log = logging.getLogger("copyengine.streams")
 
@@ -164,51 +167,18 @@ class Publisher:
             await r.aclose()
 
 
-def die_with_parent() -> None:
-    """Linux: get SIGTERM when the engine that started this process dies (even by
-    SIGKILL), so a crashed engine leaves no worker behind. If it died before this ran,
-    exit now."""
-    import contextlib
-    import ctypes
-    import os
-    import signal
-
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    parent = os.environ.get("COPYENGINE_PARENT")
-    if parent is not None and os.getppid() != int(parent):
-        raise SystemExit("the engine that started this worker is gone")
-
-
 def main(argv: list[str] | None = None) -> int:
     """`python -m pyservice.streams.publisher`: the engine runs this as a child process,
     so encoding stream entries never holds up its event loop."""
-    import argparse
 
-    from pyservice import logs
-    from pyservice.runtime import run_until_signal
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--redis", required=True)
+        p.add_argument("--stream", help="default copyengine:fills:<shard>")
 
-    p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--database", required=True)
-    p.add_argument("--redis", required=True)
-    p.add_argument("--shard", default="main")
-    p.add_argument("--stream", help="default copyengine:fills:<shard>")
-    p.add_argument("--log-format", choices=["plain", "json"], default="plain")
-    p.add_argument("--log-level", default="INFO")
-    args = p.parse_args(argv)
-    die_with_parent()
-    logs.setup(args.log_format, args.log_level)
-    publisher = Publisher(args.database, args.redis, args.shard, args.stream)
-    stopped = asyncio.Event()
+    def work(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
+        return Publisher(args.database, args.redis, args.shard, args.stream).run()
 
-    async def run() -> None:
-        task = asyncio.create_task(publisher.run())
-        done, _ = await asyncio.wait([task, asyncio.create_task(stopped.wait())], return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            task.result()  # it failed: say why, and exit non-zero (the engine restarts it)
-        task.cancel()
-
-    return run_until_signal(run(), stopped.set)
+    return run_worker(__doc__, argv, add_arguments, work)
 
 
 if __name__ == "__main__":

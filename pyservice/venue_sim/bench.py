@@ -11,7 +11,7 @@ import argparse
 import time
 
 from pyservice.protocol import NewOrder, NewOrders, UncheckedOrders, check_order_ids, encode, unchecked_engine_reader
-from pyservice.venue_sim.cli import tune_gc
+from pyservice.runtime import tune_gc
 from pyservice.venue_sim.config import BookProvider, Books, Follow, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import gc
 import sys
 
 from pyservice import logs
 from pyservice.endpoints import parse_endpoint
 from pyservice.protocol import DEFAULT_MAX_FRAME
-from pyservice.runtime import run_until_signal
+from pyservice.runtime import run_until_signal, tune_gc
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import VenueConfig, load_books, load_script
 from pyservice.venue_sim.venue import VenueSim
@@ -128,17 +127,6 @@ def config_from_args(args: argparse.Namespace) -> VenueConfig:
         garbage_at_seq=args.garbage_at_seq,
         max_frame=args.max_frame,
     )
-
-
-def tune_gc() -> None:
-    """For a venue process, after its start-up state is built.
-
-    A frame makes a few tracked objects per order, so the default gen-0 threshold (700)
-    runs a collection every few hundred orders, ~15 % of the matching time. The state
-    built so far (accounts, books) is long-lived: freeze it out of every scan.
-    """
-    gc.freeze()
-    gc.set_threshold(50_000, 10, 10)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
-"""The venue's sequenced log: seq 1, 2, 3, ... without gaps, kept whole for replay.
+"""The venue's sequenced log: seq 1, 2, 3, ... without gaps, kept whole for resending.
 
-Entries are stored as finished frames, so a replay from any seq is a slice of bytes.
+Entries are stored as finished frames, so resending from any seq is a slice of bytes.
 """
 
 from __future__ import annotations

@@ -33,7 +33,7 @@ from pyservice import books as B
 from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome
-from pyservice.engine.daemon import apply_message
+from pyservice.dispatch import apply_venue_message
 from pyservice.store import trades
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import Books, VenueConfig
@@ -85,7 +85,7 @@ def _uninterrupted(
 
     controls(0)
     for entry in log:
-        outcome = apply_message(engine, entry)
+        outcome = apply_venue_message(engine, entry)
         take(outcome)
         if isinstance(entry, P.ProviderExecution) and not outcome.errors:
             for t in book.execution(
@@ -244,7 +244,7 @@ async def _run(
     def start(step: str) -> subprocess.Popen[bytes]:
         env = dict(os.environ)
         env.pop("COPYENGINE_KILL_AT", None)
-        if step != "random":  # the engine kills itself there (pyservice/engine/faults.py)
+        if step != "random":  # the engine kills itself there (pyservice/faults.py)
             env["COPYENGINE_KILL_AT"] = f"{step}:{rnd.randint(1, 12)}"
         return subprocess.Popen(cmd, stderr=log_file, env=env)
 

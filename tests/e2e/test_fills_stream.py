@@ -23,7 +23,7 @@ from venue_traffic import bots_for, free_port, trade
 from pyservice import books as B
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine
-from pyservice.engine.daemon import apply_message
+from pyservice.dispatch import apply_venue_message
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import DEFAULT_INSTRUMENTS, Books, VenueConfig
 from pyservice.venue_sim.venue import VenueSim
@@ -209,7 +209,7 @@ def test_every_fill_is_in_the_stream_exactly_once_in_order(
     engine = LiveEngine.from_books((tmp_path / "books.json").read_text())
     expected: list[tuple[str, str, list[list[str]]]] = []
     for e in log:
-        stopped = apply_message(engine, e).stopped
+        stopped = apply_venue_message(engine, e).stopped
         if isinstance(e, P.CopyFills):
             expected.append((f"{e.seq}-0", "fills", [list(f) for f in e.fills]))
         elif isinstance(e, P.CopyRejects):

@@ -12,10 +12,10 @@ import pytest
 
 from pyservice import books as B
 from pyservice import protocol as P
-from pyservice.engine.metrics import EngineMetrics
+from pyservice.metrics import EngineMetrics
 from pyservice.replay import ScenarioError
 from pyservice.store import books
-from pyservice.store.journal import Journal, RecoveryError, ensure_shard, replay_inputs
+from pyservice.store.journal import Journal, RecoveryError, committed_inputs, ensure_shard
 from pyservice.store.migrate import migrate
 
 
@@ -33,7 +33,7 @@ def _exec(seq, exec_id="x1"):
 async def _all(conn, shard="main"):
     return [
         (s, bytes(p))
-        async for s, p in replay_inputs(
+        async for s, p in committed_inputs(
             conn, shard, await conn.fetchval("SELECT watermark FROM engine_state WHERE shard = $1", shard)
         )
     ]

@@ -15,7 +15,7 @@ import pytest
 from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine
-from pyservice.engine.daemon import apply_message
+from pyservice.dispatch import apply_venue_message
 from pyservice.store import projector
 from pyservice.store.books import seed_books
 from pyservice.store.journal import ensure_shard
@@ -80,7 +80,7 @@ def _journal() -> tuple[list[tuple[int, str, bytes]], list[tuple[int, dict, str 
         seq += 1
         msg = msg.__class__(**{**{f: getattr(msg, f) for f in msg.__struct_fields__}, "seq": seq})
         rows.append((seq, msg.__struct_config__.tag, P.encode(msg)[4:]))
-        out = apply_message(engine, msg)
+        out = apply_venue_message(engine, msg)
         return [o for m in reader.feed(out.frame or b"") for o in m.orders]
 
     for msg, placed in INPUTS:
@@ -237,7 +237,7 @@ def test_a_watermark_moves_by_the_amount(pg_dsn, change):
         await ensure_shard(conn, "main")
         p = projector.Projector(pg_dsn)
         await p.start(conn)  # seeds the books' relationships at their allocation
-        await projector._move_high_watermark(conn, "main", 3, change)
+        await control.project(conn, "main", 3, change)
         hwm = await conn.fetchval("SELECT hwm FROM high_watermarks WHERE follower_id = 'a'")
         await conn.close()
         return hwm

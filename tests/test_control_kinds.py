@@ -1,0 +1,69 @@
+"""The control plane's table of kinds is the command line: every kind is a subcommand
+whose arguments build exactly the change the rules read."""
+
+import pytest
+
+from pyservice import control
+from pyservice.cli import build_parser
+
+
+def change(*argv: str) -> dict[str, object]:
+    args = build_parser().parse_args(list(argv))
+    return control.change_of(args.command, vars(args))
+
+
+def test_every_kind_is_a_subcommand_with_its_fields_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for kind in control.KINDS.values():
+        with pytest.raises(SystemExit) as exit:
+            build_parser().parse_args([kind.name, "--help"])
+        assert exit.value.code == 0
+        text = capsys.readouterr().out
+        assert text.startswith(f"usage: copyengine {kind.name} ")
+        for f in (*control.WHO, *kind.fields):
+            assert (f.name if f.positional else f"--{f.name.replace('_', '-')}") in text, (kind.name, f.name)
+
+
+def test_a_follow_with_every_setting_is_stored_in_field_order() -> None:
+    argv = ["follow", "f1", "alpha", "--allocation", "2000", "--stop-copy-on-close", "false"]
+    argv += ["--max-open-trades", "3", "--slippage-pct", "0.5", "--mode", "multiplier", "--multiplier", "2"]
+    got = change(*argv)
+    assert list(got.items()) == [
+        ("type", "follow"),
+        ("follower", "f1"),
+        ("provider", "alpha"),
+        ("allocation", "2000"),
+        ("mode", "multiplier"),
+        ("multiplier", "2"),
+        ("max_open_trades", 3),
+        ("slippage_pct", "0.5"),
+        ("stop_copy_on_close", False),
+    ]
+    assert control.validate(got) == (
+        '{"type":"follow","follower":"f1","provider":"alpha","allocation":"2000","mode":"multiplier",'
+        '"multiplier":"2","max_open_trades":3,"slippage_pct":"0.5","stop_copy_on_close":false}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["deposit", "f1", "alpha", "5"], {"type": "deposit", "follower": "f1", "provider": "alpha", "amount": "5"}),
+        (["withdraw", "f1", "alpha", "5"], {"type": "withdraw", "follower": "f1", "provider": "alpha", "amount": "5"}),
+        (["unfollow", "f1", "alpha"], {"type": "unfollow", "follower": "f1", "provider": "alpha"}),
+        (["pause", "f1", "alpha"], {"type": "pause", "follower": "f1", "provider": "alpha"}),
+        (["resume", "f1", "alpha"], {"type": "resume", "follower": "f1", "provider": "alpha"}),
+        (
+            ["settings", "f1", "alpha", "--max-loss-pct", "20"],
+            {"type": "settings", "follower": "f1", "provider": "alpha", "max_loss_pct": "20"},
+        ),
+    ],
+)
+def test_each_kind_builds_the_change_the_rules_accept(argv: list[str], expected: dict[str, object]) -> None:
+    got = change(*argv)
+    assert got == expected
+    control.validate(got)  # raises ControlError if the rules refuse its shape
+
+
+def test_a_follow_needs_an_allocation() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["follow", "f1", "alpha"])
