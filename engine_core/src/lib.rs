@@ -15,6 +15,7 @@ pub mod parallel;
 pub mod pending;
 pub mod portfolio;
 pub mod reports;
+pub mod risk;
 pub mod rows;
 pub mod scenario;
 pub mod sizing;

@@ -163,6 +163,30 @@ impl OrderType {
     }
 }
 
+/// How the venue answered a copy order it did not fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    InsufficientFunds,
+    Expired,
+    ReduceOnly,
+    /// The venue already has the order: it stays working (its report is in the log).
+    Duplicate,
+    Invalid,
+}
+
+impl RejectReason {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "insufficient_funds" => Self::InsufficientFunds,
+            "expired" => Self::Expired,
+            "reduce_only" => Self::ReduceOnly,
+            "duplicate" => Self::Duplicate,
+            "invalid" => Self::Invalid,
+            _ => return None,
+        })
+    }
+}
+
 /// The cap that bound an opening copy's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
