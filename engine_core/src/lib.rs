@@ -6,9 +6,11 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod coid;
+pub mod control;
 pub mod engine;
 pub mod event;
 pub mod exact;
+pub mod export;
 pub mod fixed;
 pub mod model;
 pub mod parallel;
