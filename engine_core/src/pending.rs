@@ -200,8 +200,8 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    fn order(rel: RelId) -> Pending {
-        Pending::close(rel, 0, Side::Sell, Qty(1))
+    fn order(rel: usize) -> Pending {
+        Pending::close(RelId::next(rel), SymbolId::new(0), Side::Sell, Qty(1))
     }
 
     #[test]
@@ -214,7 +214,10 @@ mod tests {
             }
             // reported out of send order, so the index is used
             for i in (1..3000u128).rev() {
-                assert_eq!(table.remove(round << 32 | i).map(|p| p.rel), Some(1));
+                assert_eq!(
+                    table.remove(round << 32 | i).map(|p| p.rel.index()),
+                    Some(1)
+                );
             }
             // bounded by the peak (3,000 working), not by all orders ever (12,000)
             assert!(
@@ -223,12 +226,12 @@ mod tests {
                 table.index.len()
             );
             assert_eq!(
-                (table.len(), table.get(u128::MAX).map(|p| p.rel)),
+                (table.len(), table.get(u128::MAX).map(|p| p.rel.index())),
                 (1, Some(7))
             );
-            assert_eq!(table.get(round << 32 | 5).map(|p| p.rel), None);
+            assert_eq!(table.get(round << 32 | 5).map(|p| p.rel.index()), None);
         }
-        assert_eq!(table.remove(u128::MAX).map(|p| p.rel), Some(7));
+        assert_eq!(table.remove(u128::MAX).map(|p| p.rel.index()), Some(7));
         assert!(table.is_empty() && table.index.is_empty() && table.slots.is_empty());
     }
 
@@ -238,20 +241,20 @@ mod tests {
         #[test]
         fn behaves_as_a_map(ops in prop::collection::vec((0u8..3, 0u128..16, any::<bool>()), 0..200)) {
             let mut table = PendingTable::default();
-            let mut model: BTreeMap<u128, RelId> = BTreeMap::new();
+            let mut model: BTreeMap<u128, usize> = BTreeMap::new();
             for (i, (op, small, high)) in ops.into_iter().enumerate() {
                 let id = if high { small << 64 | small } else { small };
                 match op {
                     0 => {
-                        table.insert(id, order(i as RelId));
-                        model.insert(id, i as RelId);
+                        table.insert(id, order(i));
+                        model.insert(id, i);
                     }
-                    1 => prop_assert_eq!(table.remove(id).map(|p| p.rel), model.remove(&id)),
-                    _ => prop_assert_eq!(table.get(id).map(|p| p.rel), model.get(&id).copied()),
+                    1 => prop_assert_eq!(table.remove(id).map(|p| p.rel.index()), model.remove(&id)),
+                    _ => prop_assert_eq!(table.get(id).map(|p| p.rel.index()), model.get(&id).copied()),
                 }
                 prop_assert_eq!(table.len(), model.len());
                 prop_assert_eq!(table.contains(id), model.contains_key(&id));
-                let mut all: Vec<(u128, RelId)> = table.iter().map(|(k, p)| (k, p.rel)).collect();
+                let mut all: Vec<(u128, usize)> = table.iter().map(|(k, p)| (k, p.rel.index())).collect();
                 all.sort_unstable();
                 prop_assert_eq!(all, model.iter().map(|(&k, &r)| (k, r)).collect::<Vec<_>>());
             }

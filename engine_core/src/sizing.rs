@@ -303,7 +303,7 @@ mod tests {
             (m, pct, fixed, step) in (positive(14), 1i128..=10i128.pow(10), positive(28), positive(12)),
         ) {
             let i = Instrument { symbol: "X".into(), kind: Kind::Perp, tick: Price(1), step: Qty(step), min_qty: Qty(0), min_notional: Money(0) };
-            let leg = OpenLeg::new(0, &i, Side::Buy, Qty(q), Price(p), Money(ep), lev);
+            let leg = OpenLeg::new(SymbolId::new(0), &i, Side::Buy, Qty(q), Price(p), Money(ep), lev);
             let mut s = settings([Mode::Proportional, Mode::FixedAmount, Mode::Multiplier][mode as usize]);
             s.fixed_amount = Some(Money(fixed));
             s.multiplier = Factor(m);
@@ -357,7 +357,7 @@ mod tests {
         // Provider equity 1,000 spends 500 (5 @ 100); a follower with 500 spends 250.
         let i = inst("0.001", "0", "0");
         let leg = OpenLeg::new(
-            0,
+            SymbolId::new(0),
             &i,
             Side::Buy,
             Qty::from_units(5),
@@ -379,7 +379,7 @@ mod tests {
     fn caps_bind_and_max_per_trade_wins_a_tie() {
         let i = inst("0.001", "0", "0");
         let leg = OpenLeg::new(
-            0,
+            SymbolId::new(0),
             &i,
             Side::Buy,
             Qty::from_units(10),
@@ -432,7 +432,7 @@ mod tests {
     fn rounds_down_to_step_and_skips_below_minimums() {
         let i = inst("0.1", "0.5", "0");
         let leg = OpenLeg::new(
-            0,
+            SymbolId::new(0),
             &i,
             Side::Buy,
             Qty::from_units(1),

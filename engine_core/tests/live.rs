@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use engine_core::coid::{follower_hash, ClientOrderId};
 use engine_core::engine::{Engine, PortfolioView};
 use engine_core::fixed::{Money, Price, Qty};
-use engine_core::model::{Instrument, Kind, OrderType, Record, Status};
+use engine_core::model::{Instrument, Kind, OrderType, Record, RelId, Status, SymbolId};
 use engine_core::parse_event;
 use engine_core::scenario::{parse_books, record_json};
 use proptest::prelude::*;
@@ -902,7 +902,7 @@ fn working_orders_lists_every_pending_order_once_in_a_stable_order() {
     );
     assert_eq!(listed.len(), sent.len());
     // sorted by relationship then id, and the records describe the pending orders
-    let rels: Vec<u32> = listed.iter().map(|id| l.pending(id).unwrap().rel).collect();
+    let rels: Vec<RelId> = listed.iter().map(|id| l.pending(id).unwrap().rel).collect();
     assert!(rels.windows(2).all(|w| w[0] <= w[1]), "{rels:?}");
     for r in l.e.working_orders().to_vec() {
         let Record::Order(o) = r else { unreachable!() };
@@ -1102,7 +1102,7 @@ fn add_instrument_is_idempotent_and_refuses_a_redefinition() {
     // the first definition stands: a fill on the 0.1 grid but off 0.01 would fail only with 0.1
     let ev = parse_event(&json!({"type": "mark", "symbol": "BTC", "price": "100.01"})).unwrap();
     assert!(e.apply(1, &ev).is_empty());
-    assert_eq!(e.symbol_name(0), "BTC");
+    assert_eq!(e.symbol_name(SymbolId::new(0)), "BTC");
 }
 
 #[test]
@@ -1322,7 +1322,7 @@ impl Model {
 
     /// Σ raw qty of working reduce-only closes per (rel, symbol name), and Σ reserve of
     /// working opens per rel, from the engine's pending table.
-    fn working(&mut self) -> (HashMap<(u32, String), i128>, HashMap<u32, i128>) {
+    fn working(&mut self) -> (HashMap<(RelId, String), i128>, HashMap<RelId, i128>) {
         let mut closing = HashMap::new();
         let mut reserve = HashMap::new();
         for r in self.l.e.working_orders().to_vec() {
@@ -1359,7 +1359,7 @@ impl Model {
             );
             prop_assert_eq!(
                 view.reserved.0,
-                reserve.get(&(rel as u32)).copied().unwrap_or(0),
+                reserve.get(&RelId::next(rel)).copied().unwrap_or(0),
                 "reserved of {} != Σ pending reserves",
                 view.follower
             );
@@ -1378,13 +1378,13 @@ impl Model {
     }
 
     fn fill_args(&self, p: &engine_core::pending::Pending, k: u32, bump: u32) -> (String, String) {
-        let (_, _, tick, step) = SYMS[p.symbol as usize];
+        let (_, _, tick, step) = SYMS[p.symbol.index()];
         let step = Qty::parse(step).unwrap().0;
         let q = p.qty.0 * i128::from(k) / 4 / step * step;
         let base = if p.limit.0 > 0 {
             p.limit
         } else {
-            self.marks[p.symbol as usize].unwrap()
+            self.marks[p.symbol.index()].unwrap()
         };
         let price = Price(
             (base.0 - i128::from(bump) * Price::parse(tick).unwrap().0)
@@ -1439,7 +1439,7 @@ impl Model {
                         .find(|(s, _)| s == sym)
                         .map_or(0, |(_, q)| q.0);
                     let working = closing
-                        .get(&(rel as u32, sym.to_owned()))
+                        .get(&(RelId::next(rel), sym.to_owned()))
                         .copied()
                         .unwrap_or(0);
                     let closable = (pos.abs() - working).max(0);

@@ -10,7 +10,7 @@
 use engine_core::coid::ClientOrderId;
 use engine_core::engine::Engine;
 use engine_core::fixed::{Price, Qty};
-use engine_core::model::{Instrument, Kind, Record};
+use engine_core::model::{Instrument, Kind, Record, SymbolId};
 use engine_core::parallel::MIN_ITEMS;
 use engine_core::scenario::parse_books;
 use engine_core::wire::encode_orders;
@@ -156,7 +156,7 @@ fn step(
                 e.apply(seq, &parse_event(&v).unwrap()).to_vec()
             }
             Action::Report { every, k, reject } => {
-                let picked: Vec<(String, Qty, Price, u32)> = e
+                let picked: Vec<(String, Qty, Price, SymbolId)> = e
                     .working_orders()
                     .iter()
                     .step_by(*every)
@@ -165,10 +165,10 @@ fn step(
                         _ => None,
                     })
                     .map(|(id, sym, limit, qty)| {
-                        let step = Qty::parse(SYMS[sym as usize].3).unwrap().0;
+                        let step = Qty::parse(SYMS[sym.index()].3).unwrap().0;
                         let mark = Price(
-                            Price::parse(SYMS[sym as usize].2).unwrap().0
-                                * i128::from(marks[sym as usize]),
+                            Price::parse(SYMS[sym.index()].2).unwrap().0
+                                * i128::from(marks[sym.index()]),
                         );
                         let price = if limit.0 > 0 { limit } else { mark };
                         (

@@ -23,7 +23,7 @@ impl Engine {
         new_base: Money,
         added: Money,
     ) -> Result<Money, String> {
-        let before = fid.map_or(Money::ZERO, |f| self.follower_totals[f as usize]);
+        let before = fid.map_or(Money::ZERO, |f| self.follower_totals[f.index()]);
         check_allocation(&self.platform, follower, before, new_base, added)
     }
 
@@ -38,13 +38,13 @@ impl Engine {
         }
         let total = self.check_allocation(&f.follower, fid, f.allocation, f.allocation)?;
         let fid = fid.unwrap_or_else(|| {
-            let id = self.followers.len() as FollowerId;
+            let id = FollowerId::next(self.followers.len());
             self.followers.push(f.follower.clone());
             self.follower_ids.insert(f.follower.clone(), id);
             self.follower_totals.push(Money::ZERO);
             id
         });
-        let rid = self.rels.len() as RelId;
+        let rid = RelId::next(self.rels.len());
         let settings = f.settings.clone();
         self.rels.push(Some(Relationship {
             stop_at: stop_line(f.allocation, f.settings.max_loss_pct),
@@ -56,8 +56,8 @@ impl Engine {
             portfolio: Portfolio::new(f.allocation),
         }));
         self.rel_ids.insert((fid, pid), rid);
-        self.providers[pid as usize].book.push(rid);
-        self.follower_totals[fid as usize] = total;
+        self.providers[pid.index()].book.push(rid);
+        self.follower_totals[fid.index()] = total;
         Ok(())
     }
 
@@ -85,7 +85,7 @@ impl Engine {
         rel.portfolio.base = base;
         rel.portfolio.cash = cash;
         rel.stop_at = stop_line(base, rel.settings.max_loss_pct);
-        self.follower_totals[fid as usize] = total;
+        self.follower_totals[fid.index()] = total;
         self.check_one(rid);
         Ok(())
     }
@@ -114,14 +114,14 @@ impl Engine {
             .base
             .checked_sub(amount)
             .ok_or_else(overflow)?;
-        let total = self.follower_totals[fid as usize]
+        let total = self.follower_totals[fid.index()]
             .checked_sub(amount)
             .ok_or_else(overflow)?;
         let rel = self.rel_mut(rid);
         rel.portfolio.cash = Money(rel.portfolio.cash.0 - amount.0);
         rel.portfolio.base = base;
         rel.stop_at = stop_line(base, rel.settings.max_loss_pct);
-        self.follower_totals[fid as usize] = total;
+        self.follower_totals[fid.index()] = total;
         self.check_one(rid);
         Ok(())
     }
@@ -135,13 +135,13 @@ impl Engine {
         let rid = self.rel_id(follower, provider)?;
         let rel = self.rel(rid);
         let (fid, pid) = (rel.follower, rel.provider);
-        let total = self.follower_totals[fid as usize]
+        let total = self.follower_totals[fid.index()]
             .checked_sub(rel.portfolio.base)
             .ok_or("arithmetic overflow")?;
         if rel.settings.stop_copy_on_close {
             self.close_everything(seq, rid, b"u");
         }
-        if let Some(mut rel) = self.rels[rid as usize].take() {
+        if let Some(mut rel) = self.rels[rid.index()].take() {
             if !rel.portfolio.working.is_empty() {
                 // no longer copied: a late opening fill is closed again
                 rel.status = Status::Stopped;
@@ -149,8 +149,8 @@ impl Engine {
             }
         }
         self.rel_ids.remove(&(fid, pid));
-        self.providers[pid as usize].book.retain(|&r| r != rid);
-        self.follower_totals[fid as usize] = total;
+        self.providers[pid.index()].book.retain(|&r| r != rid);
+        self.follower_totals[fid.index()] = total;
         Ok(())
     }
 
@@ -212,7 +212,7 @@ impl Engine {
             live,
             ..
         } = self;
-        let Some(rel) = rels[rid as usize].as_mut() else {
+        let Some(rel) = rels[rid.index()].as_mut() else {
             return;
         };
         let (follower, provider) = (rel.follower, rel.provider);
@@ -225,14 +225,14 @@ impl Engine {
             .filter(|&(_, q)| q != 0)
             .collect();
         for (sid, signed) in open {
-            let inst = &instruments[sid as usize];
+            let inst = &instruments[sid.index()];
             let side = if signed > 0 { Side::Sell } else { Side::Buy };
             let qty = if *live {
                 inst.reportable(Qty(signed.abs()))
             } else {
                 Qty(signed.abs())
             };
-            let mark = marks[sid as usize].expect("a position's symbol has a mark");
+            let mark = marks[sid.index()].expect("a position's symbol has a mark");
             if !*live
                 && rel
                     .portfolio
@@ -249,7 +249,7 @@ impl Engine {
             let id = ClientOrderId::new(
                 &[
                     tag,
-                    providers[provider as usize].name.as_bytes(),
+                    providers[provider.index()].name.as_bytes(),
                     seq_text.as_bytes(),
                     inst.symbol.as_bytes(),
                 ],

@@ -19,11 +19,11 @@ impl Engine {
     pub(super) fn provider_fill(&mut self, f: &ProviderFill) -> Result<(), String> {
         let pid = self.provider_id(&f.provider)?;
         let sid = self.symbol_id(&f.symbol)?;
-        let inst = &self.instruments[sid as usize];
+        let inst = &self.instruments[sid.index()];
         if inst.kind == Kind::Spot && f.leverage != 1 {
             return Err("leverage must be 1 on spot".into());
         }
-        let prov = &self.providers[pid as usize];
+        let prov = &self.providers[pid.index()];
         if prov.exec_ids.contains(&f.exec_id) {
             return Err(format!(
                 "duplicate exec_id '{}' for provider '{}'",
@@ -42,7 +42,7 @@ impl Engine {
                 f.price, inst.tick
             ));
         }
-        let before = prov.positions[sid as usize];
+        let before = prov.positions[sid.index()];
         let delta = f.side.sign() * f.qty.0;
         let after = before + delta;
         if inst.kind == Kind::Spot && after < 0 {
@@ -59,12 +59,12 @@ impl Engine {
         };
         let open = f.qty.0 - close;
 
-        let prov = &mut self.providers[pid as usize];
+        let prov = &mut self.providers[pid.index()];
         prov.exec_ids.insert(f.exec_id.clone());
-        prov.positions[sid as usize] = after;
-        self.marks[sid as usize] = Some(f.price);
-        if !self.symbol_providers[sid as usize].contains(&pid) {
-            self.symbol_providers[sid as usize].push(pid);
+        prov.positions[sid.index()] = after;
+        self.marks[sid.index()] = Some(f.price);
+        if !self.symbol_providers[sid.index()].contains(&pid) {
+            self.symbol_providers[sid.index()].push(pid);
         }
         let source =
             |leg: &[u8]| source_hash(&[b"f", f.provider.as_bytes(), f.exec_id.as_bytes(), leg]);
@@ -113,7 +113,7 @@ impl Engine {
             threads,
             ..
         } = self;
-        let inst = &instruments[sid as usize];
+        let inst = &instruments[sid.index()];
         let marks = &marks[..];
         let live = *live;
         let work = |rid, rel: &mut Relationship, _: &mut ()| {
@@ -147,7 +147,7 @@ impl Engine {
                 working,
             }
         };
-        let book = &providers[pid as usize].book;
+        let book = &providers[pid.index()].book;
         fan_out(rels, book, threads, out, loss_hits, staged, work);
     }
 
@@ -171,7 +171,7 @@ impl Engine {
             threads,
             ..
         } = self;
-        let inst = &instruments[sid as usize];
+        let inst = &instruments[sid.index()];
         let live = *live;
         let leg = OpenLeg::new(
             sid,
@@ -196,7 +196,7 @@ impl Engine {
                 working,
             }
         };
-        let book = &providers[pid as usize].book;
+        let book = &providers[pid.index()].book;
         fan_out(rels, book, threads, out, loss_hits, staged, work);
     }
 }
@@ -253,7 +253,7 @@ fn split_book<'a>(
     let mut first = Some(first);
     for (start, end) in crate::parallel::bounds(book.len(), n) {
         // the slab up to the next part's first relationship (the rest, for the last part)
-        let cut = book.get(end).map_or(rest.len(), |&r| r as usize - offset);
+        let cut = book.get(end).map_or(rest.len(), |&r| r.index() - offset);
         let (head, tail) = std::mem::take(&mut rest).split_at_mut(cut);
         parts.push(BookPart {
             rels: head,
@@ -294,7 +294,7 @@ fn fan_out<S, W>(
         into.records.reserve(book.len());
         let mut state = S::default();
         for &rid in book {
-            let Some(rel) = rels[rid as usize - first]
+            let Some(rel) = rels[rid.index() - first]
                 .as_mut()
                 .filter(|r| r.status == Status::Active)
             else {

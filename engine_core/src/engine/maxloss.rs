@@ -9,7 +9,7 @@ use crate::risk::NO_STOP;
 impl Engine {
     /// Check one relationship against its max-loss line.
     pub(super) fn check_one(&mut self, rid: RelId) {
-        let Some(rel) = self.rels[rid as usize].as_ref() else {
+        let Some(rel) = self.rels[rid.index()].as_ref() else {
             return; // ended: max-loss no longer applies
         };
         if rel.breaches(&self.marks) {
@@ -28,10 +28,10 @@ impl Engine {
             loss_hits,
             ..
         } = self;
-        for &pid in &symbol_providers[sid as usize] {
+        for &pid in &symbol_providers[sid.index()] {
             let fanned_out = Some(pid) == skip;
-            for &rid in &providers[pid as usize].book {
-                let Some(rel) = rels[rid as usize].as_ref() else {
+            for &rid in &providers[pid.index()].book {
+                let Some(rel) = rels[rid.index()].as_ref() else {
                     continue;
                 };
                 if fanned_out && rel.status != Status::Paused {

@@ -159,12 +159,12 @@ impl Engine {
         let symbol_ids = instruments
             .iter()
             .enumerate()
-            .map(|(i, x)| (x.symbol.clone(), i as SymbolId))
+            .map(|(i, x)| (x.symbol.clone(), SymbolId::next(i)))
             .collect();
         let provider_ids = providers
             .iter()
             .enumerate()
-            .map(|(i, p)| (p.clone(), i as ProviderId))
+            .map(|(i, p)| (p.clone(), ProviderId::next(i)))
             .collect();
         let n_sym = instruments.len();
         let providers = providers
@@ -224,7 +224,7 @@ impl Engine {
     pub fn add_instrument(&mut self, inst: Instrument) -> &[Record] {
         self.out.clear();
         if let Some(&sid) = self.symbol_ids.get(&inst.symbol) {
-            if self.instruments[sid as usize] != inst {
+            if self.instruments[sid.index()] != inst {
                 self.out.push(Record::Error(format!(
                     "instrument '{}' is already defined differently",
                     inst.symbol
@@ -232,7 +232,7 @@ impl Engine {
             }
             return &self.out;
         }
-        let sid = self.instruments.len() as SymbolId;
+        let sid = SymbolId::next(self.instruments.len());
         self.symbol_ids.insert(inst.symbol.clone(), sid);
         self.instruments.push(inst);
         self.marks.push(None);
@@ -301,15 +301,15 @@ impl Engine {
     }
 
     pub fn follower_name(&self, id: FollowerId) -> &str {
-        &self.followers[id as usize]
+        &self.followers[id.index()]
     }
 
     pub fn provider_name(&self, id: ProviderId) -> &str {
-        &self.providers[id as usize].name
+        &self.providers[id.index()].name
     }
 
     pub fn symbol_name(&self, id: SymbolId) -> &str {
-        &self.instruments[id as usize].symbol
+        &self.instruments[id.index()].symbol
     }
 
     /// Remaining relationships in follow order.
@@ -318,8 +318,8 @@ impl Engine {
             .iter()
             .flatten()
             .map(|r| PortfolioView {
-                follower: self.followers[r.follower as usize].clone(),
-                provider: self.providers[r.provider as usize].name.clone(),
+                follower: self.followers[r.follower.index()].clone(),
+                provider: self.providers[r.provider.index()].name.clone(),
                 status: r.status,
                 cash: r.portfolio.cash,
                 base: r.portfolio.base,
@@ -328,7 +328,7 @@ impl Engine {
                     .positions
                     .iter()
                     .flat_map(|p| {
-                        let symbol = &self.instruments[p.symbol as usize].symbol;
+                        let symbol = &self.instruments[p.symbol.index()].symbol;
                         p.lots.iter().map(move |l| (symbol.clone(), p.long, *l))
                     })
                     .collect(),
@@ -340,7 +340,7 @@ impl Engine {
                     .iter()
                     .map(|p| {
                         (
-                            self.instruments[p.symbol as usize].symbol.clone(),
+                            self.instruments[p.symbol.index()].symbol.clone(),
                             Qty(p.signed_qty()),
                         )
                     })
@@ -378,27 +378,27 @@ impl Engine {
     }
 
     fn rel(&self, id: RelId) -> &Relationship {
-        self.rels[id as usize]
+        self.rels[id.index()]
             .as_ref()
             .expect("rel ids point at live relationships")
     }
 
     fn rel_mut(&mut self, id: RelId) -> &mut Relationship {
-        self.rels[id as usize]
+        self.rels[id.index()]
             .as_mut()
             .expect("rel ids point at live relationships")
     }
 
     fn mark(&mut self, symbol: &str, price: Price) -> Result<(), String> {
         let sid = self.symbol_id(symbol)?;
-        let inst = &self.instruments[sid as usize];
+        let inst = &self.instruments[sid.index()];
         if !inst.on_tick(price) {
             return Err(format!(
                 "price {price} is not a multiple of tick {}",
                 inst.tick
             ));
         }
-        self.marks[sid as usize] = Some(price);
+        self.marks[sid.index()] = Some(price);
         self.check_holders(sid, None);
         Ok(())
     }

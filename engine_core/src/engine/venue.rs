@@ -39,7 +39,7 @@ impl Engine {
         let mut all: Vec<(u128, Pending)> = self.pending.iter().collect();
         all.sort_unstable_by_key(|(id, p)| (p.rel, *id));
         for (id, p) in all {
-            let Some(rel) = self.rels[p.rel as usize]
+            let Some(rel) = self.rels[p.rel.index()]
                 .as_ref()
                 .or_else(|| self.ended.get(&p.rel))
             else {
@@ -132,7 +132,7 @@ impl Engine {
             .ok_or_else(|| {
                 format!("fill price '{price_text}' of order '{coid}' is not a positive decimal")
             })?;
-        let inst = &self.instruments[p.symbol as usize];
+        let inst = &self.instruments[p.symbol.index()];
         if !inst.on_step(qty) {
             return Err(format!(
                 "fill qty {qty} of order '{coid}' is not a multiple of step {}",
@@ -143,7 +143,7 @@ impl Engine {
         let cut = inst.reportable(Qty(i128::MAX));
         let (sid, rid) = (p.symbol, p.rel);
         let rel = owner(&mut self.rels, &mut self.ended, rid);
-        let provider_pos = self.providers[rel.provider as usize].positions[sid as usize];
+        let provider_pos = self.providers[rel.provider.index()].positions[sid.index()];
         // Whether the relationship still copies a position on the side of `sign`.
         let copies = |rel: &Relationship, sign: i128| {
             rel.status != Status::Stopped && provider_pos.signum() == sign
@@ -249,7 +249,7 @@ fn owner<'a>(
     ended: &'a mut HashMap<RelId, Relationship>,
     rid: RelId,
 ) -> &'a mut Relationship {
-    match rels[rid as usize].as_mut() {
+    match rels[rid.index()].as_mut() {
         Some(rel) => rel,
         None => ended
             .get_mut(&rid)
