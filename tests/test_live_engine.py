@@ -87,7 +87,7 @@ def test_an_execution_frames_its_copies_and_reserves() -> None:
             cid("f", "P", "x1", "open", follower="c"), "c", "P", "ETH-PERP", "buy", "limit_ioc", "1", "100", False, 7
         ),
     ]
-    assert e.pending_orders == 2
+    assert e.working_count == 2
     # ceil16(100.5 / 7) = 14.3571428571428572; 100 / 7 → 14.2857142857142858
     assert money(e, "a/P") == ("1000", "14.3571428571428572", "1000", [])
     assert money(e, "c/P") == ("1000", "14.2857142857142858", "1000", [])
@@ -120,11 +120,11 @@ def test_a_long_book_frames_in_follow_order_and_files_its_orders_after_the_send(
         cid("f", "P", "x1", "open", follower="f1234"), "f1234", "P", "BTC", "buy", "limit_ioc", "1", "100.5", False, 1
     )
     # staged until filed, and counted either way; the daemon files them once sent
-    assert e.pending_orders == n
-    e.file_working()
-    assert e.pending_orders == n
+    assert e.working_count == n
+    e.file_staged()
+    assert e.working_count == n
     fills = e.fills(4, [(o.client_order_id, "1", "100") for o in orders])
-    assert (fills.errors, e.pending_orders) == ([], 0)
+    assert (fills.errors, e.working_count) == ([], 0)
     assert money(e, "f2099/P") == ("900", "0", "1000", [("BTC", "1")])
 
 
@@ -191,7 +191,7 @@ def test_a_fill_applies_and_releases(qty: str, price: str, expect: tuple) -> Non
     e, oid = one_working_buy()
     assert empty(e.fills(2, [(oid, qty, price)]))
     assert money(e, "a/P") == expect
-    assert e.pending_orders == 0
+    assert e.working_count == 0
     assert e.fills(3, [(oid, qty, price)]).errors == [f"unknown order '{oid}'"]
 
 
@@ -200,15 +200,15 @@ def test_a_reject_releases(reason: str) -> None:
     e, oid = one_working_buy()
     assert empty(e.rejects(2, [(oid, reason)]))
     assert money(e, "a/P") == ("1000", "0", "1000", [])
-    assert e.pending_orders == 0
+    assert e.working_count == 0
 
 
 def test_duplicate_leaves_the_order_working() -> None:
     e, oid = one_working_buy()
     assert empty(e.rejects(2, [(oid, "duplicate"), ("0" * 22, "duplicate"), ("x", "duplicate")]))
-    assert e.pending_orders == 1
+    assert e.working_count == 1
     assert money(e, "a/P")[1] == "1045"
-    assert [o.client_order_id for o in frame_orders(e.working_orders(9), 9)] == [oid]
+    assert [o.client_order_id for o in frame_orders(e.resend_working(9), 9)] == [oid]
 
 
 def test_bad_reports_are_errors_and_the_rest_of_the_batch_applies() -> None:
@@ -239,7 +239,7 @@ def test_bad_reports_are_errors_and_the_rest_of_the_batch_applies() -> None:
     assert money(e, "b/P") == ("800", "0", "1000", [("BTC", "2")])
     out = e.rejects(3, [(a, "nope"), ("zzz", "expired")])
     assert out.errors == ["unknown reject reason 'nope'", "unknown order 'zzz'"]
-    assert e.pending_orders == 1
+    assert e.working_count == 1
 
 
 # --------------------------------------------------------------------------- closes, late fills, stops
@@ -264,7 +264,7 @@ def test_reductions_never_over_close() -> None:
             cid("f", "P", exec_id, "close", follower="a"), "a", "P", "ETH-PERP", "sell", "market", expect, None, True, 1
         )
         closes.append(o)
-    assert e.pending_orders == 3
+    assert e.working_count == 3
     assert empty(e.fills(9, [(o.client_order_id, o.qty, "110") for o in closes]))
     assert money(e, "a/P") == ("1010", "0", "1010", [])
 
@@ -304,8 +304,8 @@ def test_a_late_fill_is_closed_again() -> None:
         1,
     )
     assert late.client_order_id == cid("l", o.client_order_id, follower="a")  # as the engine defines it today
-    assert e.pending_orders == 1
-    [again] = frame_orders(e.working_orders(4), 4)
+    assert e.working_count == 1
+    [again] = frame_orders(e.resend_working(4), 4)
     assert again == late
     assert empty(e.fills(5, [(late.client_order_id, "0.6", "101")]))
     assert money(e, "a/P") == ("1000.6", "0", "1000.6", [])
@@ -330,25 +330,25 @@ def test_a_stop_frames_its_closes() -> None:
     [w] = frame_orders(working, 2)
     [late] = frame_orders(e.fills(5, [(w.client_order_id, "1", "90")]), 5)
     assert (late.side, late.qty, late.reduce_only) == ("sell", "1", True)
-    assert e.pending_orders == 2
+    assert e.working_count == 2
     # copies nothing more
     assert empty(e.execute(6, "P", "o3", "ETH-PERP", "buy", "1", "90", "1000", 10))
 
 
-def test_working_orders_is_one_frame_of_every_pending_order() -> None:
+def test_resend_working_is_one_frame_of_every_working_order() -> None:
     e = live(follow("a", "1000"), follow("b", "1000", provider="Q"), follow("c", "1000"))
-    assert empty(e.working_orders(1))
+    assert empty(e.resend_working(1))
     sent = []
     sent += frame_orders(e.execute(2, "P", "o1", "BTC", "buy", "1", "100", "1000"), 2)
     sent += frame_orders(e.execute(3, "Q", "q1", "ETH-PERP", "sell", "1", "100", "1000", 3), 3)
     sent += frame_orders(e.execute(4, "P", "o2", "ETH-PERP", "buy", "2", "100", "1000", 2), 4)
     assert len(sent) == 5
-    out = e.working_orders(5)
+    out = e.resend_working(5)
     listed = frame_orders(out, 5)
     assert sorted(listed) == sorted(sent)  # leverage too: each order's own
     # relationship (follow) order: a, b, c
     assert [o.follower for o in listed] == ["a", "a", "b", "c", "c"]
-    assert frame_orders(e.working_orders(5), 5) == listed
+    assert frame_orders(e.resend_working(5), 5) == listed
 
 
 # --------------------------------------------------------------------------- instruments, books
@@ -438,7 +438,7 @@ def garbage_engine() -> tuple[LiveEngine, str]:
 def refused(e: LiveEngine, out: Outcome, before: tuple[str, int]) -> None:
     assert out.orders == 0 and out.frame is None and out.stops == 0
     assert len(out.errors) >= 1 and all(isinstance(m, str) and m for m in out.errors)
-    assert (e.portfolios_jsonl(), e.pending_orders) == before
+    assert (e.portfolios_jsonl(), e.working_count) == before
 
 
 EXEC_ARGS = ["P", "x9", "BTC", "sell", "1", "100", "1000"]
@@ -457,7 +457,7 @@ EXEC_GARBAGE = [
 @given(st.integers(0, len(EXEC_ARGS) - 1).flatmap(lambda i: st.tuples(st.just(i), EXEC_GARBAGE[i])))
 def test_garbage_executions_change_nothing(arg: tuple[int, str]) -> None:
     e, _ = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     args = list(EXEC_ARGS)
     args[arg[0]] = arg[1]
     refused(e, e.execute(10, *args), before)
@@ -472,7 +472,7 @@ def test_garbage_executions_change_nothing(arg: tuple[int, str]) -> None:
 )
 def test_garbage_marks_change_nothing(args: tuple[str, str]) -> None:
     e, _ = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     refused(e, e.mark(10, *args), before)
 
 
@@ -480,7 +480,7 @@ def test_garbage_marks_change_nothing(args: tuple[str, str]) -> None:
 @given(st.data())
 def test_garbage_fill_reports_change_nothing(data: st.DataObject) -> None:
     e, oid = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     which = data.draw(st.integers(0, 2))
     report = [oid, "1", "100"]
     if which == 0:
@@ -496,7 +496,7 @@ def test_garbage_fill_reports_change_nothing(data: st.DataObject) -> None:
 @given(st.data())
 def test_garbage_rejects_change_nothing(data: st.DataObject) -> None:
     e, oid = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     reasons = ("insufficient_funds", "expired", "reduce_only", "duplicate", "invalid")
     if data.draw(st.booleans()):
         reject = (oid, data.draw(st.text(max_size=20).filter(lambda s: s not in reasons)))
@@ -509,7 +509,7 @@ def test_garbage_rejects_change_nothing(data: st.DataObject) -> None:
 @given(st.data())
 def test_garbage_instruments_change_nothing(data: st.DataObject) -> None:
     e, _ = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     args = ["SOL", "spot", "0.01", "0.001", "0", "0"]
     i = data.draw(st.integers(0, 5))
     args[i] = data.draw(
@@ -530,7 +530,7 @@ def test_garbage_instruments_change_nothing(data: st.DataObject) -> None:
 def test_unknown_duplicate_is_not_an_error_and_not_an_order() -> None:
     e, _oid = garbage_engine()
     assert empty(e.rejects(10, [("no such order", "duplicate")]))
-    assert e.pending_orders == 1
+    assert e.working_count == 1
 
 
 @pytest.mark.parametrize("leverage", [0, 126, 2**32, 2**70, -1, "3", None])
@@ -543,7 +543,7 @@ def test_an_out_of_range_leverage_is_a_rule_error_not_an_exception(leverage: obj
     else:
         assert (out.orders, out.frame) == (0, None)
         assert out.errors == ["field 'leverage' must be an integer from 1 to 125"]
-        assert e.pending_orders == 0
+        assert e.working_count == 0
 
 
 # --------------------------------------------------------------------------- rows for PostgreSQL

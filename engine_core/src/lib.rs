@@ -14,7 +14,6 @@ pub mod export;
 pub mod fixed;
 pub mod model;
 pub mod parallel;
-pub mod pending;
 pub mod portfolio;
 pub mod reports;
 pub mod risk;
@@ -22,6 +21,7 @@ pub mod rows;
 pub mod scenario;
 pub mod sizing;
 pub mod wire;
+pub mod working;
 
 #[cfg(feature = "python")]
 mod python;

@@ -112,7 +112,7 @@ fn frame(e: &Engine, seq: u64, records: &[Record]) -> Vec<u8> {
         e,
         seq,
         records,
-        |o| e.pending(o.client_order_id).map_or(1, |p| p.leverage),
+        |o| e.working_order(o.client_order_id).map_or(1, |p| p.leverage),
         &mut buf,
     );
     buf
@@ -157,7 +157,7 @@ fn step(
             }
             Action::Report { every, k, reject } => {
                 let picked: Vec<(String, Qty, Price, SymbolId)> = e
-                    .working_orders()
+                    .resend_working()
                     .iter()
                     .step_by(*every)
                     .filter_map(|r| match r {
@@ -232,11 +232,11 @@ proptest! {
         let mut marks = [0u32; 2];
         for (i, a) in actions.iter().enumerate() {
             step(&mut one, &mut two, i as u64 + 1, a, &mut marks)?;
-            prop_assert_eq!(one.pending_orders(), two.pending_orders());
+            prop_assert_eq!(one.working_count(), two.working_count());
         }
-        let working = |e: &mut Engine| -> Vec<(ClientOrderId, engine_core::pending::Pending)> {
-            let ids = order_ids(e.working_orders());
-            ids.into_iter().map(|id| (id, *e.pending(id).unwrap())).collect()
+        let working = |e: &mut Engine| -> Vec<(ClientOrderId, engine_core::working::WorkingOrder)> {
+            let ids = order_ids(e.resend_working());
+            ids.into_iter().map(|id| (id, *e.working_order(id).unwrap())).collect()
         };
         let (w1, w2) = (working(&mut one), working(&mut two));
         prop_assert_eq!(w1.len(), w2.len());
@@ -251,16 +251,16 @@ proptest! {
 #[test]
 fn a_long_book_is_fanned_out_in_parts_with_working_orders_filed_later() {
     // the fan-out leaves its working orders staged: visible, counted, and filed by the
-    // next call that needs the table (or by `file_working`)
+    // next call that needs the table (or by `file_staged`)
     let mut e = engine(false);
     let v = json!({"type": "fill", "provider": "P", "exec_id": "x1", "symbol": "BTC",
         "side": "buy", "qty": "1", "price": "100", "provider_equity": "100000"});
     let orders = order_ids(e.apply(1, &parse_event(&v).unwrap()));
     assert!(orders.len() > MIN_ITEMS, "{} orders", orders.len());
-    assert_eq!(e.pending_orders(), orders.len());
-    assert!(orders.iter().all(|&id| e.pending(id).is_some()));
-    e.file_working();
-    assert_eq!(e.pending_orders(), orders.len());
+    assert_eq!(e.working_count(), orders.len());
+    assert!(orders.iter().all(|&id| e.working_order(id).is_some()));
+    e.file_staged();
+    assert_eq!(e.working_count(), orders.len());
     // the orders come back in follow order (f0, f1, ...), as on one thread
     let mut one = engine(true);
     let same = order_ids(one.apply(1, &parse_event(&v).unwrap()));
@@ -269,6 +269,8 @@ fn a_long_book_is_fanned_out_in_parts_with_working_orders_filed_later() {
     let mut staged = engine(false);
     staged.apply(1, &parse_event(&v).unwrap());
     let restored = Engine::restore(&staged.snapshot().unwrap()).unwrap();
-    assert_eq!(restored.pending_orders(), orders.len());
-    assert!(orders.iter().all(|&id| restored.pending(id).is_some()));
+    assert_eq!(restored.working_count(), orders.len());
+    assert!(orders
+        .iter()
+        .all(|&id| restored.working_order(id).is_some()));
 }

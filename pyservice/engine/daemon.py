@@ -250,7 +250,7 @@ class EngineDaemon:
                 "session": committed.session,
                 "snapshot_seq": start,
                 "replay_s": round(time.perf_counter() - started, 3),
-                "pending_orders": self.engine.pending_orders,
+                "pending_orders": self.engine.working_count,
             },
         )
 
@@ -504,7 +504,7 @@ class EngineDaemon:
         conn.send(P.encode(P.Resume(from_seq=self.applied_seq + 1)))
         # Orders sent on a connection that then broke may never have arrived: send every
         # working one again; the venue answers `duplicate` for those it has.
-        again = self.engine.working_orders(self.applied_seq)
+        again = self.engine.resend_working(self.applied_seq)
         if again.frame is not None:
             conn.send(again.frame)
         self.metrics.connected.set(1)
@@ -545,7 +545,7 @@ class EngineDaemon:
             if outcome.orders:
                 self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
         if outcome.frame is not None:
-            self.engine.file_working()  # the orders are out: now the table of working orders
+            self.engine.file_staged()  # the orders are out: now the table of working orders
         self.applied_seq = seq
         self.venue_head = max(self.venue_head, seq)
         if not self._caught_up.is_set():
@@ -583,7 +583,7 @@ class EngineDaemon:
                 extra={"seq": msg.seq, "errors": outcome.errors[:5], "count": len(outcome.errors)},
             )
         m.applied_seq.set(self.applied_seq)
-        m.pending.set(self.engine.pending_orders)
+        m.pending.set(self.engine.working_count)
         self._lag()
 
     def _lag(self) -> None:

@@ -9,9 +9,9 @@ use crate::fixed::{Money, Qty};
 use crate::model::{
     CopyOrder, FollowerId, Mode, Record, RelId, Side, SkipReason, Status, SymbolId,
 };
-use crate::pending::Pending;
 use crate::portfolio::Portfolio;
 use crate::risk::{check_allocation, stop_line};
+use crate::working::WorkingOrder;
 
 impl Engine {
     /// The platform's amount limits (`risk::check_allocation`) for `follower` (`fid`,
@@ -190,7 +190,7 @@ impl Engine {
     ) -> Result<(), String> {
         let rid = self.rel_id(follower, provider)?;
         let rel = self.rel_mut(rid);
-        let settings = change.applied_to(&rel.settings);
+        let settings = change.overlay(&rel.settings);
         if settings.mode == Mode::FixedAmount && settings.fixed_amount.is_none() {
             return Err("mode fixed_amount needs fixed_amount".into());
         }
@@ -236,7 +236,7 @@ impl Engine {
             if !*live
                 && rel
                     .portfolio
-                    .apply_fill(sid, inst.kind, side, qty, mark, 1)
+                    .book_fill(sid, inst.kind, side, qty, mark, 1)
                     .is_err()
             {
                 out.push(Record::Skip {
@@ -257,7 +257,7 @@ impl Engine {
             );
             if *live {
                 rel.portfolio.close_sent(sid, qty);
-                staged.push((id.0, Pending::close(rid, sid, side, qty)));
+                staged.push((id.0, WorkingOrder::close(rid, sid, side, qty)));
             }
             out.push(Record::Order(CopyOrder::close(
                 follower, provider, sid, side, qty, id,

@@ -11,9 +11,9 @@ use crate::model::{
     is_reportable, CopyOrder, Instrument, Kind, OrderType, ProviderId, Record, RelId, Side,
     SkipReason, Status, SymbolId,
 };
-use crate::pending::Pending;
 use crate::risk::at_max_open_trades;
-use crate::sizing::{close_share, limit_price, size_open, OpenLeg, Sized};
+use crate::sizing::{close_share, limit_price, size_open, OpenLeg, OpenSize};
+use crate::working::WorkingOrder;
 
 impl Engine {
     pub(super) fn provider_fill(&mut self, f: &ProviderFill) -> Result<(), String> {
@@ -125,10 +125,10 @@ impl Engine {
                 return Visit {
                     record: None,
                     hit,
-                    working: None,
+                    staged: None,
                 };
             }
-            let (record, working) = close_one(
+            let (record, staged) = close_one(
                 rid,
                 rel,
                 inst,
@@ -144,7 +144,7 @@ impl Engine {
             Visit {
                 record: Some(record),
                 hit,
-                working,
+                staged,
             }
         };
         let book = &providers[pid.index()].book;
@@ -189,11 +189,11 @@ impl Engine {
             // Copies fill at the mark (or not yet, live), so this equity is also the
             // equity after the event.
             let hit = balances.is_ok_and(|(equity, _)| equity <= rel.stop_at);
-            let (record, working) = open_one(rid, rel, &leg, balances, limits, source, live);
+            let (record, staged) = open_one(rid, rel, &leg, balances, limits, source, live);
             Visit {
                 record: Some(record),
                 hit,
-                working,
+                staged,
             }
         };
         let book = &providers[pid.index()].book;
@@ -209,8 +209,8 @@ struct Visit {
     record: Option<Record>,
     /// At or below its max-loss line.
     hit: bool,
-    /// Live mode: the copy order to add to the working-order table.
-    working: Option<(u128, Pending)>,
+    /// Live mode: the copy order sent, staged for the working-order table.
+    staged: Option<(u128, WorkingOrder)>,
 }
 
 /// A part of a fan-out's output, in book order.
@@ -218,7 +218,7 @@ struct Visit {
 pub(super) struct Visited {
     records: Vec<Record>,
     hits: Vec<RelId>,
-    working: Vec<(u128, Pending)>,
+    staged: Vec<(u128, WorkingOrder)>,
 }
 
 /// A run of a book with the part of the relationship slab that holds it (`rels[0]` is
@@ -278,7 +278,7 @@ fn fan_out<S, W>(
     threads: &mut Threads,
     out: &mut Vec<Record>,
     hits: &mut Vec<RelId>,
-    staged: &mut Vec<(u128, Pending)>,
+    staged: &mut Vec<(u128, WorkingOrder)>,
     work: W,
 ) where
     S: Default,
@@ -305,7 +305,7 @@ fn fan_out<S, W>(
             if v.hit {
                 into.hits.push(rid);
             }
-            into.working.extend(v.working);
+            into.staged.extend(v.staged);
         }
         into
     };
@@ -314,17 +314,17 @@ fn fan_out<S, W>(
     let first = Visited {
         records: std::mem::take(out),
         hits: std::mem::take(hits),
-        working: std::mem::take(staged),
+        staged: std::mem::take(staged),
     };
     let parts = split_book(rels, book, !threads.one, first, &mut threads.spare);
     let results = crate::parallel::map_parts(parts, visit);
     for (i, mut v) in results.into_iter().enumerate() {
         if i == 0 {
-            (*out, *hits, *staged) = (v.records, v.hits, v.working);
+            (*out, *hits, *staged) = (v.records, v.hits, v.staged);
         } else {
             out.append(&mut v.records);
             hits.append(&mut v.hits);
-            staged.append(&mut v.working);
+            staged.append(&mut v.staged);
             threads.spare.push(v); // emptied, its memory kept
         }
     }
@@ -341,7 +341,7 @@ fn open_one(
     limits: &mut LimitCache,
     source: u128,
     live: bool,
-) -> (Record, Option<(u128, Pending)>) {
+) -> (Record, Option<(u128, WorkingOrder)>) {
     let (follower, provider) = (rel.follower, rel.provider);
     let skip = |reason| {
         let skip = Record::Skip {
@@ -361,8 +361,8 @@ fn open_one(
         return skip(SkipReason::Overflow);
     };
     let (qty, clamped) = match size_open(s, equity, free, leg) {
-        Sized::Skip(reason) => return skip(reason),
-        Sized::Copy { qty, clamped } => (qty, clamped),
+        OpenSize::Skip(reason) => return skip(reason),
+        OpenSize::Copy { qty, clamped } => (qty, clamped),
     };
     let limit = match *limits {
         Some((slip, limit)) if slip == s.slippage_pct => limit,
@@ -376,11 +376,11 @@ fn open_one(
         return skip(SkipReason::Overflow);
     };
     let id = source ^ rel.follower_hash;
-    let mut working = None;
+    let mut staged = None;
     match live {
         false => {
             if pf
-                .apply_fill(sid, inst.kind, leg.side, qty, leg.price, leg.leverage)
+                .book_fill(sid, inst.kind, leg.side, qty, leg.price, leg.leverage)
                 .is_err()
             {
                 return skip(SkipReason::Overflow);
@@ -404,9 +404,9 @@ fn open_one(
             if pf.open_sent(sid, reserve).is_err() {
                 return skip(SkipReason::Overflow);
             }
-            working = Some((
+            staged = Some((
                 id,
-                Pending {
+                WorkingOrder {
                     rel: rid,
                     symbol: sid,
                     side: leg.side,
@@ -431,7 +431,7 @@ fn open_one(
         clamped,
         client_order_id: ClientOrderId(id),
     });
-    (order, working)
+    (order, staged)
 }
 
 /// One follower's part of a provider's reduction: a reduce-only market order filled at
@@ -448,7 +448,7 @@ fn close_one(
     (close, provider_qty, flat): (Qty, Qty, bool),
     sid: SymbolId,
     live: bool,
-) -> (Record, Option<(u128, Pending)>) {
+) -> (Record, Option<(u128, WorkingOrder)>) {
     let (follower, provider) = (rel.follower, rel.provider);
     let skip = |reason| {
         let skip = Record::Skip {
@@ -472,12 +472,12 @@ fn close_one(
     }
     let side = if fpos > 0 { Side::Sell } else { Side::Buy };
     let id = source ^ rel.follower_hash;
-    let mut working = None;
+    let mut staged = None;
     match live {
         false => {
             if rel
                 .portfolio
-                .apply_fill(sid, inst.kind, side, qty, f.price, f.leverage)
+                .book_fill(sid, inst.kind, side, qty, f.price, f.leverage)
                 .is_err()
             {
                 return skip(SkipReason::Overflow);
@@ -486,7 +486,7 @@ fn close_one(
         true => {
             qty = inst.reportable(qty);
             rel.portfolio.close_sent(sid, qty);
-            working = Some((id, Pending::close(rid, sid, side, qty)));
+            staged = Some((id, WorkingOrder::close(rid, sid, side, qty)));
         }
     }
     let order = Record::Order(CopyOrder::close(
@@ -497,5 +497,5 @@ fn close_one(
         qty,
         ClientOrderId(id),
     ));
-    (order, working)
+    (order, staged)
 }

@@ -23,8 +23,8 @@ use crate::fixed::{Money, Price, Qty};
 use crate::model::{
     CopySettings, FollowerId, Instrument, Platform, ProviderId, Record, RelId, Status, SymbolId,
 };
-use crate::pending::{Pending, PendingTable};
 use crate::portfolio::{Lot, Portfolio};
+use crate::working::{WorkingOrder, WorkingOrders};
 
 mod control;
 mod fanout;
@@ -113,15 +113,15 @@ pub struct Engine {
     /// Live mode: copies wait for the venue's report instead of filling at once.
     live: bool,
     /// Live mode: copy orders sent and not yet reported, by client order id.
-    pending: PendingTable,
+    working: WorkingOrders,
     /// Live mode: unfollowed relationships whose orders are still working. Their reports
     /// still move their portfolio (a late open is closed again); once the last one is
     /// reported the relationship is dropped.
     ended: HashMap<RelId, Relationship>,
-    /// Live mode: the working orders of the last event, not yet in `pending` (see
-    /// `file_working`). Empty in every snapshot.
+    /// Live mode: the working orders of the last event, not yet in `working` (see
+    /// `file_staged`). Empty in every snapshot.
     #[serde(skip)]
-    staged: Vec<(u128, Pending)>,
+    staged: Vec<(u128, WorkingOrder)>,
     /// How fan-outs use the second thread (not part of the state).
     #[serde(skip)]
     threads: Threads,
@@ -141,7 +141,7 @@ impl Engine {
     /// replays only what came after it). The format is private to this build's version
     /// of the engine: `restore` refuses another.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, String> {
-        self.file_working();
+        self.file_staged();
         let mut out = SNAPSHOT_MAGIC.to_vec();
         bincode::serialize_into(&mut out, self).map_err(|e| format!("snapshot failed: {e}"))?;
         Ok(out)
@@ -192,7 +192,7 @@ impl Engine {
             platform,
             out: Vec::new(),
             live: false,
-            pending: PendingTable::default(),
+            working: WorkingOrders::default(),
             staged: Vec::new(),
             threads: Threads::default(),
         }
@@ -246,7 +246,7 @@ impl Engine {
     /// Apply one event; `seq` is its position in the input order (the event index in a
     /// replay, the venue seq in the daemon). Returns the event's records.
     pub fn apply(&mut self, seq: u64, event: &Event) -> &[Record] {
-        self.file_working();
+        self.file_staged();
         self.out.clear();
         self.loss_hits.clear();
         let result = match event {
@@ -293,8 +293,9 @@ impl Engine {
         std::mem::replace(&mut self.out, spare)
     }
 
-    /// An `error` record for an event that could not be parsed.
-    pub fn reject(&mut self, message: String) -> &[Record] {
+    /// Record an `error` for an input that could not be parsed (not a venue reject:
+    /// those are `copy_rejects`).
+    pub fn record_error(&mut self, message: String) -> &[Record] {
         self.out.clear();
         self.out.push(Record::Error(message));
         &self.out

@@ -8,35 +8,36 @@ use super::{Engine, Relationship};
 use crate::coid::ClientOrderId;
 use crate::fixed::{Price, Qty};
 use crate::model::{CopyOrder, OrderType, Record, RejectReason, RelId, Side, Status};
-use crate::pending::Pending;
+use crate::working::WorkingOrder;
 
 impl Engine {
-    /// Copy orders working at the venue.
-    pub fn pending_orders(&self) -> usize {
-        self.pending.len() + self.staged.len()
+    /// How many working orders there are (filed or staged).
+    pub fn working_count(&self) -> usize {
+        self.working.len() + self.staged.len()
     }
 
-    pub fn pending(&self, id: ClientOrderId) -> Option<&Pending> {
+    /// The working order `id`, filed or staged.
+    pub fn working_order(&self, id: ClientOrderId) -> Option<&WorkingOrder> {
         let staged = || self.staged.iter().rev().find(|(k, _)| *k == id.0);
-        staged().map(|(_, p)| p).or_else(|| self.pending.get(id.0))
+        staged().map(|(_, p)| p).or_else(|| self.working.get(id.0))
     }
 
-    /// File the last event's working orders into the working-order table. Every call
+    /// File the last event's staged orders into the working-order table. Every call
     /// that reads the table does it first; the daemon calls it once the `orders` frame is
     /// sent, so that a fan-out's 10,000 table inserts (cache misses, most of them) are not
     /// between the execution and its copy orders.
-    pub fn file_working(&mut self) {
+    pub fn file_staged(&mut self) {
         for (id, p) in self.staged.drain(..) {
-            self.pending.insert(id, p);
+            self.working.insert(id, p);
         }
     }
 
     /// Every working copy order as an order record, sorted by relationship then id: what
     /// to send again after a reconnect (the venue answers `duplicate` for those it has).
-    pub fn working_orders(&mut self) -> &[Record] {
-        self.file_working();
+    pub fn resend_working(&mut self) -> &[Record] {
+        self.file_staged();
         self.out.clear();
-        let mut all: Vec<(u128, Pending)> = self.pending.iter().collect();
+        let mut all: Vec<(u128, WorkingOrder)> = self.working.iter().collect();
         all.sort_unstable_by_key(|(id, p)| (p.rel, *id));
         for (id, p) in all {
             let Some(rel) = self.rels[p.rel.index()]
@@ -72,7 +73,7 @@ impl Engine {
         seq: u64,
         fills: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
     ) -> &[Record] {
-        self.file_working();
+        self.file_staged();
         self.out.clear();
         self.loss_hits.clear();
         let mut touched = Vec::new();
@@ -98,7 +99,7 @@ impl Engine {
         seq: u64,
         rejects: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> &[Record] {
-        self.file_working();
+        self.file_staged();
         self.out.clear();
         self.loss_hits.clear();
         for (id, reason) in rejects {
@@ -114,7 +115,7 @@ impl Engine {
     fn copy_fill(&mut self, coid: &str, qty_text: &str, price_text: &str) -> Result<RelId, String> {
         let id = ClientOrderId::parse(coid).ok_or_else(|| format!("unknown order '{coid}'"))?;
         let p = *self
-            .pending
+            .working
             .get(id.0)
             .ok_or_else(|| format!("unknown order '{coid}'"))?;
         let qty = Qty::parse(qty_text)
@@ -160,11 +161,11 @@ impl Engine {
             };
             if q > 0 {
                 rel.portfolio
-                    .apply_fill(sid, kind, p.side, Qty(q), price, 1)
+                    .book_fill(sid, kind, p.side, Qty(q), price, 1)
                     .map_err(overflow)?;
             }
             rel.portfolio.close_done(sid, p.qty);
-            self.pending.remove(id.0);
+            self.working.remove(id.0);
             // A close cut to the most one order carries, when nothing else will close
             // the rest (the relationship stopped or ended, or the provider no longer
             // holds that side): the next part goes out now.
@@ -175,11 +176,11 @@ impl Engine {
         } else {
             if qty.0 > 0 {
                 rel.portfolio
-                    .apply_fill(sid, kind, p.side, qty, price, p.leverage)
+                    .book_fill(sid, kind, p.side, qty, price, p.leverage)
                     .map_err(overflow)?;
             }
             rel.portfolio.open_done(sid, p.reserve);
-            self.pending.remove(id.0);
+            self.working.remove(id.0);
             // A late fill: the relationship stopped, or the provider no longer holds what
             // was copied. Close what it added at once, only on the side it added to.
             let closable = rel.portfolio.closable(sid);
@@ -194,8 +195,8 @@ impl Engine {
             // id: "l" + the reported order's id (PROTOCOL.md, live mode)
             let next = ClientOrderId::new(&[b"l", &id.to_bytes()], rel.follower_hash);
             rel.portfolio.close_sent(sid, q);
-            self.pending
-                .insert(next.0, Pending::close(rid, sid, side, q));
+            self.working
+                .insert(next.0, WorkingOrder::close(rid, sid, side, q));
             self.out.push(Record::Order(CopyOrder::close(
                 rel.follower,
                 rel.provider,
@@ -217,7 +218,7 @@ impl Engine {
         if reason == RejectReason::Duplicate {
             return Ok(());
         }
-        let Some(p) = ClientOrderId::parse(coid).and_then(|id| self.pending.remove(id.0)) else {
+        let Some(p) = ClientOrderId::parse(coid).and_then(|id| self.working.remove(id.0)) else {
             return Err(format!("unknown order '{coid}'"));
         };
         let rel = owner(&mut self.rels, &mut self.ended, p.rel);

@@ -137,7 +137,9 @@ fn summarize(
     let leverage_of = |o: &CopyOrder| match (o.reduce_only, leverage) {
         (true, _) => 1,
         (false, Some(l)) => l,
-        (false, None) => engine.pending(o.client_order_id).map_or(1, |p| p.leverage),
+        (false, None) => engine
+            .working_order(o.client_order_id)
+            .map_or(1, |p| p.leverage),
     };
     frame.clear();
     s.orders = encode_orders(engine, seq, records, leverage_of, frame);
@@ -260,7 +262,7 @@ impl PyLiveEngine {
         self.run(py, seq, Some(1), |engine| {
             match scenario::instrument(&v, "instrument") {
                 Ok(inst) => engine.add_instrument(inst),
-                Err(e) => engine.reject(e.0),
+                Err(e) => engine.record_error(e.0),
             };
         })
     }
@@ -328,23 +330,24 @@ impl PyLiveEngine {
     }
 
     /// Every working copy order as one frame, to send again after a reconnect.
-    fn working_orders(&mut self, py: Python<'_>, seq: u64) -> Outcome {
+    fn resend_working(&mut self, py: Python<'_>, seq: u64) -> Outcome {
         self.run(py, seq, None, |engine| {
-            engine.working_orders();
+            engine.resend_working();
         })
     }
 
-    /// File the last fan-out's working orders into the working-order table (the next
+    /// File the last fan-out's staged orders into the working-order table (the next
     /// call does it otherwise): call it once the `orders` frame is sent, so that this
     /// work is not between an execution and its copy orders.
-    fn file_working(&mut self, py: Python<'_>) {
+    fn file_staged(&mut self, py: Python<'_>) {
         let engine = &mut self.inner;
-        py.detach(|| engine.file_working());
+        py.detach(|| engine.file_staged());
     }
 
+    /// How many working orders there are.
     #[getter]
-    fn pending_orders(&self) -> usize {
-        self.inner.pending_orders()
+    fn working_count(&self) -> usize {
+        self.inner.working_count()
     }
 
     #[getter]

@@ -55,7 +55,7 @@ fn start_helper(py: Python<'_>) -> bool {
 fn apply_parsed(engine: &mut Engine, seq: u64, parsed: Result<Event, String>) {
     match parsed {
         Ok(ev) => engine.apply(seq, &ev),
-        Err(message) => engine.reject(message),
+        Err(message) => engine.record_error(message),
     };
 }
 
