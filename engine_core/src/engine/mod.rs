@@ -37,8 +37,8 @@ use fanout::Visited;
 pub struct Relationship {
     /// The highest equity at which max-loss stops it: `floor(base × (1 − pct/100))`
     /// (equity is a whole number of raw units, so `equity ≤ line ⟺ equity ≤ floor(line)`),
-    /// or `risk::NO_STOP` without a max-loss setting. Kept current whenever `base` moves, so the
-    /// fan-out compares one integer.
+    /// or `risk::NO_STOP` without a max-loss setting. Kept current whenever `base`
+    /// moves, so the fan-out compares one integer.
     pub stop_at: Money,
     pub follower: FollowerId,
     /// The follower's half of every client order id (see `coid`).
