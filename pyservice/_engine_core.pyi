@@ -164,14 +164,16 @@ class LiveEngine:
     def control(self, after_seq: int, change: int, text: str) -> Outcome:
         """Apply control change number `change` (JSON, see `check_control`) after venue seq
         `after_seq`; its orders frame, if any, carries `after_seq`."""
-    def working_orders(self, seq: int) -> Outcome:
+    def resend_working(self, seq: int) -> Outcome:
         """Every working copy order as one frame, to send again after a reconnect."""
-    def file_working(self) -> None:
-        """File the last fan-out's working orders into the working-order table (the
+    def file_staged(self) -> None:
+        """File the last fan-out's staged orders into the working-order table (the
         next call does it otherwise): call it once the `orders` frame is sent, so that
         this work is not between an execution and its copy orders."""
     @property
-    def pending_orders(self) -> int: ...
+    def working_count(self) -> int:
+        """How many working orders there are (copy orders sent and not yet fully filled
+        or rejected)."""
     @property
     def relationships(self) -> int: ...
     def portfolios_jsonl(self) -> str:

@@ -91,7 +91,7 @@ def test_an_execution_frames_its_copies_and_reserves() -> None:
             cid("f", "P", "x1", "open", follower="c"), "c", "P", "ETH-PERP", "buy", "limit_ioc", "1", "100", False, 7
         ),
     ]
-    assert e.pending_orders == 2
+    assert e.working_count == 2
     # ceil16(100.5 / 7) = 14.3571428571428572; 100 / 7 → 14.2857142857142858
     assert money(e, "a/P") == ("1000", "14.3571428571428572", "1000", [])
     assert money(e, "c/P") == ("1000", "14.2857142857142858", "1000", [])
@@ -124,11 +124,11 @@ def test_a_long_book_frames_in_follow_order_and_files_its_orders_after_the_send(
         cid("f", "P", "x1", "open", follower="f1234"), "f1234", "P", "BTC", "buy", "limit_ioc", "1", "100.5", False, 1
     )
     # staged until filed, and counted either way; the daemon files them once sent
-    assert e.pending_orders == n
-    e.file_working()
-    assert e.pending_orders == n
+    assert e.working_count == n
+    e.file_staged()
+    assert e.working_count == n
     fills = e.fills(4, [(o.client_order_id, "1", "100") for o in orders])
-    assert (fills.errors, e.pending_orders) == ([], 0)
+    assert (fills.errors, e.working_count) == ([], 0)
     assert money(e, "f2099/P") == ("900", "0", "1000", [("BTC", "1")])
 
 
@@ -143,7 +143,7 @@ def test_a_call_runs_without_the_gil_and_a_second_thread_is_refused() -> None:
     def poke() -> None:
         while not stop.is_set():
             try:
-                e.pending_orders  # noqa: B018 (the borrow is the point)
+                e.working_count  # noqa: B018 (the borrow is the point)
             except RuntimeError as exc:
                 refused.append(str(exc))
                 return
@@ -195,7 +195,7 @@ def test_bad_reports_are_errors_in_report_order_and_the_rest_of_the_batch_applie
     assert money(e, "b/P") == ("800", "0", "1000", [("BTC", "2")])
     out = e.rejects(3, [(a, "nope"), ("zzz", "expired")])
     assert out.errors == ["unknown reject reason 'nope'", "unknown order 'zzz'"]
-    assert e.pending_orders == 1
+    assert e.working_count == 1
 
 
 # --------------------------------------------------------------------------- closes, late fills, stops
@@ -246,8 +246,8 @@ def test_a_late_fill_is_closed_again() -> None:
     # the late close's id, recomputed by an independent encoder (the rule: live.rs,
     # an_open_filled_after_the_provider_went_flat_is_closed_again)
     assert late.client_order_id == cid("l", o.client_order_id, follower="a")  # as the engine defines it today
-    assert e.pending_orders == 1
-    [again] = frame_orders(e.working_orders(4), 4)
+    assert e.working_count == 1
+    [again] = frame_orders(e.resend_working(4), 4)
     assert again == late
 
 
@@ -267,23 +267,23 @@ def test_a_stop_frames_its_closes() -> None:
         )
     ]
     assert portfolios(e)["a/P"]["status"] == "stopped"
-    assert e.pending_orders == 1
+    assert e.working_count == 1
 
 
-def test_working_orders_is_one_frame_of_every_pending_order() -> None:
+def test_resend_working_is_one_frame_of_every_working_order() -> None:
     e = live(follow("a", "1000"), follow("b", "1000", provider="Q"), follow("c", "1000"))
-    assert empty(e.working_orders(1))
+    assert empty(e.resend_working(1))
     sent = []
     sent += frame_orders(e.execute(2, "P", "o1", "BTC", "buy", "1", "100", "1000"), 2)
     sent += frame_orders(e.execute(3, "Q", "q1", "ETH-PERP", "sell", "1", "100", "1000", 3), 3)
     sent += frame_orders(e.execute(4, "P", "o2", "ETH-PERP", "buy", "2", "100", "1000", 2), 4)
     assert len(sent) == 5
-    out = e.working_orders(5)
+    out = e.resend_working(5)
     listed = frame_orders(out, 5)
     assert sorted(listed) == sorted(sent)  # leverage too: each order's own
     # relationship (follow) order: a, b, c
     assert [o.follower for o in listed] == ["a", "a", "b", "c", "c"]
-    assert frame_orders(e.working_orders(5), 5) == listed
+    assert frame_orders(e.resend_working(5), 5) == listed
 
 
 # --------------------------------------------------------------------------- instruments, books
@@ -356,7 +356,7 @@ def refused(e: LiveEngine, out: Outcome, before: tuple[str, int]) -> None:
     assert out.orders == 0 and out.frame is None and out.stops == 0
     # one bad input, one message
     assert len(out.errors) == 1 and isinstance(out.errors[0], str) and out.errors[0]
-    assert (e.portfolios_jsonl(), e.pending_orders) == before
+    assert (e.portfolios_jsonl(), e.working_count) == before
 
 
 EXEC_ARGS = ["P", "x9", "BTC", "sell", "1", "100", "1000"]
@@ -375,7 +375,7 @@ EXEC_GARBAGE = [
 @given(st.integers(0, len(EXEC_ARGS) - 1).flatmap(lambda i: st.tuples(st.just(i), EXEC_GARBAGE[i])))
 def test_garbage_executions_change_nothing(arg: tuple[int, str]) -> None:
     e, _ = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     args = list(EXEC_ARGS)
     args[arg[0]] = arg[1]
     refused(e, e.execute(10, *args), before)
@@ -390,7 +390,7 @@ def test_garbage_executions_change_nothing(arg: tuple[int, str]) -> None:
 )
 def test_garbage_marks_change_nothing(args: tuple[str, str]) -> None:
     e, _ = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     refused(e, e.mark(10, *args), before)
 
 
@@ -398,7 +398,7 @@ def test_garbage_marks_change_nothing(args: tuple[str, str]) -> None:
 @given(st.data())
 def test_garbage_fill_reports_change_nothing(data: st.DataObject) -> None:
     e, oid = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     which = data.draw(st.integers(0, 2))
     report = [oid, "1", "100"]
     if which == 0:
@@ -414,7 +414,7 @@ def test_garbage_fill_reports_change_nothing(data: st.DataObject) -> None:
 @given(st.data())
 def test_garbage_rejects_change_nothing(data: st.DataObject) -> None:
     e, oid = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     reasons = ("insufficient_funds", "expired", "reduce_only", "duplicate", "invalid")
     if data.draw(st.booleans()):
         reject = (oid, data.draw(st.text(max_size=20).filter(lambda s: s not in reasons)))
@@ -427,7 +427,7 @@ def test_garbage_rejects_change_nothing(data: st.DataObject) -> None:
 @given(st.data())
 def test_garbage_instruments_change_nothing(data: st.DataObject) -> None:
     e, _ = garbage_engine()
-    before = (e.portfolios_jsonl(), e.pending_orders)
+    before = (e.portfolios_jsonl(), e.working_count)
     args = ["SOL", "spot", "0.01", "0.001", "0", "0"]
     i = data.draw(st.integers(0, 5))
     args[i] = data.draw(
@@ -455,7 +455,7 @@ def test_an_out_of_range_leverage_is_a_rule_error_not_an_exception(leverage: obj
     else:
         assert (out.orders, out.frame) == (0, None)
         assert out.errors == ["field 'leverage' must be an integer from 1 to 125"]
-        assert e.pending_orders == 0
+        assert e.working_count == 0
 
 
 # --------------------------------------------------------------------------- rows for PostgreSQL

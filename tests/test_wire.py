@@ -324,13 +324,13 @@ def test_an_order_too_large_to_report_is_skipped_not_sent() -> None:
     # W = 10^11 × 10^6 / 1000 = 10^14: above what a fill report (an input, < 10^12) carries
     out = e.execute(2, "P", "x", "PEPE", "buy", "100000000000", "0.00000001", "1000")
     assert (out.orders, out.frame, out.skips, out.errors) == (0, None, {"overflow": 1}, [])
-    assert e.pending_orders == 0
+    assert e.working_count == 0
     # just below the limit it is sent, and its full fill is taken
     out = e.execute(3, "P", "y", "PEPE", "buy", "999999999", "0.00000001", "1000")
     (order,) = assert_round_trip(out, 3).orders
     assert order.qty == "999999999000"
     assert e.fills(4, [(order.client_order_id, order.qty, "0.00000001")]).errors == []
-    assert e.pending_orders == 0
+    assert e.working_count == 0
 
 
 # --------------------------------------------------------------------------- (a) random flows
@@ -379,8 +379,8 @@ def test_every_frame_of_a_session_round_trips(flow: tuple[list[str], list[tuple]
     mark = 200
     for i, (kind, pick, n, flag) in enumerate(steps):
         seq = min(seq0 + i, 2**63 - 1)
-        working = (assert_round_trip(e.working_orders(seq), seq) or NewOrders(seq, [])).orders
-        assert len(working) == e.pending_orders
+        working = (assert_round_trip(e.resend_working(seq), seq) or NewOrders(seq, [])).orders
+        assert len(working) == e.working_count
         if kind == "exec":
             mark = 100 + n % 200
             out = e.execute(
@@ -510,7 +510,7 @@ def engine_stream() -> tuple[bytes, list]:
     e.instrument(1, "BTC", "spot", "0.01", "0.001", "0", "0")
     opens = e.execute(6, "P", "x", "BTC", "buy", "1", "100", "1000").frame
     assert opens is not None
-    frames = [protocol.encode(Resume(5)), opens, protocol.encode(Heartbeat(6)), e.working_orders(7).frame]
+    frames = [protocol.encode(Resume(5)), opens, protocol.encode(Heartbeat(6)), e.resend_working(7).frame]
     assert e.fills(8, [(o.client_order_id, o.qty, "100") for o in decode_frame(opens).orders]).errors == []
     frames.append(e.execute(9, "P", "y", "BTC", "sell", "1", "100", "1000").frame)  # 20 closes
     stream = b"".join(f for f in frames if f is not None)

@@ -68,7 +68,7 @@ fn main() {
             assert_eq!(orders, n, "every follower copies");
             // after the frame is sent: off the latency path, on it for the fills
             let start = Instant::now();
-            engine.file_working();
+            engine.file_staged();
             t.file.push(start.elapsed().as_nanos() as f64);
             let fills: Vec<(String, String, String)> = records
                 .iter()

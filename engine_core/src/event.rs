@@ -42,7 +42,7 @@ impl SettingsChange {
     }
 
     /// `base` with the named settings replaced.
-    pub fn applied_to(&self, base: &CopySettings) -> CopySettings {
+    pub fn overlay(&self, base: &CopySettings) -> CopySettings {
         CopySettings {
             mode: self.mode.unwrap_or(base.mode),
             fixed_amount: self.fixed_amount.or(base.fixed_amount),
@@ -124,9 +124,9 @@ pub enum Event {
 pub const MAX_LEVERAGE: u32 = 125;
 pub const MAX_OPEN_TRADES: u32 = 1_000_000;
 
-/// Range rule of a decimal field.
+/// The values a decimal field allows (named so as not to shadow `std::ops::Range`).
 #[derive(Debug, Clone, Copy)]
-pub enum Range {
+pub enum DecimalRange {
     Positive,
     NonNegative,
     /// (0, 100]
@@ -179,7 +179,7 @@ impl<'a> Fields<'a> {
     }
 
     /// A decimal as a raw value at 8 decimals.
-    fn raw_decimal(&self, name: &str, v: &Value, range: Range) -> Result<i128, String> {
+    fn raw_decimal(&self, name: &str, v: &Value, range: DecimalRange) -> Result<i128, String> {
         let s = v
             .as_str()
             .ok_or_else(|| format!("field '{name}' must be a decimal string"))?;
@@ -192,34 +192,34 @@ impl<'a> Fields<'a> {
         })?;
         let hundred = Factor::HUNDRED.0;
         let ok = match range {
-            Range::Positive => raw > 0,
-            Range::NonNegative => raw >= 0,
-            Range::Pct => raw > 0 && raw <= hundred,
-            Range::Slippage => (0..hundred).contains(&raw),
+            DecimalRange::Positive => raw > 0,
+            DecimalRange::NonNegative => raw >= 0,
+            DecimalRange::Pct => raw > 0 && raw <= hundred,
+            DecimalRange::Slippage => (0..hundred).contains(&raw),
         };
         if ok {
             return Ok(raw);
         }
         Err(match range {
-            Range::Positive => format!("field '{name}' must be positive"),
-            Range::NonNegative => format!("field '{name}' must not be negative"),
-            Range::Pct => format!("field '{name}' must be in (0, 100]"),
-            Range::Slippage => format!("field '{name}' must be in [0, 100)"),
+            DecimalRange::Positive => format!("field '{name}' must be positive"),
+            DecimalRange::NonNegative => format!("field '{name}' must not be negative"),
+            DecimalRange::Pct => format!("field '{name}' must be in (0, 100]"),
+            DecimalRange::Slippage => format!("field '{name}' must be in [0, 100)"),
         })
     }
 
-    pub fn decimal(&self, name: &str, range: Range) -> Result<i128, String> {
+    pub fn decimal(&self, name: &str, range: DecimalRange) -> Result<i128, String> {
         let v = self.required(name)?;
         self.raw_decimal(name, v, range)
     }
 
-    pub fn opt_decimal(&self, name: &str, range: Range) -> Result<Option<i128>, String> {
+    pub fn opt_decimal(&self, name: &str, range: DecimalRange) -> Result<Option<i128>, String> {
         self.get(name)
             .map(|v| self.raw_decimal(name, v, range))
             .transpose()
     }
 
-    pub fn money(&self, name: &str, range: Range) -> Result<Money, String> {
+    pub fn money(&self, name: &str, range: DecimalRange) -> Result<Money, String> {
         self.decimal(name, range).map(to_money)
     }
 
@@ -325,12 +325,12 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
         "fill" => parse_fill(&f).map(Event::Fill),
         "mark" => Ok(Event::Mark {
             symbol: f.id("symbol")?,
-            price: Price(f.decimal("price", Range::Positive)?),
+            price: Price(f.decimal("price", DecimalRange::Positive)?),
         }),
         "deposit" | "withdraw" => {
             let follower = f.id("follower")?;
             let provider = f.id("provider")?;
-            let amount = f.money("amount", Range::Positive)?;
+            let amount = f.money("amount", DecimalRange::Positive)?;
             Ok(if ty == "deposit" {
                 Event::Deposit {
                     follower,
@@ -372,8 +372,8 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
 fn parse_follow(f: &Fields<'_>) -> Result<Follow, String> {
     let follower = f.id("follower")?;
     let provider = f.id("provider")?;
-    let allocation = f.money("allocation", Range::Positive)?;
-    let settings = parse_settings(f)?.applied_to(&default_settings());
+    let allocation = f.money("allocation", DecimalRange::Positive)?;
+    let settings = parse_settings(f)?.overlay(&default_settings());
     Ok(Follow {
         follower,
         provider,
@@ -397,13 +397,21 @@ fn parse_settings(f: &Fields<'_>) -> Result<SettingsChange, String> {
     Ok(SettingsChange {
         mode,
         fixed_amount: f
-            .opt_decimal("fixed_amount", Range::Positive)?
+            .opt_decimal("fixed_amount", DecimalRange::Positive)?
             .map(to_money),
-        multiplier: f.opt_decimal("multiplier", Range::Positive)?.map(Factor),
+        multiplier: f
+            .opt_decimal("multiplier", DecimalRange::Positive)?
+            .map(Factor),
         max_open_trades: f.opt_integer("max_open_trades", MAX_OPEN_TRADES)?,
-        max_per_trade_pct: f.opt_decimal("max_per_trade_pct", Range::Pct)?.map(Factor),
-        max_loss_pct: f.opt_decimal("max_loss_pct", Range::Pct)?.map(Factor),
-        slippage_pct: f.opt_decimal("slippage_pct", Range::Slippage)?.map(Factor),
+        max_per_trade_pct: f
+            .opt_decimal("max_per_trade_pct", DecimalRange::Pct)?
+            .map(Factor),
+        max_loss_pct: f
+            .opt_decimal("max_loss_pct", DecimalRange::Pct)?
+            .map(Factor),
+        slippage_pct: f
+            .opt_decimal("slippage_pct", DecimalRange::Slippage)?
+            .map(Factor),
         stop_copy_on_close: f.opt_bool("stop_copy_on_close")?,
     })
 }
@@ -419,9 +427,9 @@ fn parse_fill(f: &Fields<'_>) -> Result<ProviderFill, String> {
             Some(Value::String(s)) if s == "sell" => Side::Sell,
             Some(_) => return Err("field 'side' must be 'buy' or 'sell'".into()),
         },
-        qty: Qty(f.decimal("qty", Range::Positive)?),
-        price: Price(f.decimal("price", Range::Positive)?),
-        provider_equity: f.money("provider_equity", Range::Positive)?,
+        qty: Qty(f.decimal("qty", DecimalRange::Positive)?),
+        price: Price(f.decimal("price", DecimalRange::Positive)?),
+        provider_equity: f.money("provider_equity", DecimalRange::Positive)?,
         leverage: f.opt_integer("leverage", MAX_LEVERAGE)?.unwrap_or(1),
     })
 }

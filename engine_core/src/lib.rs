@@ -5,19 +5,44 @@
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+// Values and the rules over them.
+/// Deterministic client order ids.
 pub mod coid;
-pub mod engine;
+/// Input events and their field validation.
 pub mod event;
+/// Exact integer helpers over raw fixed-point values.
 pub mod exact;
+/// Fixed-point numbers (`Qty`, `Price`, `Money`, `Factor`).
 pub mod fixed;
+/// Plain domain types, and the typed ids of the engine's tables (`RelId`, ...).
 pub mod model;
+/// Two threads for the big batches.
 pub mod parallel;
-pub mod pending;
+/// A copy portfolio: cash, base and FIFO lots per symbol.
 pub mod portfolio;
-pub mod reports;
-pub mod rows;
-pub mod scenario;
+/// Risk rules: the max-loss line, `max_open_trades`, the platform's amount limits.
+pub mod risk;
+/// Copy sizing and limit prices.
 pub mod sizing;
+/// Live mode's working orders (the vocabulary is in its module comment).
+pub mod working;
+
+// The state machine.
+/// The engine: state and dispatch, control, fan-out, venue reports, max-loss.
+pub mod engine;
+
+// Its inputs and outputs.
+/// The control plane's rules (which changes, at which input position).
+pub mod control;
+/// The live engine's portfolios as JSON Lines.
+pub mod export;
+/// The venue's `fills` and `rejects` frames, decoded.
+pub mod reports;
+/// Rows for PostgreSQL's `COPY` and stream entries.
+pub mod rows;
+/// Scenario files and their replay.
+pub mod scenario;
+/// The venue protocol's `orders` frame.
 pub mod wire;
 
 #[cfg(feature = "python")]

@@ -3,11 +3,58 @@
 use crate::coid::ClientOrderId;
 use crate::fixed::{Factor, Money, Price, Qty, INPUT_LIMIT};
 
-pub type SymbolId = u32;
-pub type ProviderId = u32;
-pub type FollowerId = u32;
-/// Index of a relationship in the engine's slab; slab order is the global follow order.
-pub type RelId = u32;
+/// An index into one of the engine's tables, typed so that ids of different tables do
+/// not mix: a `u32` at run time (`repr(transparent)`), and in snapshots (a newtype
+/// serializes as its integer).
+macro_rules! table_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd,
+            Ord, Hash,
+        )]
+        #[serde(transparent)]
+        #[repr(transparent)]
+        pub struct $name(u32);
+
+        impl $name {
+            /// The id of row `i` of its table.
+            #[inline]
+            pub const fn new(i: u32) -> Self {
+                Self(i)
+            }
+
+            /// The id of the row a table of `len` rows appends next.
+            #[inline]
+            pub const fn next(len: usize) -> Self {
+                Self(len as u32)
+            }
+
+            /// Its row in the table.
+            #[inline]
+            pub const fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
+}
+
+table_id!(
+    /// An instrument, by definition order.
+    SymbolId
+);
+table_id!(
+    /// A provider, in the order of the books file.
+    ProviderId
+);
+table_id!(
+    /// A follower, by first follow.
+    FollowerId
+);
+table_id!(
+    /// A relationship in the engine's slab; slab order is the global follow order.
+    RelId
+);
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -163,6 +210,30 @@ impl OrderType {
     }
 }
 
+/// How the venue answered a copy order it did not fill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectReason {
+    InsufficientFunds,
+    Expired,
+    ReduceOnly,
+    /// The venue already has the order: it stays working (its report is in the log).
+    Duplicate,
+    Invalid,
+}
+
+impl RejectReason {
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "insufficient_funds" => Self::InsufficientFunds,
+            "expired" => Self::Expired,
+            "reduce_only" => Self::ReduceOnly,
+            "duplicate" => Self::Duplicate,
+            "invalid" => Self::Invalid,
+            _ => return None,
+        })
+    }
+}
+
 /// The cap that bound an opening copy's size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cap {
@@ -238,4 +309,23 @@ pub enum Record {
 /// report carries both, and they must parse as inputs (below 10^12).
 pub fn is_reportable(q: Qty, limit: Price) -> bool {
     q.0 < INPUT_LIMIT * Qty::SCALE && limit.0 < INPUT_LIMIT * Price::SCALE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_ids_are_their_integer_in_memory_and_in_snapshots() {
+        assert_eq!(std::mem::size_of::<RelId>(), 4);
+        assert_eq!(std::mem::size_of::<Option<SymbolId>>(), 8);
+        let id = RelId::new(0x0102_0304);
+        assert_eq!(
+            bincode::serialize(&id).unwrap(),
+            bincode::serialize(&0x0102_0304u32).unwrap()
+        );
+        let back: RelId = bincode::deserialize(&bincode::serialize(&7u32).unwrap()).unwrap();
+        assert_eq!((back, back.index()), (RelId::new(7), 7));
+        assert_eq!(FollowerId::next(3), FollowerId::new(3));
+    }
 }

@@ -226,7 +226,7 @@ impl Portfolio {
         let mut perp_pnl: i128 = 0;
         for p in &self.positions {
             // A position exists only after a fill, which sets its symbol's mark.
-            let mark = marks[p.symbol as usize].ok_or(Overflow)?;
+            let mark = marks[p.symbol.index()].ok_or(Overflow)?;
             let value = p.value(mark).ok_or(Overflow)?;
             equity = equity.checked_add(value).ok_or(Overflow)?;
             if p.kind == Kind::Perp {
@@ -242,8 +242,8 @@ impl Portfolio {
         Ok((Money(equity), Money(free.ok_or(Overflow)?)))
     }
 
-    /// Apply an execution of `qty` at `price`: consume opposite lots FIFO, open the rest.
-    pub fn apply_fill(
+    /// Book an execution of `qty` at `price`: consume opposite lots FIFO, open the rest.
+    pub fn book_fill(
         &mut self,
         symbol: SymbolId,
         kind: Kind,
@@ -456,6 +456,8 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    const S: SymbolId = SymbolId::new(0);
+
     fn margins(pf: &Portfolio) -> i128 {
         pf.positions
             .iter()
@@ -479,15 +481,15 @@ mod tests {
     fn a_flip_closes_fifo_then_opens_the_rest() {
         let mut pf = Portfolio::new(Money::from_units(1000));
         let (p, q) = (Price::from_units, Qty::from_units);
-        pf.apply_fill(0, Kind::Perp, Side::Buy, q(2), p(100), 3)
+        pf.book_fill(S, Kind::Perp, Side::Buy, q(2), p(100), 3)
             .unwrap();
-        pf.apply_fill(0, Kind::Perp, Side::Buy, q(1), p(130), 3)
+        pf.book_fill(S, Kind::Perp, Side::Buy, q(1), p(130), 3)
             .unwrap();
         // sell 5 at 120: closes 2 @100 (+40) and 1 @130 (-10), opens 2 short @120
-        pf.apply_fill(0, Kind::Perp, Side::Sell, q(5), p(120), 3)
+        pf.book_fill(S, Kind::Perp, Side::Sell, q(5), p(120), 3)
             .unwrap();
         assert_eq!(pf.cash, Money::from_units(1030));
-        assert_eq!(pf.signed_qty(0), -q(2).0);
+        assert_eq!(pf.signed_qty(S), -q(2).0);
         // margin of the new short lot: 2 × 120 / 3 = 80
         assert_eq!(pf.margin_held, Money::from_units(80));
         assert!(consistent(&pf, Kind::Perp));
@@ -497,27 +499,27 @@ mod tests {
     fn an_overflowing_fill_changes_nothing() {
         let mut pf = Portfolio::new(Money::from_units(1));
         let huge = Qty(i128::MAX / 4);
-        pf.apply_fill(0, Kind::Perp, Side::Buy, Qty(1), Price(1), 1)
+        pf.book_fill(S, Kind::Perp, Side::Buy, Qty(1), Price(1), 1)
             .unwrap();
         let before = pf.clone();
         assert_eq!(
-            pf.apply_fill(0, Kind::Perp, Side::Buy, huge, Price(8), 1),
+            pf.book_fill(S, Kind::Perp, Side::Buy, huge, Price(8), 1),
             Err(Overflow)
         );
         assert_eq!(pf, before);
         assert_eq!(
-            pf.apply_fill(0, Kind::Spot, Side::Buy, huge, Price(8), 1),
+            pf.book_fill(S, Kind::Spot, Side::Buy, huge, Price(8), 1),
             Err(Overflow)
         );
         assert_eq!(pf, before);
         // each lot's notional fits, their sum in the position's cost does not
         let mut pf = Portfolio::new(Money::from_units(1));
         let big = Qty(i128::MAX / 10);
-        pf.apply_fill(0, Kind::Perp, Side::Buy, big, Price(6), 125)
+        pf.book_fill(S, Kind::Perp, Side::Buy, big, Price(6), 125)
             .unwrap();
         let before = pf.clone();
         assert_eq!(
-            pf.apply_fill(0, Kind::Perp, Side::Buy, big, Price(6), 125),
+            pf.book_fill(S, Kind::Perp, Side::Buy, big, Price(6), 125),
             Err(Overflow)
         );
         assert_eq!(pf, before);
@@ -529,15 +531,15 @@ mod tests {
             let kind = if perp { Kind::Perp } else { Kind::Spot };
             let mut pf = Portfolio::new(Money::from_units(1_000_000));
             for (buy, qty, price, lev) in fills {
-                let held = pf.signed_qty(0);
+                let held = pf.signed_qty(S);
                 // spot never goes short: a sell is capped at the holding
                 let qty = if kind == Kind::Spot && !buy { qty.min(held) } else { qty };
                 if qty == 0 { continue; }
                 let cash_before = pf.cash.0;
                 let side = if buy { Side::Buy } else { Side::Sell };
-                pf.apply_fill(0, kind, side, Qty(qty), Price(price), if perp { lev } else { 1 }).unwrap();
+                pf.book_fill(S, kind, side, Qty(qty), Price(price), if perp { lev } else { 1 }).unwrap();
                 prop_assert!(consistent(&pf, kind));
-                prop_assert_eq!(pf.signed_qty(0), held + side.sign() * qty);
+                prop_assert_eq!(pf.signed_qty(S), held + side.sign() * qty);
                 if kind == Kind::Spot {
                     prop_assert_eq!(pf.cash.0, cash_before - side.sign() * qty * price);
                 }

@@ -15,7 +15,7 @@ use std::ops::Range;
 
 use rmp::decode::{self, Bytes};
 
-use crate::engine::RejectReason;
+use crate::model::RejectReason;
 
 /// Which report a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde_json::{json, Map, Value};
 
 use crate::engine::{Engine, PortfolioView};
-use crate::event::{parse_event, Fields, Range};
+use crate::event::{parse_event, DecimalRange, Fields};
 use crate::fixed::{Price, Qty};
 use crate::model::{Instrument, Kind, Platform, Record};
 
@@ -166,10 +166,10 @@ pub fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
         Ok(Instrument {
             symbol,
             kind,
-            tick: Price(f.decimal("tick", Range::Positive)?),
-            step: Qty(f.decimal("step", Range::Positive)?),
-            min_qty: Qty(f.decimal("min_qty", Range::NonNegative)?),
-            min_notional: f.money("min_notional", Range::NonNegative)?,
+            tick: Price(f.decimal("tick", DecimalRange::Positive)?),
+            step: Qty(f.decimal("step", DecimalRange::Positive)?),
+            min_qty: Qty(f.decimal("min_qty", DecimalRange::NonNegative)?),
+            min_notional: f.money("min_notional", DecimalRange::NonNegative)?,
         })
     };
     fields().map_err(in_field)
@@ -187,9 +187,9 @@ fn platform(v: &Value) -> Result<Platform, ScenarioError> {
                 .map(|o| o.map(crate::event::to_money))
         };
         let p = Platform {
-            min_allocation: money("min_allocation", Range::NonNegative)?,
-            max_allocation: money("max_allocation", Range::Positive)?,
-            max_total_per_follower: money("max_total_per_follower", Range::Positive)?,
+            min_allocation: money("min_allocation", DecimalRange::NonNegative)?,
+            max_allocation: money("max_allocation", DecimalRange::Positive)?,
+            max_total_per_follower: money("max_total_per_follower", DecimalRange::Positive)?,
         };
         if let (Some(min), Some(max)) = (p.min_allocation, p.max_allocation) {
             if min > max {
@@ -268,7 +268,7 @@ pub fn run(scenario: Scenario) -> Vec<Value> {
         let seq = i as u64;
         match parse_event(raw) {
             Ok(ev) => engine.apply(seq, &ev),
-            Err(msg) => engine.reject(msg),
+            Err(msg) => engine.record_error(msg),
         };
         out.extend(
             engine

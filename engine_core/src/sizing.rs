@@ -50,8 +50,9 @@ impl<'a> OpenLeg<'a> {
     }
 }
 
+/// An opening copy's size, or why there is none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Sized {
+pub enum OpenSize {
     Copy { qty: Qty, clamped: Option<Cap> },
     Skip(SkipReason),
 }
@@ -60,10 +61,10 @@ pub enum Sized {
 ///
 /// Inside the bounds of `size_open_fast` (ordinary accounts and executions) the sizing is
 /// plain `i128` arithmetic; outside them the same rules run in 256 bits.
-pub fn size_open(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Sized {
+pub fn size_open(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> OpenSize {
     size_open_fast(s, equity, free, leg)
         .or_else(|| size_open_256(s, equity, free, leg))
-        .unwrap_or(Sized::Skip(SkipReason::Overflow))
+        .unwrap_or(OpenSize::Skip(SkipReason::Overflow))
 }
 
 /// Bounds (in bits of the raw value) under which the fast path's arithmetic provably fits
@@ -158,10 +159,10 @@ fn size_open_fast(
     equity: Money,
     free: Money,
     leg: &OpenLeg<'_>,
-) -> Option<Sized> {
+) -> Option<OpenSize> {
     let (e, f) = (equity.0, free.0);
     if f <= 0 {
-        return Some(Sized::Skip(SkipReason::InsufficientBalance));
+        return Some(OpenSize::Skip(SkipReason::InsufficientBalance));
     }
     let c = leg.consts.as_ref()?;
     let (m, pct, l, q) = (s.multiplier.0, s.max_per_trade_pct.0, c.l, c.q);
@@ -207,16 +208,21 @@ fn size_open_fast(
         Cap::FreeCash
     };
     Some(if below_min {
-        Sized::Skip(SkipReason::BelowMin)
+        OpenSize::Skip(SkipReason::BelowMin)
     } else {
-        Sized::Copy {
+        OpenSize::Copy {
             qty,
             clamped: clamped.then_some(cap),
         }
     })
 }
 
-fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>) -> Option<Sized> {
+fn size_open_256(
+    s: &CopySettings,
+    equity: Money,
+    free: Money,
+    leg: &OpenLeg<'_>,
+) -> Option<OpenSize> {
     let (e, f, p, l) = (equity.0, free.0, leg.price.0, i128::from(leg.leverage));
     let wanted = match s.mode {
         // fixed_amount × L / P
@@ -230,7 +236,7 @@ fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
         ),
     };
     if f <= 0 {
-        return Some(Sized::Skip(SkipReason::InsufficientBalance));
+        return Some(OpenSize::Skip(SkipReason::InsufficientBalance));
     }
     // E × pct / 100 × L / P   and   F × L / P
     let per_trade = Frac::new(prod(&[e, s.max_per_trade_pct.0, l])?, prod(&[PCT_DEN, p])?);
@@ -249,15 +255,15 @@ fn size_open_256(s: &CopySettings, equity: Money, free: Money, leg: &OpenLeg<'_>
 }
 
 /// Steps → quantity on the grid, then the minimums.
-fn finish(steps: i128, clamped: Option<Cap>, leg: &OpenLeg<'_>) -> Option<Sized> {
+fn finish(steps: i128, clamped: Option<Cap>, leg: &OpenLeg<'_>) -> Option<OpenSize> {
     let inst = leg.instrument;
     let qty = Qty(mul(steps, inst.step.0)?);
     let below_min =
         qty.0 <= 0 || qty < inst.min_qty || qty.notional(leg.price)? < inst.min_notional;
     Some(if below_min {
-        Sized::Skip(SkipReason::BelowMin)
+        OpenSize::Skip(SkipReason::BelowMin)
     } else {
-        Sized::Copy { qty, clamped }
+        OpenSize::Copy { qty, clamped }
     })
 }
 
@@ -303,7 +309,7 @@ mod tests {
             (m, pct, fixed, step) in (positive(14), 1i128..=10i128.pow(10), positive(28), positive(12)),
         ) {
             let i = Instrument { symbol: "X".into(), kind: Kind::Perp, tick: Price(1), step: Qty(step), min_qty: Qty(0), min_notional: Money(0) };
-            let leg = OpenLeg::new(0, &i, Side::Buy, Qty(q), Price(p), Money(ep), lev);
+            let leg = OpenLeg::new(SymbolId::new(0), &i, Side::Buy, Qty(q), Price(p), Money(ep), lev);
             let mut s = settings([Mode::Proportional, Mode::FixedAmount, Mode::Multiplier][mode as usize]);
             s.fixed_amount = Some(Money(fixed));
             s.multiplier = Factor(m);
@@ -357,7 +363,7 @@ mod tests {
         // Provider equity 1,000 spends 500 (5 @ 100); a follower with 500 spends 250.
         let i = inst("0.001", "0", "0");
         let leg = OpenLeg::new(
-            0,
+            SymbolId::new(0),
             &i,
             Side::Buy,
             Qty::from_units(5),
@@ -368,7 +374,7 @@ mod tests {
         let got = size_open(&settings(Mode::Proportional), m("500"), m("500"), &leg);
         assert_eq!(
             got,
-            Sized::Copy {
+            OpenSize::Copy {
                 qty: Qty::parse("2.5").unwrap(),
                 clamped: None
             }
@@ -379,7 +385,7 @@ mod tests {
     fn caps_bind_and_max_per_trade_wins_a_tie() {
         let i = inst("0.001", "0", "0");
         let leg = OpenLeg::new(
-            0,
+            SymbolId::new(0),
             &i,
             Side::Buy,
             Qty::from_units(10),
@@ -392,7 +398,7 @@ mod tests {
         s.max_per_trade_pct = Factor::from_units(40);
         assert_eq!(
             size_open(&s, m("1000"), m("1000"), &leg),
-            Sized::Copy {
+            OpenSize::Copy {
                 qty: Qty::from_units(4),
                 clamped: Some(Cap::MaxPerTrade)
             }
@@ -400,7 +406,7 @@ mod tests {
         // free cash 300 binds harder.
         assert_eq!(
             size_open(&s, m("1000"), m("300"), &leg),
-            Sized::Copy {
+            OpenSize::Copy {
                 qty: Qty::from_units(3),
                 clamped: Some(Cap::FreeCash)
             }
@@ -408,7 +414,7 @@ mod tests {
         // a tie between the caps names max_per_trade.
         assert_eq!(
             size_open(&s, m("1000"), m("400"), &leg),
-            Sized::Copy {
+            OpenSize::Copy {
                 qty: Qty::from_units(4),
                 clamped: Some(Cap::MaxPerTrade)
             }
@@ -417,14 +423,14 @@ mod tests {
         s.max_per_trade_pct = Factor::from_units(100);
         assert_eq!(
             size_open(&s, m("1000"), m("1000"), &leg),
-            Sized::Copy {
+            OpenSize::Copy {
                 qty: Qty::from_units(10),
                 clamped: None
             }
         );
         assert_eq!(
             size_open(&s, m("1000"), m("0"), &leg),
-            Sized::Skip(SkipReason::InsufficientBalance)
+            OpenSize::Skip(SkipReason::InsufficientBalance)
         );
     }
 
@@ -432,7 +438,7 @@ mod tests {
     fn rounds_down_to_step_and_skips_below_minimums() {
         let i = inst("0.1", "0.5", "0");
         let leg = OpenLeg::new(
-            0,
+            SymbolId::new(0),
             &i,
             Side::Buy,
             Qty::from_units(1),
@@ -445,7 +451,7 @@ mod tests {
         s.fixed_amount = Some(m("2"));
         assert_eq!(
             size_open(&s, m("100"), m("100"), &leg),
-            Sized::Copy {
+            OpenSize::Copy {
                 qty: Qty::parse("0.6").unwrap(),
                 clamped: None
             }
@@ -453,7 +459,7 @@ mod tests {
         s.fixed_amount = Some(m("1.4"));
         assert_eq!(
             size_open(&s, m("100"), m("100"), &leg),
-            Sized::Skip(SkipReason::BelowMin)
+            OpenSize::Skip(SkipReason::BelowMin)
         );
         let i2 = inst("0.1", "0", "2");
         let leg2 = OpenLeg {
@@ -463,7 +469,7 @@ mod tests {
         s.fixed_amount = Some(m("1.99"));
         assert_eq!(
             size_open(&s, m("100"), m("100"), &leg2),
-            Sized::Skip(SkipReason::BelowMin)
+            OpenSize::Skip(SkipReason::BelowMin)
         );
     }
 

@@ -10,7 +10,7 @@ use std::sync::Mutex;
 
 use crate::engine::Engine;
 use crate::fixed::Qty;
-use crate::model::{CopyOrder, OrderType, Record};
+use crate::model::{CopyOrder, OrderType, ProviderId, Record, SymbolId};
 
 /// Append the frame of `records`' orders to `buf`; returns how many orders it holds (no
 /// frame is written for none). `leverage` gives each order's leverage field (a
@@ -88,7 +88,7 @@ fn keep_buffer(mut buf: Vec<u8>) {
 }
 
 /// An order's provider, symbol, side and type.
-type Middle = (u32, u32, u8, u8);
+type Middle = (ProviderId, SymbolId, u8, u8);
 
 /// Writes orders' entries. Within a batch most orders share their provider, symbol,
 /// side, type, quantity and limit: each field's bytes are kept from the last order and

@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use engine_core::coid::{follower_hash, ClientOrderId};
 use engine_core::engine::{Engine, PortfolioView};
 use engine_core::fixed::{Money, Price, Qty};
-use engine_core::model::{Instrument, Kind, OrderType, Record, Status};
+use engine_core::model::{Instrument, Kind, OrderType, Record, RelId, Status, SymbolId};
 use engine_core::parse_event;
 use engine_core::scenario::{parse_books, record_json};
 use proptest::prelude::*;
@@ -150,7 +150,7 @@ impl Live {
 
     fn working_ids(&mut self) -> Vec<String> {
         self.e
-            .working_orders()
+            .resend_working()
             .iter()
             .map(|r| match r {
                 Record::Order(o) => o.client_order_id.to_string(),
@@ -159,9 +159,9 @@ impl Live {
             .collect()
     }
 
-    fn pending(&self, id: &str) -> Option<engine_core::pending::Pending> {
+    fn working_order(&self, id: &str) -> Option<engine_core::working::WorkingOrder> {
         self.e
-            .pending(ClientOrderId::parse(id).expect("an id"))
+            .working_order(ClientOrderId::parse(id).expect("an id"))
             .copied()
     }
 }
@@ -248,7 +248,7 @@ fn a_buy_reserves_at_its_limit_rounded_up_to_16_decimals() {
     assert_eq!(briefs(&out), ["order a buy limit_ioc ETH-PERP 1 @100.5"]);
     assert_eq!(l.state("a"), st("1000", "14.3571428571428572", "1000", &[]));
     let id = id_of(&out, "a");
-    let p = l.pending(&id).expect("working");
+    let p = l.working_order(&id).expect("working");
     assert_eq!(
         (
             p.qty.to_string(),
@@ -265,7 +265,7 @@ fn a_buy_reserves_at_its_limit_rounded_up_to_16_decimals() {
             false
         )
     );
-    assert_eq!(l.e.pending_orders(), 1);
+    assert_eq!(l.e.working_count(), 1);
 }
 
 #[test]
@@ -357,8 +357,8 @@ fn a_full_fill_applies_at_the_fill_price_and_releases() {
     // cash 1000 − 9.5 × 99.5 = 54.75; equity at the mark (100, the provider's price)
     // = 54.75 + 950 = 1004.75
     assert_eq!(l.state("a"), st("54.75", "0", "1004.75", &[("BTC", "9.5")]));
-    assert_eq!(l.e.pending_orders(), 0);
-    assert!(l.pending(&id).is_none());
+    assert_eq!(l.e.working_count(), 0);
+    assert!(l.working_order(&id).is_none());
     // reported once: a second report is an unknown order
     assert_eq!(
         briefs(&l.fill(&id, "9.5", "99.5")),
@@ -371,7 +371,7 @@ fn a_partial_fill_applies_the_part_and_releases_the_whole_reservation() {
     let (mut l, id) = one_working_buy();
     assert!(l.fill(&id, "4", "100").is_empty());
     assert_eq!(l.state("a"), st("600", "0", "1000", &[("BTC", "4")]));
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
 }
 
 #[test]
@@ -379,7 +379,7 @@ fn a_fill_of_nothing_releases() {
     let (mut l, id) = one_working_buy();
     assert!(l.fill(&id, "0", "100").is_empty());
     assert_eq!(l.state("a"), st("1000", "0", "1000", &[]));
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
 }
 
 #[test]
@@ -388,11 +388,11 @@ fn rejects_release_and_duplicate_keeps_the_order_working() {
         let (mut l, id) = one_working_buy();
         assert!(l.rejects(&[(&id, reason)]).is_empty(), "{reason}");
         assert_eq!(l.state("a"), st("1000", "0", "1000", &[]), "{reason}");
-        assert_eq!(l.e.pending_orders(), 0, "{reason}");
+        assert_eq!(l.e.working_count(), 0, "{reason}");
     }
     let (mut l, id) = one_working_buy();
     assert!(l.rejects(&[(&id, "duplicate")]).is_empty());
-    assert_eq!(l.e.pending_orders(), 1);
+    assert_eq!(l.e.working_count(), 1);
     assert_eq!(l.state("a"), st("1000", "1045", "1000", &[]));
     assert_eq!(l.working_ids(), std::slice::from_ref(&id));
     // its real report still applies
@@ -406,7 +406,7 @@ fn rejects_release_and_duplicate_keeps_the_order_working() {
             ("not-an-id", "duplicate")
         ])
         .is_empty());
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
 }
 
 #[test]
@@ -472,7 +472,7 @@ fn bad_reports_are_errors_that_change_nothing() {
         ]
     );
     assert_eq!(l.state("a"), st("1000", "1045", "1000", &[]));
-    assert_eq!(l.e.pending_orders(), 1);
+    assert_eq!(l.e.working_count(), 1);
 }
 
 // --------------------------------------------------------------------------- closes
@@ -511,9 +511,9 @@ fn reductions_size_from_what_is_not_already_closing() {
         briefs(&c3),
         ["order a sell market ETH-PERP 0.2 reduce_only"]
     );
-    assert_eq!(l.e.pending_orders(), 3);
+    assert_eq!(l.e.working_count(), 3);
     for (id, q) in [(&c1, "0.5"), (&c2, "0.3"), (&c3, "0.2")] {
-        let p = l.pending(&id_of(id, "a")).unwrap();
+        let p = l.working_order(&id_of(id, "a")).unwrap();
         assert_eq!(
             (p.qty.to_string(), p.reduce_only, p.reserve),
             (q.to_string(), true, Money::ZERO)
@@ -528,7 +528,7 @@ fn reductions_size_from_what_is_not_already_closing() {
     );
     assert!(l.fill(&id_of(&c2, "a"), "0.3", "110").is_empty());
     assert_eq!(l.state("a"), st("1010", "0", "1010", &[]));
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
 }
 
 #[test]
@@ -558,7 +558,7 @@ fn a_close_fill_never_flips_the_position() {
     // then the close: nothing to reduce, it must not open a short
     assert!(l.fill(&id_of(&c, "a"), "1", "100").is_empty());
     assert_eq!(l.state("a"), st("1000", "0", "1000", &[]));
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
 }
 
 #[test]
@@ -632,12 +632,12 @@ fn an_open_filled_after_the_provider_went_flat_is_closed_again() {
     );
     let late = id_of(&out, "a");
     assert_ne!(late, open);
-    let p = l.pending(&late).expect("the late close is working");
+    let p = l.working_order(&late).expect("the late close is working");
     assert_eq!(
         (p.qty.to_string(), p.reduce_only, p.side.as_str(), p.reserve),
         ("0.6".into(), true, "sell", Money::ZERO)
     );
-    assert_eq!(l.e.pending_orders(), 1);
+    assert_eq!(l.e.working_count(), 1);
     assert_eq!(l.working_ids(), std::slice::from_ref(&late));
     // mark 101: equity 1000 + 0.6 × 1 = 1000.6
     assert_eq!(
@@ -646,7 +646,7 @@ fn an_open_filled_after_the_provider_went_flat_is_closed_again() {
     );
     assert!(l.fill(&late, "0.6", "101").is_empty());
     assert_eq!(l.state("a"), st("1000.6", "0", "1000.6", &[]));
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
 }
 
 #[test]
@@ -661,7 +661,7 @@ fn an_open_filled_after_the_provider_reversed_is_closed_again() {
     assert_eq!(briefs(&r), ["order a sell limit_ioc ETH-PERP 1 @99.5"]);
     let out = l.fill(&id_of(&o, "a"), "1", "100");
     assert_eq!(briefs(&out), ["order a sell market ETH-PERP 1 reduce_only"]);
-    assert_eq!(l.e.pending_orders(), 2);
+    assert_eq!(l.e.working_count(), 2);
 }
 
 #[test]
@@ -676,7 +676,7 @@ fn an_open_still_copied_is_not_closed() {
         .exec("c1", "ETH-PERP", "sell", "5", "100", "10000", 5)
         .is_empty());
     assert!(l.fill(&id_of(&o, "a"), "1", "100").is_empty());
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
     assert_eq!(l.state("a").3, [("ETH-PERP".to_string(), "1".to_string())]);
 }
 
@@ -790,8 +790,8 @@ fn a_stop_closes_what_is_not_already_closing_and_the_closes_are_working() {
     );
     assert_eq!(stop_close, expect.to_string());
     assert_eq!(l.view("a").status, Status::Stopped);
-    assert_eq!(l.e.pending_orders(), 2);
-    let p = l.pending(&stop_close).unwrap();
+    assert_eq!(l.e.working_count(), 2);
+    let p = l.working_order(&stop_close).unwrap();
     assert_eq!((p.qty.to_string(), p.reduce_only), ("6".into(), true));
     // stopped: copies nothing more
     assert!(l
@@ -801,7 +801,7 @@ fn a_stop_closes_what_is_not_already_closing_and_the_closes_are_working() {
         .fills(&[(&id_of(&c, "a"), "4", "90"), (&stop_close, "6", "90")])
         .is_empty());
     assert_eq!(l.state("a"), st("900", "0", "900", &[]));
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
 }
 
 #[test]
@@ -817,7 +817,7 @@ fn after_a_stop_a_working_open_that_fills_is_closed() {
     );
     let out = l.fill(&id_of(&o, "a"), "1", "90");
     assert_eq!(briefs(&out), ["order a sell market ETH-PERP 1 reduce_only"]);
-    assert_eq!(l.e.pending_orders(), 2);
+    assert_eq!(l.e.working_count(), 2);
     assert_eq!(l.state("a").3, [("ETH-PERP".to_string(), "11".to_string())]);
 }
 
@@ -834,7 +834,7 @@ fn a_fill_report_can_stop_a_relationship() {
         briefs(&out),
         ["stop a", "order a sell market ETH-PERP 10 reduce_only"]
     );
-    assert_eq!(l.e.pending_orders(), 1);
+    assert_eq!(l.e.working_count(), 1);
 }
 
 /// PROTOCOL.md: "Max-loss is checked after every applied message, as in replay". A
@@ -875,7 +875,7 @@ fn a_fills_batch_is_checked_for_max_loss_once_as_a_whole() {
 // --------------------------------------------------------------------------- working orders
 
 #[test]
-fn working_orders_lists_every_pending_order_once_in_a_stable_order() {
+fn resend_working_lists_every_working_order_once_in_a_stable_order() {
     let build = || {
         let mut l = Live::new(
             json!([{"follower": "a", "provider": "P", "allocation": "1000"},
@@ -890,23 +890,26 @@ fn working_orders_lists_every_pending_order_once_in_a_stable_order() {
         let c = l.exec("c2", "ETH-PERP", "sell", "1", "100", "1000", 2);
         assert!(l.rejects(&[(&id_of(&o1, "c"), "expired")]).is_empty());
         let mut sent: Vec<String> = [o1, o2, o3, c].iter().flat_map(|r| ids(r)).collect();
-        sent.retain(|id| l.pending(id).is_some());
+        sent.retain(|id| l.working_order(id).is_some());
         (l, sent)
     };
     let (mut l, sent) = build();
     let listed = l.working_ids();
-    assert_eq!(listed.len(), l.e.pending_orders());
+    assert_eq!(listed.len(), l.e.working_count());
     assert_eq!(
         listed.iter().collect::<HashSet<_>>(),
         sent.iter().collect::<HashSet<_>>()
     );
     assert_eq!(listed.len(), sent.len());
-    // sorted by relationship then id, and the records describe the pending orders
-    let rels: Vec<u32> = listed.iter().map(|id| l.pending(id).unwrap().rel).collect();
+    // sorted by relationship then id, and the records describe the working orders
+    let rels: Vec<RelId> = listed
+        .iter()
+        .map(|id| l.working_order(id).unwrap().rel)
+        .collect();
     assert!(rels.windows(2).all(|w| w[0] <= w[1]), "{rels:?}");
-    for r in l.e.working_orders().to_vec() {
+    for r in l.e.resend_working().to_vec() {
         let Record::Order(o) = r else { unreachable!() };
-        let p = *l.e.pending(o.client_order_id).unwrap();
+        let p = *l.e.working_order(o.client_order_id).unwrap();
         let order_type = if p.reduce_only {
             OrderType::Market
         } else {
@@ -931,7 +934,7 @@ fn working_orders_lists_every_pending_order_once_in_a_stable_order() {
 
 #[test]
 
-fn working_orders_includes_the_orders_of_an_ended_relationship() {
+fn resend_working_includes_the_orders_of_an_ended_relationship() {
     let mut l = Live::new(
         json!([{"follower": "a", "provider": "P", "allocation": "1000"}]),
         &[perp()],
@@ -941,7 +944,7 @@ fn working_orders_includes_the_orders_of_an_ended_relationship() {
     let o2 = l.exec("o2", "ETH-PERP", "buy", "10", "100", "10000", 5);
     let out = l.event(json!({"type": "unfollow", "follower": "a", "provider": "P"}));
     assert_eq!(briefs(&out), ["order a sell market ETH-PERP 1 reduce_only"]);
-    assert_eq!(l.e.pending_orders(), 2); // the unfollow close and o2
+    assert_eq!(l.e.working_count(), 2); // the unfollow close and o2
     let mut listed = l.working_ids();
     listed.sort();
     let mut expect = vec![id_of(&out, "a"), id_of(&o2, "a")];
@@ -965,7 +968,7 @@ fn an_open_filled_after_an_unfollow_is_closed_again() {
     assert_eq!(l.working_ids(), [id_of(&out, "a")]);
     // its close reported, nothing of the relationship is left
     assert!(l.fill(&id_of(&out, "a"), "1", "101").is_empty());
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
     assert!(l.working_ids().is_empty());
     assert!(l.e.portfolios().is_empty());
 }
@@ -980,7 +983,7 @@ fn an_ended_relationship_drains_on_rejects_too() {
     l.event(json!({"type": "unfollow", "follower": "a", "provider": "P"}));
     assert_eq!(l.working_ids(), [id_of(&o, "a")]);
     assert!(l.rejects(&[(&id_of(&o, "a"), "expired")]).is_empty());
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
     assert!(l.working_ids().is_empty());
     // a report of it again is unknown, as for any order no longer working
     let again = l.rejects(&[(&id_of(&o, "a"), "expired")]);
@@ -1003,7 +1006,7 @@ fn every_order_can_be_reported() {
     // W = 10^11 × 10^6 / 1000 = 10^14 = C1 (10^6 / 10^-8): a copy of qty 10^14
     let out = l.exec("o1", "PEPE", "buy", "100000000000", "0.00000001", "1000", 1);
     assert_eq!(briefs(&out), ["skip a overflow"]);
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
     assert_eq!(l.view("a").reserved, Money::ZERO);
 }
 
@@ -1051,7 +1054,7 @@ fn a_close_larger_than_one_report_is_cut_to_the_largest_reportable_qty() {
     assert!(l
         .fill(&id_of(&rest, "a"), "800000000001", "0.00000001")
         .is_empty());
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
     assert!(l.view("a").positions.is_empty());
 }
 
@@ -1077,7 +1080,7 @@ fn a_stop_of_a_position_larger_than_one_report_closes_it_in_parts() {
         out = l.fill(o["client_order_id"].as_str().unwrap(), &qty, "0.00000001");
     }
     assert_eq!(parts, ["999999999999", "999999999999", "700000000002"]);
-    assert_eq!(l.e.pending_orders(), 0);
+    assert_eq!(l.e.working_count(), 0);
     assert!(l.working_ids().is_empty());
 }
 
@@ -1102,7 +1105,7 @@ fn add_instrument_is_idempotent_and_refuses_a_redefinition() {
     // the first definition stands: a fill on the 0.1 grid but off 0.01 would fail only with 0.1
     let ev = parse_event(&json!({"type": "mark", "symbol": "BTC", "price": "100.01"})).unwrap();
     assert!(e.apply(1, &ev).is_empty());
-    assert_eq!(e.symbol_name(0), "BTC");
+    assert_eq!(e.symbol_name(SymbolId::new(0)), "BTC");
 }
 
 #[test]
@@ -1163,7 +1166,7 @@ fn parse_books_builds_the_relationships() {
             ("b".into(), "P".into(), "250.5".into(), "0".into()),
         ]
     );
-    assert_eq!(e.pending_orders(), 0);
+    assert_eq!(e.working_count(), 0);
     // no follows, no platform, no version
     assert_eq!(
         parse_books(r#"{"providers": [], "follows": []}"#)
@@ -1321,13 +1324,13 @@ impl Model {
     }
 
     /// Σ raw qty of working reduce-only closes per (rel, symbol name), and Σ reserve of
-    /// working opens per rel, from the engine's pending table.
-    fn working(&mut self) -> (HashMap<(u32, String), i128>, HashMap<u32, i128>) {
+    /// working opens per rel, from the engine's working-order table.
+    fn working(&mut self) -> (HashMap<(RelId, String), i128>, HashMap<RelId, i128>) {
         let mut closing = HashMap::new();
         let mut reserve = HashMap::new();
-        for r in self.l.e.working_orders().to_vec() {
+        for r in self.l.e.resend_working().to_vec() {
             let Record::Order(o) = r else { continue };
-            let p = *self.l.e.pending(o.client_order_id).unwrap();
+            let p = *self.l.e.working_order(o.client_order_id).unwrap();
             if p.reduce_only {
                 assert_eq!(p.reserve, Money::ZERO);
                 *closing
@@ -1346,8 +1349,8 @@ impl Model {
         prop_assert_eq!(unique.len(), listed.len(), "an order listed twice");
         prop_assert_eq!(
             listed.len(),
-            self.l.e.pending_orders(),
-            "working_orders != pending"
+            self.l.e.working_count(),
+            "resend_working != working_count"
         );
         let (_, reserve) = self.working();
         for (rel, view) in self.l.e.portfolios().iter().enumerate() {
@@ -1359,32 +1362,37 @@ impl Model {
             );
             prop_assert_eq!(
                 view.reserved.0,
-                reserve.get(&(rel as u32)).copied().unwrap_or(0),
-                "reserved of {} != Σ pending reserves",
+                reserve.get(&RelId::next(rel)).copied().unwrap_or(0),
+                "reserved of {} != Σ working reserves",
                 view.follower
             );
         }
         Ok(())
     }
 
-    fn pick(&mut self, i: usize) -> Option<(String, engine_core::pending::Pending)> {
+    fn pick(&mut self, i: usize) -> Option<(String, engine_core::working::WorkingOrder)> {
         let listed = self.l.working_ids();
         if listed.is_empty() {
             return None;
         }
         let id = listed[i % listed.len()].clone();
-        let p = self.l.pending(&id).unwrap();
+        let p = self.l.working_order(&id).unwrap();
         Some((id, p))
     }
 
-    fn fill_args(&self, p: &engine_core::pending::Pending, k: u32, bump: u32) -> (String, String) {
-        let (_, _, tick, step) = SYMS[p.symbol as usize];
+    fn fill_args(
+        &self,
+        p: &engine_core::working::WorkingOrder,
+        k: u32,
+        bump: u32,
+    ) -> (String, String) {
+        let (_, _, tick, step) = SYMS[p.symbol.index()];
         let step = Qty::parse(step).unwrap().0;
         let q = p.qty.0 * i128::from(k) / 4 / step * step;
         let base = if p.limit.0 > 0 {
             p.limit
         } else {
-            self.marks[p.symbol as usize].unwrap()
+            self.marks[p.symbol.index()].unwrap()
         };
         let price = Price(
             (base.0 - i128::from(bump) * Price::parse(tick).unwrap().0)
@@ -1439,7 +1447,7 @@ impl Model {
                         .find(|(s, _)| s == sym)
                         .map_or(0, |(_, q)| q.0);
                     let working = closing
-                        .get(&(rel as u32, sym.to_owned()))
+                        .get(&(RelId::next(rel), sym.to_owned()))
                         .copied()
                         .unwrap_or(0);
                     let closable = (pos.abs() - working).max(0);
@@ -1503,7 +1511,7 @@ impl Model {
                 let (qty, price) = self.fill_args(&p, *k, *bump);
                 let out = self.l.fill(&id, &qty, &price);
                 prop_assert!(out.iter().all(|r| r["kind"] != "error"), "{:?}", out);
-                prop_assert!(self.l.pending(&id).is_none());
+                prop_assert!(self.l.working_order(&id).is_none());
             }
             Action::Reject(i, r) => {
                 let Some((id, _)) = self.pick(*i) else {
@@ -1516,13 +1524,13 @@ impl Model {
                     "invalid",
                     "duplicate",
                 ][*r];
-                let n = self.l.e.pending_orders();
+                let n = self.l.e.working_count();
                 let out = self.l.rejects(&[(&id, reason)]);
                 prop_assert!(out.iter().all(|r| r["kind"] != "error"), "{:?}", out);
                 if reason == "duplicate" {
-                    prop_assert_eq!(self.l.e.pending_orders(), n);
+                    prop_assert_eq!(self.l.e.working_count(), n);
                 } else {
-                    prop_assert!(self.l.pending(&id).is_none());
+                    prop_assert!(self.l.working_order(&id).is_none());
                 }
             }
             Action::FillMany(picks) => {
@@ -1558,7 +1566,7 @@ impl Model {
             let batch: Vec<(String, String, String)> = listed
                 .iter()
                 .map(|id| {
-                    let p = self.l.pending(id).unwrap();
+                    let p = self.l.working_order(id).unwrap();
                     let (q, px) = self.fill_args(&p, 4, 0);
                     (id.clone(), q, px)
                 })
@@ -1571,7 +1579,7 @@ impl Model {
             prop_assert!(out.iter().all(|r| r["kind"] != "error"), "{:?}", out);
             self.check()?;
         }
-        prop_assert_eq!(self.l.e.pending_orders(), 0);
+        prop_assert_eq!(self.l.e.working_count(), 0);
         for v in self.l.e.portfolios() {
             prop_assert_eq!(v.reserved, Money::ZERO);
         }

@@ -10,7 +10,7 @@
 use engine_core::coid::ClientOrderId;
 use engine_core::engine::Engine;
 use engine_core::fixed::{Price, Qty};
-use engine_core::model::{Instrument, Kind, Record};
+use engine_core::model::{Instrument, Kind, Record, SymbolId};
 use engine_core::parallel::MIN_ITEMS;
 use engine_core::scenario::parse_books;
 use engine_core::wire::encode_orders;
@@ -112,7 +112,7 @@ fn frame(e: &Engine, seq: u64, records: &[Record]) -> Vec<u8> {
         e,
         seq,
         records,
-        |o| e.pending(o.client_order_id).map_or(1, |p| p.leverage),
+        |o| e.working_order(o.client_order_id).map_or(1, |p| p.leverage),
         &mut buf,
     );
     buf
@@ -156,8 +156,8 @@ fn step(
                 e.apply(seq, &parse_event(&v).unwrap()).to_vec()
             }
             Action::Report { every, k, reject } => {
-                let picked: Vec<(String, Qty, Price, u32)> = e
-                    .working_orders()
+                let picked: Vec<(String, Qty, Price, SymbolId)> = e
+                    .resend_working()
                     .iter()
                     .step_by(*every)
                     .filter_map(|r| match r {
@@ -165,10 +165,10 @@ fn step(
                         _ => None,
                     })
                     .map(|(id, sym, limit, qty)| {
-                        let step = Qty::parse(SYMS[sym as usize].3).unwrap().0;
+                        let step = Qty::parse(SYMS[sym.index()].3).unwrap().0;
                         let mark = Price(
-                            Price::parse(SYMS[sym as usize].2).unwrap().0
-                                * i128::from(marks[sym as usize]),
+                            Price::parse(SYMS[sym.index()].2).unwrap().0
+                                * i128::from(marks[sym.index()]),
                         );
                         let price = if limit.0 > 0 { limit } else { mark };
                         (
@@ -232,11 +232,11 @@ proptest! {
         let mut marks = [0u32; 2];
         for (i, a) in actions.iter().enumerate() {
             step(&mut one, &mut two, i as u64 + 1, a, &mut marks)?;
-            prop_assert_eq!(one.pending_orders(), two.pending_orders());
+            prop_assert_eq!(one.working_count(), two.working_count());
         }
-        let working = |e: &mut Engine| -> Vec<(ClientOrderId, engine_core::pending::Pending)> {
-            let ids = order_ids(e.working_orders());
-            ids.into_iter().map(|id| (id, *e.pending(id).unwrap())).collect()
+        let working = |e: &mut Engine| -> Vec<(ClientOrderId, engine_core::working::WorkingOrder)> {
+            let ids = order_ids(e.resend_working());
+            ids.into_iter().map(|id| (id, *e.working_order(id).unwrap())).collect()
         };
         let (w1, w2) = (working(&mut one), working(&mut two));
         prop_assert_eq!(w1.len(), w2.len());
@@ -251,16 +251,16 @@ proptest! {
 #[test]
 fn a_long_book_is_fanned_out_in_parts_with_working_orders_filed_later() {
     // the fan-out leaves its working orders staged: visible, counted, and filed by the
-    // next call that needs the table (or by `file_working`)
+    // next call that needs the table (or by `file_staged`)
     let mut e = engine(false);
     let v = json!({"type": "fill", "provider": "P", "exec_id": "x1", "symbol": "BTC",
         "side": "buy", "qty": "1", "price": "100", "provider_equity": "100000"});
     let orders = order_ids(e.apply(1, &parse_event(&v).unwrap()));
     assert!(orders.len() > MIN_ITEMS, "{} orders", orders.len());
-    assert_eq!(e.pending_orders(), orders.len());
-    assert!(orders.iter().all(|&id| e.pending(id).is_some()));
-    e.file_working();
-    assert_eq!(e.pending_orders(), orders.len());
+    assert_eq!(e.working_count(), orders.len());
+    assert!(orders.iter().all(|&id| e.working_order(id).is_some()));
+    e.file_staged();
+    assert_eq!(e.working_count(), orders.len());
     // the orders come back in follow order (f0, f1, ...), as on one thread
     let mut one = engine(true);
     let same = order_ids(one.apply(1, &parse_event(&v).unwrap()));
@@ -269,6 +269,8 @@ fn a_long_book_is_fanned_out_in_parts_with_working_orders_filed_later() {
     let mut staged = engine(false);
     staged.apply(1, &parse_event(&v).unwrap());
     let restored = Engine::restore(&staged.snapshot().unwrap()).unwrap();
-    assert_eq!(restored.pending_orders(), orders.len());
-    assert!(orders.iter().all(|&id| restored.pending(id).is_some()));
+    assert_eq!(restored.working_count(), orders.len());
+    assert!(orders
+        .iter()
+        .all(|&id| restored.working_order(id).is_some()));
 }

@@ -240,7 +240,7 @@ class EngineDaemon:
                 "session": committed.session,
                 "snapshot_seq": recovered.snapshot_seq,
                 "rebuild_s": round(time.perf_counter() - started, 3),
-                "pending_orders": self.engine.pending_orders,
+                "pending_orders": self.engine.working_count,
             },
         )
 
@@ -487,7 +487,7 @@ class EngineDaemon:
         conn.send(P.encode(P.Resume(from_seq=self.applied_seq + 1)))
         # Orders sent on a connection that then broke may never have arrived: send every
         # working one again; the venue answers `duplicate` for those it has.
-        again = self.engine.working_orders(self.applied_seq)
+        again = self.engine.resend_working(self.applied_seq)
         if again.frame is not None:
             conn.send(again.frame)
         self.metrics.connected.set(1)
@@ -530,7 +530,7 @@ class EngineDaemon:
             if outcome.orders:
                 self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
         if outcome.frame is not None:
-            self.engine.file_working()  # the orders are out: now the table of working orders
+            self.engine.file_staged()  # the orders are out: now the table of working orders
         self.applied_seq = seq
         self.venue_head = max(self.venue_head, seq)
         if not self._caught_up.is_set():
@@ -568,7 +568,7 @@ class EngineDaemon:
                 extra={"seq": msg.seq, "errors": outcome.errors[:5], "count": len(outcome.errors)},
             )
         m.applied_seq.set(self.applied_seq)
-        m.pending.set(self.engine.pending_orders)
+        m.pending.set(self.engine.working_count)
         self._lag()
 
     def _lag(self) -> None:

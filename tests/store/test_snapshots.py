@@ -33,12 +33,12 @@ def test_the_newest_snapshot_that_loads_else_the_books(pg_dsn):
         await conn.execute(insert, 9, good[: len(good) // 2])  # damaged
 
         restored, seq = await restore_newest(conn, "main", 9, books)
-        assert seq == 2 and restored.pending_orders == 1
+        assert seq == 2 and restored.working_count == 1
         assert restored.portfolios_jsonl() == engine.portfolios_jsonl()
         assert (await restore_newest(conn, "main", 1, books))[1] == 0  # none at or below 1: books
         await conn.execute("DELETE FROM engine_snapshots WHERE seq = 2")
         fresh, seq = await restore_newest(conn, "main", 9, books)
-        assert seq == 0 and fresh.pending_orders == 0
+        assert seq == 0 and fresh.working_count == 0
         await conn.close()
 
     asyncio.run(go())

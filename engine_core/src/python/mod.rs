@@ -1,23 +1,29 @@
 //! PyO3 bindings: `pyservice._engine_core`. Every call that touches many followers runs
 //! with the GIL released; batches stay Rust vectors until Python asks to render them.
+//! The files mirror the core's modules and only convert: the rules are in the core.
+//!
+//! - `scenario`: `Engine`, `Batch`, `replay_jsonl` (scenario runs);
+//! - `engine`: `LiveEngine` and its `Outcome` (the daemon's engine in live mode);
+//! - `reports`: `Reports`, `decode_reports` (the venue's fills and rejects frames);
+//! - `control`: `check_control`;
+//! - `rows`: `order_rows` (COPY rows of an orders frame).
 //!
 //! An `Engine` is a single-threaded state machine: use it from one thread (the daemon's
 //! event loop). While a call runs without the GIL the object stays borrowed, so a call
 //! from a second thread raises `RuntimeError` instead of interleaving.
-
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::engine::Engine;
-use crate::event::parse_event;
-use crate::model::Record;
-use crate::scenario::{self, record_json};
+use crate::event::Event;
 
-mod live;
+mod control;
+mod engine;
+mod reports;
+mod rows;
+mod scenario;
 
 create_exception!(
     _engine_core,
@@ -38,13 +44,6 @@ create_exception!(
     "A venue frame that breaks the protocol (pyservice/PROTOCOL.md)."
 );
 
-/// Replay a scenario file's text; returns its JSON Lines output.
-#[pyfunction]
-fn replay_jsonl(py: Python<'_>, text: &str) -> PyResult<String> {
-    py.detach(|| scenario::replay_jsonl(text))
-        .map_err(|e| ScenarioError::new_err(e.0))
-}
-
 /// Start the thread that takes half of every big fan-out and frame (it starts with the
 /// first one otherwise); false if it cannot be started (batches then run on one thread).
 #[pyfunction]
@@ -52,167 +51,22 @@ fn start_helper(py: Python<'_>) -> bool {
     py.detach(crate::parallel::start_helper)
 }
 
-/// Record buffers returned by dropped batches, so a fan-out to thousands of followers
-/// reuses warm memory instead of allocating (and page-faulting) a new vector each time.
-type Pool = Arc<Mutex<Vec<Vec<Record>>>>;
-
-/// The outcome records of one event, held in Rust (no Python object per follower).
-#[pyclass(frozen, module = "pyservice._engine_core")]
-struct Batch {
-    seq: u64,
-    records: Vec<Record>,
-    pool: Pool,
-    /// The engine that made it: its records name followers by that engine's ids.
-    engine_id: u64,
-}
-
-impl Drop for Batch {
-    fn drop(&mut self) {
-        let mut records = std::mem::take(&mut self.records);
-        records.clear();
-        if let Ok(mut pool) = self.pool.lock() {
-            if pool.len() < 4 {
-                pool.push(records);
-            }
-        }
-    }
-}
-
-#[pymethods]
-impl Batch {
-    fn __len__(&self) -> usize {
-        self.records.len()
-    }
-
-    #[getter]
-    fn seq(&self) -> u64 {
-        self.seq
-    }
-
-    /// Number of copy orders.
-    #[getter]
-    fn orders(&self) -> usize {
-        self.records
-            .iter()
-            .filter(|r| matches!(r, Record::Order(_)))
-            .count()
-    }
-
-    /// Number of skips.
-    #[getter]
-    fn skips(&self) -> usize {
-        self.records
-            .iter()
-            .filter(|r| matches!(r, Record::Skip { .. }))
-            .count()
-    }
-
-    /// The error message if the event was refused.
-    #[getter]
-    fn error(&self) -> Option<String> {
-        self.records.iter().find_map(|r| match r {
-            Record::Error(m) => Some(m.clone()),
-            _ => None,
-        })
-    }
-}
-
-/// The engine state machine over one scenario header (instruments, providers, platform).
-/// Single-threaded: see the module comment.
-#[pyclass(name = "Engine", module = "pyservice._engine_core")]
-struct PyEngine {
-    inner: Engine,
-    pool: Pool,
-    id: u64,
-}
-
-/// Engine ids, so a batch is never rendered with another engine's names.
-static NEXT_ENGINE_ID: AtomicU64 = AtomicU64::new(1);
-
-#[pymethods]
-impl PyEngine {
-    /// Build from a scenario's text; its events (if any) are applied, errors ignored.
-    #[staticmethod]
-    fn from_scenario(py: Python<'_>, text: &str) -> PyResult<Self> {
-        py.detach(|| {
-            let scenario::Scenario { mut engine, events } = scenario::parse(text)?;
-            for (i, raw) in events.iter().enumerate() {
-                if let Ok(ev) = parse_event(raw) {
-                    engine.apply(i as u64, &ev);
-                }
-            }
-            Ok(Self {
-                inner: engine,
-                pool: Pool::default(),
-                id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
-            })
-        })
-        .map_err(|e: scenario::ScenarioError| ScenarioError::new_err(e.0))
-    }
-
-    /// Apply one event (a JSON object text) at input position `seq`.
-    fn apply(&mut self, py: Python<'_>, seq: u64, event_json: &str) -> Batch {
-        let engine_id = self.id;
-        let engine = &mut self.inner;
-        let spare = self
-            .pool
-            .lock()
-            .ok()
-            .and_then(|mut p| p.pop())
-            .unwrap_or_default();
-        let pool = self.pool.clone();
-        py.detach(|| {
-            match serde_json::from_str(event_json)
-                .map_err(|e| format!("not JSON: {e}"))
-                .and_then(|v| parse_event(&v))
-            {
-                Ok(ev) => {
-                    engine.apply(seq, &ev);
-                }
-                Err(msg) => {
-                    engine.reject(msg);
-                }
-            }
-            Batch {
-                seq,
-                records: engine.swap_records(spare),
-                pool,
-                engine_id,
-            }
-        })
-    }
-
-    /// A batch's records as JSON Lines (names resolved), for tools and tests. Raises
-    /// ValueError for a batch made by another Engine.
-    fn render_jsonl(&self, py: Python<'_>, batch: &Batch) -> PyResult<String> {
-        if batch.engine_id != self.id {
-            return Err(PyValueError::new_err(
-                "this batch was made by another Engine",
-            ));
-        }
-        let engine = &self.inner;
-        Ok(py.detach(|| {
-            batch
-                .records
-                .iter()
-                .map(|r| record_json(engine, batch.seq, r).to_string() + "\n")
-                .collect()
-        }))
-    }
-
-    #[getter]
-    fn relationships(&self) -> usize {
-        self.inner.relationship_count()
-    }
+/// Apply an input event parsed from Python's text, or record why it could not be parsed.
+fn apply_parsed(engine: &mut Engine, seq: u64, parsed: Result<Event, String>) {
+    match parsed {
+        Ok(ev) => engine.apply(seq, &ev),
+        Err(message) => engine.record_error(message),
+    };
 }
 
 #[pymodule]
 fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(replay_jsonl, m)?)?;
     m.add_function(wrap_pyfunction!(start_helper, m)?)?;
-    m.add_class::<PyEngine>()?;
-    m.add_class::<Batch>()?;
-    live::register(m)?;
+    scenario::register(m)?;
+    engine::register(m)?;
+    reports::register(m)?;
+    control::register(m)?;
+    rows::register(m)?;
     m.add("CopyEngineError", m.py().get_type::<CopyEngineError>())?;
     m.add("ScenarioError", m.py().get_type::<ScenarioError>())?;
     m.add("FrameError", m.py().get_type::<FrameError>())?;

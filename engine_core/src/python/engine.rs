@@ -6,14 +6,16 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use serde_json::{json, Value};
 
+use crate::control::{control_seq, parse_control};
 use crate::engine::Engine;
 use crate::event::parse_event;
 use crate::model::{CopyOrder, Record, SkipReason};
-use crate::reports::{ReportKind, Reports};
+use crate::reports::ReportKind;
 use crate::scenario;
 use crate::wire::encode_orders;
 
-use super::{FrameError, ScenarioError};
+use super::reports::PyReports;
+use super::{apply_parsed, CopyEngineError, ScenarioError};
 
 const SKIP_REASONS: [SkipReason; 5] = [
     SkipReason::MaxOpenTrades,
@@ -135,7 +137,9 @@ fn summarize(
     let leverage_of = |o: &CopyOrder| match (o.reduce_only, leverage) {
         (true, _) => 1,
         (false, Some(l)) => l,
-        (false, None) => engine.pending(o.client_order_id).map_or(1, |p| p.leverage),
+        (false, None) => engine
+            .working_order(o.client_order_id)
+            .map_or(1, |p| p.leverage),
     };
     frame.clear();
     s.orders = encode_orders(engine, seq, records, leverage_of, frame);
@@ -165,66 +169,27 @@ pub struct PyLiveEngine {
 }
 
 impl PyLiveEngine {
-    /// Apply a scenario-style event given as JSON, then summarize.
-    fn event(&mut self, py: Python<'_>, seq: u64, event: Value, leverage: u32) -> Outcome {
+    /// Every call that applies a message: `step` runs on the engine without the GIL, then
+    /// its records become the outcome, with the orders frame at `seq` (`leverage` as in
+    /// `summarize`).
+    fn run<F>(&mut self, py: Python<'_>, seq: u64, leverage: Option<u32>, step: F) -> Outcome
+    where
+        F: FnOnce(&mut Engine) + Send,
+    {
         let (engine, buf) = (&mut self.inner, &mut self.frame);
         let s = py.detach(|| {
-            match parse_event(&event) {
-                Ok(ev) => engine.apply(seq, &ev),
-                Err(m) => engine.reject(m),
-            };
-            summarize(engine, seq, engine.records(), Some(leverage), buf)
+            step(engine);
+            summarize(engine, seq, engine.records(), leverage, buf)
         });
         outcome(py, s, &self.frame)
     }
-}
 
-/// `copy_orders` rows in COPY text format (tagged with `shard`, and with the control
-/// change that made the frame, 0 for a venue message) of an orders frame this engine
-/// wrote; FrameError for anything else.
-#[pyfunction]
-#[pyo3(signature = (frame, shard, change_id = 0))]
-fn order_rows<'py>(
-    py: Python<'py>,
-    frame: &[u8],
-    shard: &str,
-    change_id: u64,
-) -> PyResult<Bound<'py, PyBytes>> {
-    let mut buf = Vec::new();
-    py.detach(|| crate::rows::orders_rows(frame, shard, change_id, &mut buf))
-        .map_err(FrameError::new_err)?;
-    Ok(PyBytes::new(py, &buf))
-}
-
-/// Control-plane changes: the replay's events that manage relationships.
-const CONTROL_TYPES: [&str; 7] = [
-    "follow", "unfollow", "deposit", "withdraw", "pause", "resume", "settings",
-];
-
-/// Client order ids of a control change's orders derive from `2^63 + change`: venue
-/// seqs stay below 2^63 (PROTOCOL.md), so they never meet a venue message's ids.
-const CONTROL_ID_BASE: u64 = 1 << 63;
-
-/// A control change checked without the engine's state: the replay's parser and its
-/// messages, limited to `CONTROL_TYPES`.
-fn parse_control(text: &str) -> Result<crate::event::Event, String> {
-    let v: Value = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
-    let ty = v.get("type").and_then(Value::as_str).unwrap_or_default();
-    if v.is_object() && !ty.is_empty() && !CONTROL_TYPES.contains(&ty) {
-        return Err(format!(
-            "'{ty}' is not a control change (one of {})",
-            CONTROL_TYPES.join(", ")
-        ));
+    /// Apply a scenario-style event given as JSON, then summarize.
+    fn event(&mut self, py: Python<'_>, seq: u64, event: Value, leverage: u32) -> Outcome {
+        self.run(py, seq, Some(leverage), |engine| {
+            apply_parsed(engine, seq, parse_event(&event));
+        })
     }
-    parse_event(&v)
-}
-
-/// The reason a control change (JSON, the replay's event format) is invalid on its own,
-/// or None. The engine may still refuse a valid one for the state it meets (an unknown
-/// follower, a withdrawal above free cash): `LiveEngine.control` says so.
-#[pyfunction]
-fn check_control(text: &str) -> Option<String> {
-    parse_control(text).err()
 }
 
 #[pymethods]
@@ -238,20 +203,12 @@ impl PyLiveEngine {
         change: u64,
         text: &str,
     ) -> PyResult<Outcome> {
-        if change >= CONTROL_ID_BASE {
-            return Err(pyo3::exceptions::PyOverflowError::new_err(
-                "change number is 2^63 or more",
-            ));
-        }
-        let (engine, buf) = (&mut self.inner, &mut self.frame);
-        let s = py.detach(|| {
-            match parse_control(text) {
-                Ok(ev) => engine.apply(CONTROL_ID_BASE + change, &ev),
-                Err(m) => engine.reject(m),
-            };
-            summarize(engine, after_seq, engine.records(), None, buf)
-        });
-        Ok(outcome(py, s, &self.frame))
+        let seq = control_seq(change).ok_or_else(|| {
+            pyo3::exceptions::PyOverflowError::new_err("change number is 2^63 or more")
+        })?;
+        Ok(self.run(py, after_seq, None, |engine| {
+            apply_parsed(engine, seq, parse_control(text));
+        }))
     }
 
     /// The whole state as bytes (see `restore`), for crash recovery; CopyEngineError if
@@ -260,7 +217,7 @@ impl PyLiveEngine {
         let engine = &mut self.inner;
         let bytes = py
             .detach(|| engine.snapshot())
-            .map_err(super::CopyEngineError::new_err)?;
+            .map_err(CopyEngineError::new_err)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
@@ -273,7 +230,7 @@ impl PyLiveEngine {
                 inner,
                 frame: Vec::new(),
             })
-            .map_err(super::CopyEngineError::new_err)
+            .map_err(CopyEngineError::new_err)
     }
 
     /// Build from a books file's text (providers, platform, follows). Raises
@@ -302,15 +259,12 @@ impl PyLiveEngine {
     ) -> Outcome {
         let v = json!({"symbol": symbol, "kind": kind, "tick": tick, "step": step,
                        "min_qty": min_qty, "min_notional": min_notional});
-        let (engine, buf) = (&mut self.inner, &mut self.frame);
-        let s = py.detach(|| {
+        self.run(py, seq, Some(1), |engine| {
             match scenario::instrument(&v, "instrument") {
                 Ok(inst) => engine.add_instrument(inst),
-                Err(e) => engine.reject(e.0),
+                Err(e) => engine.record_error(e.0),
             };
-            summarize(engine, seq, engine.records(), Some(1), buf)
-        });
-        outcome(py, s, &self.frame)
+        })
     }
 
     fn mark(&mut self, py: Python<'_>, seq: u64, symbol: &str, price: &str) -> Outcome {
@@ -349,64 +303,51 @@ impl PyLiveEngine {
 
     /// The venue's fill reports: (client_order_id, qty, price) each.
     fn fills(&mut self, py: Python<'_>, seq: u64, fills: Vec<(String, String, String)>) -> Outcome {
-        let (engine, buf) = (&mut self.inner, &mut self.frame);
-        let s = py.detach(|| {
-            engine.copy_fills(
-                seq,
-                fills
-                    .iter()
-                    .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())),
-            );
-            summarize(engine, seq, engine.records(), Some(1), buf)
-        });
-        outcome(py, s, &self.frame)
+        self.run(py, seq, Some(1), |engine| {
+            let fills = fills
+                .iter()
+                .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()));
+            engine.copy_fills(seq, fills);
+        })
     }
 
     /// The venue's rejects: (client_order_id, reason) each.
     fn rejects(&mut self, py: Python<'_>, seq: u64, rejects: Vec<(String, String)>) -> Outcome {
-        let (engine, buf) = (&mut self.inner, &mut self.frame);
-        let s = py.detach(|| {
+        self.run(py, seq, Some(1), |engine| {
             engine.copy_rejects(seq, rejects.iter().map(|(a, b)| (a.as_str(), b.as_str())));
-            summarize(engine, seq, engine.records(), Some(1), buf)
-        });
-        outcome(py, s, &self.frame)
+        })
     }
 
     /// A `fills` or `rejects` frame from `decode_reports`, applied like `fills`/`rejects`.
     fn reports(&mut self, py: Python<'_>, reports: &Bound<'_, PyReports>) -> Outcome {
-        let (engine, buf) = (&mut self.inner, &mut self.frame);
         let r = &reports.get().0;
-        let s = py.detach(|| {
+        self.run(py, r.seq, Some(1), |engine| {
             match r.kind {
                 ReportKind::Fills => engine.copy_fills(r.seq, r.fills()),
                 ReportKind::Rejects => engine.copy_rejects(r.seq, r.rejects()),
             };
-            summarize(engine, r.seq, engine.records(), Some(1), buf)
-        });
-        outcome(py, s, &self.frame)
+        })
     }
 
     /// Every working copy order as one frame, to send again after a reconnect.
-    fn working_orders(&mut self, py: Python<'_>, seq: u64) -> Outcome {
-        let (engine, buf) = (&mut self.inner, &mut self.frame);
-        let s = py.detach(|| {
-            engine.working_orders();
-            summarize(engine, seq, engine.records(), None, buf)
-        });
-        outcome(py, s, &self.frame)
+    fn resend_working(&mut self, py: Python<'_>, seq: u64) -> Outcome {
+        self.run(py, seq, None, |engine| {
+            engine.resend_working();
+        })
     }
 
-    /// File the last fan-out's working orders into the working-order table (the next
+    /// File the last fan-out's staged orders into the working-order table (the next
     /// call does it otherwise): call it once the `orders` frame is sent, so that this
     /// work is not between an execution and its copy orders.
-    fn file_working(&mut self, py: Python<'_>) {
+    fn file_staged(&mut self, py: Python<'_>) {
         let engine = &mut self.inner;
-        py.detach(|| engine.file_working());
+        py.detach(|| engine.file_staged());
     }
 
+    /// How many working orders there are.
     #[getter]
-    fn pending_orders(&self) -> usize {
-        self.inner.pending_orders()
+    fn working_count(&self) -> usize {
+        self.inner.working_count()
     }
 
     #[getter]
@@ -417,110 +358,11 @@ impl PyLiveEngine {
     /// Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
     /// plus `reserved`, `base` and the FIFO `lots`), for the projector, tests and operators.
     fn portfolios_jsonl(&self) -> String {
-        let mut out = String::new();
-        for view in self.inner.portfolios() {
-            let mut v = scenario::portfolio_json(&view);
-            if let Value::Object(map) = &mut v {
-                map.insert("reserved".into(), json!(view.reserved.to_string()));
-                map.insert("base".into(), json!(view.base.to_string()));
-                let lots: Vec<Value> = view
-                    .lots
-                    .iter()
-                    .map(|(symbol, long, lot)| {
-                        json!({"symbol": symbol, "side": if *long { "long" } else { "short" },
-                               "qty": lot.qty.to_string(), "entry": lot.entry.to_string(),
-                               "leverage": lot.leverage})
-                    })
-                    .collect();
-                map.insert("lots".into(), Value::Array(lots));
-            }
-            out.push_str(&v.to_string());
-            out.push('\n');
-        }
-        out
+        crate::export::portfolios_jsonl(&self.inner)
     }
-}
-
-/// A decoded `fills` or `rejects` frame, held in Rust (no Python object per entry).
-#[pyclass(name = "Reports", frozen, module = "pyservice._engine_core")]
-pub struct PyReports(Reports);
-
-#[pymethods]
-impl PyReports {
-    #[getter]
-    fn seq(&self) -> u64 {
-        self.0.seq
-    }
-
-    /// "fills" or "rejects".
-    #[getter]
-    fn kind(&self) -> &'static str {
-        self.0.kind.as_str()
-    }
-
-    fn __len__(&self) -> usize {
-        self.0.len()
-    }
-
-    /// The entries as tuples, as `CopyFills.fills` / `CopyRejects.rejects` hold them
-    /// (for tests and tools; the daemon never builds them).
-    fn entries(&self) -> Vec<Vec<&str>> {
-        match self.0.kind {
-            ReportKind::Fills => self.0.fills().map(|(a, b, c)| vec![a, b, c]).collect(),
-            ReportKind::Rejects => self.0.rejects().map(|(a, b)| vec![a, b]).collect(),
-        }
-    }
-
-    /// `copy_fills` / `copy_rejects` rows in COPY text format, tagged with `shard`.
-    fn copy_rows<'py>(&self, py: Python<'py>, shard: &str) -> Bound<'py, PyBytes> {
-        let mut buf = Vec::new();
-        py.detach(|| crate::rows::report_rows(&self.0, shard, &mut buf));
-        PyBytes::new(py, &buf)
-    }
-
-    /// The entries as a JSON array of arrays of strings (the stream entry's `entries`).
-    fn entries_json<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let mut buf = Vec::new();
-        py.detach(|| crate::rows::entries_json(&self.0, &mut buf));
-        PyBytes::new(py, &buf)
-    }
-
-    /// Rejects by reason (empty for fills), for the metrics.
-    fn reasons(&self) -> Vec<(&str, usize)> {
-        let mut counts: Vec<(&str, usize)> = Vec::new();
-        for (_, reason) in self.0.rejects() {
-            match counts.iter_mut().find(|(r, _)| *r == reason) {
-                Some((_, n)) => *n += 1,
-                None => counts.push((reason, 1)),
-            }
-        }
-        counts
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "Reports(kind={:?}, seq={}, entries={})",
-            self.0.kind.as_str(),
-            self.0.seq,
-            self.0.len()
-        )
-    }
-}
-
-/// Decode a `fills` or `rejects` frame payload (no length prefix), with the checks of
-/// `pyservice.protocol`'s Structs; raises FrameError with the reason otherwise.
-#[pyfunction]
-fn decode_reports(py: Python<'_>, payload: &[u8]) -> PyResult<PyReports> {
-    py.detach(|| Reports::decode(payload))
-        .map(PyReports)
-        .map_err(FrameError::new_err)
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<PyReports>()?;
-    m.add_function(wrap_pyfunction!(decode_reports, m)?)?;
-    m.add_function(wrap_pyfunction!(check_control, m)?)?;
-    m.add_function(wrap_pyfunction!(order_rows, m)?)?;
     m.add_class::<PyLiveEngine>()?;
     m.add_class::<Outcome>()?;
     Ok(())
