@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--providers", type=int, default=5)
     demo.add_argument("--followers", type=int, default=3000)
     demo.add_argument("--rate", type=float, default=20.0, help="provider executions per second")
-    demo.add_argument("--duration", type=float, help="seconds to run (default: until Ctrl-C)")
+    demo.add_argument("--duration", type=float, help="seconds to trade once the engine is up (default: until Ctrl-C)")
     demo.add_argument("--metrics-port", type=int, default=9464)
     demo.set_defaults(func=_demo)
 

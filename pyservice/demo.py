@@ -131,6 +131,10 @@ def render(prev: Snapshot | None, cur: Snapshot | None, followers: int) -> Group
     return Group(head, row)
 
 
+#: how long the engine (and its embedded PostgreSQL) may take to start
+START_TIMEOUT_S = 60
+
+
 def run_demo(providers: int, followers: int, duration: float | None, rate: float, metrics_port: int) -> int:
     with tempfile.TemporaryDirectory(prefix="copyengine-demo-") as tmp:
         d = Path(tmp)
@@ -177,7 +181,10 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
             "10",
         ]
         venue = subprocess.Popen(venue_args, stderr=open(d / "venue.log", "wb"), start_new_session=True)
-        stop_at = None if duration is None else time.monotonic() + duration
+        # `duration` counts from the engine's first answer: starting PostgreSQL on a busy
+        # machine must not eat the trading time
+        start_by = time.monotonic() + START_TIMEOUT_S
+        stop_at: float | None = None
         prev: Snapshot | None = None
         cur: Snapshot | None = None
         try:
@@ -187,6 +194,11 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
                     snap = scrape(metrics_port)
                     if snap is not None:
                         prev, cur = cur, snap
+                        if stop_at is None and duration is not None:
+                            stop_at = time.monotonic() + duration
+                    elif cur is None and time.monotonic() > start_by:
+                        print(f"the engine did not start within {START_TIMEOUT_S} s; logs:", d, file=sys.stderr)
+                        break
                     live.update(render(prev, cur, followers))
                     if engine.poll() is not None or venue.poll() is not None:
                         print("a demo process exited; logs:", d, file=sys.stderr)

@@ -39,7 +39,7 @@ def test_demo_copies_and_stops_cleanly() -> None:
         ],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,  # the engine may take up to demo.START_TIMEOUT_S to start
     )
     assert out.returncode == 0, out.stderr
     summary = re.search(r"demo: ([\d,]+) copy orders, ([\d,]+) fills, .* ([\d,]+) protocol errors", out.stdout)

@@ -219,7 +219,7 @@ async def _run(
                 try:
                     await control.submit(conn, "main", f)
                     changes_made += 1
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError):
                     await asyncio.sleep(0.2)  # PostgreSQL restarting: this change is skipped
                     conn.terminate()
                     with contextlib.suppress(OSError, asyncpg.PostgresError):
