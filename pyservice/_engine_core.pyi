@@ -23,7 +23,7 @@ class CopyEngineError(ValueError):
     """Base of every error the engine core raises."""
 
 class FrameError(CopyEngineError):
-    """A venue frame that breaks the protocol (pyservice/PROTOCOL.md)."""
+    """A venue frame that breaks the protocol (docs/protocol.md)."""
 
 class ScenarioError(CopyEngineError):
     """The file is not a valid scenario (format v1)."""
@@ -121,7 +121,7 @@ def decode_reports(payload: bytes) -> Reports:
 
 @final
 class LiveEngine:
-    """The engine in live mode over follower books (see `pyservice/PROTOCOL.md`).
+    """The engine in live mode over follower books (see `docs/protocol.md`).
     Single-threaded, like `Engine`."""
 
     @staticmethod

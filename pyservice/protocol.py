@@ -1,4 +1,4 @@
-"""The venue wire protocol, version 1 (the contract: `pyservice/PROTOCOL.md`).
+"""The venue wire protocol, version 1 (the contract: `docs/protocol.md`).
 
 A frame is a 4-byte big-endian length, then one msgpack message. A message is a msgspec
 tagged-union Struct encoded as an array: `[tag, field, ...]`. Numbers that are money,

@@ -1,6 +1,6 @@
 """Plain-Python reference implementation of scenario format v1.
 
-This module is the executable spec for ``pyservice/scenarios/FORMAT.md``. It follows
+This module is the executable spec for ``docs/scenario-format.md``. It follows
 that file's rules, order of checks and messages literally, so that its records can be
 compared byte for byte with the Rust core (``tests/test_differential.py``).
 
@@ -15,7 +15,7 @@ It is written to be read, not to be fast:
 Public API: ``replay(text)``, ``ReferenceEngine`` (``from_scenario``, ``apply``,
 ``portfolios``), ``ScenarioError``, ``format_decimal``, ``client_order_id``.
 
-Choices where FORMAT.md is silent (kept in sync with the Rust core):
+Choices where docs/scenario-format.md is silent (kept in sync with the Rust core):
 
 * the ``event`` of a record is the 0-based index of the event in ``events``;
 * "not already following" in ``follow`` counts stopped relationships too: there is
@@ -68,7 +68,7 @@ DECIMAL_PATTERN = re.compile(r"-?[0-9]+(\.[0-9]+)?")
 DIGITS_PATTERN = re.compile(r"[0-9]+")
 IDENTIFIER_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 
-Record = dict[str, Any]  # one output record, keys in FORMAT.md order
+Record = dict[str, Any]  # one output record, keys in docs/scenario-format.md order
 
 BASE62_ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 CLIENT_ORDER_ID_LENGTH = 22
@@ -167,7 +167,7 @@ def _finite_int(text: str) -> int:
 
 
 def _check_strict(value: Any, depth: int = 1) -> None:
-    """Strict JSON (FORMAT.md "File"): nesting at most 127 deep, valid Unicode."""
+    """Strict JSON (docs/scenario-format.md "File"): nesting at most 127 deep, valid Unicode."""
     if depth > MAX_JSON_DEPTH:
         raise ValueError("nested too deeply")
     if isinstance(value, str) and _SURROGATE.search(value):
@@ -198,7 +198,7 @@ def _load_json(text: str) -> Any:
 # --------------------------------------------------------------------------- field checks
 #
 # Each check takes the field name and the JSON value and returns the parsed value or
-# raises _Invalid with the message of FORMAT.md "Field messages".
+# raises _Invalid with the message of docs/scenario-format.md "Field messages".
 
 
 def identifier(name: str, value: Any) -> str:
@@ -418,7 +418,7 @@ SCENARIO_KEYS = ("version", "instruments", "providers", "events", "platform")
 
 
 def parse_event(event: Any) -> tuple[str, dict[str, Any]]:
-    """Validation steps 1-4 of FORMAT.md: returns (type, field values)."""
+    """Validation steps 1-4 of docs/scenario-format.md: returns (type, field values)."""
     if not isinstance(event, dict):
         raise _Invalid("event must be an object")
     event_type = event.get("type")
@@ -766,7 +766,7 @@ class ReferenceEngine:
     def _max_loss_candidates(self, event_type: str, values: dict[str, Any]) -> list[Relationship]:
         """The relationships the max-loss check looks at after a valid event.
 
-        FORMAT.md checks every relationship not stopped after every event; looking at fewer
+        docs/scenario-format.md checks every relationship not stopped after every event; looking at fewer
         is exactly equivalent. After each event every such relationship with max_loss_pct
         is above its threshold, and only two things move equity against the threshold:
         a new mark (``fill``, ``mark``: check them all) and a relationship's own cash,

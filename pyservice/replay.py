@@ -11,5 +11,5 @@ __all__ = ["ScenarioError", "replay_jsonl", "replay_records"]
 
 
 def replay_records(text: str) -> list[dict[str, Any]]:
-    """Every outcome record of a scenario, as dicts (see scenarios/FORMAT.md)."""
+    """Every outcome record of a scenario, as dicts (see docs/scenario-format.md)."""
     return [json.loads(line) for line in replay_jsonl(text).splitlines()]

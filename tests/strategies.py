@@ -1,4 +1,4 @@
-"""Hypothesis strategies for random scenario files (format v1, see FORMAT.md).
+"""Hypothesis strategies for random scenario files (format v1, see docs/scenario-format.md).
 
 ``scenarios()`` draws a JSON-serializable scenario dict (every number a decimal
 string) meant to exercise every rule: spot and perp instruments with varied grids and

@@ -1,7 +1,7 @@
 """The binding's surface of `pyservice._engine_core.LiveEngine`: books in, venue messages
 in, `Outcome` (counts, errors and the finished `orders` frame, decoded here as the venue
 reads it) out, the portfolio export, errors and threads. The copy rules themselves
-(PROTOCOL.md "How the engine applies them (live mode)") are engine_core/tests/live.rs;
+(docs/protocol.md "How the engine applies them (live mode)") are engine_core/tests/live.rs;
 the cases here that touch a rule are the ones that test covers nowhere else. Expected
 values are worked out by hand in the comments and client order ids are recomputed here
 with an independent base62 encoder.

@@ -1,4 +1,4 @@
-"""Hand-written tests of every rule of pyservice/scenarios/FORMAT.md.
+"""Hand-written tests of every rule of docs/scenario-format.md.
 
 Each test runs against both implementations (fixture ``replay`` in conftest.py:
 ``reference`` and ``rust``). Expected values are computed by hand in the comments,
@@ -1603,7 +1603,7 @@ def _valid_file(**changes):
     return obj
 
 
-# FORMAT.md does not spell out these messages; they follow the Rust core's wording.
+# docs/scenario-format.md does not spell out these messages; they follow the Rust core's wording.
 INVALID_FILES = [
     ("not json", None),
     ("[]", "the scenario must be a JSON object"),

@@ -1,4 +1,4 @@
-"""Both implementations read strict JSON only (FORMAT.md "File"): what one parser would
+"""Both implementations read strict JSON only (docs/scenario-format.md "File"): what one parser would
 accept and the other refuse is refused by both, as an invalid file."""
 
 import pytest

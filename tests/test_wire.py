@@ -3,7 +3,7 @@ Structs of `pyservice.protocol`, both ways, and `FrameReader`'s framing and vali
 
 (a) Frames the Rust engine writes decode into `NewOrders`, and msgspec re-encodes the
     decoded value to the same bytes.
-(b) `NewOrders` values built here (orders sized with the FORMAT.md rules, computed
+(b) `NewOrders` values built here (orders sized with the docs/scenario-format.md rules, computed
     independently with Fractions) encode with msgspec to exactly the engine's frame;
     names, seqs and counts are chosen to cross every msgpack header boundary the engine
     can reach (fixstr/str8, fixint/uint8/16/32/64, fixarray/array16).
@@ -120,7 +120,7 @@ def expected_open(
     allocation: Fraction,
     slippage: Fraction,
 ) -> NewOrder | None:
-    """A fresh follower's opening copy (FORMAT.md, open leg): E = F = allocation."""
+    """A fresh follower's opening copy (docs/scenario-format.md, open leg): E = F = allocation."""
     wanted = qty * allocation / provider_equity
     cap = allocation * leverage / price  # max_per_trade 100 % and free cash coincide
     q = floor_to(min(wanted, cap), step)

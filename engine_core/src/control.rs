@@ -13,7 +13,7 @@ pub const CONTROL_TYPES: [&str; 7] = [
 ];
 
 /// Client order ids of a control change's orders derive from `2^63 + change`: venue
-/// seqs stay below 2^63 (PROTOCOL.md), so they never meet a venue message's ids.
+/// seqs stay below 2^63 (docs/protocol.md), so they never meet a venue message's ids.
 pub const CONTROL_ID_BASE: u64 = 1 << 63;
 
 /// A control change (JSON text) checked without the engine's state: the replay's parser

@@ -1,4 +1,4 @@
-//! Input events and their field validation (FORMAT.md "Events and their validation").
+//! Input events and their field validation (docs/scenario-format.md "Events and their validation").
 //!
 //! Parsing checks form and range only; the engine checks what needs state (known ids,
 //! grids, limits). Messages are part of the contract: the Python reference prints the same.
@@ -56,7 +56,7 @@ impl SettingsChange {
     }
 }
 
-/// A follow's settings when it names none (FORMAT.md, `follow`).
+/// A follow's settings when it names none (docs/scenario-format.md, `follow`).
 fn default_settings() -> CopySettings {
     CopySettings {
         mode: Mode::Proportional,
@@ -382,7 +382,7 @@ fn parse_follow(f: &Fields<'_>) -> Result<Follow, String> {
     })
 }
 
-/// The copy settings an event names, in FORMAT.md's field order (the first bad one is
+/// The copy settings an event names, in docs/scenario-format.md's field order (the first bad one is
 /// the error).
 fn parse_settings(f: &Fields<'_>) -> Result<SettingsChange, String> {
     let mode = match f.opt_value("mode") {

@@ -1,7 +1,7 @@
 //! copyengine's hot path: exact fixed-point copy sizing, risk checks and follower state.
 //!
 //! Pure Rust; the PyO3 layer lives in `python/` behind the `python` feature, so
-//! `cargo test` needs no Python. The rules are those of `pyservice/scenarios/FORMAT.md`.
+//! `cargo test` needs no Python. The rules are those of `docs/scenario-format.md`.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -256,7 +256,7 @@ pub enum SkipReason {
     InsufficientBalance,
     BelowMin,
     BelowStep,
-    /// The copy's arithmetic left the engine's fixed-point range (see FORMAT.md).
+    /// The copy's arithmetic left the engine's fixed-point range (see docs/scenario-format.md).
     Overflow,
 }
 

@@ -1,4 +1,4 @@
-//! The venue's report frames, `fills` and `rejects` (pyservice/PROTOCOL.md), decoded
+//! The venue's report frames, `fills` and `rejects` (docs/protocol.md), decoded
 //! straight from msgpack. They are the engine's largest inputs (one entry per copy
 //! order), so the daemon hands their payload here instead of building a Python object
 //! per entry.

@@ -1,5 +1,5 @@
 //! Scenario files (format v1): the header builds an engine, the events are replayed and
-//! every outcome becomes one JSON record (FORMAT.md "Output records").
+//! every outcome becomes one JSON record (docs/scenario-format.md "Output records").
 
 use std::collections::HashSet;
 
@@ -281,7 +281,7 @@ pub fn run(scenario: Scenario) -> Vec<Value> {
     out
 }
 
-/// A `portfolio` record (FORMAT.md "Output records").
+/// A `portfolio` record (docs/scenario-format.md "Output records").
 pub fn portfolio_json(p: &PortfolioView) -> Value {
     let positions: Vec<Value> = p
         .positions

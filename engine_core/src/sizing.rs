@@ -57,7 +57,7 @@ pub enum OpenSize {
     Skip(SkipReason),
 }
 
-/// Size one follower's opening copy from its equity and free cash (FORMAT.md, open leg).
+/// Size one follower's opening copy from its equity and free cash (docs/scenario-format.md, open leg).
 ///
 /// Inside the bounds of `size_open_fast` (ordinary accounts and executions) the sizing is
 /// plain `i128` arithmetic; outside them the same rules run in 256 bits.

@@ -1,4 +1,4 @@
-//! The venue protocol's `orders` frame (pyservice/PROTOCOL.md), written straight from a
+//! The venue protocol's `orders` frame (docs/protocol.md), written straight from a
 //! batch of records: a 4-byte big-endian length, then the msgpack array
 //! `["orders", seq, [[client_order_id, follower, provider, symbol, side, type, qty,
 //! price|nil, reduce_only, leverage], ...]]`.

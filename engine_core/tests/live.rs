@@ -1,4 +1,4 @@
-//! Live mode (pyservice/PROTOCOL.md, "How the engine applies them (live mode)"): copies
+//! Live mode (docs/protocol.md, "How the engine applies them (live mode)"): copies
 //! reserve and wait for the venue's reports. Expected values are worked out by hand in
 //! the comments; the proptest at the end checks the bookkeeping over random streams.
 
@@ -680,7 +680,7 @@ fn an_open_still_copied_is_not_closed() {
     assert_eq!(l.state("a").3, [("ETH-PERP".to_string(), "1".to_string())]);
 }
 
-/// PROTOCOL.md: the late close's id is `xxh3("l␟" + the open's id) ^ xxh3(follower)`.
+/// docs/protocol.md: the late close's id is `xxh3("l␟" + the open's id) ^ xxh3(follower)`.
 #[test]
 fn the_late_close_id_follows_the_protocol() {
     let mut l = Live::new(
@@ -837,7 +837,7 @@ fn a_fill_report_can_stop_a_relationship() {
     assert_eq!(l.e.working_count(), 1);
 }
 
-/// PROTOCOL.md: "Max-loss is checked after every applied message, as in replay". A
+/// docs/protocol.md: "Max-loss is checked after every applied message, as in replay". A
 /// `fills` batch is one message: whether it stops a relationship must not depend on the
 /// order of the reports inside it.
 #[test]

@@ -1,1 +1,1 @@
-"""`copyengine engine`: the hot-path daemon on the venue socket (see pyservice/PROTOCOL.md)."""
+"""`copyengine engine`: the hot-path daemon on the venue socket (see docs/protocol.md)."""

@@ -1,4 +1,4 @@
-"""The venue (exchange) simulator: the other end of `PROTOCOL.md`.
+"""The venue (exchange) simulator: the other end of `docs/protocol.md`.
 
 It connects to the engine, publishes a sequenced log of instruments, marks and provider
 executions, and matches the engine's copy orders IOC against follower accounts.

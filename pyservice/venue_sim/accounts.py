@@ -28,7 +28,7 @@ from pyservice.venue_sim import fixed
 from pyservice.venue_sim.fixed import ceil_div
 from pyservice.venue_sim.stats import VenueStats
 
-#: The engine accepts leverage 1..125 (`scenarios/FORMAT.md`).
+#: The engine accepts leverage 1..125 (`docs/scenario-format.md`).
 MAX_LEVERAGE = 125
 
 

@@ -1,7 +1,7 @@
 """Fixed-point decimals as plain ints: quantities and prices at 8 decimals, money at 16.
 
 `qty × price` of two 8-decimal values is exact at 16 decimals, so balances never round
-except where a rule says so (`ceil_div` for perp margin, as in `scenarios/FORMAT.md`).
+except where a rule says so (`ceil_div` for perp margin, as in `docs/scenario-format.md`).
 """
 
 from __future__ import annotations

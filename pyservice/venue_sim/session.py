@@ -1,4 +1,4 @@
-"""The venue's connection to the engine (PROTOCOL.md, "Session").
+"""The venue's connection to the engine (docs/protocol.md, "Session").
 
 The venue is the client: it connects, sends `hello`, waits for `resume`, sends the log
 from `from_seq` on and then every new entry, heartbeats, and drops the connection when

@@ -4,7 +4,7 @@
 //! provider's follower book once per leg; every copy is sized and recorded. In replay
 //! mode it is filled at the provider's price before the next follower; in live mode (the
 //! daemon) it reserves what it may cost and stays working until the venue reports it
-//! (`copy_fills`, `copy_rejects`; the rules are in `pyservice/PROTOCOL.md`).
+//! (`copy_fills`, `copy_rejects`; the rules are in `docs/protocol.md`).
 //!
 //! One concern per file, each adding to `impl Engine`:
 //! - this module: the state, the dispatch of one input event (`apply`), snapshots, lookups;

@@ -192,7 +192,7 @@ impl Engine {
             (q > 0 && !copies(rel, p.side.sign())).then(|| (p.side.opposite(), Qty(q)))
         };
         if let Some((side, q)) = follow_up {
-            // id: "l" + the reported order's id (PROTOCOL.md, live mode)
+            // id: "l" + the reported order's id (docs/protocol.md, live mode)
             let next = ClientOrderId::new(&[b"l", &id.to_bytes()], rel.follower_hash);
             rel.portfolio.close_sent(sid, q);
             self.working

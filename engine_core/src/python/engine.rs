@@ -158,7 +158,7 @@ fn outcome(py: Python<'_>, s: Summary, frame: &[u8]) -> Outcome {
     }
 }
 
-/// The engine in live mode over follower books (see `pyservice/PROTOCOL.md`).
+/// The engine in live mode over follower books (see `docs/protocol.md`).
 /// Single-threaded, like `Engine`.
 #[pyclass(name = "LiveEngine", module = "pyservice._engine_core")]
 pub struct PyLiveEngine {

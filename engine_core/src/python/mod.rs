@@ -41,7 +41,7 @@ create_exception!(
     _engine_core,
     FrameError,
     CopyEngineError,
-    "A venue frame that breaks the protocol (pyservice/PROTOCOL.md)."
+    "A venue frame that breaks the protocol (docs/protocol.md)."
 );
 
 /// Start the thread that takes half of every big fan-out and frame (it starts with the
