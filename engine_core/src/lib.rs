@@ -10,6 +10,7 @@ pub mod engine;
 pub mod event;
 pub mod exact;
 pub mod fixed;
+pub mod inbound;
 pub mod model;
 pub mod parallel;
 pub mod pending;
@@ -19,6 +20,7 @@ pub mod rows;
 pub mod scenario;
 pub mod sizing;
 pub mod wire;
+pub mod wire_rules;
 
 #[cfg(feature = "python")]
 mod python;

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from pyservice import protocol as P
+from pyservice._engine_core import Execution
 from pyservice.engine.faults import KILL
 from pyservice.engine.metrics import EngineMetrics
 
@@ -50,7 +50,7 @@ class _Entry:
     kind: str
     payload: bytes
     #: an execution the rules accepted, kept for provider statistics
-    execution: P.ProviderExecution | None
+    execution: Execution | None
 
 
 async def ensure_shard(conn: asyncpg.Connection, shard: str) -> Committed:
@@ -121,7 +121,7 @@ class Journal:
         """Bytes applied but not yet committed."""
         return self._bytes
 
-    def append(self, seq: int, kind: str, payload: bytes, execution: P.ProviderExecution | None = None) -> None:
+    def append(self, seq: int, kind: str, payload: bytes, execution: Execution | None = None) -> None:
         self._queue.append(_Entry(seq, kind, payload, execution))
         self._bytes += len(payload)
         self._wake.set()

@@ -27,7 +27,7 @@ import asyncpg
 
 from pyservice import control
 from pyservice import protocol as P
-from pyservice._engine_core import CopyEngineError, LiveEngine, Outcome, Reports, order_rows
+from pyservice._engine_core import CopyEngineError, Execution, InstrumentDef, LiveEngine, Outcome, Reports, order_rows
 from pyservice.engine.daemon import apply_message
 from pyservice.store import books, history, locks, trades
 from pyservice.store.journal import RecoveryError
@@ -238,7 +238,7 @@ class Projector:
                 (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
             elif outcome.errors:
                 pass  # refused by the rules: it changed nothing
-            elif isinstance(msg, P.ProviderExecution):
+            elif isinstance(msg, Execution):
                 for t in self.trades.execution(
                     seq,
                     msg.provider,
@@ -251,7 +251,7 @@ class Projector:
                     msg.leverage,
                 ):
                     traded[t.key] = t
-            elif isinstance(msg, P.Instrument):
+            elif isinstance(msg, InstrumentDef):
                 instruments.append(
                     (
                         msg.symbol,
@@ -283,7 +283,7 @@ class Projector:
         self.at = upto
         return True
 
-    def _input(self, seq: int, payload: bytes) -> tuple[P.VenueMessage | Reports, Outcome]:
+    def _input(self, seq: int, payload: bytes) -> tuple[P.NativeVenueMessage, Outcome]:
         assert self.engine is not None
         msg = self.reader.decode(payload)
         return msg, apply_message(self.engine, msg)

@@ -386,6 +386,18 @@ impl PyLiveEngine {
         outcome(py, s, &self.frame)
     }
 
+    /// An `exec`, `mark` or `instrument` message from `decode_venue`, applied like
+    /// `execute` / `mark` / `instrument` (same rules, same errors), from its typed fields.
+    fn message(&mut self, py: Python<'_>, msg: super::inbound::Message<'_>) -> Outcome {
+        let (engine, buf) = (&mut self.inner, &mut self.frame);
+        let msg = msg.get();
+        let s = py.detach(|| {
+            let (seq, leverage) = msg.apply(engine);
+            summarize(engine, seq, engine.records(), Some(leverage), buf)
+        });
+        outcome(py, s, &self.frame)
+    }
+
     /// Every working copy order as one frame, to send again after a reconnect.
     fn working_orders(&mut self, py: Python<'_>, seq: u64) -> Outcome {
         let (engine, buf) = (&mut self.inner, &mut self.frame);
@@ -443,7 +455,7 @@ impl PyLiveEngine {
 
 /// A decoded `fills` or `rejects` frame, held in Rust (no Python object per entry).
 #[pyclass(name = "Reports", frozen, module = "pyservice._engine_core")]
-pub struct PyReports(Reports);
+pub struct PyReports(pub(super) Reports);
 
 #[pymethods]
 impl PyReports {

@@ -17,6 +17,7 @@ use crate::event::parse_event;
 use crate::model::Record;
 use crate::scenario::{self, record_json};
 
+mod inbound;
 mod live;
 
 create_exception!(
@@ -213,6 +214,7 @@ fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyEngine>()?;
     m.add_class::<Batch>()?;
     live::register(m)?;
+    inbound::register(m)?;
     m.add("CopyEngineError", m.py().get_type::<CopyEngineError>())?;
     m.add("ScenarioError", m.py().get_type::<ScenarioError>())?;
     m.add("FrameError", m.py().get_type::<FrameError>())?;
