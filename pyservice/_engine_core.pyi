@@ -7,13 +7,17 @@ __all__ = [
     "Batch",
     "CopyEngineError",
     "Engine",
+    "Execution",
     "FrameError",
+    "InstrumentDef",
     "LiveEngine",
+    "Mark",
     "Outcome",
     "Reports",
     "ScenarioError",
     "check_control",
     "decode_reports",
+    "decode_venue",
     "order_rows",
     "replay_jsonl",
     "start_helper",
@@ -120,6 +124,76 @@ def decode_reports(payload: bytes) -> Reports:
     `pyservice.protocol`'s Structs; raises FrameError with the reason otherwise."""
 
 @final
+class Execution:
+    """A decoded `exec` message (the fields of `protocol.ProviderExecution`)."""
+
+    @property
+    def tag(self) -> Literal["exec"]:
+        """The message's tag, "exec"."""
+    @property
+    def seq(self) -> int: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def exec_id(self) -> str: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def side(self) -> Literal["buy", "sell"]: ...
+    @property
+    def qty(self) -> str: ...
+    @property
+    def price(self) -> str: ...
+    @property
+    def provider_equity(self) -> str: ...
+    @property
+    def leverage(self) -> int: ...
+
+@final
+class Mark:
+    """A decoded `mark` message (the fields of `protocol.MarkPrice`)."""
+
+    @property
+    def tag(self) -> Literal["mark"]:
+        """The message's tag, "mark"."""
+    @property
+    def seq(self) -> int: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def price(self) -> str: ...
+
+@final
+class InstrumentDef:
+    """A decoded `instrument` message (the fields of `protocol.Instrument`)."""
+
+    @property
+    def tag(self) -> Literal["instrument"]:
+        """The message's tag, "instrument"."""
+    @property
+    def seq(self) -> int: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def kind(self) -> Literal["spot", "perp"]:
+        """ "spot" or "perp"."""
+    @property
+    def tick(self) -> str: ...
+    @property
+    def step(self) -> str: ...
+    @property
+    def min_qty(self) -> str: ...
+    @property
+    def min_notional(self) -> str: ...
+
+def decode_venue(payload: bytes) -> Execution | Mark | InstrumentDef | Reports | None:
+    """Decode a venue frame payload (no length prefix) tagged `exec`, `mark`, `instrument`,
+    `fills` or `rejects`, with the checks of `pyservice.protocol`'s Structs: an
+    `Execution`, `Mark`, `InstrumentDef` or `Reports`; FrameError with the reason if
+    it breaks them. None for any other payload (`hello`, `hb`, or not a tagged array:
+    msgspec decodes or refuses those)."""
+
+@final
 class LiveEngine:
     """The engine in live mode over follower books (see `docs/protocol.md`).
     Single-threaded, like `Engine`."""
@@ -164,6 +238,9 @@ class LiveEngine:
     def control(self, after_seq: int, change: int, text: str) -> Outcome:
         """Apply control change number `change` (JSON, see `check_control`) after venue seq
         `after_seq`; its orders frame, if any, carries `after_seq`."""
+    def message(self, msg: Execution | Mark | InstrumentDef) -> Outcome:
+        """An `exec`, `mark` or `instrument` message from `decode_venue`, applied like
+        `execute` / `mark` / `instrument` (same rules, same errors), from its typed fields."""
     def resend_working(self, seq: int) -> Outcome:
         """Every working copy order as one frame, to send again after a reconnect."""
     def file_staged(self) -> None:

@@ -8,18 +8,22 @@ journal again after a crash) and the projector (its own copy of the engine).
 from __future__ import annotations
 
 from pyservice import protocol as P
-from pyservice._engine_core import LiveEngine, Outcome, Reports
+from pyservice._engine_core import Execution, InstrumentDef, LiveEngine, Mark, Outcome, Reports
 
 
 class UnexpectedMessage(Exception):
     """Not a venue log entry the engine applies (a hello, a heartbeat, an engine message)."""
 
 
-def apply_venue_message(e: LiveEngine, msg: P.VenueMessage | Reports) -> Outcome:
-    """One venue log entry applied to the engine (the daemon, recovery, the projector)."""
+def apply_venue_message(e: LiveEngine, msg: P.VenueMessage | P.NativeEntry) -> Outcome:
+    """One venue log entry applied to the engine: as the daemon, recovery and the
+    projector read it (decoded in Rust, `venue_reader(native_reports=True)`), or as a
+    Struct (tests and tools that build messages in Python)."""
     match msg:
         case Reports():
             return e.reports(msg)
+        case Execution() | Mark() | InstrumentDef():
+            return e.message(msg)
         case P.ProviderExecution():
             return e.execute(
                 msg.seq,

@@ -15,7 +15,7 @@ from typing import Annotated, Final, Generic, Literal, NamedTuple, TypeAlias, Ty
 
 import msgspec
 
-from pyservice._engine_core import Reports, decode_reports
+from pyservice._engine_core import Execution, InstrumentDef, Mark, Reports, decode_venue
 
 PROTOCOL_VERSION: Final = 1
 #: Default limit on one frame's payload; a NewOrders frame for 100,000 followers is ~10 MB.
@@ -164,6 +164,10 @@ class UncheckedOrders(_Message, tag="orders", frozen=True):
 
 
 VenueMessage: TypeAlias = Hello | Instrument | MarkPrice | ProviderExecution | CopyFills | CopyRejects | Heartbeat
+#: The venue's log entries as a native reader returns them: decoded in Rust
+#: (`engine_core/src/inbound.rs`, `reports.rs`) with exactly these Structs' checks.
+NativeEntry: TypeAlias = Execution | Mark | InstrumentDef | Reports
+NativeVenueMessage: TypeAlias = Hello | Heartbeat | NativeEntry
 EngineMessage: TypeAlias = Resume | NewOrders | Heartbeat
 Message: TypeAlias = VenueMessage | EngineMessage
 
@@ -180,10 +184,6 @@ def encode(message: Message) -> bytes:
     return _HEADER.pack(len(payload)) + payload
 
 
-#: How msgspec (and every venue using these Structs) starts a fills / rejects payload.
-_REPORT_PREFIXES: Final = (b"\x93\xa5fills", b"\x93\xa7rejects")
-
-
 T = TypeVar("T")
 
 
@@ -193,8 +193,10 @@ class FrameReader(Generic[T]):
     `feed` returns the messages completed so far; a bad frame raises `ProtocolError` and
     the reader must then be discarded (the stream position is lost).
 
-    With `native_reports`, `fills` and `rejects` frames come back as Rust `Reports`
-    (same checks, no Python object per entry) instead of `CopyFills` / `CopyRejects`.
+    With `native_reports`, the log entries come back decoded in Rust, with the same
+    checks: `exec`, `mark` and `instrument` as `Execution`, `Mark` and `InstrumentDef`
+    (typed fields for `LiveEngine.message`), `fills` and `rejects` as `Reports` (no
+    Python object per entry). `hello` and `hb` stay Structs.
     """
 
     def __init__(self, kind: object, max_frame: int = DEFAULT_MAX_FRAME, *, native_reports: bool = False) -> None:
@@ -214,8 +216,8 @@ class FrameReader(Generic[T]):
     def decode(self, payload: bytes) -> T:
         """One frame's payload (without its length header), as `feed` decodes it."""
         try:
-            if self._native and payload.startswith(_REPORT_PREFIXES):
-                return decode_reports(payload)  # type: ignore[return-value]  # native readers are typed with Reports in T
+            if self._native and (native := decode_venue(payload)) is not None:
+                return native  # type: ignore[return-value]  # native readers are typed with NativeEntry in T
             return self._decoder.decode(payload)
         # ValueError: msgspec's errors, FrameError, and UnicodeDecodeError (msgspec
         # raises it for a str that is not UTF-8); RecursionError: deep nesting.
@@ -246,12 +248,12 @@ class FrameReader(Generic[T]):
 @overload
 def venue_reader(max_frame: int = ..., *, native_reports: Literal[False] = ...) -> FrameReader[VenueMessage]: ...
 @overload
-def venue_reader(max_frame: int = ..., *, native_reports: Literal[True]) -> FrameReader[VenueMessage | Reports]: ...
+def venue_reader(max_frame: int = ..., *, native_reports: Literal[True]) -> FrameReader[NativeVenueMessage]: ...
 
 
 def venue_reader(
     max_frame: int = DEFAULT_MAX_FRAME, *, native_reports: bool = False
-) -> FrameReader[VenueMessage] | FrameReader[VenueMessage | Reports]:
+) -> FrameReader[VenueMessage] | FrameReader[NativeVenueMessage]:
     """Reads what a venue sends (the engine's side of the socket)."""
     return FrameReader(VenueMessage, max_frame, native_reports=native_reports)
 

@@ -1,7 +1,7 @@
 """The Rust decoder of `fills` / `rejects` frames (engine_core/src/reports.rs) agrees
 exactly with msgspec decoding the `CopyFills` / `CopyRejects` Structs: the same frames
 are accepted with the same entries, and the same frames are refused. The daemon reads
-these frames through it (`venue_reader(native_reports=True)`)."""
+these frames through it (`venue_reader(native_reports=True)`, by way of `decode_venue`)."""
 
 from __future__ import annotations
 
@@ -104,8 +104,9 @@ def report_payloads(draw: st.DrawFn) -> bytes:
 def test_rust_and_msgspec_agree(payload: bytes) -> None:
     rust = rust_view(payload)
     if not payload.startswith((b"\x93\xa5fills", b"\x93\xa7rejects")):
-        # the daemon sends only these prefixes to Rust; others must be refused by both or
-        # not be reports at all
+        # a frame of another shape (a wider header, another tag) must be refused by both
+        # or not be a report; `decode_venue`, which the daemon's reader calls, is held to
+        # msgspec on every fills / rejects tag by tests/test_inbound_decode.py
         assert rust is None or rust == msgspec_view(payload)
         return
     assert rust == msgspec_view(payload)

@@ -183,29 +183,7 @@ impl<'a> Fields<'a> {
         let s = v
             .as_str()
             .ok_or_else(|| format!("field '{name}' must be a decimal string"))?;
-        let raw = crate::fixed::parse_input(s).map_err(|e| match e {
-            DecimalError::Malformed => format!("field '{name}' is not a decimal: '{s}'"),
-            DecimalError::TooPrecise => format!("field '{name}' has more than 8 decimal places"),
-            DecimalError::TooLarge => {
-                format!("field '{name}' must be below {INPUT_LIMIT} in absolute value")
-            }
-        })?;
-        let hundred = Factor::HUNDRED.0;
-        let ok = match range {
-            DecimalRange::Positive => raw > 0,
-            DecimalRange::NonNegative => raw >= 0,
-            DecimalRange::Pct => raw > 0 && raw <= hundred,
-            DecimalRange::Slippage => (0..hundred).contains(&raw),
-        };
-        if ok {
-            return Ok(raw);
-        }
-        Err(match range {
-            DecimalRange::Positive => format!("field '{name}' must be positive"),
-            DecimalRange::NonNegative => format!("field '{name}' must not be negative"),
-            DecimalRange::Pct => format!("field '{name}' must be in (0, 100]"),
-            DecimalRange::Slippage => format!("field '{name}' must be in [0, 100)"),
-        })
+        decimal_text(name, s, range)
     }
 
     pub fn decimal(&self, name: &str, range: DecimalRange) -> Result<i128, String> {
@@ -241,10 +219,7 @@ impl<'a> Fields<'a> {
             }
             _ => None,
         };
-        match n {
-            Some(n) if n >= 1 && n <= u64::from(max) => Ok(Some(n as u32)),
-            _ => Err(format!("field '{name}' must be an integer from 1 to {max}")),
-        }
+        integer_in(name, n, max).map(Some)
     }
 
     pub fn opt_bool(&self, name: &str) -> Result<Option<bool>, String> {
@@ -257,6 +232,42 @@ impl<'a> Fields<'a> {
 
     pub fn opt_value(&self, name: &str) -> Option<&'a Value> {
         self.get(name)
+    }
+}
+
+/// Field `name`'s decimal text as a raw value at 8 decimals, within `range` (the rule
+/// and message of every decimal field, whether it came as JSON or off the wire).
+pub fn decimal_text(name: &str, s: &str, range: DecimalRange) -> Result<i128, String> {
+    let raw = crate::fixed::parse_input(s).map_err(|e| match e {
+        DecimalError::Malformed => format!("field '{name}' is not a decimal: '{s}'"),
+        DecimalError::TooPrecise => format!("field '{name}' has more than 8 decimal places"),
+        DecimalError::TooLarge => {
+            format!("field '{name}' must be below {INPUT_LIMIT} in absolute value")
+        }
+    })?;
+    let hundred = Factor::HUNDRED.0;
+    let ok = match range {
+        DecimalRange::Positive => raw > 0,
+        DecimalRange::NonNegative => raw >= 0,
+        DecimalRange::Pct => raw > 0 && raw <= hundred,
+        DecimalRange::Slippage => (0..hundred).contains(&raw),
+    };
+    if ok {
+        return Ok(raw);
+    }
+    Err(match range {
+        DecimalRange::Positive => format!("field '{name}' must be positive"),
+        DecimalRange::NonNegative => format!("field '{name}' must not be negative"),
+        DecimalRange::Pct => format!("field '{name}' must be in (0, 100]"),
+        DecimalRange::Slippage => format!("field '{name}' must be in [0, 100)"),
+    })
+}
+
+/// Field `name` as an integer in 1..=max (None: not an integer at all).
+pub fn integer_in(name: &str, n: Option<u64>, max: u32) -> Result<u32, String> {
+    match n {
+        Some(n) if n >= 1 && n <= u64::from(max) => Ok(n as u32),
+        _ => Err(format!("field '{name}' must be an integer from 1 to {max}")),
     }
 }
 

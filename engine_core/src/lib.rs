@@ -36,6 +36,8 @@ pub mod engine;
 pub mod control;
 /// The live engine's portfolios as JSON Lines.
 pub mod export;
+/// The venue's `exec`, `mark` and `instrument` frames, decoded and applied typed.
+pub mod inbound;
 /// The venue's `fills` and `rejects` frames, decoded.
 pub mod reports;
 /// Rows for PostgreSQL's `COPY` and stream entries.
@@ -44,6 +46,9 @@ pub mod rows;
 pub mod scenario;
 /// The venue protocol's `orders` frame.
 pub mod wire;
+/// The protocol's field rules (decimal syntax, names, client order ids), one table for
+/// every decoder.
+pub mod wire_rules;
 
 #[cfg(feature = "python")]
 mod python;

@@ -4,7 +4,8 @@
 //! per entry.
 //!
 //! The checks are exactly those of `pyservice.protocol.CopyFills` / `CopyRejects` as
-//! msgspec decodes them (tests compare the two on random and mutated frames): a
+//! msgspec decodes them (`wire_rules`; tests compare the two on random and mutated
+//! frames): a
 //! 3-element array `[tag, seq, [entry, ...]]`, seq an integer in 0..=2^63-1, each fill
 //! `[client_order_id, qty, price]` and each reject `[client_order_id, reason]`, every
 //! field a string of the protocol's syntax, nothing after the message. A frame that
@@ -13,9 +14,7 @@
 
 use std::ops::Range;
 
-use rmp::decode::{self, Bytes};
-
-use crate::model::RejectReason;
+use crate::wire_rules::{Cursor, Text};
 
 /// Which report a frame carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,9 +55,9 @@ impl Reports {
         if payload.len() > u32::MAX as usize {
             return Err("frame too large".into());
         }
-        let mut rd = Bytes::new(payload);
-        let top = decode::read_array_len(&mut rd).map_err(|_| "expected an array".to_string())?;
-        let tag = read_str(&mut rd, payload).map_err(|e| format!("the tag: {e}"))?;
+        let mut cur = Cursor::new(payload);
+        let top = cur.array_len()?;
+        let tag = cur.string().map_err(|e| format!("the tag: {e}"))?;
         let kind = match &payload[tag] {
             b"fills" => ReportKind::Fills,
             b"rejects" => ReportKind::Rejects,
@@ -70,13 +69,10 @@ impl Reports {
                 kind.as_str()
             ));
         }
-        let seq: u64 =
-            decode::read_int(&mut rd).map_err(|_| "seq: expected an integer".to_string())?;
-        if seq > i64::MAX as u64 {
-            return Err(format!("seq {seq} is above 2^63-1"));
-        }
-        let n = decode::read_array_len(&mut rd)
-            .map_err(|_| "expected an array of entries".to_string())? as usize;
+        let seq = cur.seq()?;
+        let n = cur
+            .array_len()
+            .map_err(|_| "expected an array of entries".to_string())?;
         let width = kind.width();
         // An entry takes at least its array header and a header and a byte per field
         // (a reject's reason, at least 7): a length claim beyond that is a lie, refused
@@ -88,42 +84,33 @@ impl Reports {
         if n > payload.len() / min_entry {
             return Err(format!("{n} entries cannot fit in {} bytes", payload.len()));
         }
+        let fields_of: &[(&str, Text)] = match kind {
+            ReportKind::Fills => &[
+                ("client_order_id", Text::ClientOrderId),
+                ("qty", Text::Decimal),
+                ("price", Text::Decimal),
+            ],
+            ReportKind::Rejects => &[
+                ("client_order_id", Text::ClientOrderId),
+                ("reason", Text::RejectReason),
+            ],
+        };
         let mut fields = Vec::with_capacity(n * width);
         for i in 0..n {
-            let w = decode::read_array_len(&mut rd)
+            let w = cur
+                .array_len()
                 .map_err(|_| format!("entry {i}: expected an array"))?;
-            if w as usize != width {
+            if w != width {
                 return Err(format!("entry {i}: {w} fields, expected {width}"));
             }
-            for f in 0..width {
-                let r = read_str(&mut rd, payload).map_err(|e| format!("entry {i}: {e}"))?;
-                let text = &payload[r.clone()];
-                let ok = match (kind, f) {
-                    (_, 0) => is_client_order_id(text),
-                    (ReportKind::Fills, _) => is_decimal(text),
-                    (ReportKind::Rejects, _) => std::str::from_utf8(text)
-                        .ok()
-                        .and_then(RejectReason::parse)
-                        .is_some(),
-                };
-                if !ok {
-                    let name = match (kind, f) {
-                        (_, 0) => "client_order_id",
-                        (ReportKind::Fills, 1) => "qty",
-                        (ReportKind::Fills, _) => "price",
-                        (ReportKind::Rejects, _) => "reason",
-                    };
-                    return Err(format!(
-                        "entry {i}: {name} '{}' is not valid",
-                        String::from_utf8_lossy(text).escape_debug()
-                    ));
-                }
+            for &(name, rule) in fields_of {
+                let r = cur
+                    .text(name, rule)
+                    .map_err(|e| format!("entry {i}: {e}"))?;
                 fields.push(r.start as u32..r.end as u32);
             }
         }
-        if !rd.remaining_slice().is_empty() {
-            return Err("bytes after the message".into());
-        }
+        cur.finish()?;
         Ok(Reports {
             kind,
             seq,
@@ -168,34 +155,6 @@ impl Reports {
             .chunks_exact(2)
             .map(|f| (self.text(&f[0]), self.text(&f[1])))
     }
-}
-
-/// Read a msgpack string; returns where its bytes lie in `payload`.
-fn read_str(rd: &mut Bytes<'_>, payload: &[u8]) -> Result<Range<usize>, String> {
-    let n = decode::read_str_len(rd).map_err(|_| "expected a string".to_string())? as usize;
-    let rest = rd.remaining_slice();
-    if rest.len() < n {
-        return Err("truncated".into());
-    }
-    let start = payload.len() - rest.len();
-    *rd = Bytes::new(&rest[n..]);
-    Ok(start..start + n)
-}
-
-/// `^[A-Za-z0-9]{1,32}$`, as `pyservice.protocol.ClientOrderId`.
-fn is_client_order_id(s: &[u8]) -> bool {
-    (1..=32).contains(&s.len()) && s.iter().all(u8::is_ascii_alphanumeric)
-}
-
-/// `^[0-9]{1,13}(\.[0-9]{1,16})?$`, as `pyservice.protocol.Decimal`.
-fn is_decimal(s: &[u8]) -> bool {
-    let (int, frac) = match s.iter().position(|&b| b == b'.') {
-        Some(dot) => (&s[..dot], Some(&s[dot + 1..])),
-        None => (s, None),
-    };
-    let digits =
-        |d: &[u8], max: usize| (1..=max).contains(&d.len()) && d.iter().all(u8::is_ascii_digit);
-    digits(int, 13) && frac.is_none_or(|f| digits(f, 16))
 }
 
 #[cfg(test)]
@@ -245,25 +204,5 @@ mod tests {
         assert_eq!(Reports::decode(&f).unwrap_err(), "bytes after the message");
         let f = fills_frame(&[["abc", "1", "1"]], 1);
         assert!(Reports::decode(&f[..f.len() - 1]).is_err());
-    }
-
-    #[test]
-    fn decimal_syntax() {
-        for ok in ["0", "1234567890123", "1.0000000000000001", "01"] {
-            assert!(is_decimal(ok.as_bytes()), "{ok}");
-        }
-        for bad in [
-            "",
-            ".",
-            "1.",
-            ".5",
-            "12345678901234",
-            "1.00000000000000001",
-            "-1",
-            "1e3",
-            "1.2.3",
-        ] {
-            assert!(!is_decimal(bad.as_bytes()), "{bad}");
-        }
     }
 }

@@ -21,14 +21,13 @@ import contextlib
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from pyservice import protocol as P
-from pyservice._engine_core import LiveEngine, Outcome, Reports
+from pyservice._engine_core import Execution, LiveEngine, Outcome, Reports
 from pyservice.dispatch import UnexpectedMessage, apply_venue_message
 from pyservice.endpoints import Endpoint, parse_endpoint
 from pyservice.engine.priority import make_realtime
@@ -504,7 +503,7 @@ class EngineDaemon:
 
     # -- the sequenced log -----------------------------------------------------------
 
-    def receive(self, conn: VenueConnection, msg: P.VenueMessage | Reports, payload: bytes) -> None:
+    def receive(self, conn: VenueConnection, msg: P.NativeVenueMessage, payload: bytes) -> None:
         """A message after the hello: a heartbeat, or the next entry of the venue's log,
         applied to the engine, its orders sent, and handed to the journal."""
         if isinstance(msg, P.Heartbeat):
@@ -521,11 +520,11 @@ class EngineDaemon:
         started = time.perf_counter_ns()
         outcome = apply_venue_message(self.engine, msg)
         if outcome.frame is not None:
-            if KILL.armed("send") and isinstance(msg, P.ProviderExecution):
+            if KILL.armed("send") and isinstance(msg, Execution):
                 conn.send(outcome.frame[: len(outcome.frame) // 2])
                 KILL.passing("send")
             conn.send(outcome.frame)
-        if isinstance(msg, P.ProviderExecution):
+        if isinstance(msg, Execution):
             self.metrics.fanout_seconds.observe((time.perf_counter_ns() - started) / 1e9)
             if outcome.orders:
                 self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
@@ -536,12 +535,12 @@ class EngineDaemon:
         if not self._caught_up.is_set():
             self._check_caught_up()
         if self.journal is not None:
-            kind = msg.kind if isinstance(msg, Reports) else type(msg).__struct_config__.tag
-            accepted = msg if isinstance(msg, P.ProviderExecution) and not outcome.errors else None
-            self.journal.append(seq, str(kind), payload, accepted)
+            kind = msg.kind if isinstance(msg, Reports) else msg.tag
+            accepted = msg if isinstance(msg, Execution) and not outcome.errors else None
+            self.journal.append(seq, kind, payload, accepted)
         self._count(outcome, msg)
 
-    def _count(self, outcome: Outcome, msg: P.VenueMessage | Reports) -> None:
+    def _count(self, outcome: Outcome, msg: P.NativeEntry) -> None:
         m = self.metrics
         if outcome.orders:
             m.copy_orders.inc(outcome.orders)
@@ -555,11 +554,6 @@ class EngineDaemon:
             if msg.kind == "fills":
                 m.fills.inc(len(msg) - len(outcome.errors))
             for reason, n in msg.reasons():
-                m.rejects.labels(reason).inc(n)
-        elif isinstance(msg, P.CopyFills):
-            m.fills.inc(len(msg.fills) - len(outcome.errors))
-        elif isinstance(msg, P.CopyRejects):
-            for reason, n in Counter(r.reason for r in msg.rejects).items():
                 m.rejects.labels(reason).inc(n)
         if outcome.errors:
             m.rule_errors.inc(len(outcome.errors))

@@ -23,7 +23,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from pyservice import protocol as P
+from pyservice._engine_core import Execution
 from pyservice.faults import KILL
 from pyservice.metrics import EngineMetrics
 
@@ -51,7 +51,7 @@ class _Entry:
     kind: str
     payload: bytes
     #: an execution the rules accepted, kept for provider statistics
-    execution: P.ProviderExecution | None
+    execution: Execution | None
 
 
 async def ensure_shard(conn: asyncpg.Connection, shard: str) -> Committed:
@@ -122,7 +122,7 @@ class Journal:
         """Bytes applied but not yet committed."""
         return self._bytes
 
-    def append(self, seq: int, kind: str, payload: bytes, execution: P.ProviderExecution | None = None) -> None:
+    def append(self, seq: int, kind: str, payload: bytes, execution: Execution | None = None) -> None:
         self._queue.append(_Entry(seq, kind, payload, execution))
         self._bytes += len(payload)
         self._wake.set()

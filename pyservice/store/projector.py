@@ -29,7 +29,7 @@ import asyncpg
 
 from pyservice import control
 from pyservice import protocol as P
-from pyservice._engine_core import CopyEngineError, LiveEngine, Outcome, Reports, order_rows
+from pyservice._engine_core import CopyEngineError, Execution, InstrumentDef, LiveEngine, Outcome, Reports, order_rows
 from pyservice.dispatch import apply_venue_message
 from pyservice.runtime import run_worker
 from pyservice.store import books, locks, recovery, trades
@@ -213,7 +213,7 @@ class Projector:
                 (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
             elif outcome.errors:
                 pass  # refused by the rules: it changed nothing
-            elif isinstance(msg, P.ProviderExecution):
+            elif isinstance(msg, Execution):
                 for t in self.trades.execution(
                     seq,
                     msg.provider,
@@ -226,7 +226,7 @@ class Projector:
                     msg.leverage,
                 ):
                     traded[t.key] = t
-            elif isinstance(msg, P.Instrument):
+            elif isinstance(msg, InstrumentDef):
                 instruments.append(
                     (
                         msg.symbol,
@@ -256,7 +256,7 @@ class Projector:
         self.at = upto
         return True
 
-    def _input(self, seq: int, payload: bytes) -> tuple[P.VenueMessage | Reports, Outcome]:
+    def _input(self, seq: int, payload: bytes) -> tuple[P.NativeVenueMessage, Outcome]:
         assert self.engine is not None
         msg = self.reader.decode(payload)
         return msg, apply_venue_message(self.engine, msg)

@@ -293,6 +293,16 @@ impl Engine {
         std::mem::replace(&mut self.out, spare)
     }
 
+    /// Apply a parsed input, or record why it could not be parsed: one path for every
+    /// input that arrives as text or typed fields (scenario events, control changes,
+    /// decoded venue messages).
+    pub fn apply_parsed(&mut self, seq: u64, parsed: Result<Event, String>) -> &[Record] {
+        match parsed {
+            Ok(ev) => self.apply(seq, &ev),
+            Err(message) => self.record_error(message),
+        }
+    }
+
     /// Record an `error` for an input that could not be parsed (not a venue reject:
     /// those are `copy_rejects`).
     pub fn record_error(&mut self, message: String) -> &[Record] {

@@ -15,7 +15,7 @@ use crate::scenario;
 use crate::wire::encode_orders;
 
 use super::reports::PyReports;
-use super::{apply_parsed, CopyEngineError, ScenarioError};
+use super::{CopyEngineError, ScenarioError};
 
 const SKIP_REASONS: [SkipReason; 5] = [
     SkipReason::MaxOpenTrades,
@@ -187,7 +187,7 @@ impl PyLiveEngine {
     /// Apply a scenario-style event given as JSON, then summarize.
     fn event(&mut self, py: Python<'_>, seq: u64, event: Value, leverage: u32) -> Outcome {
         self.run(py, seq, Some(leverage), |engine| {
-            apply_parsed(engine, seq, parse_event(&event));
+            engine.apply_parsed(seq, parse_event(&event));
         })
     }
 }
@@ -207,7 +207,7 @@ impl PyLiveEngine {
             pyo3::exceptions::PyOverflowError::new_err("change number is 2^63 or more")
         })?;
         Ok(self.run(py, after_seq, None, |engine| {
-            apply_parsed(engine, seq, parse_control(text));
+            engine.apply_parsed(seq, parse_control(text));
         }))
     }
 
@@ -327,6 +327,14 @@ impl PyLiveEngine {
                 ReportKind::Rejects => engine.copy_rejects(r.seq, r.rejects()),
             };
         })
+    }
+
+    /// An `exec`, `mark` or `instrument` message from `decode_venue`, applied like
+    /// `execute` / `mark` / `instrument` (same rules, same errors), from its typed fields.
+    fn message(&mut self, py: Python<'_>, msg: super::inbound::Message<'_>) -> Outcome {
+        let msg = msg.get();
+        let (seq, leverage) = msg.seq_and_leverage();
+        self.run(py, seq, Some(leverage), |engine| msg.apply(engine))
     }
 
     /// Every working copy order as one frame, to send again after a reconnect.

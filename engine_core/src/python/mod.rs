@@ -16,11 +16,9 @@ use pyo3::create_exception;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::engine::Engine;
-use crate::event::Event;
-
 mod control;
 mod engine;
+mod inbound;
 mod reports;
 mod rows;
 mod scenario;
@@ -51,14 +49,6 @@ fn start_helper(py: Python<'_>) -> bool {
     py.detach(crate::parallel::start_helper)
 }
 
-/// Apply an input event parsed from Python's text, or record why it could not be parsed.
-fn apply_parsed(engine: &mut Engine, seq: u64, parsed: Result<Event, String>) {
-    match parsed {
-        Ok(ev) => engine.apply(seq, &ev),
-        Err(message) => engine.record_error(message),
-    };
-}
-
 #[pymodule]
 fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(start_helper, m)?)?;
@@ -67,6 +57,7 @@ fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     reports::register(m)?;
     control::register(m)?;
     rows::register(m)?;
+    inbound::register(m)?;
     m.add("CopyEngineError", m.py().get_type::<CopyEngineError>())?;
     m.add("ScenarioError", m.py().get_type::<ScenarioError>())?;
     m.add("FrameError", m.py().get_type::<FrameError>())?;

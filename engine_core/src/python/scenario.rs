@@ -11,7 +11,7 @@ use crate::event::parse_event;
 use crate::model::Record;
 use crate::scenario::{self, record_json};
 
-use super::{apply_parsed, ScenarioError};
+use super::ScenarioError;
 
 /// Replay a scenario file's text; returns its JSON Lines output.
 #[pyfunction]
@@ -133,7 +133,7 @@ impl PyEngine {
             let parsed = serde_json::from_str(event_json)
                 .map_err(|e| format!("not JSON: {e}"))
                 .and_then(|v| parse_event(&v));
-            apply_parsed(engine, seq, parsed);
+            engine.apply_parsed(seq, parsed);
             Batch {
                 seq,
                 records: engine.swap_records(spare),
