@@ -58,7 +58,7 @@ _orders = P.unchecked_engine_reader()
 
 def timed(e: LiveEngine, decode: Callable[[bytes], object], payload: bytes) -> tuple[int, Outcome]:
     started = time.perf_counter_ns()
-    outcome = apply_message(e, decode(payload))  # type: ignore[arg-type]  # a log entry, by construction
+    outcome = apply_venue_message(e, decode(payload))  # type: ignore[arg-type]  # a log entry, by construction
     took = time.perf_counter_ns() - started
     e.file_staged()
     # untimed: the venue fills every copy in full, so the next execution (the opposite
