@@ -234,7 +234,7 @@ class LiveEngine:
     def rejects(self, seq: int, rejects: Sequence[tuple[str, str]]) -> Outcome:
         """The venue's rejects: (client_order_id, reason) each."""
     def reports(self, reports: Reports) -> Outcome:
-        """A `fills` or `rejects` frame from `decode_reports`, applied like `fills`/`rejects`."""
+        """A `fills` or `rejects` frame from `decode_venue` (or `decode_reports`), applied like `fills`/`rejects`."""
     def control(self, after_seq: int, change: int, text: str) -> Outcome:
         """Apply control change number `change` (JSON, see `check_control`) after venue seq
         `after_seq`; its orders frame, if any, carries `after_seq`."""

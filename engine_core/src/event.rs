@@ -271,11 +271,9 @@ pub fn integer_in(name: &str, n: Option<u64>, max: u32) -> Result<u32, String> {
     }
 }
 
-/// 1–64 characters of `[A-Za-z0-9_.:-]`.
+/// 1–64 characters of `[A-Za-z0-9_.:-]`: the protocol's name rule, which scenario files share.
 pub fn is_identifier(s: &str) -> bool {
-    (1..=64).contains(&s.len())
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+    crate::wire_rules::Text::Name.accepts(s.as_bytes())
 }
 
 /// An 8-decimal raw input as 16-decimal money.

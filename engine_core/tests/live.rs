@@ -154,7 +154,7 @@ impl Live {
             .iter()
             .map(|r| match r {
                 Record::Order(o) => o.client_order_id.to_string(),
-                other => panic!("working_orders returned {other:?}"),
+                other => panic!("resend_working returned {other:?}"),
             })
             .collect()
     }

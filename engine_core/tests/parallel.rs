@@ -249,7 +249,7 @@ proptest! {
 }
 
 #[test]
-fn a_long_book_is_fanned_out_in_parts_with_working_orders_filed_later() {
+fn a_long_book_is_fanned_out_in_parts_with_its_orders_staged_then_filed() {
     // the fan-out leaves its working orders staged: visible, counted, and filed by the
     // next call that needs the table (or by `file_staged`)
     let mut e = engine(false);

@@ -172,7 +172,7 @@ class EngineDaemon:
             if self.journal is not None:
                 try:
                     flushed = await self.journal.flush(timeout=10)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001  fenced: nothing more may be written
                     log.error("the last commit failed", extra={"error": repr(exc)})
                     flushed = False
                 if not flushed:
@@ -275,7 +275,7 @@ class EngineDaemon:
         while True:
             try:
                 owned = await self._take_owner()
-            except Exception:
+            except Exception:  # noqa: BLE001  still down
                 await asyncio.sleep(0.5)
                 continue
             if not owned:
@@ -355,7 +355,7 @@ class EngineDaemon:
                         wake.clear()
                 finally:
                     conn.terminate()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  PostgreSQL down or restarting: retry, never stop
                 log.warning("control changes: PostgreSQL unavailable, retrying", extra={"error": repr(exc)})
                 await asyncio.sleep(1.0)
 
@@ -371,7 +371,7 @@ class EngineDaemon:
                     return await action(conn)
                 finally:
                     conn.terminate()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  down or restarting: the caller cannot go on without it
                 log.warning("retrying against PostgreSQL", extra={"what": what, "error": repr(exc)})
                 await asyncio.sleep(0.5)
 

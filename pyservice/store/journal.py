@@ -177,7 +177,7 @@ class Journal:
                 self.metrics.commit_seconds.observe(time.perf_counter() - started)
         except (JournalFenced, asyncpg.IntegrityConstraintViolationError):
             raise
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  down, restarting, unreachable: retry
             self._down(exc)
             await asyncio.sleep(self.retry_s)
             return

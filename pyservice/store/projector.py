@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator, Coroutine
@@ -192,50 +193,52 @@ class Projector:
 
         # changes placed after `at`..`upto - 1` are final (the watermark is past them);
         # those after `upto` are taken at the start of the next step
-        async for entry in recovery.history(conn, self.shard, self.at, upto, changes_at_upto=False):
-            if isinstance(entry, recovery.Placed):
-                seq, change = entry.seq, entry.change
-                outcome = self._control(seq, change)
+        steps = recovery.history(conn, self.shard, self.at, upto, changes_at_upto=False)
+        async with contextlib.aclosing(steps):  # a failure mid-way closes the walk's cursor
+            async for entry in steps:
+                if isinstance(entry, recovery.Placed):
+                    seq, change = entry.seq, entry.change
+                    outcome = self._control(seq, change)
+                    if outcome.frame is not None:
+                        orders.append(order_rows(outcome.frame, self.shard, change.id))
+                    stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
+                    if not entry.decided:  # placed, then its engine died before the verdict
+                        verdicts.append((change.id, control.verdict_of(outcome)))
+                    if not outcome.errors:
+                        projected.append((seq, json.loads(change.text)))
+                    continue
+                seq = entry.seq
+                msg, outcome = self._input(seq, entry.payload)
                 if outcome.frame is not None:
-                    orders.append(order_rows(outcome.frame, self.shard, change.id))
+                    orders.append(order_rows(outcome.frame, self.shard))
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
-                if not entry.decided:  # placed, then its engine died before the verdict
-                    verdicts.append((change.id, control.verdict_of(outcome)))
-                if not outcome.errors:
-                    projected.append((seq, json.loads(change.text)))
-                continue
-            seq = entry.seq
-            msg, outcome = self._input(seq, entry.payload)
-            if outcome.frame is not None:
-                orders.append(order_rows(outcome.frame, self.shard))
-            stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
-            if isinstance(msg, Reports):
-                (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
-            elif outcome.errors:
-                pass  # refused by the rules: it changed nothing
-            elif isinstance(msg, Execution):
-                for t in self.trades.execution(
-                    seq,
-                    msg.provider,
-                    msg.exec_id,
-                    msg.symbol,
-                    msg.side,
-                    Decimal(msg.qty),
-                    Decimal(msg.price),
-                    Decimal(msg.provider_equity),
-                    msg.leverage,
-                ):
-                    traded[t.key] = t
-            elif isinstance(msg, InstrumentDef):
-                instruments.append(
-                    (
-                        msg.symbol,
-                        msg.kind,
-                        *map(Decimal, (msg.tick, msg.step, msg.min_qty, msg.min_notional)),
-                        self.shard,
+                if isinstance(msg, Reports):
+                    (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
+                elif outcome.errors:
+                    pass  # refused by the rules: it changed nothing
+                elif isinstance(msg, Execution):
+                    for t in self.trades.execution(
                         seq,
+                        msg.provider,
+                        msg.exec_id,
+                        msg.symbol,
+                        msg.side,
+                        Decimal(msg.qty),
+                        Decimal(msg.price),
+                        Decimal(msg.provider_equity),
+                        msg.leverage,
+                    ):
+                        traded[t.key] = t
+                elif isinstance(msg, InstrumentDef):
+                    instruments.append(
+                        (
+                            msg.symbol,
+                            msg.kind,
+                            *map(Decimal, (msg.tick, msg.step, msg.min_qty, msg.min_notional)),
+                            self.shard,
+                            seq,
+                        )
                     )
-                )
         async with conn.transaction():
             for table, rows in (("copy_orders", orders), ("copy_fills", fills), ("copy_rejects", rejects)):
                 if rows:

@@ -18,7 +18,8 @@ projected position, writing nothing). The projector's steps walk the same `histo
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import contextlib
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -59,7 +60,7 @@ class Placed:
 
 async def history(
     conn: asyncpg.Connection, shard: str, start: int, upto: int, *, changes_at_upto: bool
-) -> AsyncIterator[Input | Placed]:
+) -> AsyncGenerator[Input | Placed, None]:
     """What an engine at `start` (inputs up to it and the changes placed before it
     applied, as a snapshot holds them) meets until `upto`: the changes placed at
     `start`, then each input with the changes placed after it. Those placed at `upto`
@@ -86,13 +87,16 @@ async def reapply(
     after placing them)."""
     reader = P.venue_reader(native_reports=True)
     verdicts: list[tuple[int, str | None]] = []
-    async for step in history(conn, shard, start, upto, changes_at_upto=changes_at_upto):
-        if isinstance(step, Input):
-            apply_venue_message(engine, reader.decode(step.payload))
-        else:
-            outcome = control.apply(engine, step.seq, step.change)
-            if not step.decided:
-                verdicts.append((step.change.id, control.verdict_of(outcome)))
+    # aclosing: a failure mid-way closes the cursor's transaction with the walk
+    steps = history(conn, shard, start, upto, changes_at_upto=changes_at_upto)
+    async with contextlib.aclosing(steps):
+        async for step in steps:
+            if isinstance(step, Input):
+                apply_venue_message(engine, reader.decode(step.payload))
+            else:
+                outcome = control.apply(engine, step.seq, step.change)
+                if not step.decided:
+                    verdicts.append((step.change.id, control.verdict_of(outcome)))
     return verdicts
 
 

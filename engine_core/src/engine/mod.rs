@@ -138,7 +138,7 @@ pub(super) struct Threads {
 
 impl Engine {
     /// The whole state as bytes (crash recovery starts from the newest snapshot and
-    /// replays only what came after it). The format is private to this build's version
+    /// re-applies only what came after it). The format is private to this build's version
     /// of the engine: `restore` refuses another.
     pub fn snapshot(&mut self) -> Result<Vec<u8>, String> {
         self.file_staged();

@@ -318,7 +318,7 @@ impl PyLiveEngine {
         })
     }
 
-    /// A `fills` or `rejects` frame from `decode_reports`, applied like `fills`/`rejects`.
+    /// A `fills` or `rejects` frame from `decode_venue` (or `decode_reports`), applied like `fills`/`rejects`.
     fn reports(&mut self, py: Python<'_>, reports: &Bound<'_, PyReports>) -> Outcome {
         let r = &reports.get().0;
         self.run(py, r.seq, Some(1), |engine| {

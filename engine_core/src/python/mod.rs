@@ -1,9 +1,11 @@
 //! PyO3 bindings: `pyservice._engine_core`. Every call that touches many followers runs
-//! with the GIL released; batches stay Rust vectors until Python asks to render them.
+//! with the GIL released (a frame is decoded without it above 64 KiB); batches stay Rust vectors until Python asks to render them.
 //! The files mirror the core's modules and only convert: the rules are in the core.
 //!
 //! - `scenario`: `Engine`, `Batch`, `replay_jsonl` (scenario runs);
 //! - `engine`: `LiveEngine` and its `Outcome` (the daemon's engine in live mode);
+//! - `inbound`: `decode_venue`, `Execution`, `Mark`, `InstrumentDef` (every venue log
+//!   entry decoded from its payload; fills and rejects come back as `Reports`);
 //! - `reports`: `Reports`, `decode_reports` (the venue's fills and rejects frames);
 //! - `control`: `check_control`;
 //! - `rows`: `order_rows` (COPY rows of an orders frame).
