@@ -70,6 +70,12 @@ class Engine:
         """Build from a scenario's text; its events (if any) are applied, errors ignored."""
     def apply(self, seq: int, event_json: str) -> Batch:
         """Apply one event (a JSON object text) at input position `seq`."""
+    @property
+    def now_us(self) -> int:
+        """Venue time of the latest event, µs since the epoch (UTC)."""
+    def standings(self) -> list[tuple[str, int, str, str]]:
+        """Per provider, in provider order: (id, followers, aum, copiers_pnl), money as
+        canonical decimals. Raises CopyEngineError if a sum leaves the money range."""
     def render_jsonl(self, batch: Batch) -> str:
         """A batch's records as JSON Lines (names resolved), for tools and tests.
 
@@ -198,6 +204,15 @@ class LiveEngine:
     """The engine in live mode over follower books (see `docs/protocol.md`).
     Single-threaded, like `Engine`."""
 
+    @property
+    def now_us(self) -> int:
+        """Venue time of the latest input, µs since the epoch (UTC)."""
+    @property
+    def clock_corrections(self) -> int:
+        """How many inputs were stamped earlier than their predecessor (taken at its time)."""
+    def standings(self) -> list[tuple[str, int, str, str]]:
+        """Per provider, in provider order: (id, followers, aum, copiers_pnl), money as
+        canonical decimals. Raises CopyEngineError if a sum leaves the money range."""
     @staticmethod
     def from_books(text: str) -> LiveEngine:
         """Build from a books file's text (providers, platform, follows). Raises

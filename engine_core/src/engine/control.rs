@@ -142,6 +142,7 @@ impl Engine {
             self.close_everything(seq, rid, b"u");
         }
         if let Some(mut rel) = self.rels[rid.index()].take() {
+            self.end_standing(&rel);
             if !rel.portfolio.working.is_empty() {
                 // no longer copied: a late opening fill is closed again
                 rel.status = Status::Stopped;

@@ -12,7 +12,8 @@
 //!   unfollow, pause/resume, settings) and closing a relationship's positions;
 //! - `fanout`: a provider execution's legs over the provider's book (sizing each copy);
 //! - `venue`: the venue's reports of copy orders (fills, rejects) and the working orders;
-//! - `maxloss`: finding relationships at their max-loss line and stopping them.
+//! - `maxloss`: finding relationships at their max-loss line and stopping them;
+//! - `standing`: what a provider's copiers have with it (followers, AUM, copiers' PnL).
 //!
 //! The rules themselves (sizing, max-loss line, limits) are in `sizing` and `risk`.
 
@@ -29,7 +30,10 @@ use crate::working::{WorkingOrder, WorkingOrders};
 mod control;
 mod fanout;
 mod maxloss;
+mod standing;
 mod venue;
+
+pub use standing::Standing;
 
 use fanout::Visited;
 
@@ -65,6 +69,8 @@ struct Provider {
     /// Signed position per symbol (raw qty).
     positions: Vec<i128>,
     exec_ids: HashSet<String>,
+    /// Σ (equity − base) of its unfollowed relationships, each taken when it ended.
+    ended_pnl: Money,
 }
 
 /// A portfolio as reported at the end of a replay.
@@ -85,7 +91,7 @@ pub struct PortfolioView {
 }
 
 /// Snapshot header: the format and the engine's rules version; bump it with either.
-const SNAPSHOT_MAGIC: &[u8] = b"copyengine-snapshot-1\n";
+const SNAPSHOT_MAGIC: &[u8] = b"copyengine-snapshot-2\n";
 
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Engine {
@@ -108,6 +114,11 @@ pub struct Engine {
     #[serde(skip)]
     loss_hits: Vec<RelId>,
     platform: Platform,
+    /// Venue time of the latest input, µs since the Unix epoch (UTC): the engine's only
+    /// clock (it never reads its own), so a replay of the log computes the same.
+    now_us: i64,
+    /// Live inputs stamped earlier than their predecessor, taken at its time instead.
+    clock_corrections: u64,
     #[serde(skip)]
     out: Vec<Record>,
     /// Live mode: copies wait for the venue's report instead of filling at once.
@@ -190,6 +201,8 @@ impl Engine {
             symbol_providers: vec![Vec::new(); n_sym],
             loss_hits: Vec::new(),
             platform,
+            now_us: 0,
+            clock_corrections: 0,
             out: Vec::new(),
             live: false,
             working: WorkingOrders::default(),
@@ -217,6 +230,28 @@ impl Engine {
 
     pub fn is_live(&self) -> bool {
         self.live
+    }
+
+    /// Venue time of the latest input (µs since the epoch, UTC; 0 before any).
+    pub fn now_us(&self) -> i64 {
+        self.now_us
+    }
+
+    /// How many inputs were stamped earlier than their predecessor (see `advance_clock`).
+    pub fn clock_corrections(&self) -> u64 {
+        self.clock_corrections
+    }
+
+    /// Take the venue time `ts` of the next input. Time does not go backwards along the
+    /// log: an earlier `ts` is taken as the current time and counted (nothing is refused).
+    /// Returns the time the input counts at.
+    pub fn advance_clock(&mut self, ts: i64) -> i64 {
+        if ts < self.now_us {
+            self.clock_corrections += 1;
+        } else {
+            self.now_us = ts;
+        }
+        self.now_us
     }
 
     /// Define an instrument (in live mode the venue announces them). The same definition

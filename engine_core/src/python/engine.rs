@@ -363,6 +363,24 @@ impl PyLiveEngine {
         self.inner.relationship_count()
     }
 
+    /// Venue time of the latest input, µs since the epoch (UTC).
+    #[getter]
+    fn now_us(&self) -> i64 {
+        self.inner.now_us()
+    }
+
+    /// How many inputs were stamped earlier than their predecessor (taken at its time).
+    #[getter]
+    fn clock_corrections(&self) -> u64 {
+        self.inner.clock_corrections()
+    }
+
+    /// Per provider, in provider order: (id, followers, aum, copiers_pnl), money as
+    /// canonical decimals. Raises CopyEngineError if a sum leaves the money range.
+    fn standings(&self) -> PyResult<Vec<(String, u64, String, String)>> {
+        super::standings(&self.inner)
+    }
+
     /// Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
     /// plus `reserved`, `base` and the FIFO `lots`), for the projector, tests and operators.
     fn portfolios_jsonl(&self) -> String {

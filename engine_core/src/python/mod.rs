@@ -65,3 +65,20 @@ fn _engine_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FrameError", m.py().get_type::<FrameError>())?;
     Ok(())
 }
+
+/// `standings()` of `Engine` and `LiveEngine`: (id, followers, aum, copiers_pnl) per
+/// provider, money as canonical decimals.
+fn standings(engine: &crate::engine::Engine) -> PyResult<Vec<(String, u64, String, String)>> {
+    let rows = engine.standings().map_err(CopyEngineError::new_err)?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, s)| {
+            (
+                name.to_owned(),
+                s.followers,
+                s.aum.to_string(),
+                s.copiers_pnl.to_string(),
+            )
+        })
+        .collect())
+}

@@ -165,6 +165,18 @@ impl PyEngine {
     fn relationships(&self) -> usize {
         self.inner.relationship_count()
     }
+
+    /// Venue time of the latest event, µs since the epoch (UTC).
+    #[getter]
+    fn now_us(&self) -> i64 {
+        self.inner.now_us()
+    }
+
+    /// Per provider, in provider order: (id, followers, aum, copiers_pnl), money as
+    /// canonical decimals. Raises CopyEngineError if a sum leaves the money range.
+    fn standings(&self) -> PyResult<Vec<(String, u64, String, String)>> {
+        super::standings(&self.inner)
+    }
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
