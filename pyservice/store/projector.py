@@ -33,7 +33,8 @@ from pyservice import protocol as P
 from pyservice._engine_core import CopyEngineError, Execution, InstrumentDef, LiveEngine, Outcome, Reports, order_rows
 from pyservice.dispatch import apply_venue_message
 from pyservice.runtime import run_worker
-from pyservice.store import books, locks, recovery, trades
+from pyservice.statistics import trades
+from pyservice.store import books, locks, recovery
 
 log = logging.getLogger("copyengine.projector")
 

@@ -34,7 +34,7 @@ from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine, Outcome
 from pyservice.dispatch import apply_venue_message
-from pyservice.store import trades
+from pyservice.statistics import trades
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import Books, VenueConfig
 from pyservice.venue_sim.venue import OrderRecord, VenueSim

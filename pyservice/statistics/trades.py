@@ -7,8 +7,13 @@ Everything is `Decimal` arithmetic on the venue's exact numbers, with no roundin
 pnl = Σ exit notional − Σ entry notional for a long (the opposite for a short), and the
 return is pnl / equity_at_open (DESIGN.md, "Statistics").
 
-Executions are rare next to copy orders (one per fan-out), so this runs in Python in
-the projector, which writes the trades a step touched in the step's own transaction.
+Each trade carries its venue times (µs since the epoch, UTC): it opens at the opening
+execution's time and closes at the closing one's, and the statistics (`figures`) order
+and window trades by them.
+
+Executions are rare next to copy orders (one per fan-out), so this runs in Python: in the
+projector, which writes the trades a step touched in the step's own transaction, and in
+`copyengine stats` over a scenario.
 """
 
 from __future__ import annotations
@@ -35,11 +40,16 @@ class Trade:
     max_qty: Decimal
     entry_qty: Decimal
     entry_notional: Decimal
+    #: the instrument's kind, `spot` or `perp` (the provider's strategy)
+    kind: str
+    #: venue time of the opening execution
+    opened_at: int
     exit_qty: Decimal = ZERO
     exit_notional: Decimal = ZERO
     executions: int = 1
     closed_seq: int | None = None
     closed_exec_id: str | None = None
+    closed_at: int | None = None
     pnl: Decimal | None = None
 
     @property
@@ -74,10 +84,16 @@ class TradeBook:
         price: Decimal,
         provider_equity: Decimal,
         leverage: int,
+        *,
+        at: int,
+        kind: str,
     ) -> list[Trade]:
-        """Apply one accepted execution; the trades it changed (closed first)."""
+        """Apply one accepted execution at venue time `at` on an instrument of `kind`; the
+        trades it changed (closed first)."""
         with localcontext(EXACT):
-            return self._execution(seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage)
+            return self._execution(
+                seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage, at, kind
+            )
 
     def _execution(
         self,
@@ -90,6 +106,8 @@ class TradeBook:
         price: Decimal,
         provider_equity: Decimal,
         leverage: int,
+        at: int,
+        kind: str,
     ) -> list[Trade]:
         if qty <= 0 or price <= 0 or provider_equity <= 0:
             raise ValueError(f"execution {exec_id}: qty, price and provider equity must be positive")
@@ -113,7 +131,7 @@ class TradeBook:
             if t.qty == 0:
                 gross = t.exit_notional - t.entry_notional
                 t.pnl = gross if t.side == "long" else -gross
-                t.closed_seq, t.closed_exec_id = seq, exec_id
+                t.closed_seq, t.closed_exec_id, t.closed_at = seq, exec_id, at
                 del self.open[(provider, symbol)]
             changed.append(t)
             rest = qty - closing
@@ -130,6 +148,8 @@ class TradeBook:
                 max_qty=rest,
                 entry_qty=rest,
                 entry_notional=rest * price,
+                kind=kind,
+                opened_at=at,
             )
             self.open[(provider, symbol)] = t
             changed.append(t)

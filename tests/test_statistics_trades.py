@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyservice.store.trades import TradeBook
+from pyservice.statistics.trades import TradeBook
 
 quantities = st.decimals(min_value=Decimal("0.001"), max_value=Decimal("1000"), places=3)
 prices = st.decimals(min_value=Decimal("0.01"), max_value=Decimal("100000"), places=2)

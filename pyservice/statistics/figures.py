@@ -1,0 +1,257 @@
+"""A provider's statistics record as of a time T, exactly (issue #14, "The definitions").
+
+Input: its trades (`trades.Trade`, with venue times), the latest marks, its standing with
+its copiers (the engine's `standings()`), its highest leverage and T. Output: the record
+`copyengine stats` prints and the projector stores, field for field.
+
+How it stays exact and cheap:
+- A closed trade's factor is max(0, 1 + pnl / equity_at_open), a `Fraction`; the equity
+  curve is $10,000 times the running product, so every curve value is exact.
+- Windows are suffixes of the closed trades ordered by close time (`bisect`).
+- Daily returns are 0 on days without a closing trade, so only the days with one are
+  computed (each as the product of that day's factors, minus 1); the mean and variance
+  come from Σr and Σr² over those days and the count of days, exactly.
+Ratios are rounded half-even to 8 places only when printed; `sharpe` alone is a float.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from typing import Any
+
+from pyservice.statistics.trades import Trade
+from pyservice.venue_time import DAY_US, format_time
+
+#: the hypothetical deposit the equity curve compounds
+START = Fraction(10_000)
+#: period name → days (None: every closed trade)
+PERIODS: dict[str, int | None] = {"7d": 7, "30d": 30, "90d": 90, "all": None}
+#: σ² below which each risk class 1..6 lies: the EU PRIIPs market-risk bands on the
+#: annualized volatility σ (0.5 %, 5 %, 12 %, 20 %, 30 %, 80 %), squared so that the
+#: comparison is exact
+RISK_BANDS_SQUARED = [Fraction(b, 1000) ** 2 for b in (5, 50, 120, 200, 300, 800)]
+ZERO = Fraction(0)
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What the engine's follower books say about the provider (`Engine.standings()`)."""
+
+    followers: int = 0
+    aum: str = "0"
+    copiers_pnl: str = "0"
+
+
+def canonical(x: Decimal) -> str:
+    """The canonical decimal text (docs/scenario-format.md: no exponent, no trailing
+    fractional zeros, `0` for zero)."""
+    if x == 0:
+        return "0"
+    text = f"{x:f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def rounded(x: Fraction, places: int) -> str:
+    """x rounded half-even to `places` (`round` of a Fraction is half-even), canonical."""
+    return canonical(Decimal(round(x * 10**places)).scaleb(-places))
+
+
+def sqrt_rounded(x: Fraction, places: int) -> str:
+    """√x (x ≥ 0) rounded half-even to `places` with no float: n = ⌊√(x·10^2p)⌋, then up
+    when √ lies above n + ½ (or on it with n odd), compared squared."""
+    y = x * 10 ** (2 * places)
+    n = math.isqrt(y.numerator // y.denominator)
+    twice = 2 * n + 1  # (n + ½)² < y  ⟺  (2n + 1)² < 4y
+    if twice * twice < 4 * y or (twice * twice == 4 * y and n % 2 == 1):
+        n += 1
+    return canonical(Decimal(n).scaleb(-places))
+
+
+@dataclass(frozen=True)
+class _Curve:
+    """The closed trades in curve order with their returns, factors and curve values."""
+
+    times: list[int]  # close times, non-decreasing
+    returns: list[Fraction]
+    pnls: list[Decimal]
+    values: list[Fraction]  # values[k] after the k-th closed trade
+    first_open: int | None
+
+    def value_at(self, t: int, *, inclusive: bool) -> Fraction:
+        """The value after every point before t (at or before, if inclusive); the deposit
+        before the first."""
+        k = (bisect_right if inclusive else bisect_left)(self.times, t)
+        return self.values[k - 1] if k else START
+
+
+def _curve(trades: Sequence[Trade]) -> _Curve:
+    closed = sorted((t for t in trades if t.closed_at is not None), key=_close_key)
+    times, returns, pnls, values = [], [], [], []
+    value = START
+    for t in closed:
+        assert t.pnl is not None and t.closed_at is not None
+        r = Fraction(t.pnl) / Fraction(t.equity_at_open)
+        value = value * max(ZERO, 1 + r)
+        times.append(t.closed_at)
+        returns.append(r)
+        pnls.append(t.pnl)
+        values.append(value)
+    first_open = min((t.opened_at for t in trades), default=None)
+    return _Curve(times, returns, pnls, values, first_open)
+
+
+def _close_key(t: Trade) -> tuple[int, int]:
+    assert t.closed_at is not None and t.closed_seq is not None
+    return t.closed_at, t.closed_seq
+
+
+def _daily_returns(curve: _Curve, as_of: int, days: int | None) -> tuple[int, list[Fraction]]:
+    """(how many days, the non-zero daily returns) over the period's days: the UTC days
+    from the first trade's open to T's, the last `days` of them."""
+    assert curve.first_open is not None
+    first, last = curve.first_open // DAY_US, as_of // DAY_US
+    if days is not None:
+        first = max(first, last - days + 1)
+    n = last - first + 1
+    out: list[Fraction] = []
+    # the value before the first counted day, then each day that has closing trades
+    previous = curve.value_at(first * DAY_US, inclusive=False)
+    k = bisect_right(curve.times, first * DAY_US - 1)
+    while k < len(curve.times) and curve.times[k] <= as_of:
+        day = curve.times[k] // DAY_US
+        k = bisect_right(curve.times, (day + 1) * DAY_US - 1)
+        value = curve.values[k - 1]
+        if previous != 0 and value != previous:
+            out.append(value / previous - 1)
+        previous = value
+    return n, out
+
+
+def _volatility_sharpe(n: int, returns: list[Fraction]) -> tuple[str | None, float | None, Fraction | None]:
+    """(volatility, sharpe, annualized variance) of n daily returns, of which `returns`
+    are the non-zero ones."""
+    if n < 2:
+        return None, None, None
+    total = sum(returns, ZERO)
+    squares = sum((r * r for r in returns), ZERO)
+    variance = (squares - total * total / n) / (n - 1)
+    sharpe = None
+    if variance != 0:
+        sharpe = float(total / n) / math.sqrt(float(variance)) * math.sqrt(365)
+    return sqrt_rounded(variance * 365, 8), sharpe, variance * 365
+
+
+def _max_drawdown(curve: _Curve, start: int | None, as_of: int) -> Fraction:
+    """The largest (peak − V)/peak over the value at the period's start and the points
+    inside it, the peak running from that start value."""
+    if start is None:
+        peak, k = START, 0
+    else:
+        peak, k = curve.value_at(start, inclusive=True), bisect_right(curve.times, start)
+    worst = ZERO
+    end = bisect_right(curve.times, as_of)
+    for v in curve.values[k:end]:
+        if v > peak:
+            peak = v
+        elif peak > 0 and (peak - v) / peak > worst:
+            worst = (peak - v) / peak
+    return worst
+
+
+def _period(curve: _Curve, days: int | None, as_of: int) -> tuple[dict[str, Any], Fraction | None]:
+    start = None if days is None else as_of - days * DAY_US
+    k = 0 if start is None else bisect_right(curve.times, start)
+    returns, pnls = curve.returns[k:], curve.pnls[k:]
+    growth = Fraction(1)
+    for r in returns:
+        growth *= max(ZERO, 1 + r)
+    wins = sum(1 for p in pnls if p > 0)
+    if curve.first_open is None:
+        volatility, sharpe, annual = None, None, None
+    else:
+        volatility, sharpe, annual = _volatility_sharpe(*_daily_returns(curve, as_of, days))
+    return {
+        "trades": len(returns),
+        "wins": wins,
+        "losses": sum(1 for p in pnls if p < 0),
+        "win_rate": rounded(Fraction(wins, len(returns)), 8) if returns else None,
+        "pnl": canonical(sum(pnls, Decimal(0))),
+        "roi": rounded(growth - 1, 8),
+        "best_trade": rounded(max(returns), 8) if returns else None,
+        "worst_trade": rounded(min(returns), 8) if returns else None,
+        "max_drawdown": rounded(_max_drawdown(curve, start, as_of), 8),
+        "volatility": volatility,
+        "sharpe": sharpe,
+    }, annual
+
+
+def risk_class(annual_variance: Fraction | None) -> int | None:
+    if annual_variance is None:
+        return None
+    return next((c for c, b in enumerate(RISK_BANDS_SQUARED, start=1) if annual_variance < b), 7)
+
+
+def risk_level(cls: int | None) -> str | None:
+    return None if cls is None else "low" if cls <= 3 else "medium" if cls <= 5 else "high"
+
+
+def strategy(kinds: Iterable[str]) -> str | None:
+    found = set(kinds)
+    return None if not found else "mixed" if len(found) > 1 else "spot" if found == {"spot"} else "futures"
+
+
+def unrealized_pnl(open_trades: Iterable[Trade], marks: dict[str, Decimal]) -> Fraction:
+    """Σ (mark − average entry) × remaining qty of the open trades (the opposite for a
+    short); average entry = Σ entry notional / Σ entry qty."""
+    total = ZERO
+    for t in open_trades:
+        entry = Fraction(t.entry_notional) / Fraction(t.entry_qty)
+        gain = (Fraction(marks[t.symbol]) - entry) * Fraction(t.qty)
+        total += gain if t.side == "long" else -gain
+    return total
+
+
+def record(
+    provider: str,
+    trades: Sequence[Trade],
+    *,
+    as_of: int,
+    marks: dict[str, Decimal],
+    standing: Standing,
+    max_leverage: int | None,
+) -> dict[str, Any]:
+    """The provider's statistics as of `as_of`. `trades` are the trades its executions at
+    or before `as_of` made; `marks` the latest price of every symbol it holds open."""
+    curve = _curve(trades)
+    open_trades = [t for t in trades if t.closed_at is None]
+    periods: dict[str, Any] = {}
+    annual_90d = None
+    for name, days in PERIODS.items():
+        periods[name], annual = _period(curve, days, as_of)
+        if name == "90d":
+            annual_90d = annual
+    cls = risk_class(annual_90d)
+    points = [] if curve.first_open is None else [(curve.first_open, START)]
+    points += zip(curve.times, curve.values, strict=True)
+    return {
+        "provider": provider,
+        "as_of": format_time(as_of),
+        "strategy": strategy(t.kind for t in trades),
+        "max_leverage": max_leverage,
+        "followers": standing.followers,
+        "aum": standing.aum,
+        "copiers_pnl": standing.copiers_pnl,
+        "open_trades": len(open_trades),
+        "unrealized_pnl": rounded(unrealized_pnl(open_trades, marks), 8),
+        "risk_class": cls,
+        "risk_level": risk_level(cls),
+        "periods": periods,
+        "equity_curve": [{"time": format_time(at), "equity": rounded(v, 2)} for at, v in points],
+    }
