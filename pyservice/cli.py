@@ -30,6 +30,68 @@ def _replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stats(args: argparse.Namespace) -> int:
+    """`copyengine stats`: provider statistics of a scenario file, or from PostgreSQL."""
+    import json
+
+    from pyservice.venue_time import parse_time
+
+    as_of = None
+    if args.as_of is not None:
+        try:
+            as_of = parse_time(args.as_of)
+        except ValueError as exc:
+            print(f"invalid --as-of: {exc}", file=sys.stderr)
+            return 2
+    if args.scenario is not None:
+        from pyservice.statistics.scenario import ScenarioError, scenario_statistics
+
+        try:
+            text = Path(args.scenario).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            print(f"invalid scenario: cannot read {args.scenario}: {exc}", file=sys.stderr)
+            return 2
+        try:
+            records = scenario_statistics(text, as_of)
+        except ScenarioError as exc:
+            print(f"invalid scenario: {exc}", file=sys.stderr)
+            return 2
+        records = [r for r in records if args.provider is None or r["provider"] == args.provider]
+    else:
+        import asyncio
+
+        import asyncpg
+
+        from pyservice.store import statistics
+        from pyservice.store.migrate import MigrationError, migrate
+        from pyservice.store.server import open_database
+
+        db = open_database(args.database, Path(args.data_dir) if args.data_dir else None)
+
+        async def run() -> list[dict[str, object]]:
+            conn = await asyncpg.connect(db.dsn, timeout=10)
+            try:
+                await migrate(conn)
+                if as_of is None:
+                    return await statistics.current_records(conn, args.shard, args.provider)
+                return await statistics.records_as_of(conn, args.shard, as_of, args.provider)
+            finally:
+                await conn.close()
+
+        try:
+            records = asyncio.run(run())
+        except (OSError, asyncpg.PostgresError, MigrationError) as exc:
+            print(f"cannot read the statistics: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            db.stop()
+    if args.provider is not None and not records:
+        print(f"unknown provider '{args.provider}'", file=sys.stderr)
+        return 2
+    sys.stdout.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    return 0
+
+
 def _socket_bench(args: argparse.Namespace) -> int:
     from pyservice.bench.socket import Timing, run_socket_bench
 
@@ -242,6 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay = sub.add_parser("replay", help="run the engine core over a scenario file, print every outcome")
     replay.add_argument("scenario", help="scenario JSON (format v1, see docs/scenario-format.md)")
     replay.set_defaults(func=_replay)
+
+    stats = sub.add_parser(
+        "stats",
+        help="provider statistics (trades, ROI, drawdown, Sharpe, followers, AUM): of a scenario file, "
+        "or from PostgreSQL",
+    )
+    stats.add_argument("scenario", nargs="?", help="scenario JSON; without it, read the engine's database")
+    stats.add_argument("--as-of", metavar="TIME", help="venue time YYYY-MM-DDTHH:MM:SS[.ffffff]Z (default: the latest)")
+    stats.add_argument("--provider", metavar="ID", help="only this provider")
+    stats.add_argument("--shard", default="main", help="the engine shard (database; default %(default)s)")
+    _database_args(stats)
+    stats.set_defaults(func=_stats)
 
     bench = sub.add_parser("bench", help="SRE benchmark over sockets (venue-sim + engine); --core: in-process fan-out")
     bench.add_argument("--core", action="store_true", help="benchmark the in-process fan-out")

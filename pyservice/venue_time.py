@@ -22,7 +22,8 @@ def parse_time(text: str) -> int:
     if m is None:
         raise ValueError(f"'{text}' is not a time (YYYY-MM-DDTHH:MM:SS[.ffffff]Z)")
     try:
-        at = datetime(*(int(g) for g in m.groups()[:6]), tzinfo=UTC)  # type: ignore[misc]
+        year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
+        at = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
     except ValueError as exc:
         raise ValueError(f"'{text}' is not a time ({exc})") from None
     return (at - _EPOCH) // timedelta(microseconds=1) + int((m.group(7) or "").ljust(6, "0"))

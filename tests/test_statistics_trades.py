@@ -1,4 +1,4 @@
-"""Provider trades (pyservice/store/trades.py) against properties that do not share its
+"""Provider trades (pyservice/statistics/trades.py) against properties that do not share its
 bookkeeping: the running net position, and the provider's total cash flow."""
 
 from decimal import Decimal
@@ -31,7 +31,7 @@ def test_trades_follow_the_position_and_add_up_to_the_cash_flow(execs):
         sign = 1 if side == "buy" else -1
         net[symbol] = before + sign * qty
         flow[symbol] = flow.get(symbol, Decimal(0)) - sign * qty * price
-        changed = book.execution(seq, "P", f"x{seq}", symbol, side, qty, price, Decimal(equity), 1)
+        changed = book.execution(seq, "P", f"x{seq}", symbol, side, qty, price, Decimal(equity), 1, at=seq, kind="spot")
         for t in changed:
             trades[t.key] = t
         # a trade opens exactly when the position leaves zero or changes sign, at this
@@ -53,15 +53,17 @@ def test_trades_follow_the_position_and_add_up_to_the_cash_flow(execs):
 
 def test_a_short_gains_when_the_price_falls():
     book = TradeBook()
-    book.execution(1, "P", "a", "BTC", "sell", Decimal("2"), Decimal("100"), Decimal("1000"), 3)
-    [t] = book.execution(2, "P", "b", "BTC", "buy", Decimal("2"), Decimal("90"), Decimal("1020"), 3)
+    book.execution(1, "P", "a", "BTC", "sell", Decimal("2"), Decimal("100"), Decimal("1000"), 3, at=0, kind="perp")
+    [t] = book.execution(2, "P", "b", "BTC", "buy", Decimal("2"), Decimal("90"), Decimal("1020"), 3, at=0, kind="perp")
     assert (t.side, t.pnl, t.trade_return, t.leverage) == ("short", Decimal("20"), Decimal("0.02"), 3)
 
 
 def test_a_reversal_closes_then_opens():
     book = TradeBook()
-    book.execution(1, "P", "a", "BTC", "buy", Decimal("1"), Decimal("100"), Decimal("1000"), 1)
-    closed, opened = book.execution(2, "P", "b", "BTC", "sell", Decimal("1.5"), Decimal("110"), Decimal("1010"), 2)
+    book.execution(1, "P", "a", "BTC", "buy", Decimal("1"), Decimal("100"), Decimal("1000"), 1, at=0, kind="perp")
+    closed, opened = book.execution(
+        2, "P", "b", "BTC", "sell", Decimal("1.5"), Decimal("110"), Decimal("1010"), 2, at=0, kind="perp"
+    )
     assert (closed.pnl, closed.closed_exec_id, closed.exit_qty) == (Decimal("10"), "b", Decimal("1"))
     assert (opened.side, opened.qty, opened.entry_notional, opened.equity_at_open, opened.leverage) == (
         "short",
@@ -76,7 +78,7 @@ def test_a_reversal_closes_then_opens():
 def test_nonpositive_numbers_are_refused_and_change_nothing(bad):
     book = TradeBook()
     with pytest.raises(ValueError):
-        book.execution(1, "P", "a", "BTC", "buy", *map(Decimal, bad), 1)
+        book.execution(1, "P", "a", "BTC", "buy", *map(Decimal, bad), 1, at=0, kind="perp")
     assert book.open == {}
 
 
@@ -84,5 +86,5 @@ def test_an_inexact_product_is_an_error_not_a_rounding():
     book = TradeBook()
     huge = Decimal("1" * 600)
     with pytest.raises(ArithmeticError):
-        book.execution(1, "P", "a", "BTC", "buy", huge, huge, Decimal(1), 1)
+        book.execution(1, "P", "a", "BTC", "buy", huge, huge, Decimal(1), 1, at=0, kind="perp")
     assert book.open == {}

@@ -27,6 +27,9 @@ class StatisticsBuilder:
     trades: dict[str, list[Trade]] = field(default_factory=dict)
     marks: dict[str, Decimal] = field(default_factory=dict)
     max_leverage: dict[str, int] = field(default_factory=dict)
+    #: keep every trade in `trades` (a replay); the projector keeps only the open ones in
+    #: memory and reads the rest from PostgreSQL
+    history: bool = True
 
     def instrument(self, symbol: str, kind: str) -> None:
         self.kinds[symbol] = kind
@@ -54,10 +57,9 @@ class StatisticsBuilder:
         changed = self.book.execution(
             seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage, at=at, kind=self.kinds[symbol]
         )
-        mine = self.trades.setdefault(provider, [])
-        for t in changed:
-            if t.opened_seq == seq and t.closed_at is None:
-                mine.append(t)
+        if self.history:
+            mine = self.trades.setdefault(provider, [])
+            mine.extend(t for t in changed if t.opened_seq == seq and t.closed_at is None)
         return changed
 
     def record(self, provider: str, as_of: int, standing: figures.Standing) -> dict[str, Any]:

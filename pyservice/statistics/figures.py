@@ -255,3 +255,19 @@ def record(
         "periods": periods,
         "equity_curve": [{"time": format_time(at), "equity": rounded(v, 2)} for at, v in points],
     }
+
+
+def due_at(trades: Sequence[Trade], as_of: int) -> int | None:
+    """The first venue time after `as_of` at which time alone changes the record: the next
+    UTC midnight (a new day's return) or a closed trade leaving a window. None without
+    trades: then only an input changes it."""
+    if not trades:
+        return None
+    due = (as_of // DAY_US + 1) * DAY_US
+    for t in trades:
+        if t.closed_at is not None:
+            for days in (7, 30, 90):
+                edge = t.closed_at + days * DAY_US
+                if as_of < edge < due:
+                    due = edge
+    return due

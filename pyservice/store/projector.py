@@ -30,11 +30,22 @@ import asyncpg
 
 from pyservice import control
 from pyservice import protocol as P
-from pyservice._engine_core import CopyEngineError, Execution, InstrumentDef, LiveEngine, Outcome, Reports, order_rows
+from pyservice._engine_core import (
+    CopyEngineError,
+    Execution,
+    InstrumentDef,
+    LiveEngine,
+    Mark,
+    Outcome,
+    Reports,
+    order_rows,
+)
 from pyservice.dispatch import apply_venue_message
 from pyservice.runtime import run_worker
-from pyservice.statistics import trades
+from pyservice.statistics import figures, trades
+from pyservice.statistics.builder import StatisticsBuilder
 from pyservice.store import books, locks, recovery
+from pyservice.store import statistics as stats
 
 log = logging.getLogger("copyengine.projector")
 
@@ -43,13 +54,21 @@ BATCH = 200
 
 
 class Projector:
-    def __init__(self, dsn: str, shard: str = "main", poll_s: float = 0.05, snapshot_s: float = 30.0) -> None:
+    def __init__(
+        self, dsn: str, shard: str = "main", poll_s: float = 0.05, snapshot_s: float = 30.0, standings_s: float = 1.0
+    ) -> None:
         self.dsn, self.shard, self.poll_s = dsn, shard, poll_s
         #: seconds between engine snapshots (taken when the position moved)
         self.snapshot_s = snapshot_s
+        #: seconds between refreshes of what the marks and time move in the statistics rows
+        self.standings_s = standings_s
         self.reader = P.venue_reader(native_reports=True)
         self.engine: LiveEngine | None = None
-        self.trades = trades.TradeBook()
+        #: the open trades, instruments' kinds, marks and leverages (closed trades are read
+        #: from `provider_trades` when a provider's record is recomputed)
+        self.stats = StatisticsBuilder(history=False)
+        #: what the rows say now: provider → (followers, aum, copiers_pnl, unrealized_pnl)
+        self._standing: dict[str, tuple[int, str, str, str]] = {}
         self.at = 0  # P: inputs <= at are applied, and changes placed before it
         self._snapshot_at = 0  # the position of the last snapshot
         self._snapshot_due = 0.0
@@ -62,8 +81,13 @@ class Projector:
             await self.start(conn)
             loop = asyncio.get_running_loop()
             self._snapshot_due = loop.time() + self.snapshot_s
+            standings_due = 0.0
             while True:
-                if not await self.step(conn):
+                moved = await self.step(conn)
+                if loop.time() >= standings_due:
+                    await self.refresh(conn)
+                    standings_due = loop.time() + self.standings_s
+                if not moved:
                     await asyncio.sleep(self.poll_s)
                 if loop.time() >= self._snapshot_due and self.at > self._snapshot_at:
                     await self._snapshot(conn)
@@ -81,7 +105,7 @@ class Projector:
         await self._catch_up_silently(conn, projected)
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM high_watermarks WHERE shard = $1)", self.shard):
             await self._seed_high_watermarks(conn)
-        self.trades = trades.TradeBook(
+        self.stats.book = trades.TradeBook(
             [
                 trades.from_row(r)
                 for r in await conn.fetch(
@@ -89,6 +113,15 @@ class Projector:
                 )
             ]
         )
+        self.stats.kinds = {r["symbol"]: r["kind"] for r in await conn.fetch("SELECT symbol, kind FROM instruments")}
+        self.stats.marks = await stats.marks(conn)
+        rows = await conn.fetch(
+            "SELECT provider_id, max_leverage, followers, aum, copiers_pnl, unrealized_pnl FROM provider_statistics "
+            "WHERE shard = $1",
+            self.shard,
+        )
+        self.stats.max_leverage = {r[0]: r[1] for r in rows if r[1] is not None}
+        self._standing = {r[0]: (r[2], *(figures.canonical(r[i]) for i in (3, 4, 5))) for r in rows}
 
     async def _seed_high_watermarks(self, conn: asyncpg.Connection) -> None:
         """None yet for this shard (a new database, or one from before the table): every
@@ -190,6 +223,7 @@ class Projector:
         instruments: list[tuple[object, ...]] = []
         projected: list[tuple[int, dict[str, Any]]] = []  # (seq, applied change): `control.project`
         traded: dict[tuple[str, str, int], trades.Trade] = {}
+        marked: dict[str, tuple[Decimal, int]] = {}
         verdicts: list[tuple[int, str | None]] = []
 
         # changes placed after `at`..`upto - 1` are final (the watermark is past them);
@@ -215,21 +249,14 @@ class Projector:
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
                 if isinstance(msg, Reports):
                     (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
-                elif outcome.errors:
+                    continue
+                assert self.engine is not None
+                for t in stats.feed(self.stats, self.engine, seq, msg, outcome.errors):
+                    traded[t.key] = t
+                if outcome.errors:
                     pass  # refused by the rules: it changed nothing
-                elif isinstance(msg, Execution):
-                    for t in self.trades.execution(
-                        seq,
-                        msg.provider,
-                        msg.exec_id,
-                        msg.symbol,
-                        msg.side,
-                        Decimal(msg.qty),
-                        Decimal(msg.price),
-                        Decimal(msg.provider_equity),
-                        msg.leverage,
-                    ):
-                        traded[t.key] = t
+                elif isinstance(msg, Execution | Mark):
+                    marked[msg.symbol] = (Decimal(msg.price), seq)
                 elif isinstance(msg, InstrumentDef):
                     instruments.append(
                         (
@@ -254,11 +281,78 @@ class Projector:
                 await conn.executemany(_UPSERT_INSTRUMENT, instruments)
             if traded:
                 await conn.executemany(_UPSERT_TRADE, [trades.row(self.shard, t) for t in traded.values()])
+            if marked:
+                await conn.executemany(
+                    _UPSERT_MARK, [(s, price, self.shard, seq) for s, (price, seq) in marked.items()]
+                )
             for seq, applied in projected:
                 await control.project(conn, self.shard, seq, applied)
-            await conn.execute("UPDATE projection_state SET seq = $2 WHERE shard = $1", self.shard, upto)
+            assert self.engine is not None
+            # the providers that traded: their records now, in the step's transaction
+            await self._recompute(conn, sorted({t.provider_id for t in traded.values()}), upto)
+            await conn.execute(
+                "UPDATE projection_state SET seq = $2, at_us = $3 WHERE shard = $1",
+                self.shard,
+                upto,
+                self.engine.now_us,
+            )
         self.at = upto
         return True
+
+    async def _recompute(self, conn: asyncpg.Connection, providers: list[str], seq: int) -> None:
+        """Write these providers' records as of the engine's venue time."""
+        if not providers:
+            return
+        assert self.engine is not None
+        at = self.engine.now_us
+        standings = {p: figures.Standing(n, aum, pnl) for p, n, aum, pnl in self.engine.standings()}
+        their_trades = await stats.provider_trades(conn, self.shard, providers)
+        rows = []
+        for p in providers:
+            record = figures.record(
+                p,
+                their_trades[p],
+                as_of=at,
+                marks=self.stats.marks,
+                standing=standings.get(p, figures.Standing()),
+                max_leverage=self.stats.max_leverage.get(p),
+            )
+            rows.append(stats.row(record, self.shard, seq, at, figures.due_at(their_trades[p], at)))
+            self._standing[p] = (record["followers"], record["aum"], record["copiers_pnl"], record["unrealized_pnl"])
+        await conn.executemany(stats.UPSERT, rows)
+
+    async def refresh(self, conn: asyncpg.Connection, sweep: int = 500) -> None:
+        """What moves without the provider trading: its standing and open trades' value
+        with the marks (every provider whose figures changed), and the records time has
+        made due (windows, days; up to `sweep` providers, the most overdue first)."""
+        if self.engine is None:
+            return
+        unrealized: dict[str, Any] = {}
+        for t in self.stats.book.open.values():
+            unrealized.setdefault(t.provider_id, []).append(t)
+        changed = []
+        missing = []
+        for p, n, aum, pnl in self.engine.standings():
+            now = (n, aum, pnl, figures.rounded(figures.unrealized_pnl(unrealized.get(p, []), self.stats.marks), 8))
+            if p not in self._standing:
+                missing.append(p)
+            elif self._standing[p] != now:
+                changed.append((p, now[0], Decimal(now[1]), Decimal(now[2]), Decimal(now[3])))
+                self._standing[p] = now
+        async with conn.transaction():
+            if changed:
+                await conn.executemany(stats.UPDATE_STANDING, changed)
+            due = [
+                r[0]
+                for r in await conn.fetch(
+                    "SELECT provider_id FROM provider_statistics WHERE shard = $1 AND due_at <= $2 "
+                    "ORDER BY due_at LIMIT $3",
+                    self.shard,
+                    self.engine.now_us,
+                    sweep,
+                )
+            ]
+            await self._recompute(conn, sorted(set(missing) | set(due)), self.at)
 
     def _input(self, seq: int, payload: bytes) -> tuple[P.NativeVenueMessage, Outcome]:
         assert self.engine is not None
@@ -275,6 +369,10 @@ _UPSERT_INSTRUMENT = (
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (symbol) DO UPDATE SET kind = EXCLUDED.kind, "
     "tick = EXCLUDED.tick, step = EXCLUDED.step, min_qty = EXCLUDED.min_qty, "
     "min_notional = EXCLUDED.min_notional, shard = EXCLUDED.shard, seq = EXCLUDED.seq"
+)
+_UPSERT_MARK = (
+    "INSERT INTO marks (symbol, price, shard, seq) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (symbol) DO UPDATE SET price = EXCLUDED.price, shard = EXCLUDED.shard, seq = EXCLUDED.seq"
 )
 _UPSERT_TRADE = (
     f"INSERT INTO provider_trades (shard, {', '.join(trades.COLUMNS)}) "

@@ -84,7 +84,10 @@ def _uninterrupted(
             take(outcome)
 
     controls(0)
+    kinds: dict[str, str] = {}
     for entry in log:
+        if isinstance(entry, P.Instrument):
+            kinds[entry.symbol] = entry.kind
         outcome = apply_venue_message(engine, entry)
         take(outcome)
         if isinstance(entry, P.ProviderExecution) and not outcome.errors:
@@ -98,6 +101,8 @@ def _uninterrupted(
                 Decimal(entry.price),
                 Decimal(entry.provider_equity),
                 entry.leverage,
+                at=engine.now_us,
+                kind=kinds[entry.symbol],
             ):
                 traded[t.key] = t
         controls(entry.seq)

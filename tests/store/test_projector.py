@@ -269,3 +269,61 @@ def test_watermarks_are_seeded_from_the_state_when_the_projection_has_none(pg_ds
         (p["follower"], p["provider"]): Decimal(p["base"])
         for p in map(json.loads, engine.portfolios_jsonl().splitlines())
     }
+
+
+def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
+    """The projector's `provider_statistics` row, `stats --database` (computed from the
+    projected rows) and `stats --database --as-of` (the journal replayed) all print the
+    record a builder fed the same accepted inputs prints."""
+    from pyservice.statistics import figures
+    from pyservice.statistics.builder import StatisticsBuilder
+    from pyservice.store import statistics
+
+    rows, changes, engine = _journal()
+    # the same inputs, fed straight into a builder over a second engine
+    replayed = LiveEngine.from_books(BOOKS)
+    builder = StatisticsBuilder()
+    reader = P.venue_reader(native_reports=True)
+    placed = {}
+    for after, change, _ in changes:
+        placed.setdefault(after, []).append(change)
+    for n, (seq, _kind, payload) in enumerate(rows):
+        msg = reader.decode(payload)
+        statistics.feed(builder, replayed, seq, msg, apply_venue_message(replayed, msg).errors)
+        for i, change in enumerate(placed.get(seq, [])):
+            replayed.control(seq, 100 * n + i + 1, json.dumps(change))
+    [want] = builder.records(replayed.standings(), replayed.now_us)
+
+    async def go():
+        conn = await _stored(pg_dsn, rows, changes)
+        p = projector.Projector(pg_dsn)
+        pconn = await asyncpg.connect(pg_dsn)
+        await p.start(pconn)
+        while await p.step(pconn):
+            pass
+        await p.refresh(pconn)
+        stored = json.loads(await conn.fetchval("SELECT record FROM provider_statistics WHERE provider_id = 'P'"))
+        assert stored == want
+        assert await statistics.current_records(conn, "main") == [want]
+        assert await statistics.records_as_of(conn, "main", replayed.now_us) == [want]
+        assert await statistics.current_records(conn, "main", "nobody") == []
+        await pconn.close()
+        await conn.close()
+
+    asyncio.run(go())
+    # by hand: BTC +250 on 10,000 and ETH-PERP −20 on 10,800 closed; a short of 1 open
+    # at 40 with the mark at 40; a and b follow (c unfollowed), their money is the engine's
+    a_all = want["periods"]["all"]
+    assert (a_all["trades"], a_all["wins"], a_all["losses"], a_all["pnl"]) == (2, 1, 1, "230")
+    assert a_all["roi"] == figures.rounded(
+        (1 + figures.Fraction(250, 10000)) * (1 - figures.Fraction(20, 10800)) - 1, 8
+    )
+    assert (want["open_trades"], want["unrealized_pnl"], want["strategy"], want["max_leverage"]) == (
+        1,
+        "0",
+        "mixed",
+        5,
+    )
+    standing = {p: (n, aum, pnl) for p, n, aum, pnl in engine.standings()}
+    assert (want["followers"], want["aum"], want["copiers_pnl"]) == standing["P"]
+    assert want["followers"] == 2
