@@ -284,3 +284,58 @@ def provider_statistics(fills: list[Fill], marks: dict[str, Fraction], as_of: in
         "periods": periods,
         "equity_curve": [{"time": format_time(at), "equity": rounded(v, 2)} for at, v in points],
     }
+
+
+def scenario_statistics(text: str, as_of: int | None = None) -> list[dict[str, Any]]:
+    """`copyengine stats SCENARIO` by the definitions: the reference engine replays the
+    events at or before T (`reference.event_times`); a provider's fills are its valid
+    `fill` events, followers, AUM and copiers' PnL come from the relationships (an
+    unfollowed one at its equity when it ended, which closing at the marks leaves as it
+    was). One record per provider, in the scenario's order, keys in the printed order."""
+    from pyservice import reference
+
+    scenario = reference._load_json(text)
+    engine = reference.ReferenceEngine.from_scenario(scenario)
+    events = reference._array(scenario, "events")
+    times = reference.event_times(scenario)
+    until = as_of if as_of is not None else (times[-1] if times else 0)
+    fills: dict[str, list[Fill]] = {p: [] for p in engine.providers}
+    marks: dict[str, Fraction] = {}
+    ended: dict[str, Fraction] = {p: Fraction(0) for p in engine.providers}
+    for index, (event, at) in enumerate(zip(events, times, strict=True)):
+        if at > until:
+            break
+        leaving = None
+        if isinstance(event, dict) and event.get("type") == "unfollow":
+            rel = engine.relationships.get((event.get("follower"), event.get("provider")))  # type: ignore[arg-type]
+            leaving = None if rel is None else (rel.provider, engine.equity(rel) - rel.base)
+        records = engine.apply(index, event)
+        if any(r["kind"] == "error" and r["event"] == index for r in records):
+            continue
+        if leaving is not None:
+            ended[leaving[0]] += leaving[1]
+        if event["type"] == "fill":
+            inst = engine.instruments[event["symbol"]]
+            f = Fill(at, event["symbol"], inst.kind, event["side"], Fraction(event["qty"]), Fraction(event["price"]),
+                     Fraction(event["provider_equity"]), int(event.get("leverage") or 1))  # fmt: skip
+            fills[event["provider"]].append(f)
+            marks[f.symbol] = f.price
+        elif event["type"] == "mark":
+            marks[event["symbol"]] = Fraction(event["price"])
+    out = []
+    for p in engine.providers:
+        rels = [r for r in engine.relationships.values() if r.provider == p]
+        live = [r for r in rels if r.status != "stopped"]
+        stats = provider_statistics(fills[p], marks, until)
+        out.append({
+            "provider": p,
+            "as_of": stats["as_of"],
+            "strategy": stats["strategy"],
+            "max_leverage": stats["max_leverage"],
+            "followers": len(live),
+            "aum": format_decimal(sum((engine.equity(r) for r in live), Fraction(0))),
+            "copiers_pnl": format_decimal(ended[p] + sum((engine.equity(r) - r.base for r in rels), Fraction(0))),
+            **{k: stats[k] for k in ("open_trades", "unrealized_pnl", "risk_class", "risk_level", "periods",
+                                     "equity_curve")},
+        })  # fmt: skip
+    return out
