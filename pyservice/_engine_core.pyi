@@ -18,6 +18,7 @@ __all__ = [
     "check_control",
     "decode_reports",
     "decode_venue",
+    "event_times",
     "order_rows",
     "replay_jsonl",
     "start_helper",
@@ -30,10 +31,13 @@ class FrameError(CopyEngineError):
     """A venue frame that breaks the protocol (docs/protocol.md)."""
 
 class ScenarioError(CopyEngineError):
-    """The file is not a valid scenario (format v1)."""
+    """The file is not a valid scenario (docs/scenario-format.md)."""
 
 def replay_jsonl(text: str) -> str:
     """Replay a scenario file's text; returns its JSON Lines output."""
+
+def event_times(text: str) -> list[int]:
+    """The time (µs since the epoch) each event of a scenario counts at."""
 
 def start_helper() -> bool:
     """Start the thread that takes half of every big fan-out and frame (it starts with
@@ -68,6 +72,10 @@ class Engine:
     @staticmethod
     def from_scenario(text: str) -> Engine:
         """Build from a scenario's text; its events (if any) are applied, errors ignored."""
+    @staticmethod
+    def from_header(text: str) -> Engine:
+        """Build from a scenario's header only (its events are not applied); `apply` then
+        follows the file's version (a version 2 event's `time` moves the clock)."""
     def apply(self, seq: int, event_json: str) -> Batch:
         """Apply one event (a JSON object text) at input position `seq`."""
     @property

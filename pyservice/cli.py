@@ -302,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     replay = sub.add_parser("replay", help="run the engine core over a scenario file, print every outcome")
-    replay.add_argument("scenario", help="scenario JSON (format v1, see docs/scenario-format.md)")
+    replay.add_argument("scenario", help="scenario JSON (format v2 or v1, see docs/scenario-format.md)")
     replay.set_defaults(func=_replay)
 
     stats = sub.add_parser(

@@ -1,4 +1,4 @@
-"""Plain-Python reference implementation of scenario format v1.
+"""Plain-Python reference implementation of scenario format v2 (and v1).
 
 This module is the executable spec for ``docs/scenario-format.md``. It follows
 that file's rules, order of checks and messages literally, so that its records can be
@@ -13,7 +13,8 @@ It is written to be read, not to be fast:
   (exactly equivalent, see ``_max_loss_candidates``), so no quadratic scans.
 
 Public API: ``replay(text)``, ``ReferenceEngine`` (``from_scenario``, ``apply``,
-``portfolios``), ``ScenarioError``, ``format_decimal``, ``client_order_id``.
+``portfolios``, ``now_us``), ``event_times``, ``parse_time``, ``format_time``,
+``ScenarioError``, ``format_decimal``, ``client_order_id``.
 
 Choices where docs/scenario-format.md is silent (kept in sync with the Rust core):
 
@@ -27,18 +28,20 @@ Choices where docs/scenario-format.md is silent (kept in sync with the Rust core
 * an invalid file (header): checks and messages are those of
   ``ReferenceEngine.from_scenario`` and ``replay`` below, in this order: JSON, an
   object, unknown top-level key, ``version`` (present, even null, must be the JSON
-  integer 1), ``instruments`` (each: ``instruments[i]: <message>``), ``providers``
+  integer 1 or 2), ``instruments`` (each: ``instruments[i]: <message>``), ``providers``
   (``providers[i]: <message>``), ``platform`` (``platform: <message>``; null = absent),
   and last ``events`` (an array).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -49,7 +52,10 @@ __all__ = [
     "ReferenceEngine",
     "ScenarioError",
     "client_order_id",
+    "event_times",
     "format_decimal",
+    "format_time",
+    "parse_time",
     "replay",
 ]
 
@@ -193,6 +199,74 @@ def _load_json(text: str) -> Any:
         return value
     except (ValueError, RecursionError) as error:
         raise ScenarioError(f"not JSON: {error}") from None
+
+
+# --------------------------------------------------------------------------- event time
+#
+# A version 2 event's ``time``: RFC 3339 in UTC, one form only, as an integer of
+# microseconds since the Unix epoch (docs/scenario-format.md "Event time").
+
+# [0-9], not \d: \d also matches other scripts' digits
+TIME_PATTERN = re.compile(r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,6}))?Z")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+TIME_FORM = "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"
+
+
+def parse_time(text: str) -> int | None:
+    """Microseconds since the epoch, or None if ``text`` is not exactly that form of a
+    real date and time (datetime refuses year 0, February 29 of a common year, hour 24
+    and second 60)."""
+    match = TIME_PATTERN.fullmatch(text)
+    if match is None:
+        return None
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    try:
+        at = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError:
+        return None
+    fraction = match.group(7) or ""
+    return (at - EPOCH) // timedelta(microseconds=1) + int(fraction.ljust(6, "0"))
+
+
+def format_time(us: int) -> str:
+    """Canonical text: the fraction only when it is not zero, without trailing zeros."""
+    at = EPOCH + timedelta(microseconds=us)
+    text = at.strftime("%Y-%m-%dT%H:%M:%S")
+    if at.microsecond:
+        text += "." + f"{at.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def event_time(version: int, event: Any, now: int) -> int:
+    """The time an event counts at, given its predecessor's ``now`` (checked before
+    anything else of the event, which may still be invalid); _Invalid if its ``time``
+    is not a string, not a time or earlier than ``now``."""
+    if version < 2 or not isinstance(event, dict) or event.get("time") is None:
+        return now
+    text = event["time"]
+    if not isinstance(text, str):
+        raise _Invalid("field 'time' must be a string")
+    at = parse_time(text)
+    if at is None:
+        raise _Invalid(f"field 'time' is not a time: '{text}' ({TIME_FORM})")
+    if at < now:
+        raise _Invalid(f"time {format_time(at)} is before the previous event's time {format_time(now)}")
+    return at
+
+
+def event_times(scenario: str | dict[str, Any]) -> list[int]:
+    """The time each event of a scenario (its text or its parsed object) counts at: the
+    clock after the event's time check (an invalid or earlier time leaves the previous
+    one). ScenarioError for an invalid file."""
+    obj = _load_json(scenario) if isinstance(scenario, str) else scenario
+    engine = ReferenceEngine.from_scenario(obj)
+    times = []
+    now = 0
+    for event in _array(obj, "events"):
+        with contextlib.suppress(_Invalid):  # an invalid time leaves the clock
+            now = event_time(engine.version, event, now)
+        times.append(now)
+    return times
 
 
 # --------------------------------------------------------------------------- field checks
@@ -417,8 +491,12 @@ PLATFORM_FIELDS = (
 SCENARIO_KEYS = ("version", "instruments", "providers", "events", "platform")
 
 
-def parse_event(event: Any) -> tuple[str, dict[str, Any]]:
-    """Validation steps 1-4 of docs/scenario-format.md: returns (type, field values)."""
+def parse_event(event: Any, extra_keys: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
+    """Validation steps 1 and 3-5 of docs/scenario-format.md (step 2, the time, is
+    ``event_time``): returns (type, field values).
+
+    ``extra_keys`` are known besides the type's fields (a version 2 file's ``time``,
+    checked before)."""
     if not isinstance(event, dict):
         raise _Invalid("event must be an object")
     event_type = event.get("type")
@@ -428,7 +506,7 @@ def parse_event(event: Any) -> tuple[str, dict[str, Any]]:
         raise _Invalid("field 'type' must be a string")
     if event_type not in EVENT_FIELDS:
         raise _Invalid(f"unknown event type '{event_type}'")
-    values = _parse_fields(event, EVENT_FIELDS[event_type], event_type, ("type",))
+    values = _parse_fields(event, EVENT_FIELDS[event_type], event_type, ("type", *extra_keys))
     return event_type, values
 
 
@@ -453,7 +531,7 @@ class Platform:
 
 
 def _check_top_level(obj: Any) -> dict[str, Any]:
-    """An object, with known keys only, and version 1 if present."""
+    """An object, with known keys only, and version 1 or 2 if present."""
     if not isinstance(obj, dict):
         raise ScenarioError("the scenario must be a JSON object")
     for key in obj:
@@ -461,8 +539,8 @@ def _check_top_level(obj: Any) -> dict[str, Any]:
             raise ScenarioError(f"unknown field '{key}'")
     if "version" in obj:
         version = obj["version"]
-        if isinstance(version, bool) or not isinstance(version, int) or version != 1:
-            raise ScenarioError("unsupported version (this engine reads version 1)")
+        if isinstance(version, bool) or not isinstance(version, int) or version not in (1, 2):
+            raise ScenarioError("unsupported version (this engine reads versions 1 and 2)")
     return obj
 
 
@@ -621,7 +699,10 @@ class ReferenceEngine:
         instruments: list[Instrument],
         providers: list[str],
         platform: Platform | None = None,
+        version: int = 1,
     ) -> None:
+        self.version = version  # 2: events may carry a time
+        self.now_us = 0  # the time of the latest event (µs since the epoch)
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in instruments}
         self.providers: dict[str, Provider] = {p: Provider(p) for p in providers}
         self.platform = platform or Platform()
@@ -671,7 +752,7 @@ class ReferenceEngine:
                 platform = _parse_platform(obj["platform"])
             except _Invalid as invalid:
                 raise ScenarioError(f"platform: {invalid.message}") from None
-        return cls(instruments, providers, platform)
+        return cls(instruments, providers, platform, obj.get("version", 1))
 
     # ----------------------------------------------------------------- accounting
 
@@ -744,9 +825,13 @@ class ReferenceEngine:
     # ----------------------------------------------------------------- events
 
     def apply(self, index: int, event: Any) -> list[Record]:
-        """The records of one event (including those of the max-loss check)."""
+        """The records of one event (including those of the max-loss check).
+
+        A version 2 event's time is checked first: a valid one moves the clock even if
+        the rest of the event is invalid."""
         try:
-            event_type, values = parse_event(event)
+            self.now_us = event_time(self.version, event, self.now_us)
+            event_type, values = parse_event(event, ("time",) if self.version >= 2 else ())
             handlers = {
                 "follow": self._follow,
                 "fill": self._fill,

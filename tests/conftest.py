@@ -1,4 +1,4 @@
-"""Shared fixtures: the two implementations of scenario format v1.
+"""Shared fixtures: the two implementations of scenario format v2 (and v1).
 
 ``replay`` is parametrized over ``reference`` (pyservice.reference.replay, plain
 Python) and ``rust`` (pyservice.replay.replay_records, the Rust core). The Rust side

@@ -1,4 +1,4 @@
-"""Hypothesis strategies for random scenario files (format v1, see docs/scenario-format.md).
+"""Hypothesis strategies for random scenario files (formats v1 and v2, see docs/scenario-format.md).
 
 ``scenarios()`` draws a JSON-serializable scenario dict (every number a decimal
 string) meant to exercise every rule: spot and perp instruments with varied grids and
@@ -8,6 +8,11 @@ relationships, so most events are valid and the fills open, add, reduce, close t
 flat and reverse; about 10% of the events are deliberately invalid (bad decimals,
 off-grid values, unknown ids, bad fields, duplicate exec ids, spot going short, ...).
 
+About half the files are version 2, whose events carry times (``timed``): mostly
+moving forward, sometimes absent or null, now and then earlier than the previous one or
+malformed (which makes the event invalid), on valid and invalid events alike. A version 1
+file now and then has a ``time`` on one event (an unknown field there).
+
 The file itself is always valid: only events may be wrong.
 """
 
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
 from hypothesis import strategies as st
@@ -543,11 +549,84 @@ def scenarios(draw: st.DrawFn) -> dict:
             events.append(ev)
 
     scenario: dict = {}
-    if draw(st.booleans()):
-        scenario["version"] = 1
+    version = draw(st.sampled_from([None, 1, 2, 2]))
+    if version is not None:
+        scenario["version"] = version
+    if version == 2:
+        events = timed(draw, events)
+    elif events and draw(st.integers(0, 7)) == 0:
+        i = draw(st.integers(0, len(events) - 1))
+        if isinstance(events[i], dict):
+            events[i] = with_time(draw, events[i], time_text(draw, T_BASE))
     scenario["instruments"] = inst_json
     scenario["providers"] = [{"id": p} for p in providers]
     if platform or draw(st.integers(0, 4)) == 0:
         scenario["platform"] = platform
     scenario["events"] = events
     return scenario
+
+
+# --------------------------------------------------------------------------- event times
+
+T_BASE = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
+SECOND = 1_000_000
+# how far the next timed event moves the clock (0: the same time)
+TIME_STEPS = [0, 1, 999_999, SECOND, 60 * SECOND, 3600 * SECOND, 86400 * SECOND, 7 * 86400 * SECOND + 1]
+BAD_TIMES: list[object] = [
+    "2026-02-29T00:00:00Z",  # not a leap year
+    "2026-01-01T23:59:60Z",
+    "2026-01-01T00:00:00",
+    "2026-01-01T00:00:00z",
+    "2026-01-01 00:00:00Z",
+    "2026-01-01T00:00:00+00:00",
+    "2026-01-01T00:00:00.1234567Z",
+    "2026-01-01T00:00:00Z\n",
+    "",
+    1767225600,
+    True,
+    ["2026-01-01T00:00:00Z"],
+]
+
+
+def time_text(draw: st.DrawFn, us: int) -> str:
+    """RFC 3339 text of ``us`` (local: independent of the engine), with 0-6 fraction
+    digits (as many as needed, or more: trailing zeros are allowed)."""
+    at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=us)
+    digits = f"{at.microsecond:06d}"
+    needed = len(digits.rstrip("0"))
+    places = draw(st.integers(needed, 6))
+    fraction = "." + digits[:places] if places else ""
+    return at.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
+
+
+def with_time(draw: st.DrawFn, event: dict, time: object) -> dict:
+    """The event with ``time`` first or last (the key order decides which unknown field
+    a version 1 file names)."""
+    rest = {k: v for k, v in event.items() if k != "time"}
+    return {"time": time, **rest} if draw(st.booleans()) else {**rest, "time": time}
+
+
+def timed(draw: st.DrawFn, events: list) -> list:
+    """Version 2 events: times mostly moving forward, some missing or null, a few earlier
+    than the clock or malformed (those events become invalid)."""
+    now = 0
+    out = []
+    for event in events:
+        if not isinstance(event, dict):
+            out.append(event)
+            continue
+        how = draw(st.sampled_from(["step"] * 12 + ["none"] * 5 + ["null", "earlier", "malformed"]))
+        if how == "none":
+            out.append(event)
+            continue
+        if how == "null":
+            time: object = None
+        elif how == "earlier" and now > 0:
+            time = time_text(draw, now - draw(st.sampled_from([1, SECOND, 86400 * SECOND])))
+        elif how == "malformed":
+            time = draw(st.sampled_from(BAD_TIMES))
+        else:
+            now = max(now, T_BASE) + draw(st.sampled_from(TIME_STEPS))
+            time = time_text(draw, now)
+        out.append(with_time(draw, event, time))
+    return out

@@ -36,6 +36,15 @@ def test_rust_agrees_with_python_spec(scenario):
         raise AssertionError(_first_difference(actual, expected))
 
 
+@settings(max_examples=150, deadline=None)
+@given(scenarios())
+def test_rust_event_times_agree_with_python_spec(scenario):
+    from pyservice._engine_core import event_times
+
+    text = json.dumps(scenario)
+    assert event_times(text) == reference.event_times(text)
+
+
 @settings(max_examples=100, deadline=None)
 @given(scenarios())
 def test_reference_is_deterministic_with_unique_order_ids(scenario):

@@ -5,6 +5,9 @@ from `strategies.scenarios()` and three invalid files, each with the stdout (or 
 error line) that `copyengine replay` gave for it on commit f87564e. A refactoring that
 changes any record, key order or error message fails here, even where the reference
 changed in step with the engine.
+
+One deliberate change since: with scenario format v2 the version-3 file's error line
+reads `unsupported version (this engine reads versions 1 and 2)` (it said `version 1`).
 """
 
 from __future__ import annotations

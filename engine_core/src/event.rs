@@ -312,6 +312,12 @@ const FOLLOW_FIELDS: &[&str] = &["type", "follower", "provider", "allocation"];
 
 /// Parse one scenario event; `Err` is the event's `error` message.
 pub fn parse_event(v: &Value) -> Result<Event, String> {
+    parse_event_allowing(v, &[])
+}
+
+/// `parse_event` where the keys in `extra` are known too (checked by the caller: a
+/// version 2 scenario's `time`).
+pub fn parse_event_allowing(v: &Value, extra: &[&str]) -> Result<Event, String> {
     let map = v.as_object().ok_or("event must be an object")?;
     let ty = match map.get("type") {
         None | Some(Value::Null) => return Err("missing field 'type'".into()),
@@ -319,12 +325,12 @@ pub fn parse_event(v: &Value) -> Result<Event, String> {
         Some(_) => return Err("field 'type' must be a string".into()),
     };
     let allowed: &[&[&str]] = match ty {
-        "follow" => &[FOLLOW_FIELDS, SETTING_FIELDS],
-        "fill" => &[FILL_FIELDS],
-        "mark" => &[MARK_FIELDS],
-        "deposit" | "withdraw" => &[CASH_FIELDS],
-        "unfollow" | "pause" | "resume" => &[PAIR_FIELDS],
-        "settings" => &[PAIR_FIELDS, SETTING_FIELDS],
+        "follow" => &[FOLLOW_FIELDS, SETTING_FIELDS, extra],
+        "fill" => &[FILL_FIELDS, extra],
+        "mark" => &[MARK_FIELDS, extra],
+        "deposit" | "withdraw" => &[CASH_FIELDS, extra],
+        "unfollow" | "pause" | "resume" => &[PAIR_FIELDS, extra],
+        "settings" => &[PAIR_FIELDS, SETTING_FIELDS, extra],
         _ => return Err(format!("unknown event type '{ty}'")),
     };
     let f = Fields::new(map);

@@ -24,6 +24,8 @@ pub mod portfolio;
 pub mod risk;
 /// Copy sizing and limit prices.
 pub mod sizing;
+/// Venue time as RFC 3339 text (µs since the epoch, UTC).
+pub mod venue_time;
 /// Live mode's working orders (the vocabulary is in its module comment).
 pub mod working;
 

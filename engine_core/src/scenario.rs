@@ -1,14 +1,16 @@
-//! Scenario files (format v1): the header builds an engine, the events are replayed and
-//! every outcome becomes one JSON record (docs/scenario-format.md "Output records").
+//! Scenario files (format v1 and v2): the header builds an engine, the events are
+//! replayed and every outcome becomes one JSON record (docs/scenario-format.md "Output
+//! records"). Version 2 events may carry a `time` that moves the engine's venue clock.
 
 use std::collections::HashSet;
 
 use serde_json::{json, Map, Value};
 
 use crate::engine::{Engine, PortfolioView};
-use crate::event::{parse_event, DecimalRange, Fields};
+use crate::event::{parse_event, parse_event_allowing, DecimalRange, Fields};
 use crate::fixed::{Price, Qty};
 use crate::model::{Instrument, Kind, Platform, Record};
+use crate::venue_time;
 
 /// Why a file is not a valid scenario (the replay exits non-zero with it).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +27,87 @@ impl std::error::Error for ScenarioError {}
 pub struct Scenario {
     pub engine: Engine,
     pub events: Vec<Value>,
+    pub version: Version,
+}
+
+/// A scenario file's format version: what its events may say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    /// No `time`: every event is at the epoch.
+    V1,
+    /// Events may carry `time` (docs/scenario-format.md "Event time").
+    V2,
+}
+
+impl Version {
+    /// The event keys the version adds to every type's fields.
+    fn extra_fields(self) -> &'static [&'static str] {
+        match self {
+            Version::V1 => &[],
+            Version::V2 => &["time"],
+        }
+    }
+}
+
+/// The time an event counts at, given the time `now` of its predecessor: its own `time`
+/// (version 2), or `now` without one. An `Err` is the event's `error` record: a time
+/// that is not a string, not a time, or earlier than `now` (the event then counts at
+/// `now` and changes nothing). Only the time is looked at: the rest of the event may
+/// still be invalid.
+pub fn event_time(version: Version, raw: &Value, now: i64) -> Result<i64, String> {
+    let time = match (version, raw) {
+        (Version::V2, Value::Object(map)) => map.get("time"),
+        _ => None,
+    };
+    let text = match time {
+        None | Some(Value::Null) => return Ok(now),
+        Some(Value::String(s)) => s,
+        Some(_) => return Err("field 'time' must be a string".into()),
+    };
+    let t = venue_time::parse(text).ok_or_else(|| {
+        format!("field 'time' is not a time: '{text}' (YYYY-MM-DDTHH:MM:SS[.ffffff]Z)")
+    })?;
+    if t < now {
+        return Err(format!(
+            "time {} is before the previous event's time {}",
+            venue_time::format(t),
+            venue_time::format(now)
+        ));
+    }
+    Ok(t)
+}
+
+/// Apply one raw event of a `version` file at input position `seq`: its time first (a
+/// valid one moves the engine's clock even if the rest of the event is invalid), then
+/// the event. Returns its records.
+pub fn apply_event<'e>(
+    engine: &'e mut Engine,
+    version: Version,
+    seq: u64,
+    raw: &Value,
+) -> &'e [Record] {
+    match event_time(version, raw, engine.now_us()) {
+        // never earlier than the clock here, so no correction is counted
+        Ok(t) => engine.advance_clock(t),
+        Err(message) => return engine.record_error(message),
+    };
+    engine.apply_parsed(seq, parse_event_allowing(raw, version.extra_fields()))
+}
+
+/// The time (µs since the epoch) each event of a scenario counts at: the clock after
+/// the event's time check (an invalid or earlier time leaves its predecessor's).
+pub fn event_times(text: &str) -> Result<Vec<i64>, ScenarioError> {
+    let Scenario {
+        events, version, ..
+    } = parse(text)?;
+    let mut now = 0;
+    Ok(events
+        .iter()
+        .map(|raw| {
+            now = event_time(version, raw, now).unwrap_or(now);
+            now
+        })
+        .collect())
 }
 
 fn bad(msg: impl Into<String>) -> ScenarioError {
@@ -57,9 +140,15 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     }) {
         return Err(bad(format!("unknown field '{k}'")));
     }
-    if top.get("version").is_some_and(|v| v.as_u64() != Some(1)) {
-        return Err(bad("unsupported version (this engine reads version 1)"));
-    }
+    let version = match top.get("version").map(Value::as_u64) {
+        None | Some(Some(1)) => Version::V1,
+        Some(Some(2)) => Version::V2,
+        Some(_) => {
+            return Err(bad(
+                "unsupported version (this engine reads versions 1 and 2)",
+            ))
+        }
+    };
     let mut instruments = Vec::new();
     let mut symbols = HashSet::new();
     for (i, v) in array(&top, "instruments")?.iter().enumerate() {
@@ -83,6 +172,7 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
     Ok(Scenario {
         engine: Engine::new(instruments, providers, platform),
         events,
+        version,
     })
 }
 
@@ -262,14 +352,15 @@ pub fn replay(text: &str) -> Result<Vec<Value>, ScenarioError> {
 
 /// Replay a parsed scenario (an engine configured by the caller).
 pub fn run(scenario: Scenario) -> Vec<Value> {
-    let Scenario { mut engine, events } = scenario;
+    let Scenario {
+        mut engine,
+        events,
+        version,
+    } = scenario;
     let mut out = Vec::new();
     for (i, raw) in events.iter().enumerate() {
         let seq = i as u64;
-        match parse_event(raw) {
-            Ok(ev) => engine.apply(seq, &ev),
-            Err(msg) => engine.record_error(msg),
-        };
+        apply_event(&mut engine, version, seq, raw);
         out.extend(
             engine
                 .records()
@@ -308,4 +399,121 @@ pub fn replay_jsonl(text: &str) -> Result<String, ScenarioError> {
         s.push('\n');
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+    /// 2026-01-01T00:00:00Z
+    const T0: i64 = 1_767_225_600 * S;
+
+    fn file(version: u8, events: &[Value]) -> String {
+        json!({
+            "version": version,
+            "instruments": [{"symbol": "BTC", "kind": "spot", "tick": "0.01", "step": "0.001",
+                             "min_qty": "0", "min_notional": "0"}],
+            "providers": [{"id": "P"}],
+            "events": events,
+        })
+        .to_string()
+    }
+
+    fn errors(text: &str) -> Vec<String> {
+        replay(text)
+            .unwrap()
+            .iter()
+            .filter(|r| r["kind"] == "error")
+            .map(|r| format!("{}: {}", r["event"], r["message"].as_str().unwrap()))
+            .collect()
+    }
+
+    #[test]
+    fn version_2_times_move_the_clock_and_are_checked_first() {
+        let events = [
+            json!({"type": "mark", "symbol": "BTC", "price": "1"}),
+            json!({"time": "2026-01-01T00:00:00Z", "type": "mark", "symbol": "BTC", "price": "1"}),
+            json!({"type": "mark", "symbol": "BTC", "price": "1"}),
+            // valid time, invalid event: the clock moves anyway
+            json!({"type": "nope", "time": "2026-01-01T00:00:01.5Z"}),
+            json!({"type": "mark", "symbol": "BTC", "price": "1", "time": "2026-01-01T00:00:01Z"}),
+            json!({"type": "mark", "time": 5}),
+            json!({"time": "2026-01-01T00:00:02+00:00"}),
+            json!("not an object"),
+            json!({"type": "mark", "symbol": "BTC", "price": "1", "time": null}),
+            json!({"type": "mark", "symbol": "BTC", "price": "1", "time": "2026-01-01T00:00:01.5Z"}),
+        ];
+        let text = file(2, &events);
+        assert_eq!(
+            event_times(&text).unwrap(),
+            [
+                0,
+                T0,
+                T0,
+                T0 + 3 * S / 2,
+                T0 + 3 * S / 2,
+                T0 + 3 * S / 2,
+                T0 + 3 * S / 2,
+                T0 + 3 * S / 2,
+                T0 + 3 * S / 2,
+                T0 + 3 * S / 2
+            ]
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "3: unknown event type 'nope'",
+                "4: time 2026-01-01T00:00:01Z is before the previous event's time 2026-01-01T00:00:01.5Z",
+                "5: field 'time' must be a string",
+                "6: field 'time' is not a time: '2026-01-01T00:00:02+00:00' (YYYY-MM-DDTHH:MM:SS[.ffffff]Z)",
+                "7: event must be an object",
+            ]
+        );
+        let mut scenario = parse(&text).unwrap();
+        assert_eq!(scenario.version, Version::V2);
+        for (i, raw) in scenario.events.iter().enumerate() {
+            apply_event(&mut scenario.engine, scenario.version, i as u64, raw);
+        }
+        assert_eq!(scenario.engine.now_us(), T0 + 3 * S / 2);
+        assert_eq!(scenario.engine.clock_corrections(), 0);
+    }
+
+    #[test]
+    fn a_time_before_the_epoch_is_before_the_first_events_time() {
+        let text = file(2, &[json!({"time": "1969-12-31T23:59:59Z"})]);
+        assert_eq!(
+            errors(&text),
+            ["0: time 1969-12-31T23:59:59Z is before the previous event's time 1970-01-01T00:00:00Z"]
+        );
+        assert_eq!(event_times(&text).unwrap(), [0]);
+    }
+
+    #[test]
+    fn version_1_knows_no_time() {
+        let ev =
+            json!({"type": "mark", "symbol": "BTC", "price": "1", "time": "2026-01-01T00:00:00Z"});
+        for version in [Some(1), None] {
+            let mut top: Value = serde_json::from_str(&file(1, std::slice::from_ref(&ev))).unwrap();
+            if version.is_none() {
+                top.as_object_mut().unwrap().remove("version");
+            }
+            let text = top.to_string();
+            assert_eq!(errors(&text), ["0: unknown field 'time' for mark"]);
+            assert_eq!(event_times(&text).unwrap(), [0]);
+        }
+    }
+
+    #[test]
+    fn only_versions_1_and_2() {
+        for v in ["3", "0", "\"2\"", "2.0", "true", "null"] {
+            let text =
+                format!(r#"{{"version": {v}, "instruments": [], "providers": [], "events": []}}"#);
+            assert_eq!(
+                event_times(&text).unwrap_err().0,
+                "unsupported version (this engine reads versions 1 and 2)",
+                "{v}"
+            );
+        }
+    }
 }

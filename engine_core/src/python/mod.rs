@@ -2,7 +2,7 @@
 //! with the GIL released (a frame is decoded without it above 64 KiB); batches stay Rust vectors until Python asks to render them.
 //! The files mirror the core's modules and only convert: the rules are in the core.
 //!
-//! - `scenario`: `Engine`, `Batch`, `replay_jsonl` (scenario runs);
+//! - `scenario`: `Engine`, `Batch`, `replay_jsonl`, `event_times` (scenario runs);
 //! - `engine`: `LiveEngine` and its `Outcome` (the daemon's engine in live mode);
 //! - `inbound`: `decode_venue`, `Execution`, `Mark`, `InstrumentDef` (every venue log
 //!   entry decoded from its payload; fills and rejects come back as `Reports`);
@@ -35,7 +35,7 @@ create_exception!(
     _engine_core,
     ScenarioError,
     CopyEngineError,
-    "The file is not a valid scenario (format v1)."
+    "The file is not a valid scenario (docs/scenario-format.md)."
 );
 create_exception!(
     _engine_core,

@@ -1,4 +1,5 @@
-//! `Engine`, `Batch` and `replay_jsonl`: scenario runs (`crate::scenario`) from Python.
+//! `Engine`, `Batch`, `replay_jsonl` and `event_times`: scenario runs (`crate::scenario`)
+//! from Python.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -7,9 +8,8 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
 use crate::engine::Engine;
-use crate::event::parse_event;
 use crate::model::Record;
-use crate::scenario::{self, record_json};
+use crate::scenario::{self, record_json, Version};
 
 use super::ScenarioError;
 
@@ -17,6 +17,13 @@ use super::ScenarioError;
 #[pyfunction]
 fn replay_jsonl(py: Python<'_>, text: &str) -> PyResult<String> {
     py.detach(|| scenario::replay_jsonl(text))
+        .map_err(|e| ScenarioError::new_err(e.0))
+}
+
+/// The time (µs since the epoch) each event of a scenario counts at.
+#[pyfunction]
+fn event_times(py: Python<'_>, text: &str) -> PyResult<Vec<i64>> {
+    py.detach(|| scenario::event_times(text))
         .map_err(|e| ScenarioError::new_err(e.0))
 }
 
@@ -90,6 +97,8 @@ impl Batch {
 #[pyclass(name = "Engine", module = "pyservice._engine_core")]
 struct PyEngine {
     inner: Engine,
+    /// The scenario file's version: the time rule `apply` follows.
+    version: Version,
     pool: Pool,
     id: u64,
 }
@@ -102,20 +111,14 @@ impl PyEngine {
     /// Build from a scenario's text; its events (if any) are applied, errors ignored.
     #[staticmethod]
     fn from_scenario(py: Python<'_>, text: &str) -> PyResult<Self> {
-        py.detach(|| {
-            let scenario::Scenario { mut engine, events } = scenario::parse(text)?;
-            for (i, raw) in events.iter().enumerate() {
-                if let Ok(ev) = parse_event(raw) {
-                    engine.apply(i as u64, &ev);
-                }
-            }
-            Ok(Self {
-                inner: engine,
-                pool: Pool::default(),
-                id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
-            })
-        })
-        .map_err(|e: scenario::ScenarioError| ScenarioError::new_err(e.0))
+        Self::build(py, text, true)
+    }
+
+    /// Build from a scenario's header only (its events are not applied); `apply` then
+    /// follows the file's version (a version 2 event's `time` moves the clock).
+    #[staticmethod]
+    fn from_header(py: Python<'_>, text: &str) -> PyResult<Self> {
+        Self::build(py, text, false)
     }
 
     /// Apply one event (a JSON object text) at input position `seq`.
@@ -129,11 +132,12 @@ impl PyEngine {
             .and_then(|mut p| p.pop())
             .unwrap_or_default();
         let pool = self.pool.clone();
+        let version = self.version;
         py.detach(|| {
-            let parsed = serde_json::from_str(event_json)
-                .map_err(|e| format!("not JSON: {e}"))
-                .and_then(|v| parse_event(&v));
-            engine.apply_parsed(seq, parsed);
+            match serde_json::from_str(event_json) {
+                Ok(raw) => scenario::apply_event(engine, version, seq, &raw),
+                Err(e) => engine.record_error(format!("not JSON: {e}")),
+            };
             Batch {
                 seq,
                 records: engine.swap_records(spare),
@@ -179,8 +183,34 @@ impl PyEngine {
     }
 }
 
+impl PyEngine {
+    /// The engine of a scenario's header, with its events applied if `with_events`.
+    fn build(py: Python<'_>, text: &str, with_events: bool) -> PyResult<Self> {
+        py.detach(|| {
+            let scenario::Scenario {
+                mut engine,
+                events,
+                version,
+            } = scenario::parse(text)?;
+            if with_events {
+                for (i, raw) in events.iter().enumerate() {
+                    scenario::apply_event(&mut engine, version, i as u64, raw);
+                }
+            }
+            Ok(Self {
+                inner: engine,
+                version,
+                pool: Pool::default(),
+                id: NEXT_ENGINE_ID.fetch_add(1, Ordering::Relaxed),
+            })
+        })
+        .map_err(|e: scenario::ScenarioError| ScenarioError::new_err(e.0))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(replay_jsonl, m)?)?;
+    m.add_function(wrap_pyfunction!(event_times, m)?)?;
     m.add_class::<PyEngine>()?;
     m.add_class::<Batch>()?;
     Ok(())
