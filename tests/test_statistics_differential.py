@@ -49,7 +49,7 @@ def assert_same(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> None:
         assert list(g.items()) == list(w.items())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=120, deadline=None)
 @given(timed_scenarios())
 def test_stats_agree_with_the_definitions(case: tuple[dict[str, Any], int | None]):
     scenario, as_of = case
@@ -57,9 +57,13 @@ def test_stats_agree_with_the_definitions(case: tuple[dict[str, Any], int | None
     assert_same(scenario_statistics(text, as_of), spec.scenario_statistics(text, as_of))
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(scenarios())
 def test_version_1_scenarios_count_at_time_zero(scenario: dict[str, Any]):
+    scenario["version"] = 1
+    for ev in scenario["events"]:
+        if isinstance(ev, dict):
+            ev.pop("time", None)
     text = json.dumps(scenario)
     got = scenario_statistics(text)
     assert all(r["as_of"] == "1970-01-01T00:00:00Z" for r in got)

@@ -204,7 +204,7 @@ def test_the_command_prints_one_line_per_provider_in_order(tmp_path):
     assert list(lines[0]["periods"]) == ["7d", "30d", "90d", "all"]
     assert list(lines[0]["periods"]["all"]) == ["trades", "wins", "losses", "win_rate", "pnl", "roi", "best_trade",
                                                 "worst_trade", "max_drawdown", "volatility", "sharpe"]  # fmt: skip
-    assert lines[0]["periods"]["all"]["roi"] == "0.1"
+    assert lines[0]["periods"]["all"]["roi"] == "0.01"  # +10 on 1,000
     only = run_cli(str(path), "--provider", "Q", "--as-of", "2026-11-02T00:30:00Z")
     assert [json.loads(x)["as_of"] for x in only.stdout.splitlines()] == ["2026-11-02T00:30:00Z"]
 

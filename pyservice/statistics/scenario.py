@@ -31,7 +31,7 @@ def scenario_statistics(text: str, as_of: int | None = None) -> list[dict[str, A
     for seq, (event, at) in enumerate(zip(doc["events"], times, strict=True)):
         if at > until:
             break
-        if engine.apply(seq, json.dumps(event)).error() is not None:
+        if engine.apply(seq, json.dumps(event)).error is not None:
             continue  # refused: it changed nothing
         kind = event["type"]
         if kind == "fill":
