@@ -25,7 +25,7 @@ import asyncpg
 
 from pyservice import control
 from pyservice import protocol as P
-from pyservice._engine_core import Execution, InstrumentDef, LiveEngine, Mark, Reports
+from pyservice._engine_core import Execution, InstrumentDef, LiveEngine, Mark
 from pyservice.dispatch import apply_venue_message
 from pyservice.statistics import figures
 from pyservice.statistics.builder import StatisticsBuilder
