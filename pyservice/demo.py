@@ -1,10 +1,14 @@
 """`copyengine demo`: venue-sim and engine as real processes, with a live terminal view.
 
-The view reads only the engine's Prometheus endpoint, as an operator's dashboard would.
+The venue runs simulated time (`--clock`): a day passes every few seconds, so within a
+minute the providers have weeks of history. The view reads the engine's Prometheus
+endpoint, as an operator's dashboard would, and the providers' statistics rows the
+projector keeps in the demo's PostgreSQL, as the leaderboard would.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,12 +19,54 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
 from pyservice import books as B
+from pyservice.store.server import embedded_database
+from pyservice.venue_time import format_time
+
+#: simulated venue seconds per real second: two days a second
+CLOCK = 2 * 86_400
+#: where the simulated venue time starts
+START = "2026-09-01T00:00:00Z"
+
+
+@dataclass
+class Leaderboard:
+    """The providers' 30-day figures as the projector last wrote them."""
+
+    venue_time: int = 0
+    #: (provider, roi, max drawdown, closed trades, followers, aum), by 30d ROI
+    rows: list[tuple[str, str, str, int, int, str]] = field(default_factory=list)
+
+
+async def _leaderboard(dsn: str, limit: int = 8) -> Leaderboard:
+    conn = await asyncpg.connect(dsn, timeout=2)
+    try:
+        at = await conn.fetchval("SELECT max(at_us) FROM projection_state") or 0
+        rows = await conn.fetch(
+            "SELECT provider_id, roi_30d::text, max_drawdown_30d::text, trades_30d, followers, aum::text "
+            "FROM provider_statistics ORDER BY roi_30d DESC, provider_id LIMIT $1",
+            limit,
+        )
+        return Leaderboard(at, [tuple(r) for r in rows])
+    finally:
+        await conn.close()
+
+
+def leaderboard(dsn: str) -> Leaderboard | None:
+    try:
+        return asyncio.run(_leaderboard(dsn))
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return None  # not migrated yet, or starting
+
+
+def _pct(text: str) -> str:
+    return f"{float(text) * 100:+.2f} %"  # display only: the rows hold the exact figures
 
 
 @dataclass
@@ -89,7 +135,20 @@ def _fmt_us(seconds: float | None) -> str:
     return "> 100 ms" if seconds == float("inf") else f"≤ {seconds * 1e6:,.0f} µs"
 
 
-def render(prev: Snapshot | None, cur: Snapshot | None, followers: int) -> Group:
+def render_leaderboard(board: Leaderboard | None) -> Table:
+    title = "providers, last 30 days (venue time)"
+    if board is not None and board.venue_time:
+        title = f"providers, 30 days to {format_time(board.venue_time)[:16].replace('T', ' ')} (venue time)"
+    t = Table(title=title, show_edge=False)
+    for name, justify in (("provider", "left"), ("ROI", "right"), ("max drawdown", "right"), ("trades", "right"),
+                          ("followers", "right"), ("AUM", "right")):  # fmt: skip
+        t.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for p, roi, dd, trades, followers, aum in board.rows if board is not None else []:
+        t.add_row(p, _pct(roi), f"{float(dd) * 100:.2f} %", f"{trades:,}", f"{followers:,}", f"{float(aum):,.2f}")
+    return t
+
+
+def render(prev: Snapshot | None, cur: Snapshot | None, followers: int, board: Leaderboard | None = None) -> Group:
     head = Table.grid(padding=(0, 2))
     if cur is None:
         head.add_row("waiting for the engine's metrics ...")
@@ -128,7 +187,7 @@ def render(prev: Snapshot | None, cur: Snapshot | None, followers: int) -> Group
         top.add_row(name, f"{n:,.0f}")
     row = Table.grid(padding=(0, 4))
     row.add_row(skips, top)
-    return Group(head, row)
+    return Group(head, row, render_leaderboard(board))
 
 
 #: how long the engine (and its embedded PostgreSQL) may take to start
@@ -143,6 +202,7 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
         py = sys.executable
         # the demo's own embedded PostgreSQL, so it never touches a database of yours
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        db = embedded_database(d / "pg")
         engine = subprocess.Popen(
             [
                 py,
@@ -153,8 +213,8 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
                 str(books),
                 "--listen",
                 sock,
-                "--data-dir",
-                str(d / "pg"),
+                "--database",
+                db.dsn,
                 "--metrics-port",
                 str(metrics_port),
                 "--log-format",
@@ -179,6 +239,10 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
             str(d / "orders.jsonl"),
             "--partial-fill-pct",
             "10",
+            "--clock",
+            str(CLOCK),
+            "--start",
+            START,
         ]
         venue = subprocess.Popen(venue_args, stderr=open(d / "venue.log", "wb"), start_new_session=True)
         # `duration` counts from the engine's first answer: starting PostgreSQL on a busy
@@ -199,7 +263,7 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
                     elif cur is None and time.monotonic() > start_by:
                         print(f"the engine did not start within {START_TIMEOUT_S} s; logs:", d, file=sys.stderr)
                         break
-                    live.update(render(prev, cur, followers))
+                    live.update(render(prev, cur, followers, leaderboard(db.dsn) if cur is not None else None))
                     if engine.poll() is not None or venue.poll() is not None:
                         print("a demo process exited; logs:", d, file=sys.stderr)
                         break
@@ -214,6 +278,12 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
                     p.wait(timeout=5)
                 except subprocess.TimeoutExpired:
                     p.kill()
+            board = leaderboard(db.dsn)
+            db.stop()
+        if board is not None and board.rows:
+            print(render_leaderboard(board).title)
+            for p_, roi, dd, trades, _f, _a in board.rows:
+                print(f"  {p_}: ROI {_pct(roi)}, max drawdown {float(dd) * 100:.2f} %, {trades} trades")
         if cur is not None:
             print(
                 f"demo: {cur.copy_orders:,.0f} copy orders, {cur.fills:,.0f} fills, "

@@ -38,6 +38,11 @@ def open_database(url: str | None = None, data_dir: Path | None = None) -> Datab
     url = url or os.environ.get("DATABASE_URL")
     if url:
         return Database(url)
+    return embedded_database(data_dir)
+
+
+def embedded_database(data_dir: Path | None = None) -> Database:
+    """An embedded server under `data_dir` (started unless it runs)."""
     directory = Path(data_dir or DEFAULT_DATA_DIR)
     directory.mkdir(parents=True, exist_ok=True)
     log.info("no DATABASE_URL: using an embedded PostgreSQL", extra={"data_dir": str(directory)})
