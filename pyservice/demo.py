@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pyservice import books as B
+from pyservice.venue_time import format_time
 
 
 @dataclass
@@ -37,6 +38,8 @@ class Snapshot:
     buckets: list[tuple[float, float]] = field(default_factory=list)
     connected: bool = False
     applied_seq: float = 0.0
+    #: the engine's clock: the venue time of the applied log, seconds since the epoch
+    venue_time: float = 0.0
 
 
 def scrape(port: int) -> Snapshot | None:
@@ -69,6 +72,8 @@ def scrape(port: int) -> Snapshot | None:
                 s.connected = value == 1
             elif name == "copyengine_applied_seq":
                 s.applied_seq = value
+            elif name == "copyengine_venue_time_seconds":
+                s.venue_time = value
     return s
 
 
@@ -106,6 +111,8 @@ def render(prev: Snapshot | None, cur: Snapshot | None, followers: int) -> Group
         f"{cur.applied_seq:,.0f}",
     )
     head.add_row("copies/s", f"{rate:,.0f}", "copy orders", f"{cur.copy_orders:,.0f}", "fills", f"{cur.fills:,.0f}")
+    # whole seconds: the view is for people (µs are in the engine's metric)
+    head.add_row("venue time", format_time(int(cur.venue_time) * 10**6) if cur.venue_time else "-")
     head.add_row(
         "fan-out p50",
         _fmt_us(percentile_bound(cur.buckets, 0.5)),
@@ -135,7 +142,11 @@ def render(prev: Snapshot | None, cur: Snapshot | None, followers: int) -> Group
 START_TIMEOUT_S = 60
 
 
-def run_demo(providers: int, followers: int, duration: float | None, rate: float, metrics_port: int) -> int:
+def run_demo(
+    providers: int, followers: int, duration: float | None, rate: float, metrics_port: int, clock: float = 86400.0
+) -> int:
+    """`clock`: the venue's simulated seconds per real second (a day per second by
+    default, so a short demo makes weeks of history)."""
     with tempfile.TemporaryDirectory(prefix="copyengine-demo-") as tmp:
         d = Path(tmp)
         books = B.write(B.demo_books(providers, followers), d / "books.json")
@@ -179,6 +190,8 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
             str(d / "orders.jsonl"),
             "--partial-fill-pct",
             "10",
+            "--clock",
+            str(clock),
         ]
         venue = subprocess.Popen(venue_args, stderr=open(d / "venue.log", "wb"), start_new_session=True)
         # `duration` counts from the engine's first answer: starting PostgreSQL on a busy
