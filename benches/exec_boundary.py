@@ -36,16 +36,16 @@ PROVIDER, SYMBOL, PRICE, QTY, EQUITY = "bench", "BTCUSDT", "60000", "0.001", "10
 def payloads(n: int) -> list[bytes]:
     """`n` executions' payloads, as the venue sends them: buy, sell, buy, ..."""
     return [
-        P.encode(P.ProviderExecution(3 + i, PROVIDER, f"x{i}", SYMBOL, "sell" if i % 2 else "buy", QTY, PRICE, EQUITY))[
-            4:
-        ]
+        P.encode(
+            P.ProviderExecution(3 + i, 0, PROVIDER, f"x{i}", SYMBOL, "sell" if i % 2 else "buy", QTY, PRICE, EQUITY)
+        )[4:]
         for i in range(n)
     ]
 
 
 def engine(followers: int, reader: P.FrameReader[P.VenueMessage] | P.FrameReader[P.NativeVenueMessage]) -> LiveEngine:
     e = LiveEngine.from_books(json.dumps(bench_books(followers, PROVIDER)))
-    for m in (P.Instrument(1, SYMBOL, "spot", "0.01", "0.00001", "0.00001", "5"), P.MarkPrice(2, SYMBOL, PRICE)):
+    for m in (P.Instrument(1, 0, SYMBOL, "spot", "0.01", "0.00001", "0.00001", "5"), P.MarkPrice(2, 0, SYMBOL, PRICE)):
         msg = reader.decode(P.encode(m)[4:])
         assert not isinstance(msg, P.Hello | P.Heartbeat)
         out = apply_venue_message(e, msg)

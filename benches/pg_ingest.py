@@ -106,7 +106,7 @@ async def _journal(conn: asyncpg.Connection) -> None:
     rnd = random.Random(2)
     alphabet = string.ascii_letters + string.digits
     fills = [P.Fill("".join(rnd.choice(alphabet) for _ in range(22)), "0.00123", "60000.5") for _ in range(BATCH)]
-    payload = P.encode(P.CopyFills(5, fills))[4:]
+    payload = P.encode(P.CopyFills(5, 0, fills))[4:]
     modes = {
         "pglz (default)": "SET COMPRESSION pglz",
         "lz4": "SET COMPRESSION lz4",

@@ -121,6 +121,9 @@ class Reports:
     @property
     def seq(self) -> int: ...
     @property
+    def ts(self) -> int:
+        """The venue's time of the event, µs since the Unix epoch (UTC)."""
+    @property
     def kind(self) -> Literal["fills", "rejects"]: ...
     def __len__(self) -> int: ...
     def entries(self) -> list[list[str]]:
@@ -146,6 +149,9 @@ class Execution:
         """The message's tag, "exec"."""
     @property
     def seq(self) -> int: ...
+    @property
+    def ts(self) -> int:
+        """The venue's time of the event, µs since the Unix epoch (UTC)."""
     @property
     def provider(self) -> str: ...
     @property
@@ -173,6 +179,9 @@ class Mark:
     @property
     def seq(self) -> int: ...
     @property
+    def ts(self) -> int:
+        """The venue's time of the event, µs since the Unix epoch (UTC)."""
+    @property
     def symbol(self) -> str: ...
     @property
     def price(self) -> str: ...
@@ -186,6 +195,9 @@ class InstrumentDef:
         """The message's tag, "instrument"."""
     @property
     def seq(self) -> int: ...
+    @property
+    def ts(self) -> int:
+        """The venue's time of the event, µs since the Unix epoch (UTC)."""
     @property
     def symbol(self) -> str: ...
     @property
@@ -233,9 +245,18 @@ class LiveEngine:
         """The engine a `snapshot` was taken of; CopyEngineError for bytes that are not a
         snapshot of this engine version."""
     def instrument(
-        self, seq: int, symbol: str, kind: str, tick: str, step: str, min_qty: str, min_notional: str
+        self,
+        seq: int,
+        symbol: str,
+        kind: str,
+        tick: str,
+        step: str,
+        min_qty: str,
+        min_notional: str,
+        *,
+        ts: int | None = None,
     ) -> Outcome: ...
-    def mark(self, seq: int, symbol: str, price: str) -> Outcome: ...
+    def mark(self, seq: int, symbol: str, price: str, *, ts: int | None = None) -> Outcome: ...
     def execute(
         self,
         seq: int,
@@ -247,23 +268,29 @@ class LiveEngine:
         price: str,
         provider_equity: str,
         leverage: int | None = None,
+        *,
+        ts: int | None = None,
     ) -> Outcome:
         """A provider execution: one fan-out over the provider's book. Leverage None is 1;
         a leverage outside
         1..=125 (however large) is an error in the outcome; `seq`, here and in every
-        method, is the caller's counter and must fit in 64 bits (else OverflowError)."""
-    def fills(self, seq: int, fills: Sequence[tuple[str, str, str]]) -> Outcome:
+        method, is the caller's counter and must fit in 64 bits (else OverflowError).
+        `ts`, here and in `instrument`, `mark`, `fills` and `rejects`: the message's venue
+        time, which the clock advances to first (see `now_us`); None leaves the clock."""
+    def fills(self, seq: int, fills: Sequence[tuple[str, str, str]], *, ts: int | None = None) -> Outcome:
         """The venue's fill reports: (client_order_id, qty, price) each."""
-    def rejects(self, seq: int, rejects: Sequence[tuple[str, str]]) -> Outcome:
+    def rejects(self, seq: int, rejects: Sequence[tuple[str, str]], *, ts: int | None = None) -> Outcome:
         """The venue's rejects: (client_order_id, reason) each."""
     def reports(self, reports: Reports) -> Outcome:
-        """A `fills` or `rejects` frame from `decode_venue` (or `decode_reports`), applied like `fills`/`rejects`."""
+        """A `fills` or `rejects` frame from `decode_venue` (or `decode_reports`), applied like
+        `fills`/`rejects` at its `ts`."""
     def control(self, after_seq: int, change: int, text: str) -> Outcome:
         """Apply control change number `change` (JSON, see `check_control`) after venue seq
         `after_seq`; its orders frame, if any, carries `after_seq`."""
     def message(self, msg: Execution | Mark | InstrumentDef) -> Outcome:
         """An `exec`, `mark` or `instrument` message from `decode_venue`, applied like
-        `execute` / `mark` / `instrument` (same rules, same errors), from its typed fields."""
+        `execute` / `mark` / `instrument` (same rules, same errors), from its typed fields,
+        at its `ts` (the engine's clock: an earlier one is corrected and counted)."""
     def resend_working(self, seq: int) -> Outcome:
         """Every working copy order as one frame, to send again after a reconnect."""
     def file_staged(self) -> None:

@@ -128,6 +128,13 @@ def _rate(text: str) -> float:
     return value
 
 
+def _factor(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a clock factor: a finite number > 0")
+    return value
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -288,7 +295,7 @@ def _database_args(p: argparse.ArgumentParser) -> None:
 def _demo(args: argparse.Namespace) -> int:
     from pyservice.demo import run_demo
 
-    return run_demo(args.providers, args.followers, args.duration, args.rate, args.metrics_port)
+    return run_demo(args.providers, args.followers, args.duration, args.rate, args.metrics_port, args.clock)
 
 
 def _venue_sim(argv: list[str]) -> int:
@@ -450,6 +457,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="provider executions per second")
     demo.add_argument("--duration", type=float, help="seconds to trade once the engine is up (default: until Ctrl-C)")
     demo.add_argument("--metrics-port", type=int, default=9464)
+    demo.add_argument(
+        "--clock",
+        type=_factor,
+        default=172800.0,
+        metavar="FACTOR",
+        help="the venue's simulated seconds per real second (default %(default)s: two days a second, "
+        "from 2026-09-01)",
+    )
     demo.set_defaults(func=_demo)
 
     sub.add_parser("venue-sim", help="the venue simulator (see `copyengine venue-sim --help`)", add_help=False)

@@ -83,6 +83,8 @@ class Snapshot:
     buckets: list[tuple[float, float]] = field(default_factory=list)
     connected: bool = False
     applied_seq: float = 0.0
+    #: the engine's clock: the venue time of the applied log, seconds since the epoch
+    venue_time: float = 0.0
 
 
 def scrape(port: int) -> Snapshot | None:
@@ -115,6 +117,8 @@ def scrape(port: int) -> Snapshot | None:
                 s.connected = value == 1
             elif name == "copyengine_applied_seq":
                 s.applied_seq = value
+            elif name == "copyengine_venue_time_seconds":
+                s.venue_time = value
     return s
 
 
@@ -165,6 +169,8 @@ def render(prev: Snapshot | None, cur: Snapshot | None, followers: int, board: L
         f"{cur.applied_seq:,.0f}",
     )
     head.add_row("copies/s", f"{rate:,.0f}", "copy orders", f"{cur.copy_orders:,.0f}", "fills", f"{cur.fills:,.0f}")
+    # whole seconds: the view is for people (µs are in the engine's metric)
+    head.add_row("venue time", format_time(int(cur.venue_time) * 10**6) if cur.venue_time else "-")
     head.add_row(
         "fan-out p50",
         _fmt_us(percentile_bound(cur.buckets, 0.5)),
@@ -194,7 +200,11 @@ def render(prev: Snapshot | None, cur: Snapshot | None, followers: int, board: L
 START_TIMEOUT_S = 60
 
 
-def run_demo(providers: int, followers: int, duration: float | None, rate: float, metrics_port: int) -> int:
+def run_demo(
+    providers: int, followers: int, duration: float | None, rate: float, metrics_port: int, clock: float = CLOCK
+) -> int:
+    """`clock`: the venue's simulated seconds per real second (two days a second by
+    default, from `START`, so a short demo makes weeks of history)."""
     with tempfile.TemporaryDirectory(prefix="copyengine-demo-") as tmp:
         d = Path(tmp)
         books = B.write(B.demo_books(providers, followers), d / "books.json")
@@ -240,7 +250,7 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
             "--partial-fill-pct",
             "10",
             "--clock",
-            str(CLOCK),
+            str(clock),
             "--start",
             START,
         ]

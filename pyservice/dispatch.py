@@ -16,7 +16,8 @@ class UnexpectedMessage(Exception):
 
 
 def apply_venue_message(e: LiveEngine, msg: P.VenueMessage | P.NativeEntry) -> Outcome:
-    """One venue log entry applied to the engine: as the daemon, recovery and the
+    """One venue log entry applied to the engine at its venue time `ts` (the engine's
+    clock: an earlier `ts` is corrected and counted): as the daemon, recovery and the
     projector read it (decoded in Rust, `venue_reader(native_reports=True)`), or as a
     Struct (tests and tools that build messages in Python)."""
     match msg:
@@ -35,13 +36,16 @@ def apply_venue_message(e: LiveEngine, msg: P.VenueMessage | P.NativeEntry) -> O
                 msg.price,
                 msg.provider_equity,
                 msg.leverage,
+                ts=msg.ts,
             )
         case P.CopyFills():
-            return e.fills(msg.seq, msg.fills)
+            return e.fills(msg.seq, msg.fills, ts=msg.ts)
         case P.CopyRejects():
-            return e.rejects(msg.seq, msg.rejects)
+            return e.rejects(msg.seq, msg.rejects, ts=msg.ts)
         case P.MarkPrice():
-            return e.mark(msg.seq, msg.symbol, msg.price)
+            return e.mark(msg.seq, msg.symbol, msg.price, ts=msg.ts)
         case P.Instrument():
-            return e.instrument(msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty, msg.min_notional)
+            return e.instrument(
+                msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty, msg.min_notional, ts=msg.ts
+            )
     raise UnexpectedMessage(f"unexpected message {type(msg).__name__}")

@@ -47,6 +47,16 @@ class EngineMetrics:
         self.protocol_errors = Counter(
             "copyengine_protocol_errors", "Connections dropped for a protocol error, by kind", ["kind"], registry=r
         )
+        self.clock_corrections = Counter(
+            "copyengine_clock_corrections",
+            "Venue log entries stamped earlier than their predecessor (taken at its time)",
+            registry=r,
+        )
+        self.venue_time = Gauge(
+            "copyengine_venue_time_seconds",
+            "Venue time of the applied log (the engine's clock), since the epoch",
+            registry=r,
+        )
         self.reconnects = Counter("copyengine_venue_connections", "Venue connections accepted", registry=r)
         self.connected = Gauge("copyengine_venue_connected", "1 while a venue session is live", registry=r)
         self.applied_seq = Gauge("copyengine_applied_seq", "Last applied venue seq", registry=r)

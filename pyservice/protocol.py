@@ -2,8 +2,8 @@
 
 A frame is a 4-byte big-endian length, then one msgpack message. A message is a msgspec
 tagged-union Struct encoded as an array: `[tag, field, ...]`. Numbers that are money,
-prices or quantities travel as decimal strings; sequence numbers and leverage are
-integers. The engine writes `NewOrders` in Rust (`Engine.execute` returns the finished
+prices or quantities travel as decimal strings; sequence numbers, venue times (`ts`, µs
+since the epoch) and leverage are integers. The engine writes `NewOrders` in Rust (`Engine.execute` returns the finished
 frame); the Structs here decode it, and tests check the two agree byte for byte.
 """
 
@@ -25,6 +25,8 @@ _HEADER = struct.Struct(">I")
 
 # Patterns end in `\Z`, not `$`: in Python's `re`, `$` also matches before a final newline.
 Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+#: A logged message's `ts`: the venue's time of the event, µs since the Unix epoch (UTC).
+Micros = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 #: A non-negative decimal string; the engine applies the exact per-field precision rules.
 Decimal = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}(\.[0-9]{1,16})?\Z")]
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}\Z")]
@@ -37,7 +39,8 @@ class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fiel
 
 
 # venue → engine. Hello and Heartbeat carry the venue's newest seq (they are not part of
-# the log); every other message is a log entry with its own seq, sent again from any seq on Resume.
+# the log); every other message is a log entry with its own seq and the venue's time of
+# it (`ts`), sent again from any seq on Resume.
 
 
 class Hello(_Message, tag="hello", frozen=True):
@@ -48,6 +51,7 @@ class Hello(_Message, tag="hello", frozen=True):
 
 class Instrument(_Message, tag="instrument", frozen=True):
     seq: Seq
+    ts: Micros
     symbol: Name
     kind: Literal["spot", "perp"]
     tick: Decimal
@@ -58,12 +62,14 @@ class Instrument(_Message, tag="instrument", frozen=True):
 
 class MarkPrice(_Message, tag="mark", frozen=True):
     seq: Seq
+    ts: Micros
     symbol: Name
     price: Decimal
 
 
 class ProviderExecution(_Message, tag="exec", frozen=True):
     seq: Seq
+    ts: Micros
     provider: Name
     exec_id: Name
     symbol: Name
@@ -87,6 +93,7 @@ class Fill(NamedTuple):
 
 class CopyFills(_Message, tag="fills", frozen=True):
     seq: Seq
+    ts: Micros
     fills: list[Fill]
 
 
@@ -102,6 +109,7 @@ class Reject(NamedTuple):
 
 class CopyRejects(_Message, tag="rejects", frozen=True):
     seq: Seq
+    ts: Micros
     rejects: list[Reject]
 
 

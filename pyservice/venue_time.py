@@ -1,9 +1,8 @@
-"""Venue time: integers of microseconds since the Unix epoch, UTC, and their text.
+"""Venue time as text: RFC 3339 UTC, `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, and integer
+microseconds since the Unix epoch (what a logged message's `ts` carries).
 
-The engine's only clock is the venue's (`ts` of the venue protocol, `time` of scenario
-format v2); nothing that is part of the state reads the machine's clock. The text is
-RFC 3339 in UTC, `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, printed with the fraction only when it
-is not zero.
+One strict form, so that a time has one spelling: a `Z` zone (no offsets), 1 to 6
+fraction digits, years 1970 and on (`ts` is not negative).
 """
 
 from __future__ import annotations
@@ -11,29 +10,47 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
+#: one UTC day
 DAY_US = 86_400 * 1_000_000
-_TEXT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z\Z", re.ASCII)
+_FORM = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,6}))?Z\Z", re.ASCII)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+def _micros(delta: timedelta) -> int:
+    return (delta.days * 86400 + delta.seconds) * 10**6 + delta.microseconds
+
+
+#: the last time the text form can spell (a `ts` may go on to 2^63 - 1; no time prints beyond this)
+MAX_US = _micros(datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC) - _EPOCH)
+
+
 def parse_time(text: str) -> int:
-    """`YYYY-MM-DDTHH:MM:SS[.ffffff]Z` as µs since the epoch; ValueError otherwise."""
-    m = _TEXT.match(text)
+    """Microseconds since the epoch of `text`; ValueError with the reason if it is not
+    `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`, not a real date and time, or before 1970."""
+    m = _FORM.match(text)
     if m is None:
-        raise ValueError(f"'{text}' is not a time (YYYY-MM-DDTHH:MM:SS[.ffffff]Z)")
+        raise ValueError(f"time {text!r} is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z")
+    year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
     try:
-        year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])
-        at = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
-    except ValueError as exc:
-        raise ValueError(f"'{text}' is not a time ({exc})") from None
-    return (at - _EPOCH) // timedelta(microseconds=1) + int((m.group(7) or "").ljust(6, "0"))
+        when = datetime(year, month, day, hour, minute, second, tzinfo=UTC)
+    except ValueError as exc:  # Feb 30, hour 24, second 60 (a leap second is not a UTC instant here)
+        raise ValueError(f"time {text!r}: {exc}") from None
+    if when < _EPOCH:
+        raise ValueError(f"time {text!r} is before 1970-01-01T00:00:00Z")
+    return _micros(when - _EPOCH) + int((m.group(7) or "0").ljust(6, "0"))
 
 
 def format_time(us: int) -> str:
-    """The text of a venue time: the fraction only when it is not zero, without trailing
-    zeros."""
-    at = _EPOCH + timedelta(microseconds=us)
-    text = at.strftime("%Y-%m-%dT%H:%M:%S")
-    if at.microsecond:
-        text += "." + f"{at.microsecond:06d}".rstrip("0")
+    """`us` as `YYYY-MM-DDTHH:MM:SS[.ffffff]Z`: the fraction only when non-zero, without
+    trailing zeros. ValueError outside 0..=MAX_US (9999-12-31T23:59:59.999999Z)."""
+    if not 0 <= us <= MAX_US:
+        raise ValueError(f"time {us} µs is outside 0..={MAX_US}")
+    seconds, micros = divmod(us, 10**6)
+    days, rest = divmod(seconds, 86400)
+    date = datetime.fromordinal(_EPOCH.toordinal() + days)
+    hh, rest = divmod(rest, 3600)
+    mm, ss = divmod(rest, 60)
+    text = f"{date.year:04d}-{date.month:02d}-{date.day:02d}T{hh:02d}:{mm:02d}:{ss:02d}"
+    if micros:
+        text += "." + f"{micros:06d}".rstrip("0")
     return text + "Z"

@@ -31,6 +31,12 @@ SIDE = st.sampled_from(["buy", "sell"])
 KIND = st.sampled_from(["spot", "perp"])
 REASON = st.sampled_from(["insufficient_funds", "expired", "reduce_only", "duplicate", "invalid"])
 SEQ = st.integers(0, 2**63 - 1)
+#: a logged message's ts: the whole range, its edges, and times of this century
+TS = st.one_of(
+    st.integers(0, 2**63 - 1),
+    st.sampled_from([0, 2**63 - 1]),
+    st.integers(1_600_000_000_000_000, 1_900_000_000_000_000),
+)
 LEVERAGE = st.integers(1, 1000)
 #: near-misses: what a field must not be, plus anything at all
 JUNK = st.one_of(
@@ -55,8 +61,9 @@ JUNK = st.one_of(
     ),
     st.text(max_size=70),
     st.integers(-2, 2**64 - 1),
-    st.sampled_from([0, 1000, 1001, 2**63, -(2**63)]),
+    st.sampled_from([0, 1000, 1001, 2**63, -(2**63), -1, 2**64 - 1]),
     st.floats(allow_nan=False, max_value=2000, min_value=-2),
+    st.just(1.7e15),  # a ts as a float: refused
     st.none(),
     st.booleans(),
     st.binary(max_size=4),
@@ -65,11 +72,11 @@ JUNK = st.one_of(
 
 #: each tag's fields after the tag, as strategies for valid values
 FIELDS: dict[str, list[st.SearchStrategy[Any]]] = {
-    "exec": [SEQ, NAME, NAME, NAME, SIDE, DECIMAL, DECIMAL, DECIMAL, LEVERAGE],
-    "mark": [SEQ, NAME, DECIMAL],
-    "instrument": [SEQ, NAME, KIND, DECIMAL, DECIMAL, DECIMAL, DECIMAL],
-    "fills": [SEQ, st.lists(st.tuples(COID, DECIMAL, DECIMAL).map(list), max_size=5)],
-    "rejects": [SEQ, st.lists(st.tuples(COID, REASON).map(list), max_size=5)],
+    "exec": [SEQ, TS, NAME, NAME, NAME, SIDE, DECIMAL, DECIMAL, DECIMAL, LEVERAGE],
+    "mark": [SEQ, TS, NAME, DECIMAL],
+    "instrument": [SEQ, TS, NAME, KIND, DECIMAL, DECIMAL, DECIMAL, DECIMAL],
+    "fills": [SEQ, TS, st.lists(st.tuples(COID, DECIMAL, DECIMAL).map(list), max_size=5)],
+    "rejects": [SEQ, TS, st.lists(st.tuples(COID, REASON).map(list), max_size=5)],
     "hb": [SEQ],
     "hello": [SEQ, st.integers(0, 3), NAME],
 }
@@ -81,19 +88,20 @@ def msgspec_view(payload: bytes) -> tuple[Any, ...] | None:
     except (ValueError, RecursionError):  # as FrameReader: msgspec's errors, UnicodeDecodeError
         return None
     if isinstance(msg, P.CopyFills):
-        return "fills", msg.seq, [list(f) for f in msg.fills]
+        return "fills", msg.seq, msg.ts, [list(f) for f in msg.fills]
     if isinstance(msg, P.CopyRejects):
-        return "rejects", msg.seq, [list(r) for r in msg.rejects]
+        return "rejects", msg.seq, msg.ts, [list(r) for r in msg.rejects]
     tag = type(msg).__struct_config__.tag
     return (tag, *(getattr(msg, f) for f in msg.__struct_fields__))
 
 
 def native_view(msg: Execution | Mark | InstrumentDef | Reports) -> tuple[Any, ...]:
     if isinstance(msg, Reports):
-        return msg.kind, msg.seq, msg.entries()
+        return msg.kind, msg.seq, msg.ts, msg.entries()
     if isinstance(msg, Execution):
         fields: tuple[Any, ...] = (
             msg.seq,
+            msg.ts,
             msg.provider,
             msg.exec_id,
             msg.symbol,
@@ -104,9 +112,9 @@ def native_view(msg: Execution | Mark | InstrumentDef | Reports) -> tuple[Any, .
             msg.leverage,
         )
     elif isinstance(msg, Mark):
-        fields = (msg.seq, msg.symbol, msg.price)
+        fields = (msg.seq, msg.ts, msg.symbol, msg.price)
     else:
-        fields = (msg.seq, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty, msg.min_notional)
+        fields = (msg.seq, msg.ts, msg.symbol, msg.kind, msg.tick, msg.step, msg.min_qty, msg.min_notional)
     return (msg.tag, *fields)
 
 
@@ -181,14 +189,25 @@ def _wide(message: list[object]) -> bytes:
 
 @settings(max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(venue_payloads())
-@example(enc(["exec", 1, "P", "x", "BTC", "buy", "1", "1", "1", 1001]))
-@example(enc(["exec", 1, "P", "x", "BTC", "buy", "1", "1", "1", True]))
-@example(enc(["exec", 1, "P", "x", "BTC", "buy", "1", "1", "1", 5.0]))
-@example(enc(["exec", 2**63, "P", "x", "BTC", "buy", "1", "1", "1"]))
-@example(enc(["mark", 1, "BTC", "1\n"]))
-@example(enc(["mark", 1, "BTC", "1", None]))
-@example(enc(["instrument", 1, "BTC", "spot", "1", "1", "0", "0"]) + b"\x00")
-@example(enc(["mark", 1, b"BTC", "1"]))
+@example(enc(["exec", 1, 5, "P", "x", "BTC", "buy", "1", "1", "1", 1001]))
+@example(enc(["exec", 1, 5, "P", "x", "BTC", "buy", "1", "1", "1", True]))
+@example(enc(["exec", 1, 5, "P", "x", "BTC", "buy", "1", "1", "1", 5.0]))
+@example(enc(["exec", 2**63, 5, "P", "x", "BTC", "buy", "1", "1", "1"]))
+@example(enc(["exec", 1, 2**63, "P", "x", "BTC", "buy", "1", "1", "1"]))
+@example(enc(["exec", 1, -1, "P", "x", "BTC", "buy", "1", "1", "1"]))
+@example(enc(["exec", 1, 2**63 - 1, "P", "x", "BTC", "buy", "1", "1", "1"]))
+@example(enc(["exec", 1, "P", "x", "BTC", "buy", "1", "1", "1"]))  # a version 1 frame: no ts
+@example(enc(["mark", 1, 1.7e15, "BTC", "1"]))
+@example(enc(["mark", 1, True, "BTC", "1"]))
+@example(enc(["mark", 1, None, "BTC", "1"]))
+@example(enc(["mark", 1, "1700000000000000", "BTC", "1"]))
+@example(enc(["fills", 1, 2.0, []]))
+@example(enc(["rejects", 1, 2**63, []]))
+@example(enc(["fills", 1, []]))
+@example(enc(["mark", 1, 0, "BTC", "1\n"]))
+@example(enc(["mark", 1, 0, "BTC", "1", None]))
+@example(enc(["instrument", 1, 0, "BTC", "spot", "1", "1", "0", "0"]) + b"\x00")
+@example(enc(["mark", 1, 0, b"BTC", "1"]))
 @example(enc({"mark": 1}))
 @example(enc([]))
 def test_rust_and_msgspec_agree(payload: bytes) -> None:
@@ -196,17 +215,17 @@ def test_rust_and_msgspec_agree(payload: bytes) -> None:
 
 
 def test_the_widest_headers_are_accepted_alike() -> None:
-    message: list[object] = ["exec", 2**63 - 1, "P", "x1", "BTC", "sell", "0.5", "60000", "1000", 1000]
+    message: list[object] = ["exec", 2**63 - 1, 2**63 - 1, "P", "x1", "BTC", "sell", "0.5", "60000", "1000", 1000]
     assert rust_view(_wide(message)) == msgspec_view(_wide(message)) == tuple(message)
 
 
 def test_a_native_reader_hands_every_log_entry_to_rust() -> None:
     log: list[P.VenueMessage] = [
         P.Hello(0, 1, "s"),
-        P.Instrument(1, "BTC", "spot", "0.01", "0.001", "0", "0"),
-        P.MarkPrice(2, "BTC", "100"),
-        P.ProviderExecution(3, "P", "x1", "BTC", "buy", "1", "100", "1000", 7),
-        P.CopyFills(4, [P.Fill("a", "1", "100")]),
+        P.Instrument(1, 0, "BTC", "spot", "0.01", "0.001", "0", "0"),
+        P.MarkPrice(2, 0, "BTC", "100"),
+        P.ProviderExecution(3, 0, "P", "x1", "BTC", "buy", "1", "100", "1000", 7),
+        P.CopyFills(4, 0, [P.Fill("a", "1", "100")]),
         P.Heartbeat(4),
     ]
     stream = b"".join(P.encode(m) for m in log)
@@ -219,10 +238,14 @@ def test_a_native_reader_hands_every_log_entry_to_rust() -> None:
 @pytest.mark.parametrize(
     "message",
     [
-        ["exec", 1, "P", "x", "BTC", "buy", "1", "1", "1", 0],
-        ["exec", 1, "P", "x", "BTC", "hold", "1", "1", "1"],
-        ["mark", 1, "BTC", "1", "2"],
-        ["instrument", 1, "BTC", "spot", "1", "1", "0"],
+        ["exec", 1, 0, "P", "x", "BTC", "buy", "1", "1", "1", 0],
+        ["exec", 1, 0, "P", "x", "BTC", "hold", "1", "1", "1"],
+        ["exec", 1, "P", "x", "BTC", "buy", "1", "1", "1"],
+        ["mark", 1, 0, "BTC", "1", "2"],
+        ["mark", 1, -1, "BTC", "1"],
+        ["mark", 1, 0.5, "BTC", "1"],
+        ["fills", 1, False, []],
+        ["instrument", 1, 0, "BTC", "spot", "1", "1", "0"],
     ],
 )
 def test_bad_frames_are_protocol_errors_either_way(message: list[object]) -> None:
@@ -257,14 +280,15 @@ SYMBOL = st.sampled_from(["BTC", "BTC", "ETH", "NOPE"])
 @st.composite
 def engine_inputs(draw: st.DrawFn) -> list[P.Instrument | P.MarkPrice | P.ProviderExecution]:
     out: list[P.Instrument | P.MarkPrice | P.ProviderExecution] = [
-        P.Instrument(0, "BTC", "spot", "0.01", "0.001", "0", "0"),
-        P.Instrument(0, "ETH", "perp", "0.01", "0.001", "0", "5"),
+        P.Instrument(0, 0, "BTC", "spot", "0.01", "0.001", "0", "0"),
+        P.Instrument(0, 0, "ETH", "perp", "0.01", "0.001", "0", "5"),
     ]
     for _ in range(draw(st.integers(1, 12))):
         kind = draw(st.sampled_from(["exec"] * 5 + ["mark", "mark", "instrument"]))
         if kind == "exec":
             out.append(
                 P.ProviderExecution(
+                    0,
                     0,
                     draw(st.sampled_from(["P", "P", "Q", "R"])),
                     draw(st.sampled_from([f"x{i}" for i in range(20)])),  # repeats are refused
@@ -277,20 +301,27 @@ def engine_inputs(draw: st.DrawFn) -> list[P.Instrument | P.MarkPrice | P.Provid
                 )
             )
         elif kind == "mark":
-            out.append(P.MarkPrice(0, draw(SYMBOL), draw(NUMBER)))
+            out.append(P.MarkPrice(0, 0, draw(SYMBOL), draw(NUMBER)))
         else:
             out.append(
-                P.Instrument(0, draw(SYMBOL), draw(KIND), draw(NUMBER), draw(NUMBER), draw(NUMBER), draw(NUMBER))
+                P.Instrument(0, 0, draw(SYMBOL), draw(KIND), draw(NUMBER), draw(NUMBER), draw(NUMBER), draw(NUMBER))
             )
-    return [m.__class__(**{**{f: getattr(m, f) for f in m.__struct_fields__}, "seq": i}) for i, m in enumerate(out, 1)]
+    # times mostly forward, sometimes back (corrected by the engine's clock)
+    times = draw(st.lists(st.integers(0, 10**6), min_size=len(out), max_size=len(out)))
+    return [
+        m.__class__(**{**{f: getattr(m, f) for f in m.__struct_fields__}, "seq": i, "ts": t})
+        for i, (m, t) in enumerate(zip(out, times, strict=True), 1)
+    ]
 
 
 def _by_strings(e: LiveEngine, m: P.Instrument | P.MarkPrice | P.ProviderExecution) -> Any:
     if isinstance(m, P.ProviderExecution):
-        return e.execute(m.seq, m.provider, m.exec_id, m.symbol, m.side, m.qty, m.price, m.provider_equity, m.leverage)
+        return e.execute(
+            m.seq, m.provider, m.exec_id, m.symbol, m.side, m.qty, m.price, m.provider_equity, m.leverage, ts=m.ts
+        )
     if isinstance(m, P.MarkPrice):
-        return e.mark(m.seq, m.symbol, m.price)
-    return e.instrument(m.seq, m.symbol, m.kind, m.tick, m.step, m.min_qty, m.min_notional)
+        return e.mark(m.seq, m.symbol, m.price, ts=m.ts)
+    return e.instrument(m.seq, m.symbol, m.kind, m.tick, m.step, m.min_qty, m.min_notional, ts=m.ts)
 
 
 @settings(max_examples=200, deadline=None)
@@ -313,3 +344,7 @@ def test_a_decoded_message_does_what_its_strings_do(
         )
     assert old.portfolios_jsonl() == new.portfolios_jsonl()
     assert old.working_count == new.working_count
+    assert (old.now_us, old.clock_corrections) == (new.now_us, new.clock_corrections)
+    ts = [m.ts for m in inputs]
+    assert new.now_us == max(ts)
+    assert new.clock_corrections == sum(t < max(ts[:i]) for i, t in enumerate(ts) if i)

@@ -35,26 +35,30 @@ JUNK = st.one_of(
     st.binary(max_size=4),
 )
 SEQ = st.one_of(st.integers(0, 2**63 - 1), st.integers(-5, -1), st.integers(2**63, 2**64 - 1))
+#: a valid seq or ts
+SEQ_OK = st.integers(0, 2**63 - 1)
+#: a ts, or what it must not be (a float, a bool, nil: msgspec's int refuses them)
+TS = st.one_of(SEQ, st.floats(allow_nan=False), st.booleans(), st.none())
 
 
-def msgspec_view(payload: bytes) -> tuple[str, int, list[list[str]]] | None:
+def msgspec_view(payload: bytes) -> tuple[str, int, int, list[list[str]]] | None:
     try:
         msg = _msgspec.decode(payload)
     except (ValueError, RecursionError):  # as FrameReader: msgspec's errors, UnicodeDecodeError
         return None
     if isinstance(msg, CopyFills):
-        return "fills", msg.seq, [list(f) for f in msg.fills]
+        return "fills", msg.seq, msg.ts, [list(f) for f in msg.fills]
     if isinstance(msg, CopyRejects):
-        return "rejects", msg.seq, [list(r) for r in msg.rejects]
+        return "rejects", msg.seq, msg.ts, [list(r) for r in msg.rejects]
     raise AssertionError(f"not a report: {msg!r}")
 
 
-def rust_view(payload: bytes) -> tuple[str, int, list[list[str]]] | None:
+def rust_view(payload: bytes) -> tuple[str, int, int, list[list[str]]] | None:
     try:
         r = decode_reports(payload)
     except FrameError:
         return None
-    return r.kind, r.seq, r.entries()
+    return r.kind, r.seq, r.ts, r.entries()
 
 
 def field(good: st.SearchStrategy[object]) -> st.SearchStrategy[object]:
@@ -70,7 +74,7 @@ def report_payloads(draw: st.DrawFn) -> bytes:
     tag = draw(st.sampled_from(["fills", "rejects"]))
     if draw(st.booleans()):  # a valid frame, so acceptance is tested as much as refusal
         good = st.tuples(COID, DECIMAL, DECIMAL) if tag == "fills" else st.tuples(COID, REASON)
-        return enc([tag, draw(st.integers(0, 2**63 - 1)), draw(st.lists(good, max_size=40))])
+        return enc([tag, draw(st.integers(0, 2**63 - 1)), draw(SEQ_OK), draw(st.lists(good, max_size=40))])
     entries = draw(st.lists(fill_entry if tag == "fills" else reject_entry, max_size=20))
     for e in entries:
         # mostly the right width; sometimes cut or padded to n fields
@@ -78,7 +82,7 @@ def report_payloads(draw: st.DrawFn) -> bytes:
         if n is not None:
             del e[n:]
             e.extend(["1"] * (n - len(e)))
-    message: list[object] = [tag, draw(field(SEQ)), entries]
+    message: list[object] = [tag, draw(field(SEQ)), draw(field(TS)), entries]
     shape = draw(st.integers(0, 9))
     if shape == 0:
         message.append(draw(JUNK))  # an extra element
@@ -98,12 +102,15 @@ def report_payloads(draw: st.DrawFn) -> bytes:
 
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(report_payloads())
-@example(enc(["fills", 1, [["abc", "1\n", "1"]]]))
-@example(enc(["fills", 1, [["abc", "01", "1.0000000000000000"]]]))
-@example(enc(["rejects", 2**63 - 1, []]))
+@example(enc(["fills", 1, 0, [["abc", "1\n", "1"]]]))
+@example(enc(["fills", 1, 0, [["abc", "01", "1.0000000000000000"]]]))
+@example(enc(["rejects", 2**63 - 1, 2**63 - 1, []]))
+@example(enc(["rejects", 1, 2**63, []]))
+@example(enc(["rejects", 1, 1.0, []]))
+@example(enc(["fills", 1, True, []]))
 def test_rust_and_msgspec_agree(payload: bytes) -> None:
     rust = rust_view(payload)
-    if not payload.startswith((b"\x93\xa5fills", b"\x93\xa7rejects")):
+    if not payload.startswith((b"\x94\xa5fills", b"\x94\xa7rejects")):
         # a frame of another shape (a wider header, another tag) must be refused by both
         # or not be a report; `decode_venue`, which the daemon's reader calls, is held to
         # msgspec on every fills / rejects tag by tests/test_inbound_decode.py
@@ -113,21 +120,29 @@ def test_rust_and_msgspec_agree(payload: bytes) -> None:
 
 
 def test_non_canonical_headers_agree() -> None:
-    # array16 / str8 headers and a uint64 seq: msgspec accepts them, and so does Rust
-    payload = b"\xdc\x00\x03\xd9\x05fills\xcf" + struct.pack(">Q", 7) + b"\x91\x93\xa1a\xa11\xa12"
-    assert msgspec_view(payload) == rust_view(payload) == ("fills", 7, [["a", "1", "2"]])
+    # array16 / str8 headers and a uint64 seq and ts: msgspec accepts them, and so does Rust
+    payload = (
+        b"\xdc\x00\x04\xd9\x05fills\xcf"
+        + struct.pack(">Q", 7)
+        + b"\xcf"
+        + struct.pack(">Q", 2**63 - 1)
+        + b"\x91\x93\xa1a\xa11\xa12"
+    )
+    assert msgspec_view(payload) == rust_view(payload) == ("fills", 7, 2**63 - 1, [["a", "1", "2"]])
 
 
 def test_the_reader_hands_reports_to_rust_only_when_asked() -> None:
-    fills = CopyFills(4, [Fill("A" * 22, "1", "100"), Fill("b", "0", "0.00000001")])
-    rejects = CopyRejects(5, [Reject("c", "expired"), Reject("d", "expired"), Reject("e", "duplicate")])
+    fills = CopyFills(4, 1_700_000_000_000_000, [Fill("A" * 22, "1", "100"), Fill("b", "0", "0.00000001")])
+    rejects = CopyRejects(
+        5, 1_700_000_000_000_001, [Reject("c", "expired"), Reject("d", "expired"), Reject("e", "duplicate")]
+    )
     stream = protocol.encode(fills) + protocol.encode(rejects)
     assert venue_reader().feed(stream) == [fills, rejects]
     got = venue_reader(native_reports=True).feed(stream)
     assert all(isinstance(m, Reports) for m in got)
-    assert [(m.kind, m.seq, len(m), m.entries()) for m in got] == [
-        ("fills", 4, 2, [list(f) for f in fills.fills]),
-        ("rejects", 5, 3, [list(r) for r in rejects.rejects]),
+    assert [(m.kind, m.seq, m.ts, len(m), m.entries()) for m in got] == [
+        ("fills", 4, 1_700_000_000_000_000, 2, [list(f) for f in fills.fills]),
+        ("rejects", 5, 1_700_000_000_000_001, 3, [list(r) for r in rejects.rejects]),
     ]
     assert sorted(got[1].reasons()) == [("duplicate", 1), ("expired", 2)] and got[0].reasons() == []
 
@@ -135,11 +150,13 @@ def test_the_reader_hands_reports_to_rust_only_when_asked() -> None:
 @pytest.mark.parametrize(
     "payload",
     [
-        enc(["fills", 1, [["abc", "1\n", "1"]]]),  # `$` would have let the newline through
-        enc(["fills", 1, [["abc", "1", "1"]]]) + b"\x00",
-        enc(["rejects", 1, [["abc", "lost"]]]),
-        enc(["fills", 1, [["abc", "1", "1"]], 5]),
-        b"\x93\xa5fills\x01\xdd\xff\xff\xff\xff",  # claims 4 billion entries
+        enc(["fills", 1, 0, [["abc", "1\n", "1"]]]),  # `$` would have let the newline through
+        enc(["fills", 1, 0, [["abc", "1", "1"]]]) + b"\x00",
+        enc(["rejects", 1, 0, [["abc", "lost"]]]),
+        enc(["fills", 1, 0, [["abc", "1", "1"]], 5]),
+        enc(["fills", 1, [["abc", "1", "1"]]]),  # no ts
+        enc(["fills", 1, 1.5, []]),
+        b"\x94\xa5fills\x01\x00\xdd\xff\xff\xff\xff",  # claims 4 billion entries
     ],
 )
 def test_bad_report_frames_are_protocol_errors_either_way(payload: bytes) -> None:

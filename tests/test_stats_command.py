@@ -212,8 +212,8 @@ def test_the_command_prints_one_line_per_provider_in_order(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--as-of", "2026-11-02"], "invalid --as-of: '2026-11-02' is not a time"),
-        (["--as-of", "2026-02-30T00:00:00Z"], "invalid --as-of: '2026-02-30T00:00:00Z' is not a time"),
+        (["--as-of", "2026-11-02"], "invalid --as-of: time '2026-11-02' is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z"),
+        (["--as-of", "2026-02-30T00:00:00Z"], "invalid --as-of: time '2026-02-30T00:00:00Z': day is out of range"),
         (["--provider", "nobody"], "unknown provider 'nobody'"),
     ],
 )

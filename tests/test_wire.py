@@ -543,11 +543,11 @@ def test_a_stream_split_anywhere(cuts: list[int]) -> None:
 def test_venue_messages_round_trip() -> None:
     msgs = [
         Hello(3, 1, "s-1"),
-        Instrument(1, "BTC", "spot", "0.01", "0.001", "0", "1"),
-        MarkPrice(2, "BTC", "100.5"),
-        ProviderExecution(3, "P", "e.1", "BTC", "buy", "1", "100", "1000", 20),
-        CopyFills(4, [Fill("A" * 22, "1", "100"), Fill("b", "0", "0.00000001")]),
-        CopyRejects(5, [Reject("A" * 22, "duplicate")]),
+        Instrument(1, 0, "BTC", "spot", "0.01", "0.001", "0", "1"),
+        MarkPrice(2, 0, "BTC", "100.5"),
+        ProviderExecution(3, 0, "P", "e.1", "BTC", "buy", "1", "100", "1000", 20),
+        CopyFills(4, 0, [Fill("A" * 22, "1", "100"), Fill("b", "0", "0.00000001")]),
+        CopyRejects(5, 0, [Reject("A" * 22, "duplicate")]),
         Heartbeat(5),
     ]
     stream = b"".join(protocol.encode(m) for m in msgs)
@@ -625,12 +625,12 @@ def test_bad_frames_are_protocol_errors(payload: bytes) -> None:
     "message",
     [
         Hello(1, 1, "bad session"),
-        Instrument(1, "BTC", "option", "1", "1", "0", "0"),  # type: ignore[arg-type]
-        MarkPrice(1, "BTC", "1e5"),
-        ProviderExecution(1, "P", "e", "BTC", "buy", "1", "1", "1", 0),
-        ProviderExecution(1, "P", "e", "BTC", "buy", "1", "1", "1", 1001),
-        CopyFills(1, [Fill("A" * 33, "1", "1")]),
-        CopyRejects(1, [Reject("A", "lost")]),  # type: ignore[arg-type]
+        Instrument(1, 0, "BTC", "option", "1", "1", "0", "0"),  # type: ignore[arg-type]
+        MarkPrice(1, 0, "BTC", "1e5"),
+        ProviderExecution(1, 0, "P", "e", "BTC", "buy", "1", "1", "1", 0),
+        ProviderExecution(1, 0, "P", "e", "BTC", "buy", "1", "1", "1", 1001),
+        CopyFills(1, 0, [Fill("A" * 33, "1", "1")]),
+        CopyRejects(1, 0, [Reject("A", "lost")]),  # type: ignore[arg-type]
         Heartbeat(-1),
     ],
 )

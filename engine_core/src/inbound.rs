@@ -5,7 +5,7 @@
 //! The checks are exactly those of `pyservice.protocol.ProviderExecution` /
 //! `MarkPrice` / `Instrument` as msgspec decodes them (`wire_rules`; the property test
 //! `tests/test_inbound_decode.py` compares the two on random and mutated frames): an
-//! array `[tag, seq, field, ...]` of the Struct's length (an `exec` may leave out its
+//! array `[tag, seq, ts, field, ...]` of the Struct's length (an `exec` may leave out its
 //! last field, leverage), each field of its type and rule, nothing after the message.
 //! A frame that breaks any of them is a protocol error. The engine's own rules (at most
 //! 8 decimals, below 10^12, a known provider, leverage up to 125) apply when the message
@@ -25,6 +25,8 @@ use crate::wire_rules::{Cursor, Text, DEFAULT_LEVERAGE, LEVERAGE};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Exec {
     pub seq: u64,
+    /// The venue's time of the event, µs since the Unix epoch (UTC), 0..=2^63-1.
+    pub ts: i64,
     pub provider: String,
     pub exec_id: String,
     pub symbol: String,
@@ -41,6 +43,8 @@ pub struct Exec {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mark {
     pub seq: u64,
+    /// The venue's time of the event, µs since the Unix epoch (UTC), 0..=2^63-1.
+    pub ts: i64,
     pub symbol: String,
     pub price: String,
 }
@@ -49,6 +53,8 @@ pub struct Mark {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstrumentDef {
     pub seq: u64,
+    /// The venue's time of the event, µs since the Unix epoch (UTC), 0..=2^63-1.
+    pub ts: i64,
     pub symbol: String,
     pub kind: Kind,
     pub tick: String,
@@ -101,9 +107,10 @@ fn length(tag: &str, n: usize, lengths: std::ops::RangeInclusive<usize>) -> Resu
 }
 
 fn exec(mut cur: Cursor<'_>, n: usize) -> Result<Exec, String> {
-    length("exec", n, 9..=10)?;
+    length("exec", n, 10..=11)?;
     let e = Exec {
         seq: cur.seq()?,
+        ts: cur.ts()?,
         provider: cur.owned("provider", Text::Name)?,
         exec_id: cur.owned("exec_id", Text::Name)?,
         symbol: cur.owned("symbol", Text::Name)?,
@@ -114,7 +121,7 @@ fn exec(mut cur: Cursor<'_>, n: usize) -> Result<Exec, String> {
         qty: cur.owned("qty", Text::Decimal)?,
         price: cur.owned("price", Text::Decimal)?,
         provider_equity: cur.owned("provider_equity", Text::Decimal)?,
-        leverage: if n == 10 {
+        leverage: if n == 11 {
             // LEVERAGE ends at 1000: the cast is exact
             cur.integer("leverage", LEVERAGE)? as u32
         } else {
@@ -126,9 +133,10 @@ fn exec(mut cur: Cursor<'_>, n: usize) -> Result<Exec, String> {
 }
 
 fn mark(mut cur: Cursor<'_>, n: usize) -> Result<Mark, String> {
-    length("mark", n, 4..=4)?;
+    length("mark", n, 5..=5)?;
     let m = Mark {
         seq: cur.seq()?,
+        ts: cur.ts()?,
         symbol: cur.owned("symbol", Text::Name)?,
         price: cur.owned("price", Text::Decimal)?,
     };
@@ -137,9 +145,10 @@ fn mark(mut cur: Cursor<'_>, n: usize) -> Result<Mark, String> {
 }
 
 fn instrument(mut cur: Cursor<'_>, n: usize) -> Result<InstrumentDef, String> {
-    length("instrument", n, 8..=8)?;
+    length("instrument", n, 9..=9)?;
     let i = InstrumentDef {
         seq: cur.seq()?,
+        ts: cur.ts()?,
         symbol: cur.owned("symbol", Text::Name)?,
         kind: match cur.owned("kind", Text::InstrumentKind)?.as_str() {
             "spot" => Kind::Spot,
@@ -175,9 +184,10 @@ impl Exec {
         }))
     }
 
-    /// Apply to `engine` (the fan-out over the provider's book); its records are the
-    /// engine's `records()`.
+    /// Apply to `engine` at its venue time (the fan-out over the provider's book); its
+    /// records are the engine's `records()`.
     pub fn apply(&self, engine: &mut Engine) {
+        engine.advance_clock(self.ts);
         engine.apply_parsed(self.seq, self.event());
     }
 }
@@ -192,6 +202,7 @@ impl Mark {
     }
 
     pub fn apply(&self, engine: &mut Engine) {
+        engine.advance_clock(self.ts);
         engine.apply_parsed(self.seq, self.event());
     }
 }
@@ -221,6 +232,7 @@ impl InstrumentDef {
     }
 
     pub fn apply(&self, engine: &mut Engine) {
+        engine.advance_clock(self.ts);
         match self.instrument() {
             Ok(inst) => engine.add_instrument(inst),
             Err(m) => engine.record_error(m),
@@ -248,11 +260,13 @@ mod tests {
     }
 
     fn exec_frame(lev: Option<u8>) -> Vec<u8> {
-        let mut items = vec!["exec", "", "P", "x1", "BTC", "buy", "1.5", "100", "1000"];
-        let mut ints = vec![(1, 7)];
+        let mut items = vec![
+            "exec", "", "", "P", "x1", "BTC", "buy", "1.5", "100", "1000",
+        ];
+        let mut ints = vec![(1, 7), (2, 90)];
         if let Some(l) = lev {
             items.push("");
-            ints.push((9, l));
+            ints.push((10, l));
         }
         frame(&items, &ints)
     }
@@ -263,8 +277,8 @@ mod tests {
             panic!("not decoded");
         };
         assert_eq!(
-            (e.seq, e.side, e.qty.as_str(), e.leverage),
-            (7, Side::Buy, "1.5", 5)
+            (e.seq, e.ts, e.side, e.qty.as_str(), e.leverage),
+            (7, 90, Side::Buy, "1.5", 5)
         );
         let Some(Ok(Inbound::Exec(e))) = decode(&exec_frame(None)) else {
             panic!("not decoded");
@@ -274,21 +288,32 @@ mod tests {
 
     #[test]
     fn decodes_mark_and_instrument() {
-        let Some(Ok(Inbound::Mark(m))) = decode(&frame(&["mark", "", "BTC", "1.5"], &[(1, 3)]))
+        let Some(Ok(Inbound::Mark(m))) =
+            decode(&frame(&["mark", "", "", "BTC", "1.5"], &[(1, 3), (2, 4)]))
         else {
             panic!("not decoded");
         };
         assert_eq!(
-            (m.seq, m.symbol.as_str(), m.price.as_str()),
-            (3, "BTC", "1.5")
+            (m.seq, m.ts, m.symbol.as_str(), m.price.as_str()),
+            (3, 4, "BTC", "1.5")
         );
-        let items = ["instrument", "", "ETH", "perp", "0.01", "0.001", "0", "5"];
-        let Some(Ok(Inbound::Instrument(i))) = decode(&frame(&items, &[(1, 2)])) else {
+        let items = [
+            "instrument",
+            "",
+            "",
+            "ETH",
+            "perp",
+            "0.01",
+            "0.001",
+            "0",
+            "5",
+        ];
+        let Some(Ok(Inbound::Instrument(i))) = decode(&frame(&items, &[(1, 2), (2, 0)])) else {
             panic!("not decoded");
         };
         assert_eq!(
-            (i.seq, i.kind, i.min_notional.as_str()),
-            (2, Kind::Perp, "5")
+            (i.seq, i.ts, i.kind, i.min_notional.as_str()),
+            (2, 0, Kind::Perp, "5")
         );
     }
 
@@ -297,25 +322,66 @@ mod tests {
         let mut trailing = exec_frame(None);
         trailing.push(0xc0);
         let mut short = exec_frame(None);
-        short[0] = 0x98;
+        short[0] = 0x99;
+        let mut float_ts = exec_frame(None);
+        float_ts[7] = 0xc3; // true: a bool is not an integer
         for bad in [
             exec_frame(Some(0)),
             trailing,
             short,
-            frame(&["mark", "", "BTC", "1."], &[(1, 1)]),
-            frame(&["mark", "", "B C", "1"], &[(1, 1)]),
-            frame(&["mark", "1", "BTC", "1"], &[]),
+            float_ts,
+            frame(&["mark", "", "", "BTC", "1."], &[(1, 1), (2, 1)]),
+            frame(&["mark", "", "", "B C", "1"], &[(1, 1), (2, 1)]),
+            frame(&["mark", "1", "", "BTC", "1"], &[(2, 1)]),
+            frame(&["mark", "", "1", "BTC", "1"], &[(1, 1)]),
+            frame(&["mark", "", "BTC", "1"], &[(1, 1)]),
             frame(
-                &["instrument", "", "BTC", "swap", "1", "1", "0", "0"],
-                &[(1, 1)],
+                &["instrument", "", "", "BTC", "swap", "1", "1", "0", "0"],
+                &[(1, 1), (2, 1)],
             ),
         ] {
             assert!(matches!(decode(&bad), Some(Err(_))), "{bad:?}");
         }
         // other tags and non-messages are msgspec's
         assert!(decode(&frame(&["hb", ""], &[(1, 1)])).is_none());
+        // ts beyond 2^63-1 (a uint64) and below 0 (an int8)
+        let mark = frame(&["mark", "", "", "BTC", "1"], &[(1, 1), (2, 0)]);
+        let (mut big, mut negative, mut max) = (mark.clone(), mark.clone(), mark);
+        big.splice(7..8, [0xcf, 0x80, 0, 0, 0, 0, 0, 0, 0]);
+        negative.splice(7..8, [0xd0, 0xff]);
+        max.splice(7..8, [0xcf, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        let Some(Ok(Inbound::Mark(m))) = decode(&max) else {
+            panic!("not decoded");
+        };
+        assert_eq!(m.ts, i64::MAX);
+        for bad in [big, negative] {
+            assert!(matches!(decode(&bad), Some(Err(_))), "{bad:?}");
+        }
         assert!(decode(&[0xc0]).is_none());
         assert!(decode(&[0x90]).is_none());
+    }
+
+    #[test]
+    fn applying_advances_the_clock_and_corrects_an_earlier_ts() {
+        use crate::model::Platform;
+        let mut engine = Engine::new(Vec::new(), vec!["P".into()], Platform::default()).into_live();
+        let mark = |ts| Mark {
+            seq: 1,
+            ts,
+            symbol: "BTC".into(),
+            price: "1".into(),
+        };
+        mark(1_000).apply(&mut engine);
+        assert_eq!((engine.now_us(), engine.clock_corrections()), (1_000, 0));
+        mark(999).apply(&mut engine);
+        assert_eq!((engine.now_us(), engine.clock_corrections()), (1_000, 1));
+        let Some(Ok(Inbound::Exec(e))) = decode(&exec_frame(None)) else {
+            panic!("not decoded");
+        };
+        e.apply(&mut engine); // ts 90: earlier again, still counted though refused by the rules
+        assert_eq!((engine.now_us(), engine.clock_corrections()), (1_000, 2));
+        mark(1_001).apply(&mut engine);
+        assert_eq!((engine.now_us(), engine.clock_corrections()), (1_001, 2));
     }
 
     #[test]
@@ -335,6 +401,7 @@ mod tests {
         );
         let i = InstrumentDef {
             seq: 1,
+            ts: 0,
             symbol: "BTC".into(),
             kind: Kind::Spot,
             tick: "0".into(),

@@ -5,8 +5,8 @@
 //!
 //! The checks are exactly those of `pyservice.protocol.CopyFills` / `CopyRejects` as
 //! msgspec decodes them (`wire_rules`; tests compare the two on random and mutated
-//! frames): a
-//! 3-element array `[tag, seq, [entry, ...]]`, seq an integer in 0..=2^63-1, each fill
+//! frames): a 4-element array `[tag, seq, ts, [entry, ...]]`, seq and ts integers in
+//! 0..=2^63-1, each fill
 //! `[client_order_id, qty, price]` and each reject `[client_order_id, reason]`, every
 //! field a string of the protocol's syntax, nothing after the message. A frame that
 //! breaks any of them is refused whole; the copy rules (known order, qty within the
@@ -14,6 +14,7 @@
 
 use std::ops::Range;
 
+use crate::engine::Engine;
 use crate::wire_rules::{Cursor, Text};
 
 /// Which report a frame carries.
@@ -44,6 +45,8 @@ impl ReportKind {
 pub struct Reports {
     pub kind: ReportKind,
     pub seq: u64,
+    /// The venue's time of the reports, µs since the Unix epoch (UTC).
+    pub ts: i64,
     payload: Vec<u8>,
     /// `kind.width()` ranges per entry, into `payload`.
     fields: Vec<Range<u32>>,
@@ -63,13 +66,14 @@ impl Reports {
             b"rejects" => ReportKind::Rejects,
             _ => return Err("not a fills or rejects frame".into()),
         };
-        if top != 3 {
+        if top != 4 {
             return Err(format!(
-                "a {} message has 3 elements, not {top}",
+                "a {} message has 4 elements, not {top}",
                 kind.as_str()
             ));
         }
         let seq = cur.seq()?;
+        let ts = cur.ts()?;
         let n = cur
             .array_len()
             .map_err(|_| "expected an array of entries".to_string())?;
@@ -114,9 +118,19 @@ impl Reports {
         Ok(Reports {
             kind,
             seq,
+            ts,
             payload: payload.to_vec(),
             fields,
         })
+    }
+
+    /// Apply to `engine` at the reports' venue time.
+    pub fn apply(&self, engine: &mut Engine) {
+        engine.advance_clock(self.ts);
+        match self.kind {
+            ReportKind::Fills => engine.copy_fills(self.seq, self.fills()),
+            ReportKind::Rejects => engine.copy_rejects(self.seq, self.rejects()),
+        };
     }
 
     pub fn len(&self) -> usize {
@@ -162,9 +176,10 @@ mod tests {
     use super::*;
 
     fn fills_frame(entries: &[[&str; 3]], seq: u8) -> Vec<u8> {
-        let mut b = vec![0x93, 0xa5];
+        let mut b = vec![0x94, 0xa5];
         b.extend_from_slice(b"fills");
         b.push(seq);
+        b.extend_from_slice(&[0xce, 0, 1, 0, 0]); // ts 65536
         b.push(0x90 | entries.len() as u8);
         for e in entries {
             b.push(0x93);
@@ -183,7 +198,10 @@ mod tests {
             7,
         ))
         .unwrap();
-        assert_eq!((r.kind, r.seq, r.len()), (ReportKind::Fills, 7, 2));
+        assert_eq!(
+            (r.kind, r.seq, r.ts, r.len()),
+            (ReportKind::Fills, 7, 65536, 2)
+        );
         let got: Vec<_> = r.fills().collect();
         assert_eq!(got, [("abc", "0.5", "60000"), ("d1", "1", "2.25")]);
         assert_eq!(r.rejects().count(), 0);
@@ -204,5 +222,17 @@ mod tests {
         assert_eq!(Reports::decode(&f).unwrap_err(), "bytes after the message");
         let f = fills_frame(&[["abc", "1", "1"]], 1);
         assert!(Reports::decode(&f[..f.len() - 1]).is_err());
+        let mut float_ts = fills_frame(&[], 1);
+        float_ts[8] = 0xca; // a float32 of the same bytes: not an integer
+        assert_eq!(
+            Reports::decode(&float_ts).unwrap_err(),
+            "ts: expected an integer in 0..=9223372036854775807"
+        );
+        let mut short = fills_frame(&[], 1);
+        short[0] = 0x93;
+        assert_eq!(
+            Reports::decode(&short).unwrap_err(),
+            "a fills message has 4 elements, not 3"
+        );
     }
 }

@@ -164,10 +164,10 @@ mod tests {
 
     #[test]
     fn report_rows_and_json() {
-        // ["fills", 7, [["abc", "0.5", "60000"], ["d1", "1", "2.25"]]]
-        let mut p = vec![0x93, 0xa5];
+        // ["fills", 7, 9, [["abc", "0.5", "60000"], ["d1", "1", "2.25"]]]
+        let mut p = vec![0x94, 0xa5];
         p.extend_from_slice(b"fills");
-        p.extend_from_slice(&[7, 0x92]);
+        p.extend_from_slice(&[7, 9, 0x92]);
         for e in [["abc", "0.5", "60000"], ["d1", "1", "2.25"]] {
             p.push(0x93);
             for f in e {

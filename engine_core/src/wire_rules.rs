@@ -16,6 +16,8 @@ use crate::model::RejectReason;
 
 /// `Seq`: `ge=0, le=2**63 - 1`.
 pub const SEQ: RangeInclusive<u64> = 0..=i64::MAX as u64;
+/// `Micros` (a logged message's `ts`, µs since the Unix epoch, UTC): `ge=0, le=2**63 - 1`.
+pub const TS: RangeInclusive<u64> = 0..=i64::MAX as u64;
 /// `ProviderExecution.leverage`: `ge=1, le=1000` (the engine allows 1..=125).
 pub const LEVERAGE: RangeInclusive<u64> = 1..=1000;
 /// `ProviderExecution.leverage` when the message leaves it out.
@@ -147,6 +149,12 @@ impl<'a> Cursor<'a> {
     /// `Seq`.
     pub fn seq(&mut self) -> Result<u64, String> {
         self.integer("seq", SEQ)
+    }
+
+    /// A logged message's `ts` (`Micros`), as the engine's clock takes it.
+    pub fn ts(&mut self) -> Result<i64, String> {
+        // TS ends at i64::MAX: the cast is exact
+        self.integer("ts", TS).map(|n| n as i64)
     }
 
     /// The message must end here.

@@ -84,7 +84,7 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
         t0 = time.perf_counter()
         for i in range(executions):
             side: P.Side = "sell" if i % 2 else "buy"
-            venue.publish(P.ProviderExecution(0, PROVIDER, f"x{i}", SYMBOL, side, QTY, PRICE, EQUITY))
+            venue.publish(P.ProviderExecution(0, 0, PROVIDER, f"x{i}", SYMBOL, side, QTY, PRICE, EQUITY))
             await asyncio.sleep(0)
         # committed: the executions and the fills of every copy order
         while (

@@ -180,7 +180,7 @@ async def _bench(
         def execution(side: P.Side = "buy") -> P.ProviderExecution:
             nonlocal n_exec
             n_exec += 1
-            return P.ProviderExecution(0, PROVIDER, f"x{n_exec}", SYMBOL, side, QTY, PRICE, EQUITY)
+            return P.ProviderExecution(0, 0, PROVIDER, f"x{n_exec}", SYMBOL, side, QTY, PRICE, EQUITY)
 
         # refreshed from this thread: rich's refresh thread would hold the GIL while the
         # venue waits to read the engine's orders

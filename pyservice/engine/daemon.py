@@ -100,6 +100,8 @@ class EngineDaemon:
         self._owner: asyncpg.Connection | None = None
         self.metrics = EngineMetrics()
         self.applied_seq = 0
+        #: the engine's count of venue-time corrections, as last seen (see `_clock_corrected`)
+        self._clock_corrections = engine.clock_corrections if engine is not None else 0
         #: The venue session whose log this engine has applied (fixed by the first hello).
         self.session: str | None = None
         self.venue_head = 0
@@ -227,6 +229,7 @@ class EngineDaemon:
 
             recovered = await recovery.recover_engine(conn, c.shard, committed.watermark, seed)
             self.engine, self.applied_seq = recovered.engine, recovered.applied_seq
+            self._clock_corrections = self.engine.clock_corrections
         finally:
             await conn.close()
         self.session = committed.session
@@ -240,6 +243,7 @@ class EngineDaemon:
                 "snapshot_seq": recovered.snapshot_seq,
                 "rebuild_s": round(time.perf_counter() - started, 3),
                 "pending_orders": self.engine.working_count,
+                "now_us": self.engine.now_us,
             },
         )
 
@@ -530,6 +534,8 @@ class EngineDaemon:
                 self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
         if outcome.frame is not None:
             self.engine.file_staged()  # the orders are out: now the table of working orders
+        if self.engine.clock_corrections != self._clock_corrections:
+            self._clock_corrected(msg)
         self.applied_seq = seq
         self.venue_head = max(self.venue_head, seq)
         if not self._caught_up.is_set():
@@ -539,6 +545,16 @@ class EngineDaemon:
             accepted = msg if isinstance(msg, Execution) and not outcome.errors else None
             self.journal.append(seq, kind, payload, accepted)
         self._count(outcome, msg)
+
+    def _clock_corrected(self, msg: P.NativeEntry) -> None:
+        """`msg` was stamped earlier than its predecessor: the engine took it at its own
+        (later) time, as a recovery replay will. Nothing is refused; it is counted and logged."""
+        self._clock_corrections = self.engine.clock_corrections
+        self.metrics.clock_corrections.inc()
+        log.warning(
+            "venue time went back: the entry counts at the engine's time",
+            extra={"seq": msg.seq, "ts": msg.ts, "taken": self.engine.now_us},
+        )
 
     def _count(self, outcome: Outcome, msg: P.NativeEntry) -> None:
         m = self.metrics
@@ -562,6 +578,7 @@ class EngineDaemon:
                 extra={"seq": msg.seq, "errors": outcome.errors[:5], "count": len(outcome.errors)},
             )
         m.applied_seq.set(self.applied_seq)
+        m.venue_time.set(self.engine.now_us / 1e6)
         m.pending.set(self.engine.working_count)
         self._lag()
 

@@ -4,6 +4,7 @@ It connects to the engine, publishes a sequenced log of instruments, marks and p
 executions, and matches the engine's copy orders IOC against follower accounts.
 """
 
+from pyservice.venue_sim.clock import VenueClock
 from pyservice.venue_sim.config import (
     DEFAULT_INSTRUMENTS,
     BookProvider,
@@ -12,6 +13,7 @@ from pyservice.venue_sim.config import (
     Follow,
     InstrumentSpec,
     Pause,
+    Timed,
     VenueConfig,
     load_books,
     load_script,
@@ -27,6 +29,8 @@ __all__ = [
     "Follow",
     "InstrumentSpec",
     "Pause",
+    "Timed",
+    "VenueClock",
     "VenueConfig",
     "VenueSim",
     "VenueStats",

@@ -27,7 +27,7 @@ def mark_step(instruments: Sequence[Instrument], marks: Mapping[str, int], rng: 
         ticks = marks[inst.symbol] // inst.tick
         reach = max(1, ticks // _MARK_MOVE)
         ticks = max(1, ticks + rng.randint(-reach, reach))
-        out.append(MarkPrice(0, inst.symbol, fixed.format(ticks * inst.tick)))
+        out.append(MarkPrice(0, 0, inst.symbol, fixed.format(ticks * inst.tick)))
     return out
 
 
@@ -75,6 +75,7 @@ class ProviderBot:
         if account.position(inst.symbol):
             self._leverage[inst.symbol] = leverage
         return ProviderExecution(
+            0,
             0,
             self.provider,
             exec_id,

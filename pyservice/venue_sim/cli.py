@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from pyservice import logs
@@ -12,6 +13,7 @@ from pyservice.runtime import run_until_signal, tune_gc
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.config import VenueConfig, load_books, load_script
 from pyservice.venue_sim.venue import VenueSim
+from pyservice.venue_time import parse_time
 
 
 def _positive(text: str) -> float:
@@ -41,6 +43,20 @@ def _decimal(text: str) -> str:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _factor(text: str) -> float:
+    value = _positive(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be finite: {text}")
+    return value
+
+
+def _time(text: str) -> int:
+    try:
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _endpoint(text: str) -> str:
@@ -96,6 +112,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--script", metavar="PATH", help="JSON Lines of instrument/mark/exec entries and pauses, instead of bots"
     )
     parser.add_argument(
+        "--clock",
+        type=_factor,
+        default=1.0,
+        metavar="FACTOR",
+        help="simulated seconds per real second for the entries' ts (default %(default)s; 86400: a day per second)",
+    )
+    parser.add_argument(
+        "--start",
+        type=_time,
+        metavar="TIME",
+        help="the clock's start, YYYY-MM-DDTHH:MM:SS[.ffffff]Z (default: now); a script's own times"
+        " are stamped as they are, so start at or before them",
+    )
+    parser.add_argument(
         "--disconnect-at-seq", type=int, metavar="N", help="fault: cut the connection in the middle of entry N (once)"
     )
     parser.add_argument(
@@ -123,6 +153,8 @@ def config_from_args(args: argparse.Namespace) -> VenueConfig:
         fill_latency_ms=args.fill_latency_ms,
         record=args.record,
         script=load_script(args.script) if args.script else None,
+        clock=args.clock,
+        start_us=args.start,
         disconnect_at_seq=args.disconnect_at_seq,
         garbage_at_seq=args.garbage_at_seq,
         max_frame=args.max_frame,

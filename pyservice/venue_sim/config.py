@@ -13,6 +13,7 @@ from pyservice import protocol
 from pyservice.protocol import DEFAULT_MAX_FRAME, Name
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.log import LogEntry
+from pyservice.venue_time import parse_time
 
 
 class ConfigError(ValueError):
@@ -27,7 +28,7 @@ class InstrumentSpec:
 
 
 def _spec(symbol: str, kind: Literal["spot", "perp"], tick: str, step: str, min_qty: str, price: str) -> InstrumentSpec:
-    return InstrumentSpec(protocol.Instrument(0, symbol, kind, tick, step, min_qty, "5"), price)
+    return InstrumentSpec(protocol.Instrument(0, 0, symbol, kind, tick, step, min_qty, "5"), price)
 
 
 DEFAULT_INSTRUMENTS: tuple[InstrumentSpec, ...] = (
@@ -61,7 +62,15 @@ class Pause(msgspec.Struct, frozen=True):
     seconds: Annotated[float, msgspec.Meta(ge=0)]
 
 
-ScriptStep: TypeAlias = LogEntry | Pause
+@dataclass(frozen=True)
+class Timed:
+    """A script entry with its own `time`: logged with exactly that `ts` (µs since the epoch)."""
+
+    entry: LogEntry
+    ts: int
+
+
+ScriptStep: TypeAlias = LogEntry | Timed | Pause
 
 
 @dataclass
@@ -88,6 +97,10 @@ class VenueConfig:
     record: str | None = None
     #: log entries and pauses to publish instead of running bots
     script: list[ScriptStep] | None = None
+    #: simulated seconds per real second (`VenueClock`)
+    clock: float = 1.0
+    #: the clock's start, µs since the epoch; None = now
+    start_us: int | None = None
     instruments: tuple[InstrumentSpec, ...] = DEFAULT_INSTRUMENTS
     #: the bots' providers when there are no books
     providers: tuple[str, ...] = ("p1",)
@@ -125,7 +138,9 @@ _entry_decoder: msgspec.json.Decoder[LogEntry] = msgspec.json.Decoder(LogEntry)
 
 
 def parse_script_line(obj: Any) -> ScriptStep:
-    """One script object: `{"type": "instrument"|"mark"|"exec", <fields but seq>}` or a pause."""
+    """One script object: `{"type": "instrument"|"mark"|"exec", <fields but seq and ts>}`,
+    with an optional `"time": "YYYY-MM-DDTHH:MM:SS[.ffffff]Z"` (then a `Timed`: logged
+    at exactly that time; without it the entry takes the venue's clock), or a pause."""
     if not isinstance(obj, dict):
         raise ConfigError("a script line must be a JSON object")
     fields = dict(obj)
@@ -135,11 +150,14 @@ def parse_script_line(obj: Any) -> ScriptStep:
     cls = _SCRIPT_TYPES.get(kind) if isinstance(kind, str) else None
     if cls is None:
         raise ConfigError(f"unknown script type {kind!r}")
-    wire_fields = msgspec.structs.fields(cls)[1:]  # the venue assigns seq
+    time = fields.pop("time", None)
+    if time is not None and not isinstance(time, str):
+        raise ConfigError(f"time {time!r} is not a string")
+    wire_fields = msgspec.structs.fields(cls)[2:]  # the venue assigns seq and ts
     unknown = set(fields) - {f.name for f in wire_fields}
     if unknown:
         raise ConfigError(f"unknown field(s) {sorted(unknown)} for {kind}")
-    row: list[Any] = [kind, 0]
+    row: list[Any] = [kind, 0, 0]
     for f in wire_fields:
         if f.name in fields:
             row.append(fields[f.name])
@@ -148,7 +166,13 @@ def parse_script_line(obj: Any) -> ScriptStep:
         else:
             row.append(f.default)
     # through the wire decoder, so a script entry is checked exactly as a frame would be
-    return _entry_decoder.decode(json.dumps(row))
+    entry = _entry_decoder.decode(json.dumps(row))
+    if time is None:
+        return entry
+    try:
+        return Timed(entry, parse_time(time))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def load_script(path: str | Path) -> list[ScriptStep]:

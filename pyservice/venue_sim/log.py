@@ -34,10 +34,14 @@ class SequencedLog:
         """The newest seq; 0 while the log is empty."""
         return len(self._frames)
 
-    def append(self, entry: LogEntry) -> int:
-        """Log `entry` under the next seq (its own `seq` is replaced) and return that seq."""
+    def append(self, entry: LogEntry, ts: int | None = None) -> int:
+        """Log `entry` under the next seq (its own `seq` is replaced) and return that seq.
+        `ts` replaces its own `ts` when given (the venue stamps entries as it logs them)."""
         seq = len(self._frames) + 1
-        self._frames.append(encode(msgspec.structs.replace(entry, seq=seq)))
+        entry = (
+            msgspec.structs.replace(entry, seq=seq) if ts is None else msgspec.structs.replace(entry, seq=seq, ts=ts)
+        )
+        self._frames.append(encode(entry))
         self._grown.set()
         return seq
 

@@ -20,7 +20,8 @@ from pyservice.protocol import CopyFills, CopyRejects, UncheckedOrders
 from pyservice.venue_sim import fixed
 from pyservice.venue_sim.accounts import Instrument, Matcher, Outcome
 from pyservice.venue_sim.bots import Bots
-from pyservice.venue_sim.config import Pause, VenueConfig
+from pyservice.venue_sim.clock import VenueClock
+from pyservice.venue_sim.config import Pause, ScriptStep, Timed, VenueConfig
 from pyservice.venue_sim.log import LogEntry, SequencedLog
 from pyservice.venue_sim.session import Faults, Link
 from pyservice.venue_sim.stats import VenueStats
@@ -60,6 +61,7 @@ class VenueSim:
         self.session = msgspec.convert(config.session or f"venue-{secrets.token_hex(6)}", protocol.Name)
         self.stats = VenueStats()
         self.log = SequencedLog()
+        self.clock = VenueClock(config.clock, config.start_us)
         self.matcher = Matcher(self.stats, random.Random(f"{config.seed}:fills"), config.partial_fill_pct)
         self._hooks: list[OrdersHook] = []
         self._stopping = asyncio.Event()
@@ -90,7 +92,7 @@ class VenueSim:
             for spec in config.instruments:
                 self.publish(spec.instrument)
             for spec in config.instruments:
-                self.publish(protocol.MarkPrice(0, spec.instrument.symbol, spec.price))
+                self.publish(protocol.MarkPrice(0, 0, spec.instrument.symbol, spec.price))
             providers = [p.id for p in config.books.providers] if config.books else list(config.providers)
             self._bots = Bots(
                 providers,
@@ -106,8 +108,9 @@ class VenueSim:
         before it is matched; `recv_time_ns` is `time.monotonic_ns()` at arrival."""
         self._hooks.append(callback)
 
-    def publish(self, entry: LogEntry) -> int:
-        """Append `entry` to the log (its seq is assigned) and return that seq.
+    def publish(self, entry: LogEntry, at: int | None = None) -> int:
+        """Append `entry` to the log (its seq is assigned, and its `ts`: `at`, or the
+        venue's clock) and return that seq.
 
         Instruments and marks take effect for matching at once; an execution moves the
         mark to its price, as a trade prints there.
@@ -120,7 +123,7 @@ class VenueSim:
         elif isinstance(entry, protocol.ProviderExecution):
             self.matcher.set_mark(entry.symbol, entry.price)
             self.stats.executions += 1
-        return self.log.append(entry)
+        return self.log.append(entry, self.clock.stamp(at))
 
     @property
     def connected(self) -> bool:
@@ -207,14 +210,17 @@ class VenueSim:
                 return
             await asyncio.sleep(max(0.0, start + min(wake) - loop.time()))
 
-    async def _play(self, script: list[LogEntry | Pause]) -> None:
+    async def _play(self, script: list[ScriptStep]) -> None:
         """Publish the script in order, only while an engine is connected."""
         for step in script:
             if isinstance(step, Pause):
                 await asyncio.sleep(step.seconds)
             else:
                 await self.link.live.wait()
-                self.publish(step)
+                if isinstance(step, Timed):
+                    self.publish(step.entry, step.ts)
+                else:
+                    self.publish(step)
 
     # -- orders -----------------------------------------------------------------------
 
@@ -249,9 +255,9 @@ class VenueSim:
         outcomes: list[Outcome] | None = [] if self._record is not None else None
         fills, rejects = self.matcher.match(frame.orders, outcomes)
         if fills:
-            self.publish(CopyFills(0, fills))
+            self.publish(CopyFills(0, 0, fills))
         if rejects:
-            self.publish(CopyRejects(0, rejects))
+            self.publish(CopyRejects(0, 0, rejects))
         if outcomes is not None and self._record is not None:
             self._write_record(frame.seq, recv_ns, outcomes)
 

@@ -59,7 +59,7 @@ async def _scenario(tmp: Path, dsn: str) -> None:
 
     async def orders_for(exec_id: str, side: P.Side) -> list[dict[str, object]]:
         before = venue.stats.orders_received
-        venue.publish(P.ProviderExecution(0, "alpha", exec_id, "BTCUSDT", side, "0.1", "60000", "10000"))
+        venue.publish(P.ProviderExecution(0, 0, "alpha", exec_id, "BTCUSDT", side, "0.1", "60000", "10000"))
         for _ in range(200):
             await asyncio.sleep(0.02)
             if venue.stats.orders_received > before and venue.stats.engine_applied_seq == venue.log.newest:

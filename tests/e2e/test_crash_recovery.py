@@ -294,7 +294,7 @@ async def _run(
             await asyncio.sleep(0.05)
         await conn.close()
         for symbol, mark in venue.matcher.marks.items():
-            venue.publish(P.MarkPrice(0, symbol, fixed.format(mark)))
+            venue.publish(P.MarkPrice(0, 0, symbol, fixed.format(mark)))
         # caught up: everything applied, and the answers to the last orders too
         quiet = 0
         while quiet < 5:

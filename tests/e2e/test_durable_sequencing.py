@@ -1,6 +1,8 @@
 """The durable engine against a hand-driven venue: a duplicate message is applied once,
 a gap drops the connection, the journal holds each seq once, and a restart resumes
-from the watermark + 1 for the same venue session only."""
+from the watermark + 1 for the same venue session only. Venue time: an entry stamped
+earlier than its predecessor is taken at the engine's time, counted and logged, and
+recovery from the journal reaches the same clock."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from venue_traffic import free_port
 
 from pyservice import books as B
 from pyservice import protocol as P
+from pyservice.store.recovery import recover_engine
 
 
 class Venue:
@@ -55,8 +58,12 @@ class Venue:
         return True
 
 
+#: venue times (µs) by seq: 3 and 5 are earlier than their predecessors
+TS = {1: 1_000, 2: 3_000, 3: 2_000, 4: 5_000, 5: 4_000}
+
+
 def _exec(seq: int, exec_id: str) -> P.ProviderExecution:
-    return P.ProviderExecution(seq, "alpha", exec_id, "BTCUSDT", "buy", "0.1", "60000", "1000000")
+    return P.ProviderExecution(seq, TS[seq], "alpha", exec_id, "BTCUSDT", "buy", "0.1", "60000", "1000000")
 
 
 async def _scenario(tmp: Path, dsn: str) -> None:
@@ -88,8 +95,8 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         v = await Venue.connect(port)
         v.send(P.Hello(0, P.PROTOCOL_VERSION, "s1"))
         assert (await v.until(P.Resume)).from_seq == 1
-        instrument = P.Instrument(1, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
-        v.send(instrument, P.MarkPrice(2, "BTCUSDT", "60000"), _exec(3, "x1"), _exec(3, "x1"))
+        instrument = P.Instrument(1, TS[1], "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
+        v.send(instrument, P.MarkPrice(2, TS[2], "BTCUSDT", "60000"), _exec(3, "x1"), _exec(3, "x1"))
         orders = await v.until(P.NewOrders)
         assert orders.seq == 3 and len(orders.orders) == 3
         v.send(_exec(5, "x3"))  # seq 4 is missing: a gap
@@ -113,7 +120,21 @@ async def _scenario(tmp: Path, dsn: str) -> None:
             "x2",
             "x3",
         ]
+        # the journal holds the payloads as they came, so recovery meets the same times
+        # and corrects them the same way: the clock at the latest time, two corrections
+        books_text = (tmp / "books.json").read_text()
+
+        async def seed() -> str:
+            return books_text
+
+        recovered = await recover_engine(conn, "main", 5, seed)
+        assert (recovered.engine.now_us, recovered.engine.clock_corrections) == (5_000, 2)
         await conn.close()
+        corrections = [line for line in (tmp / "engine.log").read_text().splitlines() if "venue time went back" in line]
+        assert [c.split("venue time went back", 1)[1].split(" ", 1)[1] for c in corrections] == [
+            "the entry counts at the engine's time seq=3 ts=2000 taken=3000",
+            "the entry counts at the engine's time seq=5 ts=4000 taken=5000",
+        ]
 
         proc = subprocess.Popen(cmd, stderr=open(tmp / "engine2.log", "wb"))
         v = await Venue.connect(port)
@@ -130,6 +151,10 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         v = await Venue.connect(port)
         v.send(P.Hello(5, P.PROTOCOL_VERSION, "s1"))
         assert (await v.until(P.Resume)).from_seq == 6
+        recovered_line = next(
+            line for line in (tmp / "engine2.log").read_text().splitlines() if "state recovered" in line
+        )
+        assert "now_us=5000" in recovered_line.split()
     finally:
         proc.terminate()
         proc.wait(20)

@@ -125,8 +125,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
             assert time.monotonic() < deadline and proc.poll() is None, (tmp / "engine.log").read_text()
             time.sleep(0.1)
     s.sendall(
-        P.encode(P.Instrument(from_seq, "BTC", "spot", "0.01", "0.001", "0", "0"))
-        + P.encode(P.MarkPrice(from_seq + 1, "BTC", "100"))
+        P.encode(P.Instrument(from_seq, 0, "BTC", "spot", "0.01", "0.001", "0", "0"))
+        + P.encode(P.MarkPrice(from_seq + 1, 0, "BTC", "100"))
     )
     s.close()
     yield e
@@ -139,15 +139,17 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
 def base_entry(kind: str, seq: int, n: int) -> P.VenueMessage:
     """A valid next log entry of `kind`."""
     if kind == "exec":
-        return P.ProviderExecution(seq, "alpha", f"x{seq}-{n}", "BTC", "buy" if n % 2 else "sell", "1", "100", "1000")
+        return P.ProviderExecution(
+            seq, 0, "alpha", f"x{seq}-{n}", "BTC", "buy" if n % 2 else "sell", "1", "100", "1000"
+        )
     if kind == "fills":
-        return P.CopyFills(seq, [P.Fill(f"A{n}", "0.5", "100")])
+        return P.CopyFills(seq, 0, [P.Fill(f"A{n}", "0.5", "100")])
     if kind == "rejects":
-        return P.CopyRejects(seq, [P.Reject(f"B{n}", "expired")])
+        return P.CopyRejects(seq, 0, [P.Reject(f"B{n}", "expired")])
     if kind == "mark":
-        return P.MarkPrice(seq, "BTC", str(90 + n % 20))
+        return P.MarkPrice(seq, 0, "BTC", str(90 + n % 20))
     if kind == "instrument":
-        return P.Instrument(seq, "BTC", "spot", "0.01", "0.001", "0", "0")
+        return P.Instrument(seq, 0, "BTC", "spot", "0.01", "0.001", "0", "0")
     return P.Heartbeat(seq)
 
 
@@ -232,8 +234,8 @@ def test_bad_frames_drop_the_connection_and_never_place_an_order(
 def test_after_the_fuzzing_the_engine_still_copies(engine: Engine) -> None:
     s, reader, from_seq = engine.connect()
     s.sendall(
-        P.encode(P.MarkPrice(from_seq, "BTC", "100"))
-        + P.encode(P.ProviderExecution(from_seq + 1, "alpha", "final", "BTC", "buy", "1", "100", "100000"))
+        P.encode(P.MarkPrice(from_seq, 0, "BTC", "100"))
+        + P.encode(P.ProviderExecution(from_seq + 1, 0, "alpha", "final", "BTC", "buy", "1", "100", "100000"))
     )
     orders: list[P.NewOrder] = []
     deadline = time.monotonic() + 10

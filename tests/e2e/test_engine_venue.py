@@ -15,6 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from pyservice.venue_time import parse_time
+
 BTC = {
     "type": "instrument",
     "symbol": "BTCUSDT",
@@ -147,6 +149,26 @@ def run(tmp: Path, books: dict[str, Any], script: list[dict[str, Any]], *venue_a
     record = tmp / "orders.jsonl"
     lines = record.read_text().splitlines() if record.exists() else []
     return Run([json.loads(x) for x in lines], metrics, venue.stderr)
+
+
+def test_the_engine_runs_on_the_scripts_times(tmp_path: Path) -> None:
+    times = ["2024-03-01T00:00:00Z", "2024-03-02T09:30:00.5Z", "2024-03-02T09:29:59Z", "2024-03-05T00:00:00.000001Z"]
+    script = [
+        {**BTC, "time": times[0]},
+        {**_exec("e1", "BTCUSDT", "buy", "0.01", "50000"), "time": times[1]},
+        {"type": "pause", "seconds": 0.3},
+        {**_exec("e2", "BTCUSDT", "sell", "0.005", "50000"), "time": times[2]},  # earlier: corrected
+        {"type": "pause", "seconds": 0.3},
+        {"type": "mark", "symbol": "BTCUSDT", "price": "50001", "time": times[3]},
+    ]
+    # the venue's clock starts before the script and runs slowly: its own entries (the
+    # fills) take the latest scripted time, so the engine's clock ends at the last one
+    r = run(tmp_path, _books(3), script, "--start", "2024-01-01T00:00:00Z", "--clock", "1")
+    assert [x["outcome"] for x in r.accepted()] == ["fill"] * 6
+    assert r.m("copyengine_venue_time_seconds") == parse_time(times[3]) / 1e6
+    assert r.m("copyengine_clock_corrections_total") == 1
+    (line,) = [x for x in (tmp_path / "engine.log").read_text().splitlines() if "venue time went back" in x]
+    assert f"ts={parse_time(times[2])} taken={parse_time(times[1])}" in line
 
 
 def test_copies_fill_and_every_order_is_answered_once(tmp_path: Path) -> None:

@@ -160,7 +160,7 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
         for factor in ((1, 3), (3, 1)):  # down to a third (longs), then back up threefold (shorts)
             for symbol, mark in list(venue.matcher.marks.items()):
                 moved = mark * factor[0] // factor[1] // ticks[symbol] * ticks[symbol]
-                venue.publish(P.MarkPrice(0, symbol, fixed.format(moved)))
+                venue.publish(P.MarkPrice(0, 0, symbol, fixed.format(moved)))
             await asyncio.sleep(0.2)
         for step in range(4):
             await asyncio.sleep(rnd.uniform(0.2, 0.5))
@@ -179,7 +179,7 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
         # one more entry (the marks as they are): the stops at the last seq become final
         await asyncio.sleep(0.3)
         for symbol, mark in venue.matcher.marks.items():
-            venue.publish(P.MarkPrice(0, symbol, fixed.format(mark)))
+            venue.publish(P.MarkPrice(0, 0, symbol, fixed.format(mark)))
         r = redis.Redis.from_url(rs.url)
         quiet = 0  # everything applied, and the stream still for a second
         while quiet < 10:

@@ -26,7 +26,7 @@ async def _prepared(dsn):
 
 
 def _exec(seq, exec_id="x1"):
-    m = P.ProviderExecution(seq, "alpha", exec_id, "BTCUSDT", "buy", "0.5", "60000", "1000", 2)
+    m = P.ProviderExecution(seq, 0, "alpha", exec_id, "BTCUSDT", "buy", "0.5", "60000", "1000", 2)
     return m, P.encode(m)[4:]
 
 

@@ -34,34 +34,34 @@ BOOKS = json.dumps(
 
 # (venue message, control changes placed right after it)
 INPUTS: list[tuple[P.VenueMessage, list[dict]]] = [
-    (P.Instrument(1, "BTC", "spot", "0.01", "0.001", "0", "0"), []),
-    (P.Instrument(2, "ETH-PERP", "perp", "0.01", "0.001", "0", "1"), []),
-    (P.MarkPrice(3, "BTC", "100"), []),
+    (P.Instrument(1, 0, "BTC", "spot", "0.01", "0.001", "0", "0"), []),
+    (P.Instrument(2, 0, "ETH-PERP", "perp", "0.01", "0.001", "0", "1"), []),
+    (P.MarkPrice(3, 0, "BTC", "100"), []),
     # BTC: long 10 @ 100 (equity 10,000), add 5 @ 110, close 15 @ 120: pnl 1800 - 1550 = 250
     (
-        P.ProviderExecution(4, "P", "e1", "BTC", "buy", "10", "100", "10000"),
+        P.ProviderExecution(4, 0, "P", "e1", "BTC", "buy", "10", "100", "10000"),
         [{"type": "deposit", "follower": "a", "provider": "P", "amount": "100"}],
     ),
     (
-        P.ProviderExecution(5, "P", "e2", "BTC", "buy", "5", "110", "10500"),
+        P.ProviderExecution(5, 0, "P", "e2", "BTC", "buy", "5", "110", "10500"),
         [
             {"type": "withdraw", "follower": "a", "provider": "P", "amount": "50"},
             {"type": "withdraw", "follower": "a", "provider": "P", "amount": "1000000"},
         ],
     ),  # refused: no change
     (
-        P.ProviderExecution(6, "P", "e3", "BTC", "sell", "15", "120", "10800"),
+        P.ProviderExecution(6, 0, "P", "e3", "BTC", "sell", "15", "120", "10800"),
         [{"type": "follow", "follower": "b", "provider": "P", "allocation": "300"}],
     ),
     # ETH-PERP: long 2 @ 50 (leverage 5), then sell 3 @ 40 through zero: the long closes
     # with pnl 80 - 100 = -20 and a short of 1 @ 40 opens at that execution's equity
     (
-        P.ProviderExecution(7, "P", "e4", "ETH-PERP", "buy", "2", "50", "10800", 5),
+        P.ProviderExecution(7, 0, "P", "e4", "ETH-PERP", "buy", "2", "50", "10800", 5),
         [{"type": "unfollow", "follower": "c", "provider": "P"}],
     ),
-    (P.ProviderExecution(8, "P", "e5", "ETH-PERP", "sell", "3", "40", "10780", 5), []),
+    (P.ProviderExecution(8, 0, "P", "e5", "ETH-PERP", "sell", "3", "40", "10780", 5), []),
     # a repeated exec id is refused by the rules: no trade moves
-    (P.ProviderExecution(9, "P", "e5", "ETH-PERP", "sell", "3", "40", "10780", 5), []),
+    (P.ProviderExecution(9, 0, "P", "e5", "ETH-PERP", "sell", "3", "40", "10780", 5), []),
 ]
 
 
@@ -86,7 +86,7 @@ def _journal() -> tuple[list[tuple[int, str, bytes]], list[tuple[int, dict, str 
     for msg, placed in INPUTS:
         orders = add(msg)
         if orders:
-            add(P.CopyFills(0, [P.Fill(o.client_order_id, o.qty, msg.price) for o in orders]))
+            add(P.CopyFills(0, 0, [P.Fill(o.client_order_id, o.qty, msg.price) for o in orders]))
         for _i, change in enumerate(placed):
             outcome = engine.control(seq, len(changes) + 1, json.dumps(change))
             assert outcome.frame is None or change["type"] == "unfollow"

@@ -11,8 +11,8 @@ from pyservice.venue_sim import fixed
 from pyservice.venue_sim.accounts import Account, Matcher
 from pyservice.venue_sim.stats import VenueStats
 
-BTC = Instrument(0, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
-ETH = Instrument(0, "ETHUSDT-PERP", "perp", "0.01", "0.001", "0.001", "5")
+BTC = Instrument(0, 0, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
+ETH = Instrument(0, 0, "ETHUSDT-PERP", "perp", "0.01", "0.001", "0.001", "5")
 
 
 def money(text: str) -> int:
@@ -80,7 +80,7 @@ def test_market_fills_at_the_mark_and_a_symbol_without_mark_expires() -> None:
     m, _ = make()
     m.set_mark("BTCUSDT", "40000.5")
     assert one(m, order("buy", "0.001", cid="a")) == ("a", "0.001", "40000.5")
-    m.set_instrument(Instrument(0, "SOLUSDT", "spot", "0.001", "0.01", "0.01", "5"))
+    m.set_instrument(Instrument(0, 0, "SOLUSDT", "spot", "0.001", "0.01", "0.01", "5"))
     assert one(m, order("buy", "0.1", symbol="SOLUSDT", cid="b")) == ("b", "expired")
 
 
@@ -234,7 +234,7 @@ def test_invalid_orders(o: NewOrder) -> None:
 
 def test_min_qty_binds_openings_not_reduce_only_closes() -> None:
     m, acct = make()
-    m.set_instrument(Instrument(0, "XRPUSDT", "spot", "0.0001", "0.1", "1", "5"))
+    m.set_instrument(Instrument(0, 0, "XRPUSDT", "spot", "0.0001", "0.1", "1", "5"))
     m.set_mark("XRPUSDT", "2")
     assert one(m, order("buy", "0.5", symbol="XRPUSDT", cid="a")) == ("a", "invalid")
     assert one(m, order("buy", "1.5", symbol="XRPUSDT", cid="b")) == ("b", "1.5", "2")
@@ -268,7 +268,7 @@ def test_one_report_per_order_in_order() -> None:
 
 def test_instruments_and_marks_the_engine_would_refuse_change_nothing() -> None:
     m, _ = make()
-    m.set_instrument(Instrument(0, "BADUSDT", "spot", "0", "0.1", "0", "0"))
+    m.set_instrument(Instrument(0, 0, "BADUSDT", "spot", "0", "0.1", "0", "0"))
     m.set_mark("BTCUSDT", "1.123456789")
     m.set_mark("BTCUSDT", "0")
     assert "BADUSDT" not in m.instruments and m.marks["BTCUSDT"] == qty("50000")

@@ -22,12 +22,12 @@ from pyservice.venue_sim import DEFAULT_INSTRUMENTS, VenueConfig, VenueSim
 from pyservice.venue_sim.log import LogEntry, SequencedLog
 
 ENTRIES: list[LogEntry] = [
-    Instrument(99, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5"),
-    MarkPrice(0, "BTCUSDT", "50000"),
-    ProviderExecution(0, "p1", "e1", "BTCUSDT", "buy", "0.01", "50000", "1000", 1),
-    CopyFills(0, [Fill("a1", "0.01", "50000"), Fill("a2", "0.005", "50000")]),
-    CopyRejects(0, [Reject("a3", "expired")]),
-    MarkPrice(0, "BTCUSDT", "50100.5"),
+    Instrument(99, 0, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5"),
+    MarkPrice(0, 0, "BTCUSDT", "50000"),
+    ProviderExecution(0, 0, "p1", "e1", "BTCUSDT", "buy", "0.01", "50000", "1000", 1),
+    CopyFills(0, 0, [Fill("a1", "0.01", "50000"), Fill("a2", "0.005", "50000")]),
+    CopyRejects(0, 0, [Reject("a3", "expired")]),
+    MarkPrice(0, 0, "BTCUSDT", "50100.5"),
 ]
 
 
@@ -43,7 +43,7 @@ def test_seqs_are_assigned_one_by_one_without_gaps() -> None:
     assert log.newest == 0
     assert [log.append(e) for e in ENTRIES] == [1, 2, 3, 4, 5, 6]
     assert [e.seq for e in log.entries()] == [1, 2, 3, 4, 5, 6]
-    assert log.entries()[0] == Instrument(1, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
+    assert log.entries()[0] == Instrument(1, 0, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
     assert [log.entry(seq) for seq in range(1, 7)] == log.entries()
     with pytest.raises(IndexError):
         log.entry(7)
@@ -71,7 +71,7 @@ def test_frames_out_of_range() -> None:
 def test_the_log_never_changes() -> None:
     log = filled()
     before = log.frames(1, log.newest)
-    log.append(MarkPrice(0, "BTCUSDT", "1"))
+    log.append(MarkPrice(0, 0, "BTCUSDT", "1"))
     assert log.frames(1, 6) == before
 
 
@@ -84,22 +84,23 @@ def test_wait_beyond_wakes_on_append_and_times_out_otherwise() -> None:
         assert time.monotonic() - t0 >= 0.04
         waiter = asyncio.create_task(log.wait_beyond(6, timeout=5))
         await asyncio.sleep(0)
-        log.append(MarkPrice(0, "BTCUSDT", "2"))
+        log.append(MarkPrice(0, 0, "BTCUSDT", "2"))
         await asyncio.wait_for(waiter, 1)
 
     asyncio.run(main())
 
 
 def test_the_venue_log_starts_with_instruments_then_marks() -> None:
-    venue = VenueSim(VenueConfig(rate=0, mark_interval=0))
+    t0 = 1_700_000_000_000_000
+    venue = VenueSim(VenueConfig(rate=0, mark_interval=0, clock=1e-12, start_us=t0))  # a clock standing still
     entries = venue.log.entries()
     n = len(DEFAULT_INSTRUMENTS)
     assert entries[:n] == [
-        Instrument(i + 1, *[getattr(s.instrument, f) for f in Instrument.__struct_fields__[1:]])
+        Instrument(i + 1, t0, *[getattr(s.instrument, f) for f in Instrument.__struct_fields__[2:]])
         for i, s in enumerate(DEFAULT_INSTRUMENTS)
     ]
     assert entries[n:] == [
-        MarkPrice(n + i + 1, s.instrument.symbol, s.price) for i, s in enumerate(DEFAULT_INSTRUMENTS)
+        MarkPrice(n + i + 1, t0, s.instrument.symbol, s.price) for i, s in enumerate(DEFAULT_INSTRUMENTS)
     ]
     assert {e.symbol for e in entries} >= {"BTCUSDT", "ETHUSDT-PERP", "SOLUSDT"}
 
@@ -108,6 +109,6 @@ def test_publish_assigns_the_seq_and_moves_the_mark() -> None:
     venue = VenueSim(VenueConfig(script=[]))
     assert venue.log.newest == 0  # script mode: the script is the whole log
     assert venue.publish(ENTRIES[0]) == 1
-    assert venue.publish(ProviderExecution(0, "p1", "e1", "BTCUSDT", "buy", "0.01", "50123.45", "1000")) == 2
+    assert venue.publish(ProviderExecution(0, 0, "p1", "e1", "BTCUSDT", "buy", "0.01", "50123.45", "1000")) == 2
     assert venue.matcher.marks["BTCUSDT"] == 5012345 * 10**6
     assert venue.stats.executions == 1

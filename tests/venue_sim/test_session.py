@@ -38,6 +38,8 @@ from pyservice.venue_sim import (
     ConfigError,
     Follow,
     Pause,
+    Timed,
+    VenueClock,
     VenueConfig,
     VenueSim,
     load_books,
@@ -45,9 +47,13 @@ from pyservice.venue_sim import (
 )
 from pyservice.venue_sim.cli import main
 from pyservice.venue_sim.log import LogEntry
+from pyservice.venue_time import parse_time
 
-BTC = Instrument(0, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
-SCRIPT: list[LogEntry] = [BTC, MarkPrice(0, "BTCUSDT", "50000"), MarkPrice(0, "BTCUSDT", "50001")]
+#: the venues here run a clock that stands still (a simulated µs per 11 real days): every
+#: entry is stamped T0, so whole entries compare equal
+T0 = 1_700_000_000_000_000
+BTC = Instrument(0, T0, "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
+SCRIPT: list[LogEntry] = [BTC, MarkPrice(0, T0, "BTCUSDT", "50000"), MarkPrice(0, T0, "BTCUSDT", "50001")]
 BOOKS = Books(providers=[BookProvider("p1")], follows=[Follow("f1", "p1", "10000")])
 
 
@@ -152,7 +158,9 @@ def run(
 
 
 def config(**kw: object) -> VenueConfig:
-    base: dict[str, object] = dict(script=list(SCRIPT), books=BOOKS, session="s1", heartbeat=0.05, dead_after=2.0)
+    base: dict[str, object] = dict(
+        script=list(SCRIPT), books=BOOKS, session="s1", heartbeat=0.05, dead_after=2.0, clock=1e-12, start_us=T0
+    )
     base.update(kw)
     return VenueConfig(**base)
 
@@ -173,8 +181,8 @@ def test_orders_reports_reconnect_resume_and_a_garbage_frame() -> None:
             )
         )
         fills, rejects = await peer.entries(2)
-        assert fills == CopyFills(4, [("a", "0.01", "50001"), ("d", "0.001", "50001")])
-        assert rejects == CopyRejects(5, [("a", "duplicate"), ("b", "expired"), ("c", "invalid")])
+        assert fills == CopyFills(4, T0, [("a", "0.01", "50001"), ("d", "0.001", "50001")])
+        assert rejects == CopyRejects(5, T0, [("a", "duplicate"), ("b", "expired"), ("c", "invalid")])
         assert len(calls) == 1 and calls[0][:2] == (3, 5) and calls[0][2] >= t0
         hb = await peer.recv()
         assert hb == Heartbeat(5)
@@ -192,7 +200,7 @@ def test_orders_reports_reconnect_resume_and_a_garbage_frame() -> None:
         peer, hello = await engine.resumed(6)
         assert hello.seq == 5 and venue.stats.protocol_errors == 1
         peer.send(NewOrders(9, [buy("e")]))
-        assert await peer.entries(1) == [CopyFills(6, [("e", "0.01", "50001")])]
+        assert await peer.entries(1) == [CopyFills(6, T0, [("e", "0.01", "50001")])]
 
     venue = run(config(), scenario)
     assert venue.stats.orders_received == 6 and venue.stats.fills == 3
@@ -326,6 +334,16 @@ def test_unix_socket(tmp_path: Path) -> None:
         ('{"type": "mark", "symbol": "BTCUSDT", "price": "1", "seq": 3}', "unknown field(s) ['seq'] for mark"),
         ('{"type": "mark", "symbol": "BTCUSDT", "price": "1e3"}', "Expected `str` matching regex"),
         ('{"type": "pause", "seconds": -1}', "Expected `float` >= 0"),
+        ('{"type": "mark", "symbol": "BTCUSDT", "price": "1", "ts": 3}', "unknown field(s) ['ts'] for mark"),
+        (
+            '{"type": "mark", "symbol": "BTCUSDT", "price": "1", "time": "2024-01-01T00:00:00+01:00"}',
+            "time '2024-01-01T00:00:00+01:00' is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z",
+        ),
+        (
+            '{"type": "mark", "symbol": "BTCUSDT", "price": "1", "time": "2024-02-30T00:00:00Z"}',
+            "time '2024-02-30T00:00:00Z': day is out",
+        ),
+        ('{"type": "mark", "symbol": "BTCUSDT", "price": "1", "time": 1700000000}', "time 1700000000 is not a string"),
         ("[1]", "a script line must be a JSON object"),
     ],
 )
@@ -341,9 +359,73 @@ def test_script_entries_and_defaults(tmp_path: Path) -> None:
         ' "qty": "0.5", "price": "100", "provider_equity": "10"}\n{"type": "pause", "seconds": 0.5}\n'
     )
     assert load_script(tmp_path / "s.jsonl") == [
-        ProviderExecution(0, "p1", "e1", "BTCUSDT", "sell", "0.5", "100", "10", 1),
+        ProviderExecution(0, 0, "p1", "e1", "BTCUSDT", "sell", "0.5", "100", "10", 1),
         Pause(0.5),
     ]
+
+
+def test_script_times_are_stamped_exactly_and_the_rest_never_earlier(tmp_path: Path) -> None:
+    (tmp_path / "s.jsonl").write_text(
+        '{"type": "mark", "symbol": "BTCUSDT", "price": "1", "time": "2024-01-02T00:00:00Z"}\n'
+        '{"type": "mark", "symbol": "BTCUSDT", "price": "2"}\n'
+        '{"type": "mark", "symbol": "BTCUSDT", "price": "3", "time": "2024-01-01T23:59:59.999999Z"}\n'
+        '{"type": "mark", "symbol": "BTCUSDT", "price": "4"}\n'
+    )
+    script = load_script(tmp_path / "s.jsonl")
+    day2 = parse_time("2024-01-02T00:00:00Z")
+    assert script[0] == Timed(MarkPrice(0, 0, "BTCUSDT", "1"), day2)
+    assert script[1] == MarkPrice(0, 0, "BTCUSDT", "2")
+    # the venue's clock starts at 2024-01-01 and stands still: the untimed entries take the
+    # latest scripted time; the earlier scripted time is stamped as written (the engine corrects it)
+    venue = VenueSim(VenueConfig(script=script, clock=1e-12, start_us=parse_time("2024-01-01T00:00:00Z")))
+    for step in script:
+        if isinstance(step, Timed):
+            venue.publish(step.entry, step.ts)
+        else:
+            assert isinstance(step, MarkPrice)
+            venue.publish(step)
+    assert [e.ts for e in venue.log.entries()] == [day2, day2, day2 - 1, day2]
+
+
+def test_the_clock_runs_factor_times_real_time_from_its_start() -> None:
+    now = [5_000_000_000]  # ns on a fake monotonic clock
+    start = parse_time("2024-01-01T00:00:00Z")
+    clock = VenueClock(86400, start, monotonic_ns=lambda: now[0])
+    assert clock.stamp() == start
+    now[0] += 1_500_000_000  # 1.5 s: a day and a half
+    assert clock.stamp() == parse_time("2024-01-02T12:00:00Z")
+    assert clock.stamp(parse_time("2024-06-01T00:00:00Z")) == parse_time("2024-06-01T00:00:00Z")
+    now[0] += 1_000_000_000  # the clock (2024-01-03T12) is behind the latest stamp: that stays
+    assert clock.stamp() == parse_time("2024-06-01T00:00:00Z")
+    assert clock.stamp(start) == start  # a scripted time is exact, even an earlier one
+    assert clock.stamp() == parse_time("2024-06-01T00:00:00Z")
+    now[0] += 160 * 1_000_000_000  # 2024-01-01 + 162.5 days = 2024-06-11T12:00:00Z
+    assert clock.stamp() == parse_time("2024-06-11T12:00:00Z")
+    with pytest.raises(ValueError, match="positive"):
+        VenueClock(0)
+
+
+def test_the_default_clock_is_real_time() -> None:
+    before = time.time_ns() // 1000
+    clock = VenueClock()
+    stamped = [clock.stamp() for _ in range(100)]
+    after = time.time_ns() // 1000
+    assert before <= stamped[0] and stamped == sorted(stamped) and stamped[-1] <= after + 1000
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--clock", "0"], "must be positive"),
+        (["--clock", "inf"], "must be finite"),
+        (["--start", "2024-01-01T00:00:00"], "is not YYYY-MM-DDTHH:MM:SS[.ffffff]Z"),
+        (["--start", "1969-12-31T23:59:59Z"], "before 1970"),
+    ],
+)
+def test_cli_refuses_a_bad_clock(args: list[str], error: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(args)
+    assert error in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -393,7 +475,7 @@ def test_cli_process_serves_an_engine_and_stops_on_sigterm(tmp_path: Path) -> No
         ' "min_qty": "0.00001", "min_notional": "5"}\n\n'
         '{"type": "pause", "seconds": 0.01}\n'
         '{"type": "exec", "provider": "p1", "exec_id": "e1", "symbol": "BTCUSDT", "side": "buy",'
-        ' "qty": "0.01", "price": "50000", "provider_equity": "1000"}\n'
+        ' "qty": "0.01", "price": "50000", "provider_equity": "1000", "time": "2024-03-01T12:00:00.25Z"}\n'
     )
     (tmp_path / "books.json").write_text(
         '{"version": 1, "providers": [{"id": "p1"}], "follows": [{"follower": "f1", "provider": "p1",'
@@ -419,16 +501,26 @@ def test_cli_process_serves_an_engine_and_stops_on_sigterm(tmp_path: Path) -> No
             str(tmp_path / "orders.jsonl"),
             "--duration",
             "20",
+            "--clock",
+            "86400",
+            "--start",
+            "2024-01-01T00:00:00Z",
             stderr=asyncio.subprocess.PIPE,
         )
         try:
             peer = await engine.accept(timeout=20)
             assert await peer.recv() == Hello(0, 1, "cli")
             peer.send(Resume(1))
-            _instrument, execution = await peer.entries(2)
+            instrument, execution = await peer.entries(2)
             assert execution.seq == 2
+            # the clock: a simulated day per second from --start (the run lasts < 20 s)
+            start = parse_time("2024-01-01T00:00:00Z")
+            assert start <= instrument.ts < start + 20 * 86400 * 10**6
+            # the scripted time exactly; the fill after it never earlier (the clock is behind it)
+            timed = parse_time("2024-03-01T12:00:00.25Z")
+            assert execution.ts == timed
             peer.send(NewOrders(2, [buy("a", "50250")]))
-            assert await peer.entries(1) == [CopyFills(3, [("a", "0.01", "50000")])]
+            assert await peer.entries(1) == [CopyFills(3, timed, [("a", "0.01", "50000")])]
             proc.send_signal(signal.SIGTERM)
             await peer.until_closed()
             assert proc.stderr is not None

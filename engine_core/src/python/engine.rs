@@ -10,7 +10,6 @@ use crate::control::{control_seq, parse_control};
 use crate::engine::Engine;
 use crate::event::parse_event;
 use crate::model::{CopyOrder, Record, SkipReason};
-use crate::reports::ReportKind;
 use crate::scenario;
 use crate::wire::encode_orders;
 
@@ -158,6 +157,14 @@ fn outcome(py: Python<'_>, s: Summary, frame: &[u8]) -> Outcome {
     }
 }
 
+/// The string-based calls (`execute`, `mark`, ...) take the message's venue time as
+/// `ts`; without it (tests and tools that drive the rules directly) the clock stays.
+fn advance(engine: &mut Engine, ts: Option<i64>) {
+    if let Some(ts) = ts {
+        engine.advance_clock(ts);
+    }
+}
+
 /// The engine in live mode over follower books (see `docs/protocol.md`).
 /// Single-threaded, like `Engine`.
 #[pyclass(name = "LiveEngine", module = "pyservice._engine_core")]
@@ -184,9 +191,17 @@ impl PyLiveEngine {
         outcome(py, s, &self.frame)
     }
 
-    /// Apply a scenario-style event given as JSON, then summarize.
-    fn event(&mut self, py: Python<'_>, seq: u64, event: Value, leverage: u32) -> Outcome {
+    /// Apply a scenario-style event given as JSON at venue time `ts`, then summarize.
+    fn event(
+        &mut self,
+        py: Python<'_>,
+        seq: u64,
+        ts: Option<i64>,
+        event: Value,
+        leverage: u32,
+    ) -> Outcome {
         self.run(py, seq, Some(leverage), |engine| {
+            advance(engine, ts);
             engine.apply_parsed(seq, parse_event(&event));
         })
     }
@@ -246,6 +261,7 @@ impl PyLiveEngine {
     }
 
     #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (seq, symbol, kind, tick, step, min_qty, min_notional, *, ts=None))]
     fn instrument(
         &mut self,
         py: Python<'_>,
@@ -256,10 +272,12 @@ impl PyLiveEngine {
         step: &str,
         min_qty: &str,
         min_notional: &str,
+        ts: Option<i64>,
     ) -> Outcome {
         let v = json!({"symbol": symbol, "kind": kind, "tick": tick, "step": step,
                        "min_qty": min_qty, "min_notional": min_notional});
         self.run(py, seq, Some(1), |engine| {
+            advance(engine, ts);
             match scenario::instrument(&v, "instrument") {
                 Ok(inst) => engine.add_instrument(inst),
                 Err(e) => engine.record_error(e.0),
@@ -267,10 +285,19 @@ impl PyLiveEngine {
         })
     }
 
-    fn mark(&mut self, py: Python<'_>, seq: u64, symbol: &str, price: &str) -> Outcome {
+    #[pyo3(signature = (seq, symbol, price, *, ts=None))]
+    fn mark(
+        &mut self,
+        py: Python<'_>,
+        seq: u64,
+        symbol: &str,
+        price: &str,
+        ts: Option<i64>,
+    ) -> Outcome {
         self.event(
             py,
             seq,
+            ts,
             json!({"type": "mark", "symbol": symbol, "price": price}),
             1,
         )
@@ -278,7 +305,7 @@ impl PyLiveEngine {
 
     /// A provider execution: one fan-out over the provider's book.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage=None))]
+    #[pyo3(signature = (seq, provider, exec_id, symbol, side, qty, price, provider_equity, leverage=None, *, ts=None))]
     fn execute(
         &mut self,
         py: Python<'_>,
@@ -291,6 +318,7 @@ impl PyLiveEngine {
         price: &str,
         provider_equity: &str,
         leverage: Option<&Bound<'_, PyAny>>,
+        ts: Option<i64>,
     ) -> Outcome {
         // Any value that is not a u32 is out of the rule's range (1..=125): pass 0, so the
         // rule reports it as for any other bad leverage instead of raising OverflowError.
@@ -298,12 +326,20 @@ impl PyLiveEngine {
         let v = json!({"type": "fill", "provider": provider, "exec_id": exec_id,
                        "symbol": symbol, "side": side, "qty": qty, "price": price,
                        "provider_equity": provider_equity, "leverage": leverage});
-        self.event(py, seq, v, leverage)
+        self.event(py, seq, ts, v, leverage)
     }
 
     /// The venue's fill reports: (client_order_id, qty, price) each.
-    fn fills(&mut self, py: Python<'_>, seq: u64, fills: Vec<(String, String, String)>) -> Outcome {
+    #[pyo3(signature = (seq, fills, *, ts=None))]
+    fn fills(
+        &mut self,
+        py: Python<'_>,
+        seq: u64,
+        fills: Vec<(String, String, String)>,
+        ts: Option<i64>,
+    ) -> Outcome {
         self.run(py, seq, Some(1), |engine| {
+            advance(engine, ts);
             let fills = fills
                 .iter()
                 .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()));
@@ -312,25 +348,30 @@ impl PyLiveEngine {
     }
 
     /// The venue's rejects: (client_order_id, reason) each.
-    fn rejects(&mut self, py: Python<'_>, seq: u64, rejects: Vec<(String, String)>) -> Outcome {
+    #[pyo3(signature = (seq, rejects, *, ts=None))]
+    fn rejects(
+        &mut self,
+        py: Python<'_>,
+        seq: u64,
+        rejects: Vec<(String, String)>,
+        ts: Option<i64>,
+    ) -> Outcome {
         self.run(py, seq, Some(1), |engine| {
+            advance(engine, ts);
             engine.copy_rejects(seq, rejects.iter().map(|(a, b)| (a.as_str(), b.as_str())));
         })
     }
 
-    /// A `fills` or `rejects` frame from `decode_venue` (or `decode_reports`), applied like `fills`/`rejects`.
+    /// A `fills` or `rejects` frame from `decode_venue` (or `decode_reports`), applied like
+    /// `fills`/`rejects` at its `ts`.
     fn reports(&mut self, py: Python<'_>, reports: &Bound<'_, PyReports>) -> Outcome {
         let r = &reports.get().0;
-        self.run(py, r.seq, Some(1), |engine| {
-            match r.kind {
-                ReportKind::Fills => engine.copy_fills(r.seq, r.fills()),
-                ReportKind::Rejects => engine.copy_rejects(r.seq, r.rejects()),
-            };
-        })
+        self.run(py, r.seq, Some(1), |engine| r.apply(engine))
     }
 
     /// An `exec`, `mark` or `instrument` message from `decode_venue`, applied like
-    /// `execute` / `mark` / `instrument` (same rules, same errors), from its typed fields.
+    /// `execute` / `mark` / `instrument` (same rules, same errors), from its typed fields,
+    /// at its `ts` (the engine's clock: an earlier one is corrected and counted).
     fn message(&mut self, py: Python<'_>, msg: super::inbound::Message<'_>) -> Outcome {
         let msg = msg.get();
         let (seq, leverage) = msg.seq_and_leverage();

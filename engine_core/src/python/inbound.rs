@@ -26,6 +26,11 @@ impl PyExecution {
     fn seq(&self) -> u64 {
         self.0.seq
     }
+    /// The venue's time of the event, µs since the Unix epoch (UTC).
+    #[getter]
+    fn ts(&self) -> i64 {
+        self.0.ts
+    }
     #[getter]
     fn provider(&self) -> &str {
         &self.0.provider
@@ -62,9 +67,10 @@ impl PyExecution {
     fn __repr__(&self) -> String {
         let e = &self.0;
         format!(
-            "Execution(seq={}, provider={:?}, exec_id={:?}, symbol={:?}, side={:?}, qty={:?}, \
-             price={:?}, provider_equity={:?}, leverage={})",
+            "Execution(seq={}, ts={}, provider={:?}, exec_id={:?}, symbol={:?}, side={:?}, \
+             qty={:?}, price={:?}, provider_equity={:?}, leverage={})",
             e.seq,
+            e.ts,
             e.provider,
             e.exec_id,
             e.symbol,
@@ -92,6 +98,11 @@ impl PyMark {
     fn seq(&self) -> u64 {
         self.0.seq
     }
+    /// The venue's time of the event, µs since the Unix epoch (UTC).
+    #[getter]
+    fn ts(&self) -> i64 {
+        self.0.ts
+    }
     #[getter]
     fn symbol(&self) -> &str {
         &self.0.symbol
@@ -103,8 +114,8 @@ impl PyMark {
 
     fn __repr__(&self) -> String {
         format!(
-            "Mark(seq={}, symbol={:?}, price={:?})",
-            self.0.seq, self.0.symbol, self.0.price
+            "Mark(seq={}, ts={}, symbol={:?}, price={:?})",
+            self.0.seq, self.0.ts, self.0.symbol, self.0.price
         )
     }
 }
@@ -123,6 +134,11 @@ impl PyInstrumentDef {
     #[getter]
     fn seq(&self) -> u64 {
         self.0.seq
+    }
+    /// The venue's time of the event, µs since the Unix epoch (UTC).
+    #[getter]
+    fn ts(&self) -> i64 {
+        self.0.ts
     }
     #[getter]
     fn symbol(&self) -> &str {
@@ -156,9 +172,10 @@ impl PyInstrumentDef {
     fn __repr__(&self) -> String {
         let i = &self.0;
         format!(
-            "InstrumentDef(seq={}, symbol={:?}, kind={:?}, tick={:?}, step={:?}, min_qty={:?}, \
-             min_notional={:?})",
+            "InstrumentDef(seq={}, ts={}, symbol={:?}, kind={:?}, tick={:?}, step={:?}, \
+             min_qty={:?}, min_notional={:?})",
             i.seq,
+            i.ts,
             i.symbol,
             self.kind(),
             i.tick,

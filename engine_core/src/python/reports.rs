@@ -18,6 +18,11 @@ impl PyReports {
     fn seq(&self) -> u64 {
         self.0.seq
     }
+    /// The venue's time of the event, µs since the Unix epoch (UTC).
+    #[getter]
+    fn ts(&self) -> i64 {
+        self.0.ts
+    }
 
     /// "fills" or "rejects".
     #[getter]
@@ -66,9 +71,10 @@ impl PyReports {
 
     fn __repr__(&self) -> String {
         format!(
-            "Reports(kind={:?}, seq={}, entries={})",
+            "Reports(kind={:?}, seq={}, ts={}, entries={})",
             self.0.kind.as_str(),
             self.0.seq,
+            self.0.ts,
             self.0.len()
         )
     }
