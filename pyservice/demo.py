@@ -21,6 +21,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pyservice import books as B
+from pyservice import venue_auth
 
 
 @dataclass
@@ -140,6 +141,8 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
         d = Path(tmp)
         books = B.write(B.demo_books(providers, followers), d / "books.json")
         sock = f"unix:{d / 'engine.sock'}"
+        # a fresh venue key for this run, 0600 in the demo's own directory
+        venue_auth.write_new_key(d / "venue.key")
         py = sys.executable
         # the demo's own embedded PostgreSQL, so it never touches a database of yours
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -153,6 +156,8 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
                 str(books),
                 "--listen",
                 sock,
+                "--venue-key-file",
+                str(d / "venue.key"),
                 "--data-dir",
                 str(d / "pg"),
                 "--metrics-port",
@@ -171,6 +176,8 @@ def run_demo(providers: int, followers: int, duration: float | None, rate: float
             "venue-sim",
             "--connect",
             sock,
+            "--venue-key-file",
+            str(d / "venue.key"),
             "--books",
             str(books),
             "--rate",

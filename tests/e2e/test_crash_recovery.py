@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-from venue_traffic import bots_for, free_port, trade
+from venue_traffic import bots_for, free_port, trade, venue_key
 
 from pyservice import books as B
 from pyservice import control
@@ -129,6 +129,7 @@ async def _run(
     books_doc = B.demo_books(3, 150, seed)
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{free_port()}"
+    key_file, key = venue_key(tmp)
     cmd = [
         sys.executable,
         "-m",
@@ -140,6 +141,8 @@ async def _run(
         dsn,
         "--listen",
         addr,
+        "--venue-key-file",
+        key_file,
         "--heartbeat",
         "0.05",
         "--dead-after",
@@ -153,6 +156,7 @@ async def _run(
     venue = VenueSim(
         VenueConfig(
             connect=addr,
+            key=key,
             rate=0,
             mark_interval=0,
             books=msgspec.convert(books_doc, Books),
