@@ -235,9 +235,10 @@ async def _run(
         for _ in range(600):
             if venue.connected:
                 return
-            if step != "random" and proc.poll() == -signal.SIGKILL:
+            code = proc.poll()  # once: it may die between two polls
+            if step != "random" and code == -signal.SIGKILL:
                 return  # came up, resumed and reached its kill point already
-            assert proc.poll() is None, (tmp / "engine.log").read_text()
+            assert code is None, (tmp / "engine.log").read_text()
             await asyncio.sleep(0.05)
         raise AssertionError("the engine did not come back")
 
