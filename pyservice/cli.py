@@ -159,7 +159,7 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _engine(args: argparse.Namespace) -> int:
-    from pyservice import logs
+    from pyservice import logs, venue_auth
     from pyservice.engine.daemon import EngineConfig, EngineDaemon, StartError
     from pyservice.replay import ScenarioError
     from pyservice.runtime import run_until_signal
@@ -168,6 +168,11 @@ def _engine(args: argparse.Namespace) -> int:
     from pyservice.store.migrate import MigrationError
 
     logs.setup(args.log_format, args.log_level)
+    try:
+        key = venue_auth.load_key(args.venue_key_file)
+    except venue_auth.VenueKeyError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     config = EngineConfig(
         books=Path(args.books) if args.books else None,
         listen=args.listen or ["tcp://127.0.0.1:7400"],
@@ -184,6 +189,8 @@ def _engine(args: argparse.Namespace) -> int:
         log_format=args.log_format,
         snapshot_interval=args.snapshot_interval,
         realtime=args.realtime,
+        key=key,
+        insecure_listen=args.insecure_listen,
     )
     try:
         daemon = EngineDaemon(config)
@@ -367,7 +374,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--json", metavar="PATH", help="also write the result here")
     bench.set_defaults(func=_bench)
 
-    engine = sub.add_parser("engine", help="the engine daemon: a venue connects and pushes its log")
+    # no abbreviations: `--venue-key SECRET` must not pass for `--venue-key-file`
+    engine = sub.add_parser("engine", help="the engine daemon: a venue connects and pushes its log", allow_abbrev=False)
     engine.add_argument(
         "--books",
         help="follower books JSON (providers, platform, follows); seeds an empty "
@@ -396,6 +404,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="ENDPOINT",
         help="tcp://HOST:PORT or unix:PATH; repeatable (default tcp://127.0.0.1:7400)",
+    )
+    engine.add_argument(
+        "--venue-key-file",
+        metavar="PATH",
+        help="the pre-shared key the venue signs its hello with (at least 32 bytes, one trailing newline "
+        "ignored; default $COPYENGINE_VENUE_KEY); a TCP listener needs one",
+    )
+    engine.add_argument(
+        "--insecure-listen",
+        action="store_true",
+        help="without a key, listen on TCP anyway and check no MAC: only on a trusted link (tests, benches)",
     )
     engine.add_argument("--metrics-port", type=int, help="serve Prometheus metrics on this port")
     engine.add_argument("--heartbeat", type=float, default=1.0, help="seconds between heartbeats")
@@ -462,8 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_factor,
         default=172800.0,
         metavar="FACTOR",
-        help="the venue's simulated seconds per real second (default %(default)s: two days a second, "
-        "from 2026-09-01)",
+        help="the venue's simulated seconds per real second (default %(default)s: two days a second, from 2026-09-01)",
     )
     demo.set_defaults(func=_demo)
 

@@ -26,6 +26,7 @@ from rich.live import Live
 from rich.table import Table
 
 from pyservice import books as B
+from pyservice import venue_auth
 from pyservice.store.server import embedded_database
 from pyservice.venue_time import format_time
 
@@ -209,6 +210,8 @@ def run_demo(
         d = Path(tmp)
         books = B.write(B.demo_books(providers, followers), d / "books.json")
         sock = f"unix:{d / 'engine.sock'}"
+        # a fresh venue key for this run, 0600 in the demo's own directory
+        venue_auth.write_new_key(d / "venue.key")
         py = sys.executable
         # the demo's own embedded PostgreSQL, so it never touches a database of yours
         env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
@@ -223,6 +226,8 @@ def run_demo(
                 str(books),
                 "--listen",
                 sock,
+                "--venue-key-file",
+                str(d / "venue.key"),
                 "--database",
                 db.dsn,
                 "--metrics-port",
@@ -241,6 +246,8 @@ def run_demo(
             "venue-sim",
             "--connect",
             sock,
+            "--venue-key-file",
+            str(d / "venue.key"),
             "--books",
             str(books),
             "--rate",

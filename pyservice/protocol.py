@@ -1,4 +1,4 @@
-"""The venue wire protocol, version 1 (the contract: `docs/protocol.md`).
+"""The venue wire protocol, version 2 (the contract: `docs/protocol.md`).
 
 A frame is a 4-byte big-endian length, then one msgpack message. A message is a msgspec
 tagged-union Struct encoded as an array: `[tag, field, ...]`. Numbers that are money,
@@ -17,7 +17,7 @@ import msgspec
 
 from pyservice._engine_core import Execution, InstrumentDef, Mark, Reports, decode_venue
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2
 #: Default limit on one frame's payload; a NewOrders frame for 100,000 followers is ~10 MB.
 DEFAULT_MAX_FRAME: Final = 64 * 1024 * 1024
 
@@ -32,6 +32,9 @@ Decimal = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}(\.[0-9]{1,16})?\Z")
 Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}\Z")]
 ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{1,32}\Z")]
 Side = Literal["buy", "sell"]
+#: The engine's challenge and the venue's answer to it (`pyservice.venue_auth`).
+Nonce = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+Mac = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
 
 
 class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True):
@@ -44,9 +47,14 @@ class _Message(msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fiel
 
 
 class Hello(_Message, tag="hello", frozen=True):
+    """The answer to the engine's `Challenge`: `mac` = HMAC-SHA256(key, nonce || 0x1f ||
+    session), or nil from a venue without a key (only an engine without one accepts it).
+    An array without `mac` decodes too, so a version 1 hello is refused for its version."""
+
     seq: Seq
     version: int
     session: Name
+    mac: Mac | None = None
 
 
 class Instrument(_Message, tag="instrument", frozen=True):
@@ -120,6 +128,13 @@ class Heartbeat(_Message, tag="hb", frozen=True):
 # engine → venue
 
 
+class Challenge(_Message, tag="challenge", frozen=True):
+    """The engine's first frame on every connection: a fresh random nonce to sign."""
+
+    version: int
+    nonce: Nonce
+
+
 class Resume(_Message, tag="resume", frozen=True):
     """Send every log entry from `from_seq` on, then keep pushing."""
 
@@ -176,7 +191,7 @@ VenueMessage: TypeAlias = Hello | Instrument | MarkPrice | ProviderExecution | C
 #: (`engine_core/src/inbound.rs`, `reports.rs`) with exactly these Structs' checks.
 NativeEntry: TypeAlias = Execution | Mark | InstrumentDef | Reports
 NativeVenueMessage: TypeAlias = Hello | Heartbeat | NativeEntry
-EngineMessage: TypeAlias = Resume | NewOrders | Heartbeat
+EngineMessage: TypeAlias = Challenge | Resume | NewOrders | Heartbeat
 Message: TypeAlias = VenueMessage | EngineMessage
 
 _encoder = msgspec.msgpack.Encoder()
@@ -209,7 +224,8 @@ class FrameReader(Generic[T]):
 
     def __init__(self, kind: object, max_frame: int = DEFAULT_MAX_FRAME, *, native_reports: bool = False) -> None:
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(kind)
-        self._max = max_frame
+        #: may be changed between feeds (the engine allows small frames until the venue is authenticated)
+        self.max_frame = max_frame
         self._buf = bytearray()
         self._native = native_reports
 
@@ -238,8 +254,8 @@ class FrameReader(Generic[T]):
         try:
             while len(buf) - start >= 4:
                 (size,) = _HEADER.unpack_from(buf, start)
-                if size > self._max:
-                    raise ProtocolError(f"frame of {size} bytes is above the limit {self._max}")
+                if size > self.max_frame:
+                    raise ProtocolError(f"frame of {size} bytes is above the limit {self.max_frame}")
                 if len(buf) - start - 4 < size:
                     break
                 payload = bytes(buf[start + 4 : start + 4 + size])
@@ -271,9 +287,11 @@ def engine_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader[EngineMessa
     return FrameReader(EngineMessage, max_frame)
 
 
-def unchecked_engine_reader(max_frame: int = DEFAULT_MAX_FRAME) -> FrameReader[Resume | UncheckedOrders | Heartbeat]:
+def unchecked_engine_reader(
+    max_frame: int = DEFAULT_MAX_FRAME,
+) -> FrameReader[Challenge | Resume | UncheckedOrders | Heartbeat]:
     """`engine_reader` with orders as `UncheckedOrder`s (see there)."""
-    return FrameReader(Union[Resume, UncheckedOrders, Heartbeat], max_frame)  # noqa: UP007  msgspec's type, mypy's T
+    return FrameReader(Union[Challenge, Resume, UncheckedOrders, Heartbeat], max_frame)  # noqa: UP007  msgspec's type, mypy's T
 
 
 def check_order_ids(orders: list[UncheckedOrder]) -> None:

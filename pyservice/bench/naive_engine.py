@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from decimal import ROUND_DOWN, Decimal
@@ -165,6 +166,8 @@ class _Conn(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.engine.transport = cast(asyncio.Transport, transport)
+        # the protocol's handshake; the baseline checks no MAC (a trusted link)
+        self.engine.transport.write(P.encode(P.Challenge(P.PROTOCOL_VERSION, secrets.token_bytes(32))))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.engine.transport = None

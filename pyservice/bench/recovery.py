@@ -29,6 +29,7 @@ import asyncpg
 
 from pyservice import books as B
 from pyservice import protocol as P
+from pyservice import venue_auth
 from pyservice.bench.socket import EQUITY, PRICE, PROVIDER, QTY, SYMBOL, _free_port
 from pyservice.runtime import tune_gc
 from pyservice.store.server import create_database, drop_database, open_database
@@ -41,6 +42,7 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
     dsn = await create_database(server_dsn, name)
     books = B.write(B.bench_books(followers, PROVIDER), tmp / "books.json")
     addr = f"tcp://127.0.0.1:{_free_port()}"
+    key = venue_auth.write_new_key(tmp / "venue.key")
     cmd = [
         sys.executable,
         "-m",
@@ -52,6 +54,8 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
         dsn,
         "--listen",
         addr,
+        "--venue-key-file",
+        str(tmp / "venue.key"),
         "--heartbeat",
         "0.05",
         "--dead-after",
@@ -66,6 +70,7 @@ async def _measure(followers: int, executions: int, server_dsn: str, tmp: Path) 
             mark_interval=0,
             heartbeat=0.05,
             dead_after=60,
+            key=key,
             books=Books(
                 providers=[BookProvider(PROVIDER)],
                 follows=[Follow(f"f{i:06d}", PROVIDER, EQUITY) for i in range(followers)],

@@ -36,6 +36,7 @@ from rich.progress import Progress, TaskID
 
 from pyservice import books as B
 from pyservice import protocol as P
+from pyservice import venue_auth
 from pyservice.engine.priority import make_realtime, normal
 from pyservice.runtime import tune_gc
 from pyservice.store.server import create_database, database_dsn, drop_database, open_database
@@ -118,6 +119,8 @@ async def _bench(
     books_path = B.write(books, tmp / "books.json")
     port = _free_port()
     addr = f"tcp://127.0.0.1:{port}"
+    # the venue authenticates as in production (one handshake per connection: nothing timed)
+    key = venue_auth.write_new_key(tmp / "venue.key")
     if engine == "naive":
         cmd = [sys.executable, "-m", "pyservice.bench.naive_engine", "--books", str(books_path), "--listen", addr]
     else:
@@ -130,6 +133,8 @@ async def _bench(
             str(books_path),
             "--listen",
             addr,
+            "--venue-key-file",
+            str(tmp / "venue.key"),
             "--heartbeat",
             "0.01",
             "--dead-after",
@@ -151,7 +156,14 @@ async def _bench(
     )
     venue = VenueSim(
         VenueConfig(
-            connect=addr, rate=0, mark_interval=0, books=venue_books, heartbeat=0.01, dead_after=30, record=str(record)
+            connect=addr,
+            rate=0,
+            mark_interval=0,
+            books=venue_books,
+            heartbeat=0.01,
+            dead_after=30,
+            record=str(record),
+            key=key,
         )
     )
     tune_gc()  # this process is the venue: collected as the venue-sim command is

@@ -12,6 +12,12 @@ state the journal committed (`pyservice.store.recovery`), then asks the venue to
 from the watermark + 1. Control changes are placed and applied through
 `pyservice.control`. `--memory` keeps everything in this process only (tests, benchmarks
 of the hot path alone).
+
+Who may be the venue: every connection gets a fresh nonce (`challenge`) and must answer
+with a `hello` whose MAC proves the venue key (`pyservice.venue_auth`) before anything
+else is read from it; until then it is not the venue (it replaces no connection, is
+held to small frames and to the dead-peer timeout). The venue session is pinned by the
+first message of it that is applied, not by a hello.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
+import stat
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -27,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
 
 from pyservice import protocol as P
+from pyservice import venue_auth
 from pyservice._engine_core import Execution, LiveEngine, Outcome, Reports
 from pyservice.dispatch import UnexpectedMessage, apply_venue_message
 from pyservice.endpoints import Endpoint, parse_endpoint
@@ -71,6 +80,14 @@ class EngineConfig:
     snapshot_interval: float = 30.0
     #: SCHED_FIFO priority of the hot path's threads (`priority.py`); None: the default
     realtime: int | None = None
+    #: the venue key (`venue_auth.load_key`): every hello must carry its MAC
+    key: bytes | None = field(default=None, repr=False)
+    #: without a key, listen on TCP anyway and check no MAC (a trusted link: tests, benches)
+    insecure_listen: bool = False
+
+
+#: the largest frame read from a connection before its hello is verified (a hello is ~100 bytes)
+PRE_AUTH_MAX_FRAME = 1024
 
 
 class StartError(Exception):
@@ -102,15 +119,29 @@ class EngineDaemon:
         self.applied_seq = 0
         #: the engine's count of venue-time corrections, as last seen (see `_clock_corrected`)
         self._clock_corrections = engine.clock_corrections if engine is not None else 0
-        #: The venue session whose log this engine has applied (fixed by the first hello).
+        #: The venue session whose log this engine has applied: pinned by the first
+        #: message applied (or recovered), never by a hello alone.
         self.session: str | None = None
         self.venue_head = 0
+        #: the venue: the connection whose hello was verified last
         self._conn: VenueConnection | None = None
+        #: connections that have not yet sent a verified hello
+        self._pending: set[VenueConnection] = set()
+        #: the unix sockets this process created: (path, inode), removed on stop
+        self._unix_paths: list[tuple[str, int]] = []
         self._servers: list[asyncio.AbstractServer] = []
         self._stopped = asyncio.Event()
         #: why the engine stopped on its own (None: it was asked to)
         self.failure: str | None = None
         self.endpoints: list[Endpoint] = [parse_endpoint(e) for e in config.listen]
+        tcp = [e for e in self.endpoints if e.unix_path is None]
+        if tcp and config.key is None and not config.insecure_listen:
+            raise StartError(
+                f"listening on {tcp[0]} needs a venue key (--venue-key-file PATH or ${venue_auth.KEY_ENV}); "
+                "--insecure-listen only on a trusted link"
+            )
+        if config.key is None:
+            log.warning("no venue key: the venue's hello is not authenticated", extra={"listen": config.listen})
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -118,9 +149,8 @@ class EngineDaemon:
         loop = asyncio.get_running_loop()
         for ep in self.endpoints:
             if ep.unix_path is not None:
-                if os.path.exists(ep.unix_path):
-                    os.unlink(ep.unix_path)
-                server = await loop.create_unix_server(lambda: VenueConnection(self), ep.unix_path)
+                sock = self._bind_unix(ep.unix_path)
+                server = await loop.create_unix_server(lambda: VenueConnection(self), sock=sock)
             else:
                 server = await loop.create_server(lambda: VenueConnection(self), ep.host, ep.port)
                 if ep.port == 0:  # report the port the OS chose
@@ -134,6 +164,40 @@ class EngineDaemon:
             "engine listening",
             extra={"listen": [str(e) for e in self.endpoints], "relationships": self.engine.relationships},
         )
+
+    def _bind_unix(self, path: str) -> socket.socket:
+        """A listening socket at `path` that only this user may connect to: created under
+        umask 0177, so it is never wider than 0600. A stale socket there is replaced; a
+        live one or anything else is an error."""
+        if os.path.lexists(path):
+            if not stat.S_ISSOCK(os.lstat(path).st_mode):
+                raise StartError(f"unix:{path} exists and is not a socket")
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+                try:
+                    probe.connect(path)
+                except OSError:
+                    os.unlink(path)  # nothing listens: left by a process that died
+                else:
+                    raise StartError(f"unix:{path}: another process is listening there")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise
+        finally:
+            os.umask(old)
+        self._unix_paths.append((path, os.stat(path).st_ino))
+        return sock
+
+    def _remove_unix_sockets(self) -> None:
+        """Remove the sockets this process created (not one a newer process put there)."""
+        for path, inode in self._unix_paths:
+            with contextlib.suppress(OSError):
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+        self._unix_paths.clear()
 
     async def run(self) -> None:
         tasks: list[asyncio.Task[None]] = []
@@ -169,8 +233,11 @@ class EngineDaemon:
             self._stopped.set()  # also: the owner connection closing below is no loss
             for s in self._servers:
                 s.close()
+            self._remove_unix_sockets()
             if self._conn is not None:
                 self._conn.drop("engine stopping", kind=None)
+            for pending in list(self._pending):
+                pending.drop("engine stopping", kind=None)
             if self.journal is not None:
                 try:
                     flushed = await self.journal.flush(timeout=10)
@@ -425,14 +492,16 @@ class EngineDaemon:
             self._holds.add(reason)
         else:
             self._holds.discard(reason)
-        conn = self._conn
-        if conn is None or conn.transport is None or before == bool(self._holds):
+        if before == bool(self._holds):
             return
-        if self._holds:
-            conn.transport.pause_reading()
-        else:
-            conn.transport.resume_reading()
-            conn.last_heard = time.monotonic()  # silence while paused was ours
+        for conn in [self._conn, *self._pending]:
+            if conn is None or conn.transport is None:
+                continue
+            if self._holds:
+                conn.transport.pause_reading()
+            else:
+                conn.transport.resume_reading()
+                conn.last_heard = time.monotonic()  # silence while paused was ours
 
     def stop(self) -> None:
         self._stopped.set()
@@ -450,6 +519,13 @@ class EngineDaemon:
     async def _heartbeats(self) -> None:
         while True:
             await asyncio.sleep(self.config.heartbeat_s)
+            for pending in list(self._pending):
+                if self._holds:  # its hello waits (not read): keep both sides waiting
+                    pending.last_heard = time.monotonic()
+                    pending.send(P.encode(P.Heartbeat(seq=self.applied_seq)))
+                elif time.monotonic() - pending.last_heard > self.config.dead_after_s:
+                    # `last_heard` of a pending connection: its connect (its data does not move it)
+                    pending.drop(f"no hello for {self.config.dead_after_s}s", kind="no_hello")
             conn = self._conn
             if conn is None:
                 continue
@@ -462,30 +538,47 @@ class EngineDaemon:
 
     # -- connections ---------------------------------------------------------------
 
+    def connected(self, conn: VenueConnection) -> None:
+        """A new connection: challenge it. It is not the venue until its hello is verified."""
+        self._pending.add(conn)
+        if self._holds and conn.transport is not None:
+            conn.transport.pause_reading()
+        conn.send(P.encode(P.Challenge(P.PROTOCOL_VERSION, conn.nonce)))
+
     def attach(self, conn: VenueConnection) -> None:
+        self._pending.discard(conn)
         if self._conn is not None:
             self._conn.drop("a new venue connection replaces this one", kind=None)
         self._conn = conn
+        conn.last_heard = time.monotonic()
         self.metrics.reconnects.inc()
         if self._holds and conn.transport is not None:
             conn.transport.pause_reading()
 
     def detach(self, conn: VenueConnection) -> None:
+        self._pending.discard(conn)
         if self._conn is conn:
             self._conn = None
             self.metrics.connected.set(0)
 
     def hello(self, conn: VenueConnection, msg: P.Hello) -> None:
+        """Verify a connection's hello (version, MAC, session) before anything else of it
+        is used; then it is the venue: resume it from the watermark."""
         if msg.version != P.PROTOCOL_VERSION:
             raise _Refused("version", f"venue speaks protocol {msg.version}, this engine {P.PROTOCOL_VERSION}")
+        key = self.config.key
+        if key is not None:
+            if msg.mac is None:
+                raise _Refused("auth", "hello without a MAC")
+            if not venue_auth.verify(key, conn.nonce, msg.session, msg.mac):
+                raise _Refused("auth", "hello with a bad MAC (not the venue key, or not this connection's nonce)")
         if self.session is not None and msg.session != self.session:
             raise _Refused("session", f"venue session '{msg.session}' is not the applied session '{self.session}'")
-        self.session = msg.session
-        if self._catch_up_to is None:
-            self._catch_up_to = msg.seq
-            self._check_caught_up()
-        if self.journal is not None:
-            self.journal.session = msg.session
+        self.attach(conn)
+        conn.reader.max_frame = self.config.max_frame
+        conn.session, conn.hello_seq = msg.session, msg.seq
+        if self.session is not None:
+            self._set_catch_up(msg.seq)
         self.venue_head = msg.seq
         conn.send(P.encode(P.Resume(from_seq=self.applied_seq + 1)))
         # Orders sent on a connection that then broke may never have arrived: send every
@@ -505,6 +598,21 @@ class EngineDaemon:
             },
         )
 
+    def _set_catch_up(self, venue_seq: int) -> None:
+        """The first hello of the pinned session: what a process that died may have applied."""
+        if self._catch_up_to is None:
+            self._catch_up_to = venue_seq
+            self._check_caught_up()
+
+    def _pin(self, conn: VenueConnection) -> None:
+        """The first message of a session is applied: from now on it is the only one."""
+        assert conn.session is not None  # greeted
+        self.session = conn.session
+        if self.journal is not None:
+            self.journal.session = conn.session
+        log.info("venue session pinned", extra={"session": conn.session})
+        self._set_catch_up(conn.hello_seq)
+
     # -- the sequenced log -----------------------------------------------------------
 
     def receive(self, conn: VenueConnection, msg: P.NativeVenueMessage, payload: bytes) -> None:
@@ -521,6 +629,8 @@ class EngineDaemon:
             return  # resent from before the resume point: already applied
         if seq != self.applied_seq + 1:
             raise _Refused("gap", f"seq {seq} after {self.applied_seq}")
+        if self.session is None:
+            self._pin(conn)
         started = time.perf_counter_ns()
         outcome = apply_venue_message(self.engine, msg)
         if outcome.frame is not None:
@@ -601,20 +711,27 @@ class _Refused(Exception):
 class VenueConnection(asyncio.Protocol):
     def __init__(self, daemon: EngineDaemon) -> None:
         self.daemon = daemon
-        self.reader = P.venue_reader(daemon.config.max_frame, native_reports=True)
+        # small frames until the hello is verified: a stranger makes the engine buffer little
+        self.reader = P.venue_reader(min(PRE_AUTH_MAX_FRAME, daemon.config.max_frame), native_reports=True)
         self.transport: asyncio.Transport | None = None
+        #: signed by the venue's hello; used once (a second hello is refused)
+        self.nonce = venue_auth.new_nonce()
         self.greeted = False
+        #: the verified hello's session and seq
+        self.session: str | None = None
+        self.hello_seq = 0
         self.last_heard = time.monotonic()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports implement asyncio.Transport without subclassing it
         self.transport = cast(asyncio.Transport, transport)
-        self.daemon.attach(self)
+        self.daemon.connected(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.daemon.detach(self)
         self.transport = None
-        log.info("venue disconnected", extra={"applied_seq": self.daemon.applied_seq})
+        if self.greeted:
+            log.info("venue disconnected", extra={"applied_seq": self.daemon.applied_seq})
 
     def send(self, frame: bytes) -> None:
         if self.transport is not None and not self.transport.is_closing():
@@ -623,16 +740,18 @@ class VenueConnection(asyncio.Protocol):
     def drop(self, reason: str, kind: str | None) -> None:
         if kind is not None:
             self.daemon.metrics.protocol_errors.labels(kind).inc()
+            peer = self.transport.get_extra_info("peername") if self.transport is not None else None
             log.error(
-                "protocol error, dropping the venue",
-                extra={"kind": kind, "reason": reason, "applied_seq": self.daemon.applied_seq},
+                "protocol error, dropping the venue" if self.greeted else "protocol error, dropping a connection",
+                extra={"kind": kind, "reason": reason, "applied_seq": self.daemon.applied_seq, "peer": peer},
             )
         if self.transport is not None:
             self.transport.abort()
         self.daemon.detach(self)
 
     def data_received(self, data: bytes) -> None:
-        self.last_heard = time.monotonic()
+        if self.greeted:
+            self.last_heard = time.monotonic()
         try:
             for msg, payload in self.reader.feed_framed(data):
                 if self.transport is None:
@@ -640,8 +759,8 @@ class VenueConnection(asyncio.Protocol):
                 if not self.greeted:
                     if not isinstance(msg, P.Hello):
                         raise _Refused("no_hello", f"{type(msg).__name__} before hello")
-                    self.greeted = True
                     self.daemon.hello(self, msg)
+                    self.greeted = True
                 else:
                     self.daemon.receive(self, msg, payload)
         except P.ProtocolError as exc:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import math
 import sys
 
-from pyservice import logs
+from pyservice import logs, venue_auth
 from pyservice.endpoints import parse_endpoint
 from pyservice.protocol import DEFAULT_MAX_FRAME
 from pyservice.runtime import run_until_signal, tune_gc
@@ -75,6 +76,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="tcp://127.0.0.1:7400",
         help="the engine's address: tcp://HOST:PORT or unix:PATH (default %(default)s)",
     )
+    parser.add_argument(
+        "--venue-key-file",
+        metavar="PATH",
+        help=f"the key that signs the hello (at least {venue_auth.MIN_KEY_BYTES} bytes; default ${venue_auth.KEY_ENV}; "
+        "neither: unsigned, for an engine with --insecure-listen)",
+    )
     parser.add_argument("--session", help="session name (default: random, fixed for this run)")
     parser.add_argument("--books", metavar="PATH", help="providers and follows (JSON); funds the followers")
     parser.add_argument(
@@ -137,7 +144,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> VenueConfig:
-    """ConfigError if the books or script file is unusable."""
+    """ConfigError if the books or script file is unusable, VenueKeyError if the key is."""
     return VenueConfig(
         connect=args.connect,
         session=args.session,
@@ -158,6 +165,7 @@ def config_from_args(args: argparse.Namespace) -> VenueConfig:
         disconnect_at_seq=args.disconnect_at_seq,
         garbage_at_seq=args.garbage_at_seq,
         max_frame=args.max_frame,
+        key=venue_auth.load_key(args.venue_key_file),
     )
 
 
@@ -165,14 +173,20 @@ def run(args: argparse.Namespace) -> int:
     logs.setup(args.log_format, args.log_level)
     try:
         venue = VenueSim(config_from_args(args))
-    except ValueError as exc:  # ConfigError, or a value the venue cannot use
+    except ValueError as exc:  # ConfigError, VenueKeyError, or a value the venue cannot use
         print(f"venue-sim: {exc}", file=sys.stderr)
         return 2
+    if venue.config.key is None:
+        logging.getLogger("copyengine.venue").warning(
+            f"no venue key (--venue-key-file or ${venue_auth.KEY_ENV}): the hello is not signed, "
+            "so only an engine with --insecure-listen takes this venue"
+        )
     tune_gc()
     return run_until_signal(venue.run(), venue.stop)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="copyengine venue-sim", description=__doc__)
+    # no abbreviations: `--venue-key SECRET` must not pass for `--venue-key-file`
+    parser = argparse.ArgumentParser(prog="copyengine venue-sim", description=__doc__, allow_abbrev=False)
     add_arguments(parser)
     return run(parser.parse_args(argv))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -108,6 +108,8 @@ class VenueConfig:
     disconnect_at_seq: int | None = None
     garbage_at_seq: int | None = None
     max_frame: int = DEFAULT_MAX_FRAME
+    #: the venue key (`pyservice.venue_auth.load_key`); None: the hello is not signed
+    key: bytes | None = field(default=None, repr=False)
 
 
 def load_books(path: str | Path) -> Books:

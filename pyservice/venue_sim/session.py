@@ -1,6 +1,7 @@
 """The venue's connection to the engine (docs/protocol.md, "Session").
 
-The venue is the client: it connects, sends `hello`, waits for `resume`, sends the log
+The venue is the client: it connects, waits for the engine's `challenge`, answers with
+`hello` (signed with the venue key, if it has one), waits for `resume`, sends the log
 from `from_seq` on and then every new entry, heartbeats, and drops the connection when
 the engine is silent for the dead-peer timeout or breaks the protocol. Then it connects
 again, with backoff, and the engine resumes from its own watermark.
@@ -16,9 +17,11 @@ from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
 
+from pyservice import venue_auth
 from pyservice.endpoints import Endpoint
 from pyservice.protocol import (
     PROTOCOL_VERSION,
+    Challenge,
     Heartbeat,
     Hello,
     ProtocolError,
@@ -73,6 +76,7 @@ class Link:
         heartbeat: float = 1.0,
         dead_after: float = 5.0,
         max_frame: int,
+        key: bytes | None = None,
         faults: Faults | None = None,
     ) -> None:
         self.endpoint = endpoint
@@ -84,6 +88,8 @@ class Link:
         self.heartbeat = heartbeat
         self.dead_after = dead_after
         self.max_frame = max_frame
+        #: signs the hello; None: an engine that checks no MAC (`--insecure-listen`)
+        self.key = key
         self.faults = faults or Faults()
         #: set while a connection is resumed (the engine is being fed)
         self.live = asyncio.Event()
@@ -115,6 +121,8 @@ class _Connection:
         self.writer = writer
         self.loop = asyncio.get_running_loop()
         self.last_heard = self.loop.time()
+        self.challenged = asyncio.Event()
+        self.nonce = b""
         self.resumed = asyncio.Event()
         self.from_seq = 1
 
@@ -148,7 +156,12 @@ class _Connection:
         while True:
             data = await self.reader.read(_READ_SIZE)
             if not data:
-                logger.info("the engine closed the connection")
+                if self.challenged.is_set() and not self.resumed.is_set():
+                    logger.warning(
+                        "the engine refused the hello (the venue key, the session or the version; see its log)"
+                    )
+                else:
+                    logger.info("the engine closed the connection")
                 return
             recv_ns = time.monotonic_ns()
             self.last_heard = self.loop.time()
@@ -156,12 +169,24 @@ class _Connection:
                 if isinstance(msg, UncheckedOrders):
                     check_order_ids(msg.orders)
                     on_orders(msg, recv_ns)
+                elif isinstance(msg, Challenge):
+                    self._challenge(msg)
                 elif isinstance(msg, Resume):
                     self._resume(msg)
                 elif isinstance(msg, Heartbeat):
                     self.link.stats.engine_applied_seq = msg.seq
 
+    def _challenge(self, msg: Challenge) -> None:
+        if self.challenged.is_set():
+            raise ProtocolError("a second challenge on one connection")
+        if msg.version != PROTOCOL_VERSION:
+            raise ProtocolError(f"challenge with version {msg.version}, this venue speaks {PROTOCOL_VERSION}")
+        self.nonce = msg.nonce
+        self.challenged.set()
+
     def _resume(self, msg: Resume) -> None:
+        if not self.challenged.is_set():
+            raise ProtocolError("resume before the challenge")
         if self.resumed.is_set():
             raise ProtocolError("a second resume on one connection")
         if msg.version != PROTOCOL_VERSION:
@@ -180,15 +205,12 @@ class _Connection:
 
     async def _write(self) -> None:
         link, log, writer = self.link, self.link.log, self.writer
-        writer.write(encode(Hello(log.newest, PROTOCOL_VERSION, link.session)))
-        if not await self._drain():
+        if not await self._heard(self.challenged):
             return
-        while not self.resumed.is_set():
-            if self._silent():
-                return
-            with suppress(TimeoutError):
-                async with asyncio.timeout(self.last_heard + link.dead_after - self.loop.time()):
-                    await self.resumed.wait()
+        mac = None if link.key is None else venue_auth.hello_mac(link.key, self.nonce, link.session)
+        writer.write(encode(Hello(log.newest, PROTOCOL_VERSION, link.session, mac)))
+        if not await self._drain() or not await self._heard(self.resumed):
+            return
         link.live.set()
         next_seq = self.from_seq
         logger.info("engine resumed from seq %d (newest %d)", next_seq, log.newest)
@@ -210,6 +232,16 @@ class _Connection:
                 hb_due = now + link.heartbeat
             if next_seq > log.newest:
                 await log.wait_beyond(next_seq - 1, min(hb_due, self.last_heard + link.dead_after) - now)
+
+    async def _heard(self, event: asyncio.Event) -> bool:
+        """Wait for `event`; False if the engine fell silent first."""
+        while not event.is_set():
+            if self._silent():
+                return False
+            with suppress(TimeoutError):
+                async with asyncio.timeout(self.last_heard + self.link.dead_after - self.loop.time()):
+                    await event.wait()
+        return True
 
     async def _drain(self) -> bool:
         """Wait until the socket takes what was written; False if the engine fell silent."""

@@ -80,6 +80,7 @@ class VenueSim:
             heartbeat=config.heartbeat,
             dead_after=config.dead_after,
             max_frame=config.max_frame,
+            key=config.key,
             faults=Faults(config.disconnect_at_seq, config.garbage_at_seq),
         )
         funding = fixed.parse(config.funding)

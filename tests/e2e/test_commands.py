@@ -167,6 +167,7 @@ def _engine_with_realtime(tmp_path: Path, *prefix: str) -> subprocess.Popen[str]
             str(books),
             "--listen",
             f"tcp://127.0.0.1:{_port()}",
+            "--insecure-listen",  # no venue connects
             "--realtime",
             "3",
             "--log-format",

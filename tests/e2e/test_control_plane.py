@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-from venue_traffic import free_port
+from venue_traffic import free_port, venue_key
 
 from pyservice import books as B
 from pyservice import protocol as P
@@ -35,13 +35,28 @@ async def _scenario(tmp: Path, dsn: str) -> None:
     }
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{free_port()}"
+    key_file, key = venue_key(tmp)
     engine = subprocess.Popen(
-        [*CLI, "engine", "--books", str(books), "--database", dsn, "--listen", addr, "--heartbeat", "0.05"],
+        [
+            *CLI,
+            "engine",
+            "--books",
+            str(books),
+            "--database",
+            dsn,
+            "--listen",
+            addr,
+            "--venue-key-file",
+            key_file,
+            "--heartbeat",
+            "0.05",
+        ],
         stderr=open(tmp / "engine.log", "wb"),
     )
     venue = VenueSim(
         VenueConfig(
             connect=addr,
+            key=key,
             rate=0,
             mark_interval=0,
             heartbeat=0.05,

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 import msgspec
-from venue_traffic import bots_for, free_port, trade
+from venue_traffic import bots_for, free_port, trade, venue_key
 
 from pyservice import books as B
 from pyservice import control
@@ -134,6 +134,7 @@ async def _run(
     books_doc = B.demo_books(3, 150, seed)
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{free_port()}"
+    key_file, key = venue_key(tmp)
     cmd = [
         sys.executable,
         "-m",
@@ -145,6 +146,8 @@ async def _run(
         dsn,
         "--listen",
         addr,
+        "--venue-key-file",
+        key_file,
         "--heartbeat",
         "0.05",
         "--dead-after",
@@ -158,6 +161,7 @@ async def _run(
     venue = VenueSim(
         VenueConfig(
             connect=addr,
+            key=key,
             rate=0,
             mark_interval=0,
             books=msgspec.convert(books_doc, Books),
@@ -236,9 +240,10 @@ async def _run(
         for _ in range(600):
             if venue.connected:
                 return
-            if step != "random" and proc.poll() == -signal.SIGKILL:
+            code = proc.poll()  # once: it may die between two polls
+            if step != "random" and code == -signal.SIGKILL:
                 return  # came up, resumed and reached its kill point already
-            assert proc.poll() is None, (tmp / "engine.log").read_text()
+            assert code is None, (tmp / "engine.log").read_text()
             await asyncio.sleep(0.05)
         raise AssertionError("the engine did not come back")
 

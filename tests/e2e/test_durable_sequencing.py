@@ -1,8 +1,9 @@
 """The durable engine against a hand-driven venue: a duplicate message is applied once,
 a gap drops the connection, the journal holds each seq once, and a restart resumes
-from the watermark + 1 for the same venue session only. Venue time: an entry stamped
-earlier than its predecessor is taken at the engine's time, counted and logged, and
-recovery from the journal reaches the same clock."""
+from the watermark + 1 for the same venue session only (the session of the first applied
+message, not of the first hello). Venue time: an entry stamped earlier than its
+predecessor is taken at the engine's time, counted and logged, and recovery from the
+journal reaches the same clock."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import sys
 from pathlib import Path
 
 import asyncpg
-from venue_traffic import free_port
+from venue_traffic import free_port, signed_hello, venue_key
 
 from pyservice import books as B
 from pyservice import protocol as P
@@ -38,6 +39,13 @@ class Venue:
 
     def send(self, *msgs: P.VenueMessage | P.Hello) -> None:
         self.writer.write(b"".join(P.encode(m) for m in msgs))
+
+    async def hello(self, key: bytes, seq: int, session: str) -> P.Resume:
+        """Answer the engine's challenge; its resume."""
+        self.send(signed_hello(key, await self.until(P.Challenge), seq, session))
+        resume = await self.until(P.Resume)
+        assert isinstance(resume, P.Resume)
+        return resume
 
     async def until(self, want: type, pred=lambda m: True, timeout: float = 10) -> P.EngineMessage:
         async with asyncio.timeout(timeout):
@@ -76,6 +84,7 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         tmp / "books.json",
     )
     port = free_port()
+    key_file, key = venue_key(tmp)
     cmd = [
         sys.executable,
         "-m",
@@ -85,16 +94,21 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         str(books),
         "--database",
         dsn,
-        "--listen",
-        f"tcp://127.0.0.1:{port}",
         "--heartbeat",
         "0.05",
+        "--venue-key-file",
+        key_file,
+        "--listen",
+        f"tcp://127.0.0.1:{port}",
     ]
     proc = subprocess.Popen(cmd, stderr=open(tmp / "engine.log", "wb"))
     try:
+        # a hello alone pins no session: "early" applies nothing, so "s1" may follow it
+        early = await Venue.connect(port)
+        assert (await early.hello(key, 7, "early")).from_seq == 1
+        early.writer.close()
         v = await Venue.connect(port)
-        v.send(P.Hello(0, P.PROTOCOL_VERSION, "s1"))
-        assert (await v.until(P.Resume)).from_seq == 1
+        assert (await v.hello(key, 0, "s1")).from_seq == 1
         instrument = P.Instrument(1, TS[1], "BTCUSDT", "spot", "0.01", "0.00001", "0.00001", "5")
         v.send(instrument, P.MarkPrice(2, TS[2], "BTCUSDT", "60000"), _exec(3, "x1"), _exec(3, "x1"))
         orders = await v.until(P.NewOrders)
@@ -102,8 +116,7 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         v.send(_exec(5, "x3"))  # seq 4 is missing: a gap
         assert await v.closed()
         v = await Venue.connect(port)
-        v.send(P.Hello(5, P.PROTOCOL_VERSION, "s1"))
-        assert (await v.until(P.Resume)).from_seq == 4
+        assert (await v.hello(key, 5, "s1")).from_seq == 4
         v.send(_exec(4, "x2"), _exec(5, "x3"), _exec(3, "x1"))  # and seq 3 once more: ignored
         assert (await v.until(P.NewOrders, lambda m: m.seq == 5)).seq == 5
         await v.until(P.Heartbeat, lambda m: m.seq == 5)
@@ -140,17 +153,17 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         v = await Venue.connect(port)
         # one engine per shard: a second one on the same database refuses to start
         second = subprocess.run(
-            [*cmd[:-4], "--listen", f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60
+            [*cmd[:-2], "--listen", f"tcp://127.0.0.1:{free_port()}"], capture_output=True, text=True, timeout=60
         )
         assert (second.returncode, second.stderr.strip().splitlines()[-1]) == (
             2,
             "cannot start: shard 'main' belongs to another running engine",
         )
-        v.send(P.Hello(9, P.PROTOCOL_VERSION, "other-session"))  # another venue log: refused
+        # another venue log, signed with the key: refused, the journal pinned "s1"
+        v.send(signed_hello(key, await v.until(P.Challenge), 9, "other-session"))
         assert await v.closed()
         v = await Venue.connect(port)
-        v.send(P.Hello(5, P.PROTOCOL_VERSION, "s1"))
-        assert (await v.until(P.Resume)).from_seq == 6
+        assert (await v.hello(key, 5, "s1")).from_seq == 6
         recovered_line = next(
             line for line in (tmp / "engine2.log").read_text().splitlines() if "state recovered" in line
         )

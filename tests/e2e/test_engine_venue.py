@@ -15,6 +15,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+from venue_traffic import venue_key
+
 from pyservice.venue_time import parse_time
 
 BTC = {
@@ -97,6 +99,7 @@ def run(tmp: Path, books: dict[str, Any], script: list[dict[str, Any]], *venue_a
     (tmp / "script.jsonl").write_text("".join(json.dumps(s) + "\n" for s in script))
     port, metrics_port = _port(), _port()
     addr = f"tcp://127.0.0.1:{port}"
+    key_file, _ = venue_key(tmp)
     cli = [sys.executable, "-m", "pyservice.cli"]
     engine = subprocess.Popen(
         [
@@ -107,6 +110,8 @@ def run(tmp: Path, books: dict[str, Any], script: list[dict[str, Any]], *venue_a
             str(tmp / "books.json"),
             "--listen",
             addr,
+            "--venue-key-file",
+            key_file,
             "--metrics-port",
             str(metrics_port),
             "--heartbeat",
@@ -124,6 +129,8 @@ def run(tmp: Path, books: dict[str, Any], script: list[dict[str, Any]], *venue_a
                 "venue-sim",
                 "--connect",
                 addr,
+                "--venue-key-file",
+                key_file,
                 "--books",
                 str(tmp / "books.json"),
                 "--script",

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import redis
-from venue_traffic import bots_for, free_port, trade
+from venue_traffic import bots_for, free_port, trade, venue_key
 
 from pyservice import books as B
 from pyservice import protocol as P
@@ -100,6 +100,7 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
     books_doc = B.demo_books(2, 60, seed)
     books = B.write(books_doc, tmp / "books.json")
     addr = f"tcp://127.0.0.1:{free_port()}"
+    key_file, key = venue_key(tmp)
     cmd = [
         sys.executable,
         "-m",
@@ -111,6 +112,8 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
         dsn,
         "--listen",
         addr,
+        "--venue-key-file",
+        key_file,
         "--heartbeat",
         "0.05",
         "--redis",
@@ -120,6 +123,7 @@ async def _run(tmp: Path, dsn: str, rs: RedisServer, seed: int) -> list[P.VenueM
     venue = VenueSim(
         VenueConfig(
             connect=addr,
+            key=key,
             rate=0,
             mark_interval=0,
             books=msgspec.convert(books_doc, Books),

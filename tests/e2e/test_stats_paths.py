@@ -6,12 +6,12 @@ simulator (script mode, with their times) into the durable engine, give from Pos
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 import random
 import socket
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 

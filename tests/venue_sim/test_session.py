@@ -16,7 +16,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from pyservice import venue_auth
 from pyservice.protocol import (
+    PROTOCOL_VERSION,
+    Challenge,
     CopyFills,
     CopyRejects,
     Heartbeat,
@@ -71,6 +74,7 @@ class Peer:
         self.writer = writer
         self.frames = venue_reader()
         self.pending: deque[VenueMessage] = deque()
+        self.nonce = venue_auth.new_nonce()
 
     async def recv(self, timeout: float = 2.0) -> VenueMessage:
         while not self.pending:
@@ -93,12 +97,14 @@ class Peer:
         while data := await asyncio.wait_for(self.reader.read(1 << 16), timeout):
             self.pending.extend(self.frames.feed(data))
 
-    def send(self, msg: Resume | NewOrders | Heartbeat) -> None:
+    def send(self, msg: Challenge | Resume | NewOrders | Heartbeat) -> None:
         self.writer.write(encode(msg))
 
 
 class FakeEngine:
-    def __init__(self) -> None:
+    def __init__(self, *, challenge: bool = True) -> None:
+        #: send the challenge on accept, as the engine does
+        self.challenge = challenge
         self.peers: asyncio.Queue[Peer] = asyncio.Queue()
         self.address = ""
         self._server: asyncio.Server | None = None
@@ -120,7 +126,10 @@ class FakeEngine:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.append(writer)
-        await self.peers.put(Peer(reader, writer))
+        peer = Peer(reader, writer)
+        if self.challenge:
+            peer.send(Challenge(PROTOCOL_VERSION, peer.nonce))
+        await self.peers.put(peer)
 
     async def accept(self, timeout: float = 3.0) -> Peer:
         return await asyncio.wait_for(self.peers.get(), timeout)
@@ -135,13 +144,17 @@ class FakeEngine:
 
 
 def run(
-    config: VenueConfig, scenario: Callable[[FakeEngine, VenueSim], Awaitable[None]], unix_path: Path | None = None
+    config: VenueConfig,
+    scenario: Callable[[FakeEngine, VenueSim], Awaitable[None]],
+    unix_path: Path | None = None,
+    *,
+    challenge: bool = True,
 ) -> VenueSim:
     """Run `scenario` against a venue connected to a fresh fake engine; the venue after."""
     venues: list[VenueSim] = []
 
     async def go() -> None:
-        engine = FakeEngine()
+        engine = FakeEngine(challenge=challenge)
         await engine.start(unix_path)
         config.connect = engine.address
         venues.append(VenueSim(config))
@@ -171,7 +184,7 @@ def test_orders_reports_reconnect_resume_and_a_garbage_frame() -> None:
     async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
         venue.on_orders(lambda *a: calls.append(a))
         peer, hello = await engine.resumed(1)
-        assert hello == Hello(0, 1, "s1")  # the script waits for the engine
+        assert hello == Hello(0, PROTOCOL_VERSION, "s1")  # the script waits for the engine
         first = await peer.entries(3)
         assert first == [_with_seq(e, i + 1) for i, e in enumerate(SCRIPT)]
         t0 = time.monotonic_ns()
@@ -190,7 +203,7 @@ def test_orders_reports_reconnect_resume_and_a_garbage_frame() -> None:
         # the engine drops the connection: the venue comes back and resumes where asked
         peer.writer.close()
         peer, hello = await engine.resumed(2)
-        assert hello == Hello(5, 1, "s1")
+        assert hello == Hello(5, PROTOCOL_VERSION, "s1")
         assert await peer.entries(4) == first[1:] + [fills, rejects]
         assert venue.stats.reconnects == 1
 
@@ -263,7 +276,7 @@ def test_garbage_at_seq_sends_a_bad_frame_once() -> None:
     run(config(garbage_at_seq=2), scenario)
 
 
-@pytest.mark.parametrize("resume", [Resume(5), Resume(1, version=2)])
+@pytest.mark.parametrize("resume", [Resume(5), Resume(1, version=1)])
 def test_a_bad_resume_is_a_protocol_error(resume: Resume) -> None:
     async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
         peer = await engine.accept()
@@ -509,7 +522,7 @@ def test_cli_process_serves_an_engine_and_stops_on_sigterm(tmp_path: Path) -> No
         )
         try:
             peer = await engine.accept(timeout=20)
-            assert await peer.recv() == Hello(0, 1, "cli")
+            assert await peer.recv() == Hello(0, PROTOCOL_VERSION, "cli")
             peer.send(Resume(1))
             instrument, execution = await peer.entries(2)
             assert execution.seq == 2
@@ -536,3 +549,80 @@ def test_cli_process_serves_an_engine_and_stops_on_sigterm(tmp_path: Path) -> No
     asyncio.run(go())
     (line,) = (tmp_path / "orders.jsonl").read_text().splitlines()
     assert json.loads(line)["outcome"] == "fill"
+
+
+# --------------------------------------------------------------------------- the handshake
+
+KEY = b"k" * 32
+
+
+def test_a_venue_with_a_key_signs_the_engine_nonce_and_its_session() -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        first, hello = await engine.resumed(1)
+        assert hello.mac == venue_auth.hello_mac(KEY, first.nonce, "s1")
+        assert venue_auth.verify(KEY, first.nonce, "s1", hello.mac)
+        first.writer.close()
+        second, again = await engine.resumed(4)
+        # a fresh nonce, a fresh MAC: the first one is worth nothing on this connection
+        assert again.mac == venue_auth.hello_mac(KEY, second.nonce, "s1") and again.mac != hello.mac
+
+    run(config(key=KEY), scenario)
+
+
+def test_without_a_key_the_hello_has_no_mac() -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        _, hello = await engine.resumed(1)
+        assert hello.mac is None
+
+    run(config(), scenario)
+
+
+@pytest.mark.parametrize(
+    "first",
+    [Challenge(1, b"n" * 32), Resume(1)],  # an engine of version 1; a resume before the challenge
+)
+def test_the_venue_says_hello_only_to_a_version_2_challenge(first: Challenge | Resume) -> None:
+    async def scenario(engine: FakeEngine, venue: VenueSim) -> None:
+        peer = await engine.accept()
+        peer.send(first)
+        await peer.until_closed()
+        assert not any(isinstance(m, Hello) for m in peer.pending)
+        assert venue.stats.protocol_errors == 1
+
+    run(config(key=KEY), scenario, challenge=False)
+
+
+def test_a_venue_key_on_the_command_line_is_no_option(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit:
+        main(["--venue-key", "0123456789abcdef0123456789abcdef"])
+    assert exit.value.code == 2
+    assert "unrecognized arguments: --venue-key" in capsys.readouterr().err
+
+
+def test_the_cli_reads_the_key_file_or_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from pyservice.venue_sim.cli import add_arguments, config_from_args
+
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    add_arguments(parser)
+    (tmp_path / "k").write_bytes(KEY + b"\n")
+    (tmp_path / "k").chmod(0o600)
+    monkeypatch.setenv(venue_auth.KEY_ENV, "e" * 40)
+    assert config_from_args(parser.parse_args(["--venue-key-file", str(tmp_path / "k")])).key == KEY
+    assert config_from_args(parser.parse_args([])).key == b"e" * 40
+    monkeypatch.delenv(venue_auth.KEY_ENV)
+    assert config_from_args(parser.parse_args([])).key is None
+    assert "key" not in repr(config_from_args(parser.parse_args(["--venue-key-file", str(tmp_path / "k")])))
+
+
+def test_the_cli_refuses_a_short_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "k").write_bytes(b"short-secret\n")
+    (tmp_path / "k").chmod(0o600)
+    assert main(["--venue-key-file", str(tmp_path / "k")]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (
+        f"venue-sim: venue key file {tmp_path / 'k'} holds 12 bytes; a venue key has at least 32 "
+        "(e.g. `openssl rand -hex 32`)"
+    )
+    assert "short-secret" not in err

@@ -1,0 +1,1 @@
+"""Provider statistics on venue time: see docs/statistics.md."""
