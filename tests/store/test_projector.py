@@ -307,6 +307,21 @@ def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
         assert await statistics.current_records(conn, "main") == [want]
         assert await statistics.records_as_of(conn, "main", replayed.now_us) == [want]
         assert await statistics.current_records(conn, "main", "nobody") == []
+        # a mark moves the open short and the copies: the row follows at the next refresh
+        seq = rows[-1][0] + 1
+        mark = P.MarkPrice(seq, replayed.now_us + 1, "ETH-PERP", "30")
+        await conn.copy_records_to_table(
+            "engine_inputs",
+            records=[("main", seq, "mark", P.encode(mark)[4:])],
+            columns=["shard", "seq", "kind", "payload"],
+        )
+        await conn.execute("UPDATE engine_state SET watermark = $1", seq)
+        assert await p.step(pconn)
+        await p.refresh(pconn)
+        [moved] = await statistics.current_records(conn, "main")
+        row = json.loads(await conn.fetchval("SELECT record FROM provider_statistics WHERE provider_id = 'P'"))
+        assert moved["unrealized_pnl"] == "10" and moved["aum"] != want["aum"]  # short 1 from 40 to 30
+        assert {**row, "as_of": moved["as_of"]} == moved
         await pconn.close()
         await conn.close()
 
