@@ -298,7 +298,7 @@ def run_demo(
             board = leaderboard(db.dsn)
             db.stop()
         if board is not None and board.rows:
-            print(render_leaderboard(board).title)
+            print(f"\n{render_leaderboard(board).title}")
             for p_, roi, dd, trades, _f, _a in board.rows:
                 print(f"  {p_}: ROI {_pct(roi)}, max drawdown {float(dd) * 100:.2f} %, {trades} trades")
         if cur is not None:

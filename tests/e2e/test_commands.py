@@ -48,6 +48,13 @@ def test_demo_copies_and_stops_cleanly() -> None:
     # exit 0 already says a copy order was sent (the demo exits 1 without one); the venue
     # fills a copy order (an IOC) at most once, so fills come to at most the orders
     assert 0 < fills <= orders and errors == 0
+    # simulated time: 4 s at two days a second is 8 venue days from 2026-09-01, and each
+    # provider's 30-day figures are printed from the projector's rows
+    title = re.search(r"providers, 30 days to (2026-09-(\d\d)) \d\d:\d\d \(venue time\)", out.stdout)
+    assert title is not None and 5 <= int(title.group(2)) <= 15, out.stdout[-2000:]
+    board = re.findall(r"  (prov\d\d): ROI ([+-]\d+\.\d\d) %, max drawdown (\d+\.\d\d) %, (\d+) trades", out.stdout)
+    assert sorted(p for p, *_ in board) == ["prov00", "prov01", "prov02"]
+    assert all(float(dd) >= 0 for _, _, dd, _ in board)
 
 
 def _bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
