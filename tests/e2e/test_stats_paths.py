@@ -26,6 +26,8 @@ INSTRUMENTS = [
 ]
 PROVIDERS = ["alpha", "beta", "gamma"]
 CLI = [sys.executable, "-m", "pyservice.cli"]
+#: per provider: enough that a sum joined with the relationships would be far off
+FOLLOWERS = 40
 
 
 def _scenario(seed: int) -> dict[str, Any]:
@@ -34,7 +36,7 @@ def _scenario(seed: int) -> dict[str, Any]:
     rng = random.Random(seed)
     follows = [
         {"type": "follow", "follower": f"f{i}", "provider": p, "allocation": str(rng.randint(500, 5000))}
-        for i, p in enumerate(PROVIDERS * 4)
+        for i, p in enumerate(PROVIDERS * FOLLOWERS)
     ]
     events: list[dict[str, Any]] = []
     price = {"BTC": 50_000.0, "ETH": 3_000.0}
@@ -112,9 +114,15 @@ def test_stats_from_the_database_are_the_scenarios(tmp_path: Path, pg_dsn: str) 
     offline = _stats(str(tmp_path / "scenario.json"))
     from pyservice.replay import replay_records
 
-    assert [r for r in replay_records(json.dumps(scenario)) if r["kind"] == "error"] == []
-    assert sum(r["periods"]["all"]["trades"] for r in offline) == 29  # the scenario closes trades
-    assert all(r["followers"] == 4 for r in offline)
+    replayed = replay_records(json.dumps(scenario))
+    assert [r for r in replayed if r["kind"] == "error"] == []
+    assert sum(r["periods"]["all"]["trades"] for r in offline) == 27  # the scenario closes trades
+    # the fan-out trap: each relationship once in followers and AUM, each trade once in pnl
+    for r in offline:
+        mine = [p for p in replayed if p["kind"] == "portfolio" and p["provider"] == r["provider"]]
+        assert (r["followers"], Decimal(r["aum"])) == (FOLLOWERS, sum(Decimal(p["equity"]) for p in mine))
+        pnl = _closed_pnl([e for e in scenario["events"] if e["type"] == "fill" and e["provider"] == r["provider"]])
+        assert Decimal(r["periods"]["all"]["pnl"]) == pnl
 
     sock = f"unix:{tmp_path / 'engine.sock'}"
     engine = subprocess.Popen(
@@ -181,3 +189,24 @@ def _differences(got: list[dict[str, Any]], want: list[dict[str, Any]]) -> list[
                 else:
                     out.append((w["provider"], k, g.get(k), w[k]))
     return out
+
+
+def _closed_pnl(fills: list[dict[str, Any]]) -> Decimal:
+    """Σ pnl of the closed trades, as a cash flow per symbol realized whenever the
+    position reaches zero (a fill through zero realizes at zero and goes on with the rest)."""
+    realized = Decimal(0)
+    for symbol in {f["symbol"] for f in fills}:
+        position, flow = Decimal(0), Decimal(0)
+        for f in (f for f in fills if f["symbol"] == symbol):
+            price = Decimal(f["price"])
+            signed = Decimal(f["qty"]) if f["side"] == "buy" else -Decimal(f["qty"])
+            if position and (signed > 0) != (position > 0) and abs(signed) > abs(position):
+                realized += flow + position * price
+                position += signed
+                flow = -position * price
+                continue
+            position += signed
+            flow -= signed * price
+            if position == 0:
+                realized, flow = realized + flow, Decimal(0)
+    return realized
