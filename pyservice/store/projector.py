@@ -337,7 +337,7 @@ class Projector:
             if p not in self._standing:
                 missing.append(p)
             elif self._standing[p] != now:
-                changed.append((p, now[0], Decimal(now[1]), Decimal(now[2]), Decimal(now[3])))
+                changed.append((p, *now))
                 self._standing[p] = now
         async with conn.transaction():
             if changed:
