@@ -94,6 +94,12 @@ LEADERBOARD_TEXT = (
     "win_rate_30d::text AS win_rate, sharpe_30d, followers, aum::text AS aum_text, copiers_pnl::text AS copiers, "
     "risk_level, strategy FROM provider_statistics"
 )
+#: the same rows as one JSON array built by the server (what an API sends as it is)
+LEADERBOARD_JSON = (
+    "SELECT json_agg(json_build_array(provider_id, roi_30d::text, pnl_30d::text, max_drawdown_30d::text, "
+    "win_rate_30d::text, sharpe_30d, followers, aum::text, copiers_pnl::text, risk_level, strategy) "
+    "ORDER BY roi_30d DESC)::text FROM provider_statistics"
+)
 NAIVE = (
     "SELECT t.provider_id, sum(t.pnl / t.equity_at_open) AS roi_30d, sum(t.pnl) AS pnl_30d, "
     "avg((t.pnl > 0)::int) AS win_rate_30d, count(r.follower_id) AS followers, "
@@ -565,6 +571,8 @@ async def leaderboard(conn: asyncpg.Connection, cfg: Config) -> dict[str, Any]:
     res: dict[str, Any] = {}
     res["all"] = await _timed(conn, cfg.repetitions, LEADERBOARD + " ORDER BY roi_30d DESC")
     res["all_text"] = await _timed(conn, cfg.repetitions, LEADERBOARD_TEXT + " ORDER BY roi_30d DESC")
+    times, _ = await _timed(conn, cfg.repetitions, LEADERBOARD_JSON)
+    res["all_json"] = (times, len(json.loads(await conn.fetchval(LEADERBOARD_JSON))))
     res["filtered"] = await _timed(
         conn,
         cfg.repetitions,
@@ -658,6 +666,7 @@ def print_table(r: dict[str, Any]) -> None:
     names = {
         "all": "leaderboard, all rows",
         "all_text": "leaderboard, all rows, text",
+        "all_json": "leaderboard, all rows, one JSON",
         "filtered": "leaderboard, filtered",
         "page50": "leaderboard, page of 50 (keyset)",
         "naive": "naive join at read (baseline)",
