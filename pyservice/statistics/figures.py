@@ -80,6 +80,7 @@ class _Curve:
 
     times: list[int]  # close times, non-decreasing
     returns: list[Fraction]
+    factors: list[Fraction]  # max(0, 1 + r)
     pnls: list[Decimal]
     values: list[Fraction]  # values[k] after the k-th closed trade
     first_open: int | None
@@ -93,18 +94,22 @@ class _Curve:
 
 def _curve(trades: Sequence[Trade]) -> _Curve:
     closed = sorted((t for t in trades if t.closed_at is not None), key=_close_key)
-    times, returns, pnls, values = [], [], [], []
+    times, returns, factors, pnls, values = [], [], [], [], []
     value = START
     for t in closed:
         assert t.pnl is not None and t.closed_at is not None
-        r = Fraction(t.pnl) / Fraction(t.equity_at_open)
-        value = value * max(ZERO, 1 + r)
+        pnl_n, pnl_d = t.pnl.as_integer_ratio()
+        eq_n, eq_d = t.equity_at_open.as_integer_ratio()
+        r = Fraction(pnl_n * eq_d, pnl_d * eq_n)  # one normalization, not three
+        factor = max(ZERO, 1 + r)
+        value = value * factor
         times.append(t.closed_at)
         returns.append(r)
+        factors.append(factor)
         pnls.append(t.pnl)
         values.append(value)
     first_open = min((t.opened_at for t in trades), default=None)
-    return _Curve(times, returns, pnls, values, first_open)
+    return _Curve(times, returns, factors, pnls, values, first_open)
 
 
 def _close_key(t: Trade) -> tuple[int, int]:
@@ -112,35 +117,56 @@ def _close_key(t: Trade) -> tuple[int, int]:
     return t.closed_at, t.closed_seq
 
 
-def _daily_returns(curve: _Curve, as_of: int, days: int | None) -> tuple[int, list[Fraction]]:
-    """(how many days, the non-zero daily returns) over the period's days: the UTC days
-    from the first trade's open to T's, the last `days` of them."""
+@dataclass(frozen=True)
+class _Days:
+    """The UTC days up to T whose return is not 0, in order, with the sums Σr and Σr² of
+    the returns from each of them on: a period's days are a suffix of these."""
+
+    days: list[int]
+    totals: list[Fraction]  # totals[i]: Σ r over days[i:]; one more, 0, at the end
+    squares: list[Fraction]
+
+
+def _day_returns(curve: _Curve, as_of: int) -> _Days:
+    """A day's value over the previous day's is the product of its trades' factors (small
+    numbers, where the values are long ones); after the curve reached 0, every return is
+    0. A day's return does not depend on the period, so the periods share these."""
+    days: list[int] = []
+    returns: list[Fraction] = []
+    k = 0
+    while k < len(curve.times) and curve.times[k] <= as_of:
+        day = curve.times[k] // DAY_US
+        end = bisect_right(curve.times, (day + 1) * DAY_US - 1, k)
+        previous = curve.values[k - 1] if k else START
+        if previous != 0:
+            ratio = math.prod(curve.factors[k:end], start=Fraction(1))
+            if ratio != 1:
+                days.append(day)
+                returns.append(ratio - 1)
+        k = end
+    totals, squares = [ZERO], [ZERO]
+    for r in reversed(returns):
+        totals.append(totals[-1] + r)
+        squares.append(squares[-1] + r * r)
+    return _Days(days, totals[::-1], squares[::-1])
+
+
+def _daily_returns(curve: _Curve, d: _Days, as_of: int, days: int | None) -> tuple[int, Fraction, Fraction]:
+    """(how many days, Σr, Σr²) over the period's days: the UTC days from the first
+    trade's open to T's, the last `days` of them (days without a return count 0)."""
     assert curve.first_open is not None
     first, last = curve.first_open // DAY_US, as_of // DAY_US
     if days is not None:
         first = max(first, last - days + 1)
-    n = last - first + 1
-    out: list[Fraction] = []
-    # the value before the first counted day, then each day that has closing trades
-    previous = curve.value_at(first * DAY_US, inclusive=False)
-    k = bisect_right(curve.times, first * DAY_US - 1)
-    while k < len(curve.times) and curve.times[k] <= as_of:
-        day = curve.times[k] // DAY_US
-        k = bisect_right(curve.times, (day + 1) * DAY_US - 1)
-        value = curve.values[k - 1]
-        if previous != 0 and value != previous:
-            out.append(value / previous - 1)
-        previous = value
-    return n, out
+    i = bisect_left(d.days, first)
+    return last - first + 1, d.totals[i], d.squares[i]
 
 
-def _volatility_sharpe(n: int, returns: list[Fraction]) -> tuple[str | None, float | None, Fraction | None]:
-    """(volatility, sharpe, annualized variance) of n daily returns, of which `returns`
-    are the non-zero ones."""
+def _volatility_sharpe(n: int, total: Fraction, squares: Fraction) -> tuple[str | None, float | None, Fraction | None]:
+    """(volatility, sharpe, annualized variance) of n daily returns of sum `total` and
+    sum of squares `squares`."""
     if n < 2:
         return None, None, None
-    total = sum(returns, ZERO)
-    squares = sum((r * r for r in returns), ZERO)
     variance = (squares - total * total / n) / (n - 1)
     sharpe = None
     if variance != 0:
@@ -155,28 +181,44 @@ def _max_drawdown(curve: _Curve, start: int | None, as_of: int) -> Fraction:
         peak, k = START, 0
     else:
         peak, k = curve.value_at(start, inclusive=True), bisect_right(curve.times, start)
-    worst = ZERO
+    # the lowest v / peak so far as the integers low_n / low_d (drawdown = 1 − it):
+    # compared by cross products, no fraction built per point
+    low_n, low_d = 1, 1
     end = bisect_right(curve.times, as_of)
     for v in curve.values[k:end]:
         if v > peak:
             peak = v
-        elif peak > 0 and (peak - v) / peak > worst:
-            worst = (peak - v) / peak
-    return worst
+        elif peak > 0 and v != peak:
+            n, d = v.numerator * peak.denominator, v.denominator * peak.numerator
+            if n * low_d < low_n * d:
+                low_n, low_d = n, d
+    return 1 - Fraction(low_n, low_d)
 
 
-def _period(curve: _Curve, days: int | None, as_of: int) -> tuple[dict[str, Any], Fraction | None]:
+def _growth(curve: _Curve, k: int) -> Fraction:
+    """Π max(0, 1 + r) over the closed trades from the k-th on: the last curve value over
+    the one before them, unless that one is 0 (then the product itself)."""
+    if k == len(curve.values):
+        return Fraction(1)
+    before = curve.values[k - 1] if k else START
+    if before != 0:
+        return curve.values[-1] / before
+    growth = Fraction(1)
+    for r in curve.returns[k:]:
+        growth *= max(ZERO, 1 + r)
+    return growth
+
+
+def _period(curve: _Curve, day_returns: _Days, days: int | None, as_of: int) -> tuple[dict[str, Any], Fraction | None]:
     start = None if days is None else as_of - days * DAY_US
     k = 0 if start is None else bisect_right(curve.times, start)
     returns, pnls = curve.returns[k:], curve.pnls[k:]
-    growth = Fraction(1)
-    for r in returns:
-        growth *= max(ZERO, 1 + r)
+    growth = _growth(curve, k)
     wins = sum(1 for p in pnls if p > 0)
     if curve.first_open is None:
         volatility, sharpe, annual = None, None, None
     else:
-        volatility, sharpe, annual = _volatility_sharpe(*_daily_returns(curve, as_of, days))
+        volatility, sharpe, annual = _volatility_sharpe(*_daily_returns(curve, day_returns, as_of, days))
     return {
         "trades": len(returns),
         "wins": wins,
@@ -233,8 +275,9 @@ def record(
     open_trades = [t for t in trades if t.closed_at is None]
     periods: dict[str, Any] = {}
     annual_90d = None
+    day_returns = _day_returns(curve, as_of)
     for name, days in PERIODS.items():
-        periods[name], annual = _period(curve, days, as_of)
+        periods[name], annual = _period(curve, day_returns, days, as_of)
         if name == "90d":
             annual_90d = annual
     cls = risk_class(annual_90d)

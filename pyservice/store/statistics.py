@@ -58,12 +58,13 @@ UPSERT = (
     "ON CONFLICT (provider_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in ROW_COLUMNS if c != "provider_id")
 )
-#: the standing moves with every mark: refreshed without recomputing the periods (the
-#: figures as canonical text: the record keeps them so)
+#: the standing moves with every mark: refreshed without recomputing the periods.
+#: (provider, followers, aum, copiers_pnl, unrealized_pnl), money as canonical text: one
+#: parameter cannot be both the numeric column and the record's string
 UPDATE_STANDING = (
-    "UPDATE provider_statistics SET followers = $2, aum = $3::text::numeric, copiers_pnl = $4::text::numeric, "
-    "unrealized_pnl = $5::text::numeric, record = record || jsonb_build_object('followers', $2::int, "
-    "'aum', $3::text, 'copiers_pnl', $4::text, 'unrealized_pnl', $5::text) WHERE provider_id = $1"
+    "UPDATE provider_statistics SET followers = $2, aum = $3::numeric, copiers_pnl = $4::numeric, "
+    "unrealized_pnl = $5::numeric, record = record || jsonb_build_object('followers', $2::int, 'aum', $3::text, "
+    "'copiers_pnl', $4::text, 'unrealized_pnl', $5::text) WHERE provider_id = $1"
 )
 
 

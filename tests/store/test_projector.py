@@ -342,3 +342,40 @@ def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
     standing = {p: (n, aum, pnl) for p, n, aum, pnl in engine.standings()}
     assert (want["followers"], want["aum"], want["copiers_pnl"]) == standing["P"]
     assert want["followers"] == 2
+
+
+def test_a_mark_moves_the_rows_aum_without_a_trade(pg_dsn):
+    """A mark changes the followers' equity, not the provider's trades: the refresh writes
+    the new standing into the row's columns and its record (one statement for both)."""
+    rows, changes, engine = _journal()
+    mark = P.MarkPrice(len(rows) + 1, 0, "ETH-PERP", "30")  # a and b are short ETH-PERP from 40
+    apply_venue_message(engine, mark)
+    [(_, followers, aum, copiers_pnl)] = engine.standings()
+
+    async def go():
+        conn = await _stored(pg_dsn, rows, changes)
+        p = projector.Projector(pg_dsn)
+        pconn = await asyncpg.connect(pg_dsn)
+        await p.start(pconn)
+        while await p.step(pconn):
+            pass
+        await p.refresh(pconn)
+        before = await conn.fetchval("SELECT aum FROM provider_statistics WHERE provider_id = 'P'")
+        await conn.execute(
+            "INSERT INTO engine_inputs (shard, seq, kind, payload) VALUES ('main', $1, 'mark', $2)",
+            mark.seq,
+            P.encode(mark)[4:],
+        )
+        await conn.execute("UPDATE engine_state SET watermark = $1", mark.seq)
+        assert await p.step(pconn)
+        await p.refresh(pconn)
+        row = await conn.fetchrow("SELECT aum, copiers_pnl, record FROM provider_statistics WHERE provider_id = 'P'")
+        await pconn.close()
+        await conn.close()
+        return before, row
+
+    before, row = asyncio.run(go())
+    assert before != Decimal(aum)  # the mark moved it
+    assert (row["aum"], row["copiers_pnl"]) == (Decimal(aum), Decimal(copiers_pnl))
+    record = json.loads(row["record"])
+    assert (record["followers"], record["aum"], record["copiers_pnl"]) == (followers, aum, copiers_pnl)
