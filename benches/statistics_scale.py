@@ -281,7 +281,7 @@ async def build(conn: asyncpg.Connection, cfg: Config, log: Callable[[str], None
         mine = provider_history(p, n, first_seq, rnd)
         first_seq += 2 * n
         t2 = time.perf_counter()
-        record = figures.record(
+        record, rollover = figures.record_and_rollover(
             p,
             mine,
             as_of=NOW_US,
@@ -289,7 +289,7 @@ async def build(conn: asyncpg.Connection, cfg: Config, log: Callable[[str], None
             standing=standings[p],
             max_leverage=max((x.leverage for x in mine), default=None),
         )
-        stat_rows.append(stats.row(record, SHARD, base_seq, NOW_US, figures.due_at(mine, NOW_US)))
+        stat_rows.append(stats.row(record, SHARD, base_seq, NOW_US, rollover.due_at()))
         t3 = time.perf_counter()
         generate_s += t2 - t
         record_s += t3 - t2

@@ -8,6 +8,7 @@ fraction digits, years 1970 and on (`ts` is not negative).
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
 
 #: one UTC day
@@ -46,11 +47,9 @@ def format_time(us: int) -> str:
     if not 0 <= us <= MAX_US:
         raise ValueError(f"time {us} µs is outside 0..={MAX_US}")
     seconds, micros = divmod(us, 10**6)
-    days, rest = divmod(seconds, 86400)
-    date = datetime.fromordinal(_EPOCH.toordinal() + days)
-    hh, rest = divmod(rest, 3600)
-    mm, ss = divmod(rest, 60)
-    text = f"{date.year:04d}-{date.month:02d}-{date.day:02d}T{hh:02d}:{mm:02d}:{ss:02d}"
+    # C's gmtime: the statistics print a time per equity curve point
+    t = time.gmtime(seconds)
+    text = f"{t.tm_year:04d}-{t.tm_mon:02d}-{t.tm_mday:02d}T{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}"
     if micros:
         text += "." + f"{micros:06d}".rstrip("0")
     return text + "Z"

@@ -9,7 +9,7 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from pyservice import statistics_reference as spec
@@ -87,3 +87,31 @@ def test_the_shipped_statistics_are_the_spec(case: tuple[list[spec.Fill], int], 
     marks.update({s: p for s, p in extra_marks.items() if s in marks})
     assert_same(shipped(fills, {s: p for s, p in extra_marks.items() if s in marks}, as_of),
                 spec.provider_statistics(fills, marks, as_of))  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(executions(), st.sampled_from([0, 1, DAY_US // 2, DAY_US, 3 * DAY_US, 8 * DAY_US, 40 * DAY_US]))
+def test_a_rolled_record_is_the_record_at_the_later_time(case: tuple[list[spec.Fill], int], later: int):
+    """While no trade changes and none leaves a window, moving a record to a later time
+    without its trades (`figures.roll`, the projector's midnight refresh) gives what
+    computing it from the trades gives."""
+    fills, as_of = case
+    builder = StatisticsBuilder(kinds=dict(KINDS))
+    for seq, f in enumerate(fills):
+        if f.time <= as_of:
+            builder.execution(seq, f.time, "P", f"x{seq}", f.symbol, f.side, _dec(f.qty), _dec(f.price),
+                              _dec(f.provider_equity), f.leverage)  # fmt: skip
+    trades = builder.trades.get("P", [])
+    _, rollover = figures.record_and_rollover("P", trades, as_of=as_of, marks=builder.marks,
+                                              standing=figures.Standing(), max_leverage=None)  # fmt: skip
+    rolled = figures.roll(rollover, as_of + later)
+    want = figures.record("P", trades, as_of=as_of + later, marks=builder.marks, standing=figures.Standing(),
+                          max_leverage=None)  # fmt: skip
+    event("full" if rolled is None else "rolled with trades" if rollover.first_open else "rolled, no trades")
+    if rolled is None:  # a trade left a window: only a full computation will do
+        assert rollover.edges and rollover.edges[0] <= as_of + later
+        return
+    moved, cls, level = rolled
+    assert (moved.periods, cls, level) == (want["periods"], want["risk_class"], want["risk_level"])
+    due = rollover.due_at()
+    assert due is None or due > as_of

@@ -5,7 +5,8 @@ its copiers (the engine's `standings()`), its highest leverage and T. Output: th
 `copyengine stats` prints and the projector stores, field for field.
 
 How it stays exact and cheap:
-- A closed trade's factor is max(0, 1 + pnl / equity_at_open), a `Fraction`; the equity
+- A closed trade's factor is max(0, 1 + pnl / equity_at_open), an exact rational
+  (gmpy2's `mpq`: GMP's rationals, some 10× Python's `Fraction`, as exact); the equity
   curve is $10,000 times the running product, so every curve value is exact.
 - Windows are suffixes of the closed trades ordered by close time (`bisect`).
 - Daily returns are 0 on days without a closing trade, so only the days with one are
@@ -21,21 +22,22 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
+
+from gmpy2 import mpq
 
 from pyservice.statistics.trades import Trade
 from pyservice.venue_time import DAY_US, format_time
 
 #: the hypothetical deposit the equity curve compounds
-START = Fraction(10_000)
+START = mpq(10_000)
 #: period name → days (None: every closed trade)
 PERIODS: dict[str, int | None] = {"7d": 7, "30d": 30, "90d": 90, "all": None}
 #: σ² below which each risk class 1..6 lies: the EU PRIIPs market-risk bands on the
 #: annualized volatility σ (0.5 %, 5 %, 12 %, 20 %, 30 %, 80 %), squared so that the
 #: comparison is exact
-RISK_BANDS_SQUARED = [Fraction(b, 1000) ** 2 for b in (5, 50, 120, 200, 300, 800)]
-ZERO = Fraction(0)
+RISK_BANDS_SQUARED = [mpq(b, 1000) ** 2 for b in (5, 50, 120, 200, 300, 800)]
+ZERO = mpq(0)
 
 
 @dataclass(frozen=True)
@@ -58,16 +60,21 @@ def canonical(x: Decimal) -> str:
     return text
 
 
-def rounded(x: Fraction, places: int) -> str:
-    """x rounded half-even to `places` (`round` of a Fraction is half-even), canonical."""
-    return canonical(Decimal(round(x * 10**places)).scaleb(-places))
+def rounded(x: mpq, places: int) -> str:
+    """x rounded half-even to `places` (`round` of an mpq is half-even), canonical."""
+    n = int(round(x * 10**places))  # noqa: RUF046 (round of an mpq is an mpz)
+    if n == 0:
+        return "0"
+    whole, frac = divmod(abs(n), 10**places)
+    text = f"{whole}.{frac:0{places}d}".rstrip("0").rstrip(".")
+    return text if n > 0 else "-" + text
 
 
-def sqrt_rounded(x: Fraction, places: int) -> str:
+def sqrt_rounded(x: mpq, places: int) -> str:
     """√x (x ≥ 0) rounded half-even to `places` with no float: n = ⌊√(x·10^2p)⌋, then up
     when √ lies above n + ½ (or on it with n odd), compared squared."""
     y = x * 10 ** (2 * places)
-    n = math.isqrt(y.numerator // y.denominator)
+    n = math.isqrt(int(y.numerator // y.denominator))
     twice = 2 * n + 1  # (n + ½)² < y  ⟺  (2n + 1)² < 4y
     if twice * twice < 4 * y or (twice * twice == 4 * y and n % 2 == 1):
         n += 1
@@ -79,13 +86,13 @@ class _Curve:
     """The closed trades in curve order with their returns, factors and curve values."""
 
     times: list[int]  # close times, non-decreasing
-    returns: list[Fraction]
-    factors: list[Fraction]  # max(0, 1 + r)
+    returns: list[mpq]
+    factors: list[mpq]  # max(0, 1 + r)
     pnls: list[Decimal]
-    values: list[Fraction]  # values[k] after the k-th closed trade
+    values: list[mpq]  # values[k] after the k-th closed trade
     first_open: int | None
 
-    def value_at(self, t: int, *, inclusive: bool) -> Fraction:
+    def value_at(self, t: int, *, inclusive: bool) -> mpq:
         """The value after every point before t (at or before, if inclusive); the deposit
         before the first."""
         k = (bisect_right if inclusive else bisect_left)(self.times, t)
@@ -100,7 +107,7 @@ def _curve(trades: Sequence[Trade]) -> _Curve:
         assert t.pnl is not None and t.closed_at is not None
         pnl_n, pnl_d = t.pnl.as_integer_ratio()
         eq_n, eq_d = t.equity_at_open.as_integer_ratio()
-        r = Fraction(pnl_n * eq_d, pnl_d * eq_n)  # one normalization, not three
+        r = mpq(pnl_n * eq_d, pnl_d * eq_n)  # one normalization, not three
         factor = max(ZERO, 1 + r)
         value = value * factor
         times.append(t.closed_at)
@@ -123,8 +130,8 @@ class _Days:
     the returns from each of them on: a period's days are a suffix of these."""
 
     days: list[int]
-    totals: list[Fraction]  # totals[i]: Σ r over days[i:]; one more, 0, at the end
-    squares: list[Fraction]
+    totals: list[mpq]  # totals[i]: Σ r over days[i:]; one more, 0, at the end
+    squares: list[mpq]
 
 
 def _day_returns(curve: _Curve, as_of: int) -> _Days:
@@ -132,14 +139,14 @@ def _day_returns(curve: _Curve, as_of: int) -> _Days:
     numbers, where the values are long ones); after the curve reached 0, every return is
     0. A day's return does not depend on the period, so the periods share these."""
     days: list[int] = []
-    returns: list[Fraction] = []
+    returns: list[mpq] = []
     k = 0
     while k < len(curve.times) and curve.times[k] <= as_of:
         day = curve.times[k] // DAY_US
         end = bisect_right(curve.times, (day + 1) * DAY_US - 1, k)
         previous = curve.values[k - 1] if k else START
         if previous != 0:
-            ratio = math.prod(curve.factors[k:end], start=Fraction(1))
+            ratio = math.prod(curve.factors[k:end], start=mpq(1))
             if ratio != 1:
                 days.append(day)
                 returns.append(ratio - 1)
@@ -151,7 +158,7 @@ def _day_returns(curve: _Curve, as_of: int) -> _Days:
     return _Days(days, totals[::-1], squares[::-1])
 
 
-def _daily_returns(curve: _Curve, d: _Days, as_of: int, days: int | None) -> tuple[int, Fraction, Fraction]:
+def _daily_returns(curve: _Curve, d: _Days, as_of: int, days: int | None) -> tuple[int, mpq, mpq]:
     """(how many days, Σr, Σr²) over the period's days: the UTC days from the first
     trade's open to T's, the last `days` of them (days without a return count 0)."""
     assert curve.first_open is not None
@@ -162,7 +169,7 @@ def _daily_returns(curve: _Curve, d: _Days, as_of: int, days: int | None) -> tup
     return last - first + 1, d.totals[i], d.squares[i]
 
 
-def _volatility_sharpe(n: int, total: Fraction, squares: Fraction) -> tuple[str | None, float | None, Fraction | None]:
+def _volatility_sharpe(n: int, total: mpq, squares: mpq) -> tuple[str | None, float | None, mpq | None]:
     """(volatility, sharpe, annualized variance) of n daily returns of sum `total` and
     sum of squares `squares`."""
     if n < 2:
@@ -174,7 +181,7 @@ def _volatility_sharpe(n: int, total: Fraction, squares: Fraction) -> tuple[str 
     return sqrt_rounded(variance * 365, 8), sharpe, variance * 365
 
 
-def _max_drawdown(curve: _Curve, start: int | None, as_of: int) -> Fraction:
+def _max_drawdown(curve: _Curve, start: int | None, as_of: int) -> mpq:
     """The largest (peak − V)/peak over the value at the period's start and the points
     inside it, the peak running from that start value."""
     if start is None:
@@ -192,24 +199,24 @@ def _max_drawdown(curve: _Curve, start: int | None, as_of: int) -> Fraction:
             n, d = v.numerator * peak.denominator, v.denominator * peak.numerator
             if n * low_d < low_n * d:
                 low_n, low_d = n, d
-    return 1 - Fraction(low_n, low_d)
+    return 1 - mpq(low_n, low_d)
 
 
-def _growth(curve: _Curve, k: int) -> Fraction:
+def _growth(curve: _Curve, k: int) -> mpq:
     """Π max(0, 1 + r) over the closed trades from the k-th on: the last curve value over
     the one before them, unless that one is 0 (then the product itself)."""
     if k == len(curve.values):
-        return Fraction(1)
+        return mpq(1)
     before = curve.values[k - 1] if k else START
     if before != 0:
         return curve.values[-1] / before
-    growth = Fraction(1)
+    growth = mpq(1)
     for r in curve.returns[k:]:
         growth *= max(ZERO, 1 + r)
     return growth
 
 
-def _period(curve: _Curve, day_returns: _Days, days: int | None, as_of: int) -> tuple[dict[str, Any], Fraction | None]:
+def _period(curve: _Curve, day_returns: _Days, days: int | None, as_of: int) -> tuple[dict[str, Any], mpq | None]:
     start = None if days is None else as_of - days * DAY_US
     k = 0 if start is None else bisect_right(curve.times, start)
     returns, pnls = curve.returns[k:], curve.pnls[k:]
@@ -223,7 +230,7 @@ def _period(curve: _Curve, day_returns: _Days, days: int | None, as_of: int) -> 
         "trades": len(returns),
         "wins": wins,
         "losses": sum(1 for p in pnls if p < 0),
-        "win_rate": rounded(Fraction(wins, len(returns)), 8) if returns else None,
+        "win_rate": rounded(mpq(wins, len(returns)), 8) if returns else None,
         "pnl": canonical(sum(pnls, Decimal(0))),
         "roi": rounded(growth - 1, 8),
         "best_trade": rounded(max(returns), 8) if returns else None,
@@ -234,7 +241,7 @@ def _period(curve: _Curve, day_returns: _Days, days: int | None, as_of: int) -> 
     }, annual
 
 
-def risk_class(annual_variance: Fraction | None) -> int | None:
+def risk_class(annual_variance: mpq | None) -> int | None:
     if annual_variance is None:
         return None
     return next((c for c, b in enumerate(RISK_BANDS_SQUARED, start=1) if annual_variance < b), 7)
@@ -249,15 +256,59 @@ def strategy(kinds: Iterable[str]) -> str | None:
     return None if not found else "mixed" if len(found) > 1 else "spot" if found == {"spot"} else "futures"
 
 
-def unrealized_pnl(open_trades: Iterable[Trade], marks: dict[str, Decimal]) -> Fraction:
+def unrealized_pnl(open_trades: Iterable[Trade], marks: dict[str, Decimal]) -> mpq:
     """Σ (mark − average entry) × remaining qty of the open trades (the opposite for a
     short); average entry = Σ entry notional / Σ entry qty."""
     total = ZERO
     for t in open_trades:
-        entry = Fraction(t.entry_notional) / Fraction(t.entry_qty)
-        gain = (Fraction(marks[t.symbol]) - entry) * Fraction(t.qty)
+        entry = mpq(t.entry_notional) / mpq(t.entry_qty)
+        gain = (mpq(marks[t.symbol]) - entry) * mpq(t.qty)
         total += gain if t.side == "long" else -gain
     return total
+
+
+@dataclass(frozen=True)
+class Rollover:
+    """What a record needs to move to a later time without reading its trades again,
+    while no trade changes and no closed trade leaves a window: then only the daily
+    returns gain days (each 0), which moves volatility, Sharpe and the risk class."""
+
+    as_of: int
+    first_open: int | None
+    days: _Days
+    #: the times after `as_of` at which a closed trade leaves a window, ascending
+    edges: list[int]
+    periods: dict[str, Any]
+
+    def due_at(self) -> int | None:
+        """The first time after `as_of` at which time alone changes the record."""
+        if self.first_open is None:
+            return None
+        midnight = (self.as_of // DAY_US + 1) * DAY_US
+        return min(midnight, self.edges[0]) if self.edges else midnight
+
+
+def roll(r: Rollover, as_of: int) -> tuple[Rollover, int | None, str | None] | None:
+    """The rollover, risk class and risk level of the record at a later `as_of`, or None
+    if a trade left a window by then (the record must be computed from its trades)."""
+    if as_of < r.as_of or (r.edges and r.edges[0] <= as_of):
+        return None
+    if r.first_open is None:  # no trades: nothing depends on the time but `as_of`
+        return Rollover(as_of, None, r.days, r.edges, r.periods), None, None
+    curve_first = r.first_open
+    periods: dict[str, Any] = {}
+    annual_90d = None
+    for name, days in PERIODS.items():
+        first, last = curve_first // DAY_US, as_of // DAY_US
+        if days is not None:
+            first = max(first, last - days + 1)
+        i = bisect_left(r.days.days, first)
+        volatility, sharpe, annual = _volatility_sharpe(last - first + 1, r.days.totals[i], r.days.squares[i])
+        periods[name] = {**r.periods[name], "volatility": volatility, "sharpe": sharpe}
+        if name == "90d":
+            annual_90d = annual
+    cls = risk_class(annual_90d)
+    return Rollover(as_of, r.first_open, r.days, r.edges, periods), cls, risk_level(cls)
 
 
 def record(
@@ -271,6 +322,21 @@ def record(
 ) -> dict[str, Any]:
     """The provider's statistics as of `as_of`. `trades` are the trades its executions at
     or before `as_of` made; `marks` the latest price of every symbol it holds open."""
+    return record_and_rollover(
+        provider, trades, as_of=as_of, marks=marks, standing=standing, max_leverage=max_leverage
+    )[0]
+
+
+def record_and_rollover(
+    provider: str,
+    trades: Sequence[Trade],
+    *,
+    as_of: int,
+    marks: dict[str, Decimal],
+    standing: Standing,
+    max_leverage: int | None,
+) -> tuple[dict[str, Any], Rollover]:
+    """`record`, and what moves it to a later time without its trades (`roll`)."""
     curve = _curve(trades)
     open_trades = [t for t in trades if t.closed_at is None]
     periods: dict[str, Any] = {}
@@ -283,7 +349,8 @@ def record(
     cls = risk_class(annual_90d)
     points = [] if curve.first_open is None else [(curve.first_open, START)]
     points += zip(curve.times, curve.values, strict=True)
-    return {
+    edges = sorted(edge for t in curve.times for days in (7, 30, 90) if (edge := t + days * DAY_US) > as_of)
+    record = {
         "provider": provider,
         "as_of": format_time(as_of),
         "strategy": strategy(t.kind for t in trades),
@@ -298,19 +365,4 @@ def record(
         "periods": periods,
         "equity_curve": [{"time": format_time(at), "equity": rounded(v, 2)} for at, v in points],
     }
-
-
-def due_at(trades: Sequence[Trade], as_of: int) -> int | None:
-    """The first venue time after `as_of` at which time alone changes the record: the next
-    UTC midnight (a new day's return) or a closed trade leaving a window. None without
-    trades: then only an input changes it."""
-    if not trades:
-        return None
-    due = (as_of // DAY_US + 1) * DAY_US
-    for t in trades:
-        if t.closed_at is not None:
-            for days in (7, 30, 90):
-                edge = t.closed_at + days * DAY_US
-                if as_of < edge < due:
-                    due = edge
-    return due
+    return record, Rollover(as_of, curve.first_open, day_returns, edges, periods)

@@ -69,6 +69,9 @@ class Projector:
         self.stats = StatisticsBuilder(history=False)
         #: what the rows say now: provider → (followers, aum, copiers_pnl, unrealized_pnl)
         self._standing: dict[str, tuple[int, str, str, str]] = {}
+        #: per provider whose record this projector computed: what moves it to a later
+        #: time without its trades (after a restart, the first due refresh reads them)
+        self._rollovers: dict[str, figures.Rollover] = {}
         self.at = 0  # P: inputs <= at are applied, and changes placed before it
         self._snapshot_at = 0  # the position of the last snapshot
         self._snapshot_due = 0.0
@@ -309,7 +312,7 @@ class Projector:
         their_trades = await stats.provider_trades(conn, self.shard, providers)
         rows = []
         for p in providers:
-            record = figures.record(
+            record, rollover = figures.record_and_rollover(
                 p,
                 their_trades[p],
                 as_of=at,
@@ -317,14 +320,35 @@ class Projector:
                 standing=standings.get(p, figures.Standing()),
                 max_leverage=self.stats.max_leverage.get(p),
             )
-            rows.append(stats.row(record, self.shard, seq, at, figures.due_at(their_trades[p], at)))
+            rows.append(stats.row(record, self.shard, seq, at, rollover.due_at()))
+            self._rollovers[p] = rollover
             self._standing[p] = (record["followers"], record["aum"], record["copiers_pnl"], record["unrealized_pnl"])
         await conn.executemany(stats.UPSERT, rows)
 
-    async def refresh(self, conn: asyncpg.Connection, sweep: int = 500) -> None:
+    async def _roll(self, conn: asyncpg.Connection, providers: list[str], seq: int) -> list[str]:
+        """Move the records of these providers to the engine's venue time without reading
+        their trades where no trade left a window since (`figures.roll`: a new day moves
+        only volatility, Sharpe and risk); the providers that need their trades."""
+        assert self.engine is not None
+        at = self.engine.now_us
+        rows, rest = [], []
+        for p in providers:
+            rolled = figures.roll(self._rollovers[p], at) if p in self._rollovers else None
+            if rolled is None:
+                rest.append(p)
+                continue
+            rollover, cls, level = rolled
+            self._rollovers[p] = rollover
+            rows.append(stats.rolled_row(p, seq, at, rollover.due_at(), rollover.periods, cls, level))
+        if rows:
+            await conn.executemany(stats.UPDATE_ROLLED, rows)
+        return rest
+
+    async def refresh(self, conn: asyncpg.Connection, sweep: int = 500, roll: int = 20_000) -> None:
         """What moves without the provider trading: its standing and open trades' value
         with the marks (every provider whose figures changed), and the records time has
-        made due (windows, days; up to `sweep` providers, the most overdue first)."""
+        made due, the most overdue first: up to `roll` moved on without their trades (a new
+        day), up to `sweep` computed from their trades (a trade left a window)."""
         if self.engine is None:
             return
         unrealized: dict[str, Any] = {}
@@ -349,10 +373,11 @@ class Projector:
                     "ORDER BY due_at LIMIT $3",
                     self.shard,
                     self.engine.now_us,
-                    sweep,
+                    roll,
                 )
             ]
-            await self._recompute(conn, sorted(set(missing) | set(due)), self.at)
+            full = await self._roll(conn, due, self.at)
+            await self._recompute(conn, sorted(set(missing) | set(full[:sweep])), self.at)
 
     def _input(self, seq: int, payload: bytes) -> tuple[P.NativeVenueMessage, Outcome]:
         assert self.engine is not None

@@ -31,6 +31,7 @@ from pyservice.statistics import figures
 from pyservice.statistics.builder import StatisticsBuilder
 from pyservice.statistics.trades import COLUMNS, Trade, from_row
 from pyservice.store import books, recovery
+from pyservice.venue_time import format_time
 
 PERIOD_NAMES = list(figures.PERIODS)
 _PER_PERIOD = ["trades", "roi", "pnl", "max_drawdown", "win_rate", "sharpe"]
@@ -66,6 +67,24 @@ UPDATE_STANDING = (
     "unrealized_pnl = $5::numeric, record = record || jsonb_build_object('followers', $2::int, 'aum', $3::text, "
     "'copiers_pnl', $4::text, 'unrealized_pnl', $5::text) WHERE provider_id = $1"
 )
+
+
+#: a record moved to a later time by `figures.roll`: its time, volatility, Sharpe and risk
+UPDATE_ROLLED = (
+    "UPDATE provider_statistics SET seq = $2, as_of = $3, due_at = $4, risk_class = $5, risk_level = $6, "
+    + ", ".join(f"sharpe_{p} = ${7 + i}" for i, p in enumerate(PERIOD_NAMES))
+    + ", record = record || jsonb_build_object('as_of', $11::text, 'risk_class', $5::smallint, "
+    "'risk_level', $6::text, 'periods', $12::jsonb) WHERE provider_id = $1"
+)
+
+
+def rolled_row(
+    provider: str, seq: int, as_of: int, due_at: int | None, periods: dict[str, Any], cls: int | None,
+    level: str | None,
+) -> tuple[Any, ...]:  # fmt: skip
+    """The parameters of `UPDATE_ROLLED`."""
+    sharpes = [periods[p]["sharpe"] for p in PERIOD_NAMES]
+    return (provider, seq, as_of, due_at, cls, level, *sharpes, format_time(as_of), json.dumps(periods))
 
 
 def _number(text: str | None) -> Decimal | None:

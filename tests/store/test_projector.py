@@ -8,6 +8,7 @@ folded twice or skipped would show in the exact values below.
 import asyncio
 import json
 from decimal import Decimal
+from fractions import Fraction
 
 import asyncpg
 import pytest
@@ -20,6 +21,7 @@ from pyservice.store import projector
 from pyservice.store.books import seed_books
 from pyservice.store.journal import ensure_shard
 from pyservice.store.migrate import migrate
+from pyservice.venue_time import DAY_US
 
 BOOKS = json.dumps(
     {
@@ -322,6 +324,23 @@ def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
         row = json.loads(await conn.fetchval("SELECT record FROM provider_statistics WHERE provider_id = 'P'"))
         assert moved["unrealized_pnl"] == "10" and moved["aum"] != want["aum"]  # short 1 from 40 to 30
         assert {**row, "as_of": moved["as_of"]} == moved
+        # days later, without a trade: the sweep moves the row on without its trades (a
+        # new day's zero return) or, where a trade left a window, from them
+        for later in (3 * DAY_US, 40 * DAY_US):
+            seq += 1
+            mark = P.MarkPrice(seq, replayed.now_us + later, "ETH-PERP", "30")
+            await conn.copy_records_to_table(
+                "engine_inputs",
+                records=[("main", seq, "mark", P.encode(mark)[4:])],
+                columns=["shard", "seq", "kind", "payload"],
+            )
+            await conn.execute("UPDATE engine_state SET watermark = $1", seq)
+            assert await p.step(pconn)
+            rolled = p._rollovers["P"]
+            await p.refresh(pconn)
+            assert (p._rollovers["P"] is not rolled) and p._rollovers["P"].as_of == mark.ts
+            row = json.loads(await conn.fetchval("SELECT record FROM provider_statistics WHERE provider_id = 'P'"))
+            assert [row] == await statistics.current_records(conn, "main")
         await pconn.close()
         await conn.close()
 
@@ -330,9 +349,7 @@ def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
     # at 40 with the mark at 40; a and b follow (c unfollowed), their money is the engine's
     a_all = want["periods"]["all"]
     assert (a_all["trades"], a_all["wins"], a_all["losses"], a_all["pnl"]) == (2, 1, 1, "230")
-    assert a_all["roi"] == figures.rounded(
-        (1 + figures.Fraction(250, 10000)) * (1 - figures.Fraction(20, 10800)) - 1, 8
-    )
+    assert a_all["roi"] == figures.rounded((1 + Fraction(250, 10000)) * (1 - Fraction(20, 10800)) - 1, 8)
     assert (want["open_trades"], want["unrealized_pnl"], want["strategy"], want["max_leverage"]) == (
         1,
         "0",
