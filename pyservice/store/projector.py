@@ -90,7 +90,7 @@ class Projector:
                 if loop.time() >= standings_due:
                     await self.refresh(conn)
                     standings_due = loop.time() + self.standings_s
-                if not moved:
+                if not moved and not await self.warm(conn):
                     await asyncio.sleep(self.poll_s)
                 if loop.time() >= self._snapshot_due and self.at > self._snapshot_at:
                     await self._snapshot(conn)
@@ -324,6 +324,18 @@ class Projector:
             self._rollovers[p] = rollover
             self._standing[p] = (record["followers"], record["aum"], record["copiers_pnl"], record["unrealized_pnl"])
         await conn.executemany(stats.UPSERT, rows)
+
+    async def warm(self, conn: asyncpg.Connection, batch: int = 200) -> bool:
+        """When idle: compute the records of up to `batch` providers this projector has no
+        rollover for yet (after a start), so that a midnight moves every row on without
+        reading trades. False when there were none."""
+        if self.engine is None:
+            return False
+        cold = [p for p, *_ in self.engine.standings() if p not in self._rollovers][:batch]
+        if cold:
+            async with conn.transaction():
+                await self._recompute(conn, cold, self.at)
+        return bool(cold)
 
     async def _roll(self, conn: asyncpg.Connection, providers: list[str], seq: int) -> list[str]:
         """Move the records of these providers to the engine's venue time without reading
