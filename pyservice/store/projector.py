@@ -325,7 +325,7 @@ class Projector:
             self._standing[p] = (record["followers"], record["aum"], record["copiers_pnl"], record["unrealized_pnl"])
         await conn.executemany(stats.UPSERT, rows)
 
-    async def warm(self, conn: asyncpg.Connection, batch: int = 200) -> bool:
+    async def warm(self, conn: asyncpg.Connection, batch: int = 50) -> bool:
         """When idle: compute the records of up to `batch` providers this projector has no
         rollover for yet (after a start), so that a midnight moves every row on without
         reading trades. False when there were none."""
