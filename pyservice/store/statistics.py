@@ -51,8 +51,11 @@ ROW_COLUMNS = [
     "risk_level",
     *(f"{f}_{p}" for f in _PER_PERIOD for p in PERIOD_NAMES),
     "record",
+    "equity_curve",
     "due_at",
 ]
+#: a row's whole record (the curve is kept in its own column)
+STORED_RECORD = "record || jsonb_build_object('equity_curve', equity_curve)"
 UPSERT = (
     f"INSERT INTO provider_statistics ({', '.join(ROW_COLUMNS)}) "
     f"VALUES ({', '.join(f'${i}' for i in range(1, len(ROW_COLUMNS) + 1))}) "
@@ -114,7 +117,8 @@ def row(record: dict[str, Any], shard: str, seq: int, as_of: int, due_at: int | 
         record["risk_class"],
         record["risk_level"],
         *per_period,
-        json.dumps(record),
+        json.dumps({k: v for k, v in record.items() if k != "equity_curve"}),
+        json.dumps(record["equity_curve"]),
         due_at,
     )
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 
+from pyservice.store.statistics import STORED_RECORD
 from pyservice.venue_time import DAY_US, format_time, parse_time
 
 T0 = parse_time("2026-09-01T00:00:00Z")
@@ -169,7 +170,8 @@ def _stored_records(dsn: str) -> list[dict[str, Any]]:
         try:
             order = [r[0] for r in await conn.fetch("SELECT provider_id FROM providers ORDER BY listed")]
             rows = {
-                r[0]: json.loads(r[1]) for r in await conn.fetch("SELECT provider_id, record FROM provider_statistics")
+                r[0]: json.loads(r[1])
+                for r in await conn.fetch(f"SELECT provider_id, {STORED_RECORD} FROM provider_statistics")
             }
             return [rows[p] for p in order]
         finally:

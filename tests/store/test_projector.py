@@ -17,7 +17,7 @@ from pyservice import control
 from pyservice import protocol as P
 from pyservice._engine_core import LiveEngine
 from pyservice.dispatch import apply_venue_message
-from pyservice.store import projector
+from pyservice.store import projector, statistics
 from pyservice.store.books import seed_books
 from pyservice.store.journal import ensure_shard
 from pyservice.store.migrate import migrate
@@ -279,7 +279,6 @@ def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
     record a builder fed the same accepted inputs prints."""
     from pyservice.statistics import figures
     from pyservice.statistics.builder import StatisticsBuilder
-    from pyservice.store import statistics
 
     rows, changes, engine = _journal()
     # the same inputs, fed straight into a builder over a second engine
@@ -304,7 +303,9 @@ def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
         while await p.step(pconn):
             pass
         await p.refresh(pconn)
-        stored = json.loads(await conn.fetchval("SELECT record FROM provider_statistics WHERE provider_id = 'P'"))
+        stored = json.loads(
+            await conn.fetchval(f"SELECT {statistics.STORED_RECORD} FROM provider_statistics WHERE provider_id = 'P'")
+        )
         assert stored == want
         assert await statistics.current_records(conn, "main") == [want]
         assert await statistics.records_as_of(conn, "main", replayed.now_us) == [want]
@@ -321,7 +322,9 @@ def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
         assert await p.step(pconn)
         await p.refresh(pconn)
         [moved] = await statistics.current_records(conn, "main")
-        row = json.loads(await conn.fetchval("SELECT record FROM provider_statistics WHERE provider_id = 'P'"))
+        row = json.loads(
+            await conn.fetchval(f"SELECT {statistics.STORED_RECORD} FROM provider_statistics WHERE provider_id = 'P'")
+        )
         assert moved["unrealized_pnl"] == "10" and moved["aum"] != want["aum"]  # short 1 from 40 to 30
         assert {**row, "as_of": moved["as_of"]} == moved
         # days later, without a trade: the sweep moves the row on without its trades (a
@@ -339,7 +342,11 @@ def test_projected_provider_statistics_are_the_replayed_ones(pg_dsn):
             rolled = p._rollovers["P"]
             await p.refresh(pconn)
             assert (p._rollovers["P"] is not rolled) and p._rollovers["P"].as_of == mark.ts
-            row = json.loads(await conn.fetchval("SELECT record FROM provider_statistics WHERE provider_id = 'P'"))
+            row = json.loads(
+                await conn.fetchval(
+                    f"SELECT {statistics.STORED_RECORD} FROM provider_statistics WHERE provider_id = 'P'"
+                )
+            )
             assert [row] == await statistics.current_records(conn, "main")
         await pconn.close()
         await conn.close()
@@ -386,7 +393,9 @@ def test_a_mark_moves_the_rows_aum_without_a_trade(pg_dsn):
         await conn.execute("UPDATE engine_state SET watermark = $1", mark.seq)
         assert await p.step(pconn)
         await p.refresh(pconn)
-        row = await conn.fetchrow("SELECT aum, copiers_pnl, record FROM provider_statistics WHERE provider_id = 'P'")
+        row = await conn.fetchrow(
+            f"SELECT aum, copiers_pnl, {statistics.STORED_RECORD} AS record FROM provider_statistics WHERE provider_id = 'P'"
+        )
         await pconn.close()
         await conn.close()
         return before, row

@@ -50,8 +50,10 @@ CREATE TABLE provider_statistics (
     win_rate_7d numeric, win_rate_30d numeric, win_rate_90d numeric, win_rate_all numeric,
     sharpe_7d double precision, sharpe_30d double precision,
     sharpe_90d double precision, sharpe_all double precision,
-    -- the whole record, as `copyengine stats` prints it
+    -- the record as `copyengine stats` prints it but for its equity curve, which is kept
+    -- apart: a row moved on at midnight rewrites the small part only
     record          jsonb NOT NULL,
+    equity_curve    jsonb NOT NULL,
     -- the venue time from which time alone changes the record (the next UTC midnight, or
     -- a closed trade leaving a window); null: only an input can
     due_at          bigint
