@@ -105,6 +105,8 @@ def test_an_execution_frames_its_copies_and_reserves() -> None:
         "cash",
         "equity",
         "positions",
+        "high_watermark",
+        "fees_paid",
         "reserved",
         "base",
         "lots",
