@@ -113,6 +113,16 @@ class Outcome:
         """The relationships max-loss stopped, as (follower, provider)."""
     @property
     def errors(self) -> list[str]: ...
+    @property
+    def settlements(self) -> list[dict[str, str]]:
+        """The settlements this input made, in record order (those of the period
+        boundaries its time crossed come first): keys `period`, `follower`, `provider`,
+        `equity`, `high_watermark` (before), `profit`, `due`, `charged`,
+        `provider_credit`, `platform_credit`, `written_off` (decimal strings), `status`
+        (`charged`, `deferred` or `partial`)."""
+    @property
+    def already_settled(self) -> bool:
+        """`settle` only: that label was settled before; nothing changed."""
 
 @final
 class Reports:
@@ -304,8 +314,32 @@ class LiveEngine:
     @property
     def relationships(self) -> int: ...
     def portfolios_jsonl(self) -> str:
-        """Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
-        plus `reserved`, `base` and the FIFO `lots`), for the projector, tests and operators."""
+        """Every relationship's portfolio as JSON Lines (the replay's `portfolio` records
+        with `high_watermark` and `fees_paid`, plus `reserved`, `base` and the FIFO
+        `lots`), for the projector, tests and operators."""
+    def settle(self, after_seq: int, change: int, label: str | None = None) -> Outcome:
+        """Settle every relationship now, as control change number `change` after venue
+        seq `after_seq` (like `control`). `label` names the period (default
+        `manual-<change>`); a label settled before changes nothing and the outcome says
+        `already_settled`. CopyEngineError for a label that is not 1-64 characters of
+        [A-Za-z0-9_.:-] or is `unfollow`."""
+    def set_profit_share(self, provider: str, pct: str) -> None:
+        """Set a provider's profit share (decimal string in [0, max_profit_share_pct]), in
+        force from the next period boundary (at once without a schedule or before the
+        first input). CopyEngineError if refused (nothing changes)."""
+    def set_platform_fee(self, pct: str) -> None:
+        """Set the platform fee (decimal string in [0, 100]); takes effect as a share does."""
+    def set_settlement(self, schedule: str) -> None:
+        """`weekly`, `monthly` or `none`; the next boundary is the first after the
+        current venue time. CopyEngineError for another value."""
+    def settlement_terms(self) -> tuple[str, str, int | None]:
+        """(schedule, platform fee in force, next boundary in µs or None)."""
+    def profit_share(self, provider: str) -> tuple[str, str]:
+        """A provider's (share in force, share from the next boundary); CopyEngineError
+        for an unknown provider."""
+    @property
+    def settled_periods(self) -> list[str]:
+        """Every period label settled so far (boundaries and requests), sorted."""
 
 def check_control(text: str) -> str | None:
     """The reason a control change (JSON, the replay's event format) is invalid on its own,

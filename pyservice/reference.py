@@ -25,12 +25,15 @@ Choices where docs/scenario-format.md is silent (kept in sync with the Rust core
   counting the positions of that relationship only (not the follower's others);
 * an order that takes a position through zero (unreachable for copies) leaves the
   position list and re-enters it at the end;
+* settlement (version 2): the schedule's first boundary is fixed by the first event's
+  time (an event whose time is invalid counts at its predecessor's); after each
+  settlement run, the max-loss check looks at the relationships it charged;
 * an invalid file (header): checks and messages are those of
   ``ReferenceEngine.from_scenario`` and ``replay`` below, in this order: JSON, an
   object, unknown top-level key, ``version`` (present, even null, must be the JSON
   integer 1 or 2), ``instruments`` (each: ``instruments[i]: <message>``), ``providers``
   (``providers[i]: <message>``), ``platform`` (``platform: <message>``; null = absent),
-  and last ``events`` (an array).
+  each provider's share against ``max_profit_share_pct``, and last ``events`` (an array).
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any
@@ -321,6 +324,23 @@ def percentage(name: str, value: Any) -> Fraction:
     return number
 
 
+def percent(name: str, value: Any) -> Fraction:
+    """In [0, 100]."""
+    number = _decimal(name, value)
+    if not (0 <= number <= 100):
+        raise _Invalid(f"field '{name}' must be in [0, 100]")
+    return number
+
+
+SCHEDULES = ("weekly", "monthly", "none")
+
+
+def schedule_enum(name: str, value: Any) -> str:
+    if not isinstance(value, str) or value not in SCHEDULES:
+        raise _Invalid("field 'settlement' must be one of weekly, monthly, none")
+    return value
+
+
 def slippage(name: str, value: Any) -> Fraction:
     """In [0, 100)."""
     number = _decimal(name, value)
@@ -481,11 +501,20 @@ INSTRUMENT_FIELDS = (
 )
 
 PROVIDER_FIELDS = (Field("id", identifier),)
+#: version 2: a provider's share of its followers' new profit
+PROVIDER_FIELDS_V2 = (*PROVIDER_FIELDS, Field("profit_share_pct", percent, required=False, default=ZERO))
 
 PLATFORM_FIELDS = (
     Field("min_allocation", non_negative, required=False, default=None),
     Field("max_allocation", positive, required=False, default=None),
     Field("max_total_per_follower", positive, required=False, default=None),
+)
+#: version 2: the settlement terms
+PLATFORM_FIELDS_V2 = (
+    *PLATFORM_FIELDS,
+    Field("platform_fee_pct", percent, required=False, default=ZERO),
+    Field("max_profit_share_pct", percentage, required=False, default=Fraction(30)),
+    Field("settlement", schedule_enum, required=False, default="none"),
 )
 
 SCENARIO_KEYS = ("version", "instruments", "providers", "events", "platform")
@@ -528,6 +557,9 @@ class Platform:
     min_allocation: Fraction | None = None
     max_allocation: Fraction | None = None
     max_total_per_follower: Fraction | None = None
+    platform_fee_pct: Fraction = ZERO
+    max_profit_share_pct: Fraction = Fraction(30)
+    settlement: str = "none"  # "weekly" | "monthly" | "none"
 
 
 def _check_top_level(obj: Any) -> dict[str, Any]:
@@ -557,13 +589,15 @@ def _parse_instrument(obj: dict[str, Any]) -> Instrument:
     return Instrument(**_parse_fields(obj, INSTRUMENT_FIELDS, "instrument"))
 
 
-def _parse_provider(obj: dict[str, Any]) -> str:
-    provider_id: str = _parse_fields(obj, PROVIDER_FIELDS, "provider")["id"]
-    return provider_id
+def _parse_provider(obj: dict[str, Any], version: int) -> tuple[str, Fraction]:
+    """(id, profit_share_pct); the share is a version 2 field."""
+    values = _parse_fields(obj, PROVIDER_FIELDS_V2 if version >= 2 else PROVIDER_FIELDS, "provider")
+    return values["id"], values.get("profit_share_pct", ZERO)
 
 
-def _parse_platform(obj: dict[str, Any]) -> Platform:
-    platform = Platform(**_parse_fields(obj, PLATFORM_FIELDS, "platform"))
+def _parse_platform(obj: dict[str, Any], version: int) -> Platform:
+    fields = PLATFORM_FIELDS_V2 if version >= 2 else PLATFORM_FIELDS
+    platform = Platform(**_parse_fields(obj, fields, "platform"))
     if (
         platform.min_allocation is not None
         and platform.max_allocation is not None
@@ -601,6 +635,9 @@ class Relationship:
     cash: Fraction
     base: Fraction
     status: str = "active"  # "active" | "paused" (not copied) | "stopped"
+    # settlement: the allocation, + deposits, - withdrawals, raised by charging settlements
+    high_watermark: Fraction = ZERO
+    fees_paid: Fraction = ZERO
     # symbol -> FIFO lots, all in one direction; dict order = order of opening
     positions: dict[str, list[Lot]] = field(default_factory=dict)
 
@@ -615,6 +652,7 @@ class Provider:
     exec_ids: set[str] = field(default_factory=set)
     # follower -> relationship, in follow order (the provider's follower book)
     book: dict[str, Relationship] = field(default_factory=dict)
+    profit_share_pct: Fraction = ZERO
 
 
 # --------------------------------------------------------------------------- records
@@ -690,6 +728,72 @@ def _error_record(index: int, message: str) -> Record:
     return {"event": index, "kind": "error", "message": message}
 
 
+# --------------------------------------------------------------------------- settlement
+#
+# Period boundaries are midnight UTC, every Monday (weekly) or the 1st of every month
+# (monthly); a boundary's label is the ISO week or the month of the day before it.
+
+DAY_US = 86_400_000_000
+CENT8 = Fraction(1, 10**8)  # settlement amounts are rounded down to 8 places
+
+
+def _day(us: int) -> date:
+    return date(1970, 1, 1) + timedelta(days=us // DAY_US)
+
+
+def _us(day: date) -> int:
+    return (day - date(1970, 1, 1)).days * DAY_US
+
+
+def boundary_after(schedule: str, us: int) -> int | None:
+    """The first boundary strictly after ``us``; None for ``none``."""
+    day = _day(us)
+    if schedule == "weekly":
+        return _us(day - timedelta(days=day.weekday()) + timedelta(days=7))
+    if schedule == "monthly":
+        return _us(date(day.year + day.month // 12, day.month % 12 + 1, 1))
+    return None
+
+
+def period_ending(schedule: str, boundary: int) -> str:
+    """The label of the period that ``boundary`` closes: ``2026-W48``, ``2026-11``."""
+    last = _day(boundary) - timedelta(days=1)
+    if schedule == "weekly":
+        year, week, _ = last.isocalendar()
+        return f"{year:04d}-W{week:02d}"
+    return f"{last.year:04d}-{last.month:02d}"
+
+
+def _settlement_record(
+    index: int,
+    rel: Relationship,
+    period: str,
+    equity: Fraction,
+    high_watermark: Fraction,
+    due: Fraction,
+    charged: Fraction,
+    platform_fee_pct: Fraction,
+    status: str,
+) -> Record:
+    platform_credit = floor_to(charged * platform_fee_pct / 100, CENT8)
+    return {
+        "event": index,
+        "kind": "settlement",
+        "period": period,
+        "follower": rel.follower,
+        "provider": rel.provider,
+        "equity": format_decimal(equity),
+        "high_watermark": format_decimal(high_watermark),
+        "profit": format_decimal(equity - high_watermark),
+        "due": format_decimal(due),
+        "charged": format_decimal(charged),
+        "provider_credit": format_decimal(charged - platform_credit),
+        "platform_credit": format_decimal(platform_credit),
+        "written_off": format_decimal(due - charged if status == "partial" else ZERO),
+        "status": status,
+    }
+
+
 # --------------------------------------------------------------------------- engine
 
 
@@ -701,8 +805,11 @@ class ReferenceEngine:
         platform: Platform | None = None,
         version: int = 1,
     ) -> None:
-        self.version = version  # 2: events may carry a time
+        self.version = version  # 2: events may carry a time, settlement terms
         self.now_us = 0  # the time of the latest event (µs since the epoch)
+        self.next_boundary: int | None = None  # fixed by the first event's time
+        self.anchored = False
+        self.settled: set[str] = set()  # labels settled (boundaries, settle events)
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in instruments}
         self.providers: dict[str, Provider] = {p: Provider(p) for p in providers}
         self.platform = platform or Platform()
@@ -732,27 +839,39 @@ class ReferenceEngine:
             except _Invalid as invalid:
                 raise ScenarioError(f"{at}: {invalid.message}") from None
             instruments.append(instrument)
+        version = obj.get("version", 1)
         providers: list[str] = []
+        shares: list[Fraction] = []
         for i, item in enumerate(_array(obj, "providers")):
             at = f"providers[{i}]"
             if not isinstance(item, dict):
                 raise ScenarioError(f"{at} must be an object")
             try:
-                provider_id = _parse_provider(item)
+                provider_id, share = _parse_provider(item, version)
                 if provider_id in providers:
                     raise _Invalid(f"duplicate provider '{provider_id}'")
             except _Invalid as invalid:
                 raise ScenarioError(f"{at}: {invalid.message}") from None
             providers.append(provider_id)
+            shares.append(share)
         platform = Platform()
         if obj.get("platform") is not None:
             if not isinstance(obj["platform"], dict):
                 raise ScenarioError("platform must be an object")
             try:
-                platform = _parse_platform(obj["platform"])
+                platform = _parse_platform(obj["platform"], version)
             except _Invalid as invalid:
                 raise ScenarioError(f"platform: {invalid.message}") from None
-        return cls(instruments, providers, platform, obj.get("version", 1))
+        for i, share in enumerate(shares):
+            if share > platform.max_profit_share_pct:
+                raise ScenarioError(
+                    f"providers[{i}]: profit_share_pct {format_decimal(share)} is above "
+                    f"max_profit_share_pct {format_decimal(platform.max_profit_share_pct)}"
+                )
+        engine = cls(instruments, providers, platform, version)
+        for provider_id, share in zip(providers, shares, strict=True):
+            engine.providers[provider_id].profit_share_pct = share
+        return engine
 
     # ----------------------------------------------------------------- accounting
 
@@ -831,6 +950,14 @@ class ReferenceEngine:
         the rest of the event is invalid."""
         try:
             self.now_us = event_time(self.version, event, self.now_us)
+        except _Invalid as invalid:
+            self._cross_boundaries(index)  # at the predecessor's time: nothing crossed
+            return [_error_record(index, invalid.message)]
+        settled = self._cross_boundaries(index)
+        try:
+            if self.version >= 2 and isinstance(event, dict) and event.get("type") == "settle":
+                _parse_fields(event, (), "settle", ("type", "time"))
+                return settled + self._settle_all(index, f"manual-{index}")
             event_type, values = parse_event(event, ("time",) if self.version >= 2 else ())
             handlers = {
                 "follow": self._follow,
@@ -845,8 +972,67 @@ class ReferenceEngine:
             }
             records = handlers[event_type](index, values)
         except _Invalid as invalid:
-            return [_error_record(index, invalid.message)]
-        return records + self._max_loss_check(index, self._max_loss_candidates(event_type, values))
+            return [*settled, _error_record(index, invalid.message)]
+        return settled + records + self._max_loss_check(index, self._max_loss_candidates(event_type, values))
+
+    # ----------------------------------------------------------------- settlement
+
+    def _cross_boundaries(self, index: int) -> list[Record]:
+        """One settlement per boundary the clock reached, in order (the first event
+        only fixes the first boundary: the first one after its time)."""
+        schedule = self.platform.settlement
+        if not self.anchored:
+            self.anchored = True
+            self.next_boundary = boundary_after(schedule, self.now_us)
+            return []
+        records: list[Record] = []
+        while self.next_boundary is not None and self.next_boundary <= self.now_us:
+            label = period_ending(schedule, self.next_boundary)
+            if label not in self.settled:
+                records += self._settle_all(index, label)
+            self.next_boundary = boundary_after(schedule, self.next_boundary)
+        return records
+
+    def _settle_all(self, index: int, label: str) -> list[Record]:
+        """Every relationship in follow order: profit above H charged at the provider's
+        share if free cash covers it (else deferred); then the max-loss check of those
+        charged."""
+        self.settled.add(label)
+        records: list[Record] = []
+        charged_rels: list[Relationship] = []
+        fee = self.platform.platform_fee_pct
+        for rel in self.relationships.values():
+            equity, high = self.equity(rel), rel.high_watermark
+            if equity <= high:
+                continue
+            share = self.providers[rel.provider].profit_share_pct
+            due = floor_to((equity - high) * share / 100, CENT8)
+            if due <= self.free_cash(rel):
+                rel.cash -= due
+                rel.high_watermark = equity
+                rel.fees_paid += due
+                charged_rels.append(rel)
+                records.append(_settlement_record(index, rel, label, equity, high, due, due, fee, "charged"))
+            else:
+                records.append(_settlement_record(index, rel, label, equity, high, due, ZERO, fee, "deferred"))
+        return records + self._max_loss_check(index, charged_rels)
+
+    def _settle_unfollow(self, index: int, rel: Relationship) -> list[Record]:
+        """At unfollow: as much of due as free cash covers (the rest written off)."""
+        if self.platform.settlement == "none":
+            return []
+        equity, high = self.equity(rel), rel.high_watermark
+        if equity <= high:
+            return []
+        share = self.providers[rel.provider].profit_share_pct
+        due = floor_to((equity - high) * share / 100, CENT8)
+        charged = min(due, floor_to(max(ZERO, self.free_cash(rel)), CENT8))
+        rel.cash -= charged
+        rel.high_watermark = equity
+        rel.fees_paid += charged
+        status = "charged" if charged == due else "partial"
+        fee = self.platform.platform_fee_pct
+        return [_settlement_record(index, rel, "unfollow", equity, high, due, charged, fee, status)]
 
     def _max_loss_candidates(self, event_type: str, values: dict[str, Any]) -> list[Relationship]:
         """The relationships the max-loss check looks at after a valid event.
@@ -924,6 +1110,7 @@ class ReferenceEngine:
             stop_copy_on_close=v["stop_copy_on_close"],
             cash=allocation,
             base=allocation,
+            high_watermark=allocation,
         )
         self.relationships[(follower, provider_id)] = rel
         provider.book[follower] = rel
@@ -1103,6 +1290,7 @@ class ReferenceEngine:
         self._check_allocation(follower, rel.base + amount, other_bases)
         rel.cash += amount
         rel.base += amount
+        rel.high_watermark += amount  # money in is not profit
         return []
 
     def _withdraw(self, index: int, v: dict[str, Any]) -> list[Record]:
@@ -1114,6 +1302,7 @@ class ReferenceEngine:
             raise _Invalid(f"withdrawal {format_decimal(amount)} is above free cash {format_decimal(free)}")
         rel.cash -= amount
         rel.base -= amount
+        rel.high_watermark -= amount
         return []
 
     def _unfollow(self, index: int, v: dict[str, Any]) -> list[Record]:
@@ -1123,6 +1312,7 @@ class ReferenceEngine:
         records = []
         if rel.stop_copy_on_close:
             records += self._close_all(index, rel, "u")
+        records += self._settle_unfollow(index, rel)
         del self.relationships[(follower, provider_id)]
         del provider.book[follower]
         del self.by_follower[follower][provider_id]
@@ -1194,8 +1384,9 @@ class ReferenceEngine:
     # ----------------------------------------------------------------- output
 
     def portfolios(self) -> list[Record]:
-        """One record per remaining relationship, in follow order."""
-        return [
+        """One record per remaining relationship, in follow order (version 2: with
+        ``high_watermark`` and ``fees_paid``)."""
+        records = [
             {
                 "event": None,
                 "kind": "portfolio",
@@ -1210,6 +1401,11 @@ class ReferenceEngine:
             }
             for rel in self.relationships.values()
         ]
+        if self.version >= 2:
+            for record, rel in zip(records, self.relationships.values(), strict=True):
+                record["high_watermark"] = format_decimal(rel.high_watermark)
+                record["fees_paid"] = format_decimal(rel.fees_paid)
+        return records
 
 
 def replay(text: str) -> list[Record]:

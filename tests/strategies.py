@@ -11,7 +11,9 @@ off-grid values, unknown ids, bad fields, duplicate exec ids, spot going short, 
 About half the files are version 2, whose events carry times (``timed``): mostly
 moving forward, sometimes absent or null, now and then earlier than the previous one or
 malformed (which makes the event invalid), on valid and invalid events alike. A version 1
-file now and then has a ``time`` on one event (an unknown field there).
+file now and then has a ``time`` on one event (an unknown field there). Most version 2
+files settle (``settlement_terms``): provider shares, a platform fee, a weekly or monthly
+schedule (or none), and a few ``settle`` events (now and then with a field: invalid).
 
 The file itself is always valid: only events may be wrong.
 """
@@ -553,13 +555,15 @@ def scenarios(draw: st.DrawFn) -> dict:
     if version is not None:
         scenario["version"] = version
     if version == 2:
-        events = timed(draw, events)
+        events = settle_events(draw, events)
+        settling = settlement_terms(draw, scenario, providers, platform)
+        events = timed(draw, events, first_timed=settling)
     elif events and draw(st.integers(0, 7)) == 0:
         i = draw(st.integers(0, len(events) - 1))
         if isinstance(events[i], dict):
             events[i] = with_time(draw, events[i], time_text(draw, T_BASE))
     scenario["instruments"] = inst_json
-    scenario["providers"] = [{"id": p} for p in providers]
+    scenario.setdefault("providers", [{"id": p} for p in providers])
     if platform or draw(st.integers(0, 4)) == 0:
         scenario["platform"] = platform
     scenario["events"] = events
@@ -571,7 +575,21 @@ def scenarios(draw: st.DrawFn) -> dict:
 T_BASE = 1_767_225_600_000_000  # 2026-01-01T00:00:00Z in µs
 SECOND = 1_000_000
 # how far the next timed event moves the clock (0: the same time)
-TIME_STEPS = [0, 1, 999_999, SECOND, 60 * SECOND, 3600 * SECOND, 86400 * SECOND, 7 * 86400 * SECOND + 1]
+DAY = 86400 * SECOND
+TIME_STEPS = [
+    0,
+    1,
+    999_999,
+    SECOND,
+    60 * SECOND,
+    3600 * SECOND,
+    DAY,
+    7 * DAY + 1,
+    3 * DAY,
+    16 * DAY,
+    31 * DAY,
+    45 * DAY,
+]
 BAD_TIMES: list[object] = [
     "2026-02-29T00:00:00Z",  # not a leap year
     "2026-01-01T23:59:60Z",
@@ -606,16 +624,57 @@ def with_time(draw: st.DrawFn, event: dict, time: object) -> dict:
     return {"time": time, **rest} if draw(st.booleans()) else {**rest, "time": time}
 
 
-def timed(draw: st.DrawFn, events: list) -> list:
+def settle_events(draw: st.DrawFn, events: list) -> list:
+    """A few ``settle`` events among the others; now and then one with a field."""
+    out = list(events)
+    for _ in range(draw(st.integers(0, 3))):
+        settle: dict = {"type": "settle"}
+        if draw(st.integers(0, 5)) == 0:
+            settle["period"] = "2026-01"
+        out.insert(draw(st.integers(0, len(out))), settle)
+    return out
+
+
+def settlement_terms(draw: st.DrawFn, scenario: dict, providers: list[str], platform: dict) -> bool:
+    """Version 2 settlement terms (shares, fee, maximum, schedule) into ``scenario`` and
+    ``platform``; True if a schedule settles by itself."""
+    if draw(st.integers(0, 4)) == 0:
+        return False
+    max_share = draw(st.sampled_from([None, "30", "50", "100", "12.5"]))
+    if max_share is not None:
+        platform["max_profit_share_pct"] = max_share
+    top = Fraction(max_share or "30")
+    entries = []
+    for p in providers:
+        entry: dict = {"id": p}
+        share = draw(st.sampled_from([None, "0", "10", "20", "30", "33.33333333", "12.5", "50", "100"]))
+        if share is not None and Fraction(share) <= top:
+            entry["profit_share_pct"] = share
+        entries.append(entry)
+    scenario["providers"] = entries
+    fee = draw(st.sampled_from([None, "0", "10", "25", "33.3", "100"]))
+    if fee is not None:
+        platform["platform_fee_pct"] = fee
+    schedule = draw(st.sampled_from([None, "none", "weekly", "weekly", "monthly", "monthly"]))
+    if schedule is not None:
+        platform["settlement"] = schedule
+    return schedule in ("weekly", "monthly")
+
+
+def timed(draw: st.DrawFn, events: list, first_timed: bool = False) -> list:
     """Version 2 events: times mostly moving forward, some missing or null, a few earlier
-    than the clock or malformed (those events become invalid)."""
+    than the clock or malformed (those events become invalid). With ``first_timed`` the
+    first event has a time (which fixes the settlement schedule's first boundary; at the
+    epoch, a jump to 2026 would cross thousands of boundaries)."""
     now = 0
     out = []
-    for event in events:
+    for i, event in enumerate(events):
         if not isinstance(event, dict):
             out.append(event)
             continue
         how = draw(st.sampled_from(["step"] * 12 + ["none"] * 5 + ["null", "earlier", "malformed"]))
+        if first_timed and i == 0:
+            how = "step"
         if how == "none":
             out.append(event)
             continue

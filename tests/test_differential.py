@@ -117,3 +117,52 @@ def test_a_book_long_enough_for_two_threads_agrees_with_python_spec():
     assert {"order", "stop"} <= kinds, kinds  # the stream exercises copies and stops
     if [list(r.items()) for r in actual] != [list(r.items()) for r in expected]:
         raise AssertionError(_first_difference(actual, expected))
+
+
+@settings(max_examples=150, deadline=None)
+@given(scenarios())
+def test_reference_settlements_balance_and_watermarks_fall_only_by_withdrawals(scenario):
+    """Every settlement record: amounts never negative, charged = provider credit +
+    platform credit, charged/written_off as its status says; a relationship's high
+    watermark never falls except by a withdrawal's amount (the Rust core prints the same
+    records: the differential test above)."""
+    from fractions import Fraction
+
+    engine = reference.ReferenceEngine.from_scenario(scenario)
+    total_charged = total_credits = Fraction(0)
+    for index, event in enumerate(scenario["events"]):
+        before = {key: rel.high_watermark for key, rel in engine.relationships.items()}
+        records = engine.apply(index, event)
+        refused = any(r["kind"] == "error" for r in records)
+        for r in records:
+            if r["kind"] != "settlement":
+                continue
+            amounts = {
+                k: Fraction(r[k]) for k in ("due", "charged", "provider_credit", "platform_credit", "written_off")
+            }
+            assert all(v >= 0 for v in amounts.values()), r
+            assert amounts["charged"] == amounts["provider_credit"] + amounts["platform_credit"], r
+            assert Fraction(r["profit"]) > 0 and Fraction(r["equity"]) > Fraction(r["high_watermark"]), r
+            expected = {
+                "charged": (amounts["due"], Fraction(0)),
+                "deferred": (Fraction(0), Fraction(0)),
+                "partial": (amounts["due"] - amounts["written_off"], amounts["written_off"]),
+            }[r["status"]]
+            assert (amounts["charged"], amounts["written_off"]) == expected, r
+            assert r["status"] != "partial" or (r["period"] == "unfollow" and amounts["written_off"] > 0), r
+            total_charged += amounts["charged"]
+            total_credits += amounts["provider_credit"] + amounts["platform_credit"]
+        for key, rel in engine.relationships.items():
+            if key not in before:
+                continue
+            withdrawn = Fraction(0)
+            if (
+                not refused
+                and isinstance(event, dict)
+                and event.get("type") == "withdraw"
+                and (event["follower"], event["provider"]) == key
+            ):
+                withdrawn = Fraction(event["amount"])
+            assert rel.high_watermark >= before[key] - withdrawn, (index, key)
+            assert rel.fees_paid >= 0
+    assert total_charged == total_credits

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyservice import ScenarioError
-from pyservice._engine_core import LiveEngine, Outcome
+from pyservice._engine_core import CopyEngineError, LiveEngine, Outcome
 from pyservice.protocol import NewOrder, NewOrders, engine_reader
 from pyservice.reference import client_order_id
 
@@ -105,6 +105,8 @@ def test_an_execution_frames_its_copies_and_reserves() -> None:
         "cash",
         "equity",
         "positions",
+        "high_watermark",
+        "fees_paid",
         "reserved",
         "base",
         "lots",
@@ -495,3 +497,73 @@ def test_order_rows_are_the_frame_in_copy_text_format() -> None:
     assert (close[3], close[7], close[8], close[9], close[10]) == ("b", "market", "0.25", "\\N", "t")
     with pytest.raises(FrameError):
         order_rows(b"\x00\x00\x00\x01\x90", "m")
+
+
+# --------------------------------------------------------------------------- settlement
+
+
+def test_settlement_at_a_boundary_on_request_and_across_a_restore() -> None:
+    """Monthly, 30 % then 20 %, fee 10 %: `a` buys 5 BTC at 1,000 with 10,000 (cash
+    5,000); at 1,400 its equity is 12,000."""
+    from pyservice.venue_time import parse_time
+
+    def ts(day: str) -> int:
+        t = parse_time(f"{day}T00:00:00Z")
+        assert t is not None
+        return t
+
+    e = live(follow("a", "10000"), providers=("P",))
+    e.set_settlement("monthly")
+    e.set_platform_fee("10")
+    e.set_profit_share("P", "30")  # before any input: in force at once
+    assert e.profit_share("P") == ("30", "30")
+    with pytest.raises(CopyEngineError, match="profit_share_pct 31 is above max_profit_share_pct 30"):
+        e.set_profit_share("P", "31")
+    out = e.execute(3, "P", "x1", "BTC", "buy", "5", "1000", "10000", ts=ts("2026-10-15"))
+    assert out.orders == 1 and out.settlements == []
+    assert e.settlement_terms() == ("monthly", "10", ts("2026-11-01"))
+    assert e.fills(4, [(cid("f", "P", "x1", "open", follower="a"), "5", "1000")]).errors == []
+    assert e.mark(5, "BTC", "1400", ts=ts("2026-10-20")).settlements == []
+    e.set_profit_share("P", "20")  # from the next boundary: October is settled at 30 %
+    assert e.profit_share("P") == ("30", "20")
+    # an earlier ts is corrected to the clock: no boundary crossed
+    assert e.mark(6, "BTC", "1400", ts=ts("2026-10-01")).settlements == []
+    out = e.mark(7, "BTC", "1500", ts=ts("2026-11-02"))
+    assert out.settlements == [
+        {
+            "period": "2026-10",
+            "follower": "a",
+            "provider": "P",
+            "equity": "12000",  # before the message's own mark (1,500)
+            "high_watermark": "10000",
+            "profit": "2000",
+            "due": "600",
+            "charged": "600",
+            "provider_credit": "540",
+            "platform_credit": "60",
+            "written_off": "0",
+            "status": "charged",
+        }
+    ]
+    assert e.profit_share("P") == ("20", "20")
+    p = portfolios(e)["a/P"]
+    assert (p["cash"], p["equity"], p["high_watermark"], p["fees_paid"]) == ("4400", "11900", "12000", "600")
+    # requested again: nothing changes
+    again = e.settle(7, 0, "2026-10")
+    assert (again.already_settled, again.settlements) == (True, [])
+    # a request without a label: manual-<change>; 11,900 <= H 12,000: no record
+    out = e.settle(7, 1)
+    assert (out.already_settled, out.settlements) == (False, [])
+    assert e.settled_periods == ["2026-10", "manual-1"]
+    with pytest.raises(CopyEngineError):
+        e.settle(7, 2, "unfollow")
+    restored = LiveEngine.restore(e.snapshot())
+    assert restored.settled_periods == e.settled_periods
+    assert restored.portfolios_jsonl() == e.portfolios_jsonl()
+    assert restored.settle(7, 3, "manual-1").already_settled
+    # November ends at 4,400 + 8,100 = 12,500: 20 % (in force since November) of 500;
+    # December ends at 12,400 <= H: nothing. Both boundaries in one message, in order.
+    assert restored.mark(8, "BTC", "1620", ts=ts("2026-11-20")).settlements == []
+    out = restored.mark(9, "BTC", "1620", ts=ts("2027-01-02"))
+    assert [(s["period"], s["due"], s["charged"]) for s in out.settlements] == [("2026-11", "100", "100")]
+    assert restored.settled_periods == ["2026-10", "2026-11", "2026-12", "manual-1"]

@@ -204,8 +204,14 @@ def test_times_leave_the_records_as_they_are(replay):
     ]
     stamped = [{"time": f"2026-01-0{i + 1}T00:00:00Z", **e} for i, e in enumerate(events)]
     v1 = replay(scenario(events, 1))
-    assert replay(scenario(stamped)) == v1
-    assert replay(scenario(events)) == v1
+
+    def without_settlement_keys(records):
+        # version 2 portfolio records end with the settlement state (docs/scenario-format.md)
+        assert all(list(r)[-2:] == ["high_watermark", "fees_paid"] for r in records if r["kind"] == "portfolio")
+        return [{k: v for k, v in r.items() if k not in ("high_watermark", "fees_paid")} for r in records]
+
+    assert without_settlement_keys(replay(scenario(stamped))) == v1
+    assert without_settlement_keys(replay(scenario(events))) == v1
     assert {r["kind"] for r in v1} == {"order", "error", "portfolio"}
 
 

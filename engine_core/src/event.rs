@@ -133,6 +133,8 @@ pub enum DecimalRange {
     Pct,
     /// [0, 100)
     Slippage,
+    /// [0, 100]
+    Percent,
 }
 
 /// Field accessors over one JSON object; every failure is the contract's message.
@@ -251,6 +253,7 @@ pub fn decimal_text(name: &str, s: &str, range: DecimalRange) -> Result<i128, St
         DecimalRange::NonNegative => raw >= 0,
         DecimalRange::Pct => raw > 0 && raw <= hundred,
         DecimalRange::Slippage => (0..hundred).contains(&raw),
+        DecimalRange::Percent => (0..=hundred).contains(&raw),
     };
     if ok {
         return Ok(raw);
@@ -260,6 +263,7 @@ pub fn decimal_text(name: &str, s: &str, range: DecimalRange) -> Result<i128, St
         DecimalRange::NonNegative => format!("field '{name}' must not be negative"),
         DecimalRange::Pct => format!("field '{name}' must be in (0, 100]"),
         DecimalRange::Slippage => format!("field '{name}' must be in [0, 100)"),
+        DecimalRange::Percent => format!("field '{name}' must be in [0, 100]"),
     })
 }
 

@@ -1,5 +1,6 @@
 //! The engine's portfolios exported as JSON Lines, for the projector, tests and
-//! operators: the replay's `portfolio` records plus `reserved`, `base` and the FIFO
+//! operators: the replay's `portfolio` records (with `high_watermark` and `fees_paid`,
+//! as in version 2) plus `reserved`, `base` and the FIFO
 //! `lots` (live mode's view of a relationship).
 
 use serde_json::{json, Value};
@@ -9,7 +10,7 @@ use crate::scenario::portfolio_json;
 
 /// One relationship's portfolio record (see the module comment).
 pub fn portfolio_record(view: &PortfolioView) -> Value {
-    let mut v = portfolio_json(view);
+    let mut v = portfolio_json(view, true);
     if let Value::Object(map) = &mut v {
         map.insert("reserved".into(), json!(view.reserved.to_string()));
         map.insert("base".into(), json!(view.base.to_string()));
@@ -77,7 +78,8 @@ mod tests {
             [
                 r#"{"event":null,"kind":"portfolio","follower":"a","provider":"P","#,
                 r#""status":"active","cash":"901","equity":"1001","#,
-                r#""positions":[{"symbol":"BTC","qty":"1"}],"reserved":"110.11","base":"1000","#,
+                r#""positions":[{"symbol":"BTC","qty":"1"}],"high_watermark":"1000","fees_paid":"0","#,
+                r#""reserved":"110.11","base":"1000","#,
                 r#""lots":[{"symbol":"BTC","side":"long","qty":"1","entry":"99","leverage":1}]}"#,
                 "\n",
             ]

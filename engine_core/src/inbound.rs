@@ -187,7 +187,7 @@ impl Exec {
     /// Apply to `engine` at its venue time (the fan-out over the provider's book); its
     /// records are the engine's `records()`.
     pub fn apply(&self, engine: &mut Engine) {
-        engine.advance_clock(self.ts);
+        engine.advance_clock(self.seq, self.ts);
         engine.apply_parsed(self.seq, self.event());
     }
 }
@@ -202,7 +202,7 @@ impl Mark {
     }
 
     pub fn apply(&self, engine: &mut Engine) {
-        engine.advance_clock(self.ts);
+        engine.advance_clock(self.seq, self.ts);
         engine.apply_parsed(self.seq, self.event());
     }
 }
@@ -232,7 +232,7 @@ impl InstrumentDef {
     }
 
     pub fn apply(&self, engine: &mut Engine) {
-        engine.advance_clock(self.ts);
+        engine.advance_clock(self.seq, self.ts);
         match self.instrument() {
             Ok(inst) => engine.add_instrument(inst),
             Err(m) => engine.record_error(m),

@@ -22,6 +22,8 @@ pub mod parallel;
 pub mod portfolio;
 /// Risk rules: the max-loss line, `max_open_trades`, the platform's amount limits.
 pub mod risk;
+/// Profit-share settlement: period boundaries, labels, charges.
+pub mod settlement;
 /// Copy sizing and limit prices.
 pub mod sizing;
 /// Venue time as RFC 3339 text (µs since the epoch, UTC).

@@ -2,6 +2,7 @@
 
 use crate::coid::ClientOrderId;
 use crate::fixed::{Factor, Money, Price, Qty, INPUT_LIMIT};
+use crate::settlement::{Schedule, Settlement};
 
 /// An index into one of the engine's tables, typed so that ids of different tables do
 /// not mix: a `u32` at run time (`repr(transparent)`), and in snapshots (a newtype
@@ -119,12 +120,31 @@ impl Instrument {
     }
 }
 
-/// Platform amount limits (absent = no limit).
-#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Default)]
+/// Platform amount limits (absent = no limit) and the settlement terms.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
 pub struct Platform {
     pub min_allocation: Option<Money>,
     pub max_allocation: Option<Money>,
     pub max_total_per_follower: Option<Money>,
+    /// The platform's share of each settlement's charge, in [0, 100] (the rate in force;
+    /// a change waits in `engine::Settling` for the next boundary).
+    pub platform_fee_pct: Factor,
+    /// The highest `profit_share_pct` a provider may have, in (0, 100].
+    pub max_profit_share_pct: Factor,
+    pub settlement: Schedule,
+}
+
+impl Default for Platform {
+    fn default() -> Self {
+        Self {
+            min_allocation: None,
+            max_allocation: None,
+            max_total_per_follower: None,
+            platform_fee_pct: Factor::ZERO,
+            max_profit_share_pct: Factor::from_units(30),
+            settlement: Schedule::None,
+        }
+    }
 }
 
 #[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
@@ -303,6 +323,8 @@ pub enum Record {
         provider: ProviderId,
     },
     Error(String),
+    /// One relationship settled (boxed: 8 bytes here, not 200).
+    Settlement(Box<Settlement>),
 }
 
 /// Whether a live opening order of `q` at `limit` can be reported back: the venue's fill

@@ -126,7 +126,7 @@ impl Reports {
 
     /// Apply to `engine` at the reports' venue time.
     pub fn apply(&self, engine: &mut Engine) {
-        engine.advance_clock(self.ts);
+        engine.advance_clock(self.seq, self.ts);
         match self.kind {
             ReportKind::Fills => engine.copy_fills(self.seq, self.fills()),
             ReportKind::Rejects => engine.copy_rejects(self.seq, self.rejects()),

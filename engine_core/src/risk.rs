@@ -98,6 +98,7 @@ mod tests {
             min_allocation: Some(money("10")),
             max_allocation: Some(money("100")),
             max_total_per_follower: Some(money("150")),
+            ..Platform::default()
         };
         let check = |before, base, added| {
             check_allocation(&platform, "ann", money(before), money(base), money(added))

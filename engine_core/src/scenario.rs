@@ -8,8 +8,9 @@ use serde_json::{json, Map, Value};
 
 use crate::engine::{Engine, PortfolioView};
 use crate::event::{parse_event, parse_event_allowing, DecimalRange, Fields};
-use crate::fixed::{Price, Qty};
+use crate::fixed::{Factor, Price, Qty};
 use crate::model::{Instrument, Kind, Platform, Record};
+use crate::settlement::{Period, Schedule};
 use crate::venue_time;
 
 /// Why a file is not a valid scenario (the replay exits non-zero with it).
@@ -46,6 +47,13 @@ impl Version {
             Version::V1 => &[],
             Version::V2 => &["time"],
         }
+    }
+
+    /// Whether the header may carry settlement terms and events may be `settle`, and
+    /// portfolio records carry `high_watermark` and `fees_paid` (version 1 files print
+    /// what they always printed).
+    pub fn settles(self) -> bool {
+        self == Version::V2
     }
 }
 
@@ -88,10 +96,28 @@ pub fn apply_event<'e>(
 ) -> &'e [Record] {
     match event_time(version, raw, engine.now_us()) {
         // never earlier than the clock here, so no correction is counted
-        Ok(t) => engine.advance_clock(t),
-        Err(message) => return engine.record_error(message),
+        Ok(t) => engine.advance_clock(seq, t),
+        Err(message) => {
+            // the event counts at its predecessor's time (which may fix the schedule)
+            engine.advance_clock(seq, engine.now_us());
+            return engine.record_error(message);
+        }
     };
+    if version.settles() && raw.get("type").and_then(Value::as_str) == Some("settle") {
+        return settle_event(engine, seq, raw);
+    }
     engine.apply_parsed(seq, parse_event_allowing(raw, version.extra_fields()))
+}
+
+/// A version 2 `settle` event: no fields (but `time`); settles at once as `manual-<seq>`.
+fn settle_event<'e>(engine: &'e mut Engine, seq: u64, raw: &Value) -> &'e [Record] {
+    if let Value::Object(map) = raw {
+        if let Err(message) = Fields::new(map).reject_unknown(&["type", "time"], "settle") {
+            return engine.record_error(message);
+        }
+    }
+    engine.settle(seq, Period::Manual(seq));
+    engine.records()
 }
 
 /// The time (µs since the epoch) each event of a scenario counts at: the clock after
@@ -159,18 +185,33 @@ pub fn parse(text: &str) -> Result<Scenario, ScenarioError> {
         }
         instruments.push(inst);
     }
-    let providers = providers(&top)?;
+    let providers = providers(&top, version.settles())?;
     let platform = match top.get("platform") {
         None | Some(Value::Null) => Platform::default(),
-        Some(v) => platform(v)?,
+        Some(v) => platform(v, version.settles())?,
     };
+    let max = platform.max_profit_share_pct;
+    for (i, (_, share)) in providers.iter().enumerate() {
+        if *share > max {
+            return Err(bad(format!(
+                "providers[{i}]: profit_share_pct {share} is above max_profit_share_pct {max}"
+            )));
+        }
+    }
     let events = match top.remove("events") {
         Some(Value::Array(events)) => events,
         None => return Err(bad("missing field 'events'")),
         Some(_) => return Err(bad("field 'events' must be an array")),
     };
+    let names = providers.iter().map(|(name, _)| name.clone()).collect();
+    let mut engine = Engine::new(instruments, names, platform);
+    for (name, share) in &providers {
+        engine
+            .set_profit_share(name, *share)
+            .map_err(|e| bad(format!("profit share of '{name}': {e}")))?;
+    }
     Ok(Scenario {
-        engine: Engine::new(instruments, providers, platform),
+        engine,
         events,
         version,
     })
@@ -193,10 +234,13 @@ pub fn parse_books(text: &str) -> Result<Engine, ScenarioError> {
     if top.get("version").is_some_and(|v| v.as_u64() != Some(1)) {
         return Err(bad("unsupported version (this engine reads version 1)"));
     }
-    let providers = providers(&top)?;
+    let providers = providers(&top, false)?
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
     let platform = match top.get("platform") {
         None | Some(Value::Null) => Platform::default(),
-        Some(v) => platform(v)?,
+        Some(v) => platform(v, false)?,
     };
     let mut engine = Engine::new(Vec::new(), providers, platform).into_live();
     for (i, v) in array(&top, "follows")?.iter().enumerate() {
@@ -221,19 +265,33 @@ pub fn parse_books(text: &str) -> Result<Engine, ScenarioError> {
     Ok(engine)
 }
 
-fn providers(top: &Map<String, Value>) -> Result<Vec<String>, ScenarioError> {
-    let mut providers = Vec::new();
+/// The providers' ids and profit shares (0 unless `settles` allows the field; checked
+/// against the platform's maximum by the caller, once the platform is read).
+fn providers(
+    top: &Map<String, Value>,
+    settles: bool,
+) -> Result<Vec<(String, Factor)>, ScenarioError> {
+    let mut providers: Vec<(String, Factor)> = Vec::new();
+    let allowed: &[&str] = if settles {
+        &["id", "profit_share_pct"]
+    } else {
+        &["id"]
+    };
     for (i, v) in array(top, "providers")?.iter().enumerate() {
         let at = format!("providers[{i}]");
         let f = object(v, &at)?;
-        let id = f
-            .reject_unknown(&["id"], "provider")
-            .and_then(|()| f.id("id"))
+        let (id, share) = f
+            .reject_unknown(allowed, "provider")
+            .and_then(|()| {
+                let id = f.id("id")?;
+                let share = f.opt_decimal("profit_share_pct", DecimalRange::Percent)?;
+                Ok((id, Factor(share.unwrap_or(0))))
+            })
             .map_err(|e| bad(format!("{at}: {e}")))?;
-        if providers.contains(&id) {
+        if providers.iter().any(|(p, _)| *p == id) {
             return Err(bad(format!("{at}: duplicate provider '{id}'")));
         }
-        providers.push(id);
+        providers.push((id, share));
     }
     Ok(providers)
 }
@@ -265,13 +323,20 @@ pub fn instrument(v: &Value, at: &str) -> Result<Instrument, ScenarioError> {
     fields().map_err(in_field)
 }
 
-fn platform(v: &Value) -> Result<Platform, ScenarioError> {
+/// The platform object; its settlement terms only if `settles` (version 2).
+fn platform(v: &Value, settles: bool) -> Result<Platform, ScenarioError> {
     let f = object(v, "platform")?;
     let fields = || -> Result<Platform, String> {
-        f.reject_unknown(
-            &["min_allocation", "max_allocation", "max_total_per_follower"],
-            "platform",
-        )?;
+        const LIMITS: &[&str] = &["min_allocation", "max_allocation", "max_total_per_follower"];
+        const TERMS: &[&str] = &[
+            "min_allocation",
+            "max_allocation",
+            "max_total_per_follower",
+            "platform_fee_pct",
+            "max_profit_share_pct",
+            "settlement",
+        ];
+        f.reject_unknown(if settles { TERMS } else { LIMITS }, "platform")?;
         let money = |name, range| {
             f.opt_decimal(name, range)
                 .map(|o| o.map(crate::event::to_money))
@@ -280,6 +345,19 @@ fn platform(v: &Value) -> Result<Platform, ScenarioError> {
             min_allocation: money("min_allocation", DecimalRange::NonNegative)?,
             max_allocation: money("max_allocation", DecimalRange::Positive)?,
             max_total_per_follower: money("max_total_per_follower", DecimalRange::Positive)?,
+            platform_fee_pct: f
+                .opt_decimal("platform_fee_pct", DecimalRange::Percent)?
+                .map_or(Factor::ZERO, Factor),
+            max_profit_share_pct: f
+                .opt_decimal("max_profit_share_pct", DecimalRange::Pct)?
+                .map_or(Platform::default().max_profit_share_pct, Factor),
+            settlement: match f.opt_value("settlement") {
+                None => Schedule::None,
+                Some(v) => v
+                    .as_str()
+                    .and_then(Schedule::parse)
+                    .ok_or("field 'settlement' must be one of weekly, monthly, none".to_string())?,
+            },
         };
         if let (Some(min), Some(max)) = (p.min_allocation, p.max_allocation) {
             if min > max {
@@ -341,6 +419,18 @@ pub fn record_json(engine: &Engine, event: u64, rec: &Record) -> Value {
             json!({"event": event, "kind": "stop", "follower": follower, "provider": provider, "reason": "max_loss"})
         }
         Record::Error(message) => json!({"event": event, "kind": "error", "message": message}),
+        Record::Settlement(s) => {
+            let (follower, provider) = names(s.follower, s.provider);
+            let c = &s.charge;
+            json!({"event": event, "kind": "settlement", "period": s.period.to_string(),
+                   "follower": follower, "provider": provider,
+                   "equity": s.equity.to_string(), "high_watermark": s.high_watermark.to_string(),
+                   "profit": s.profit.to_string(), "due": c.due.to_string(),
+                   "charged": c.charged.to_string(),
+                   "provider_credit": c.provider_credit.to_string(),
+                   "platform_credit": c.platform_credit.to_string(),
+                   "written_off": c.written_off.to_string(), "status": c.status.as_str()})
+        }
     }
 }
 
@@ -368,18 +458,24 @@ pub fn run(scenario: Scenario) -> Vec<Value> {
                 .map(|r| record_json(&engine, seq, r)),
         );
     }
-    out.extend(engine.portfolios().iter().map(portfolio_json));
+    out.extend(
+        engine
+            .portfolios()
+            .iter()
+            .map(|p| portfolio_json(p, version.settles())),
+    );
     out
 }
 
-/// A `portfolio` record (docs/scenario-format.md "Output records").
-pub fn portfolio_json(p: &PortfolioView) -> Value {
+/// A `portfolio` record (docs/scenario-format.md "Output records"), with
+/// `high_watermark` and `fees_paid` if `settles` (version 2).
+pub fn portfolio_json(p: &PortfolioView, settles: bool) -> Value {
     let positions: Vec<Value> = p
         .positions
         .iter()
         .map(|(s, q)| json!({"symbol": s, "qty": q.to_string()}))
         .collect();
-    json!({
+    let mut v = json!({
         "event": Value::Null,
         "kind": "portfolio",
         "follower": p.follower,
@@ -388,7 +484,12 @@ pub fn portfolio_json(p: &PortfolioView) -> Value {
         "cash": p.cash.to_string(),
         "equity": p.equity.map_or(Value::Null, |e| json!(e.to_string())),
         "positions": positions,
-    })
+    });
+    if let (true, Value::Object(map)) = (settles, &mut v) {
+        map.insert("high_watermark".into(), json!(p.high_watermark.to_string()));
+        map.insert("fees_paid".into(), json!(p.fees_paid.to_string()));
+    }
+    v
 }
 
 /// The replay as JSON Lines.

@@ -2,7 +2,7 @@
 //! pause/resume and settings; and closing every position of one relationship (an
 //! unfollow with `stop_copy_on_close`, a max-loss stop).
 
-use super::{Engine, Relationship};
+use super::{Engine, Relationship, Watermark};
 use crate::coid::{follower_hash, ClientOrderId};
 use crate::event::{Follow, SettingsChange};
 use crate::fixed::{Money, Qty};
@@ -55,6 +55,10 @@ impl Engine {
             status: Status::Active,
             portfolio: Portfolio::new(f.allocation),
         }));
+        self.watermarks.push(Watermark {
+            high: f.allocation,
+            fees_paid: Money::ZERO,
+        });
         self.rel_ids.insert((fid, pid), rid);
         self.providers[pid.index()].book.push(rid);
         self.follower_totals[fid.index()] = total;
@@ -86,6 +90,10 @@ impl Engine {
         rel.portfolio.cash = cash;
         rel.stop_at = stop_line(base, rel.settings.max_loss_pct);
         self.follower_totals[fid.index()] = total;
+        // money in is not profit: the watermark moves with it (saturating: past the
+        // money range no equity can reach it anyway)
+        let w = &mut self.watermarks[rid.index()];
+        w.high = Money(w.high.0.saturating_add(amount.0));
         self.check_one(rid);
         Ok(())
     }
@@ -122,6 +130,8 @@ impl Engine {
         rel.portfolio.base = base;
         rel.stop_at = stop_line(base, rel.settings.max_loss_pct);
         self.follower_totals[fid.index()] = total;
+        let w = &mut self.watermarks[rid.index()];
+        w.high = Money(w.high.0.saturating_sub(amount.0));
         self.check_one(rid);
         Ok(())
     }
@@ -141,6 +151,7 @@ impl Engine {
         if rel.settings.stop_copy_on_close {
             self.close_everything(seq, rid, b"u");
         }
+        self.settle_unfollow(rid);
         if let Some(mut rel) = self.rels[rid.index()].take() {
             self.end_standing(&rel);
             if !rel.portfolio.working.is_empty() {

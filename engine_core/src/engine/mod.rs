@@ -13,14 +13,16 @@
 //! - `fanout`: a provider execution's legs over the provider's book (sizing each copy);
 //! - `venue`: the venue's reports of copy orders (fills, rejects) and the working orders;
 //! - `maxloss`: finding relationships at their max-loss line and stopping them;
-//! - `standing`: what a provider's copiers have with it (followers, AUM, copiers' PnL).
+//! - `standing`: what a provider's copiers have with it (followers, AUM, copiers' PnL);
+//! - `settle`: profit-share settlements (at period boundaries the clock crosses, on
+//!   request, at unfollow) and the rates in force.
 //!
 //! The rules themselves (sizing, max-loss line, limits) are in `sizing` and `risk`.
 
 use std::collections::{HashMap, HashSet};
 
 use crate::event::Event;
-use crate::fixed::{Money, Price, Qty};
+use crate::fixed::{Factor, Money, Price, Qty};
 use crate::model::{
     CopySettings, FollowerId, Instrument, Platform, ProviderId, Record, RelId, Status, SymbolId,
 };
@@ -30,9 +32,11 @@ use crate::working::{WorkingOrder, WorkingOrders};
 mod control;
 mod fanout;
 mod maxloss;
+mod settle;
 mod standing;
 mod venue;
 
+pub use settle::{Settling, Watermark};
 pub use standing::Standing;
 
 use fanout::Visited;
@@ -71,6 +75,10 @@ struct Provider {
     exec_ids: HashSet<String>,
     /// Σ (equity − base) of its unfollowed relationships, each taken when it ended.
     ended_pnl: Money,
+    /// Its share of its followers' new profit, in force for the current period.
+    share_pct: Factor,
+    /// The share from the next period boundary on (see `set_profit_share`).
+    next_share_pct: Factor,
 }
 
 /// A portfolio as reported at the end of a replay.
@@ -88,10 +96,14 @@ pub struct PortfolioView {
     pub lots: Vec<(String, bool, Lot)>,
     /// Margin reserved by working opening copies (live mode; zero in replay).
     pub reserved: Money,
+    /// The settlement high watermark (see `Watermark`).
+    pub high_watermark: Money,
+    /// Σ charged by settlements.
+    pub fees_paid: Money,
 }
 
 /// Snapshot header: the format and the engine's rules version; bump it with either.
-const SNAPSHOT_MAGIC: &[u8] = b"copyengine-snapshot-2\n";
+const SNAPSHOT_MAGIC: &[u8] = b"copyengine-snapshot-3\n";
 
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Engine {
@@ -107,6 +119,11 @@ pub struct Engine {
     /// Slab of relationships; the index order is the global follow order.
     rels: Vec<Option<Relationship>>,
     rel_ids: HashMap<(FollowerId, ProviderId), RelId>,
+    /// Per relationship (indexed like `rels`): what settlements need, kept out of
+    /// `Relationship` so that the fan-out's memory traffic does not grow with it.
+    watermarks: Vec<Watermark>,
+    /// The settlement schedule's state: next boundary, pending rates, settled periods.
+    settling: Settling,
     /// Per symbol, the providers that ever traded it: their books hold every relationship
     /// that can hold the symbol, so a mark move is checked against those books only.
     symbol_providers: Vec<Vec<ProviderId>>,
@@ -121,6 +138,10 @@ pub struct Engine {
     clock_corrections: u64,
     #[serde(skip)]
     out: Vec<Record>,
+    /// How many records at the front of `out` the current input's clock advance made
+    /// (settlements of the boundaries it crossed): the input's own records follow them.
+    #[serde(skip)]
+    held: usize,
     /// Live mode: copies wait for the venue's report instead of filling at once.
     live: bool,
     /// Live mode: copy orders sent and not yet reported, by client order id.
@@ -186,6 +207,7 @@ impl Engine {
                 ..Provider::default()
             })
             .collect();
+        let settling = Settling::new(&platform);
         Self {
             marks: vec![None; n_sym],
             instruments,
@@ -198,12 +220,15 @@ impl Engine {
             rels: Vec::new(),
             ended: HashMap::new(),
             rel_ids: HashMap::new(),
+            watermarks: Vec::new(),
+            settling,
             symbol_providers: vec![Vec::new(); n_sym],
             loss_hits: Vec::new(),
             platform,
             now_us: 0,
             clock_corrections: 0,
             out: Vec::new(),
+            held: 0,
             live: false,
             working: WorkingOrders::default(),
             staged: Vec::new(),
@@ -242,22 +267,36 @@ impl Engine {
         self.clock_corrections
     }
 
-    /// Take the venue time `ts` of the next input. Time does not go backwards along the
-    /// log: an earlier `ts` is taken as the current time and counted (nothing is refused).
-    /// Returns the time the input counts at.
-    pub fn advance_clock(&mut self, ts: i64) -> i64 {
+    /// Start the input at position `seq` stamped with venue time `ts`. Time does not go
+    /// backwards along the log: an earlier `ts` is taken as the current time and counted
+    /// (nothing is refused). Then, before the input itself applies, one settlement per
+    /// period boundary the (corrected) time reached, in order (see `settle`): their
+    /// records open the input's records, which the input's own call (`apply`,
+    /// `copy_fills`, ...) keeps and appends to. Returns the time the input counts at.
+    pub fn advance_clock(&mut self, seq: u64, ts: i64) -> i64 {
         if ts < self.now_us {
             self.clock_corrections += 1;
         } else {
             self.now_us = ts;
         }
+        self.out.clear();
+        self.cross_boundaries(seq);
+        self.held = self.out.len();
         self.now_us
+    }
+
+    /// Start an input's records: keep those its clock advance made, drop the previous
+    /// input's. Returns how many were kept (an invalid input's error follows them).
+    fn begin(&mut self) -> usize {
+        let keep = std::mem::take(&mut self.held);
+        self.out.truncate(keep);
+        keep
     }
 
     /// Define an instrument (in live mode the venue announces them). The same definition
     /// again changes nothing; a different one is an error.
     pub fn add_instrument(&mut self, inst: Instrument) -> &[Record] {
-        self.out.clear();
+        self.begin();
         if let Some(&sid) = self.symbol_ids.get(&inst.symbol) {
             if self.instruments[sid.index()] != inst {
                 self.out.push(Record::Error(format!(
@@ -282,7 +321,7 @@ impl Engine {
     /// replay, the venue seq in the daemon). Returns the event's records.
     pub fn apply(&mut self, seq: u64, event: &Event) -> &[Record] {
         self.file_staged();
-        self.out.clear();
+        let start = self.begin();
         self.loss_hits.clear();
         let result = match event {
             Event::Follow(f) => self.follow(f),
@@ -310,7 +349,7 @@ impl Engine {
         match result {
             Ok(()) => self.stop_loss_hits(seq),
             Err(message) => {
-                self.out.clear();
+                self.out.truncate(start);
                 self.out.push(Record::Error(message));
             }
         }
@@ -325,6 +364,7 @@ impl Engine {
     /// Move the last event's records out, leaving `spare` (emptied) as the next buffer.
     pub fn swap_records(&mut self, mut spare: Vec<Record>) -> Vec<Record> {
         spare.clear();
+        self.held = 0;
         std::mem::replace(&mut self.out, spare)
     }
 
@@ -341,7 +381,7 @@ impl Engine {
     /// Record an `error` for an input that could not be parsed (not a venue reject:
     /// those are `copy_rejects`).
     pub fn record_error(&mut self, message: String) -> &[Record] {
-        self.out.clear();
+        self.begin();
         self.out.push(Record::Error(message));
         &self.out
     }
@@ -362,8 +402,9 @@ impl Engine {
     pub fn portfolios(&self) -> Vec<PortfolioView> {
         self.rels
             .iter()
-            .flatten()
-            .map(|r| PortfolioView {
+            .enumerate()
+            .filter_map(|(i, r)| Some((r.as_ref()?, self.watermarks[i])))
+            .map(|(r, w)| PortfolioView {
                 follower: self.followers[r.follower.index()].clone(),
                 provider: self.providers[r.provider.index()].name.clone(),
                 status: r.status,
@@ -379,6 +420,8 @@ impl Engine {
                     })
                     .collect(),
                 reserved: r.portfolio.reserved,
+                high_watermark: w.high,
+                fees_paid: w.fees_paid,
                 equity: r.portfolio.equity(&self.marks).ok(),
                 positions: r
                     .portfolio

@@ -36,7 +36,7 @@ impl Engine {
     /// to send again after a reconnect (the venue answers `duplicate` for those it has).
     pub fn resend_working(&mut self) -> &[Record] {
         self.file_staged();
-        self.out.clear();
+        self.begin();
         let mut all: Vec<(u128, WorkingOrder)> = self.working.iter().collect();
         all.sort_unstable_by_key(|(id, p)| (p.rel, *id));
         for (id, p) in all {
@@ -74,7 +74,7 @@ impl Engine {
         fills: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>,
     ) -> &[Record] {
         self.file_staged();
-        self.out.clear();
+        self.begin();
         self.loss_hits.clear();
         let mut touched = Vec::new();
         for (id, qty, price) in fills {
@@ -100,7 +100,7 @@ impl Engine {
         rejects: impl IntoIterator<Item = (&'a str, &'a str)>,
     ) -> &[Record] {
         self.file_staged();
-        self.out.clear();
+        self.begin();
         self.loss_hits.clear();
         for (id, reason) in rejects {
             if let Err(m) = self.copy_reject(id, reason) {

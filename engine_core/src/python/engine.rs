@@ -8,9 +8,11 @@ use serde_json::{json, Value};
 
 use crate::control::{control_seq, parse_control};
 use crate::engine::Engine;
-use crate::event::parse_event;
+use crate::event::{decimal_text, is_identifier, parse_event, DecimalRange};
+use crate::fixed::Factor;
 use crate::model::{CopyOrder, Record, SkipReason};
 use crate::scenario;
+use crate::settlement::{Period, Schedule, Settlement};
 use crate::wire::encode_orders;
 
 use super::reports::PyReports;
@@ -23,6 +25,44 @@ const SKIP_REASONS: [SkipReason; 5] = [
     SkipReason::BelowStep,
     SkipReason::Overflow,
 ];
+
+/// The keys of `Outcome.settlements`' dicts: a settlement record's, without `event` and
+/// `kind` (docs/scenario-format.md "Output records").
+const SETTLEMENT_KEYS: [&str; 12] = [
+    "period",
+    "follower",
+    "provider",
+    "equity",
+    "high_watermark",
+    "profit",
+    "due",
+    "charged",
+    "provider_credit",
+    "platform_credit",
+    "written_off",
+    "status",
+];
+
+/// One settlement's values in `SETTLEMENT_KEYS` order, names resolved.
+type SettlementRow = [String; 12];
+
+fn settlement_row(engine: &Engine, s: &Settlement) -> SettlementRow {
+    let c = &s.charge;
+    [
+        s.period.to_string(),
+        engine.follower_name(s.follower).to_string(),
+        engine.provider_name(s.provider).to_string(),
+        s.equity.to_string(),
+        s.high_watermark.to_string(),
+        s.profit.to_string(),
+        c.due.to_string(),
+        c.charged.to_string(),
+        c.provider_credit.to_string(),
+        c.platform_credit.to_string(),
+        c.written_off.to_string(),
+        c.status.as_str().to_string(),
+    ]
+}
 
 /// What one venue message did. No Python object per follower: counts and one frame.
 #[pyclass(frozen, module = "pyservice._engine_core")]
@@ -40,10 +80,32 @@ pub struct Outcome {
     stopped: Vec<(String, String)>,
     #[pyo3(get)]
     errors: Vec<String>,
+    /// Settlement records, in order (a dict each only when asked for).
+    settlement_rows: Vec<SettlementRow>,
+    /// `settle` only: that label was settled before; nothing changed.
+    #[pyo3(get)]
+    already_settled: bool,
 }
 
 #[pymethods]
 impl Outcome {
+    /// The settlements this input made, in record order (those of the period boundaries
+    /// its time crossed come first): one dict of decimal strings each, keys as a
+    /// `settlement` record's without `event` and `kind`.
+    #[getter]
+    fn settlements<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        self.settlement_rows
+            .iter()
+            .map(|row| {
+                let d = PyDict::new(py);
+                for (k, v) in SETTLEMENT_KEYS.iter().zip(row) {
+                    d.set_item(*k, v)?;
+                }
+                Ok(d)
+            })
+            .collect()
+    }
+
     /// The complete `orders` frame (length prefix included), or None.
     #[getter]
     fn frame(&self, py: Python<'_>) -> Option<Py<PyBytes>> {
@@ -76,11 +138,12 @@ impl Outcome {
 
     fn __repr__(&self) -> String {
         format!(
-            "Outcome(orders={}, skips={}, stops={}, errors={})",
+            "Outcome(orders={}, skips={}, stops={}, errors={}, settlements={})",
             self.orders,
             self.skips.iter().sum::<usize>(),
             self.stops,
-            self.errors.len()
+            self.errors.len(),
+            self.settlement_rows.len()
         )
     }
 }
@@ -93,6 +156,7 @@ struct Summary {
     stops: usize,
     stopped: Vec<(String, String)>,
     errors: Vec<String>,
+    settlements: Vec<SettlementRow>,
 }
 
 /// `leverage`: the opening orders' leverage, or None to take each order's from the
@@ -111,6 +175,7 @@ fn summarize(
         stops: 0,
         stopped: Vec::new(),
         errors: Vec::new(),
+        settlements: Vec::new(),
     };
     for r in records {
         match r {
@@ -131,6 +196,7 @@ fn summarize(
                 ));
             }
             Record::Error(m) => s.errors.push(m.clone()),
+            Record::Settlement(x) => s.settlements.push(settlement_row(engine, x)),
         }
     }
     let leverage_of = |o: &CopyOrder| match (o.reduce_only, leverage) {
@@ -154,14 +220,16 @@ fn outcome(py: Python<'_>, s: Summary, frame: &[u8]) -> Outcome {
         stops: s.stops,
         stopped: s.stopped,
         errors: s.errors,
+        settlement_rows: s.settlements,
+        already_settled: false,
     }
 }
 
 /// The string-based calls (`execute`, `mark`, ...) take the message's venue time as
 /// `ts`; without it (tests and tools that drive the rules directly) the clock stays.
-fn advance(engine: &mut Engine, ts: Option<i64>) {
+fn advance(engine: &mut Engine, seq: u64, ts: Option<i64>) {
     if let Some(ts) = ts {
-        engine.advance_clock(ts);
+        engine.advance_clock(seq, ts);
     }
 }
 
@@ -201,7 +269,7 @@ impl PyLiveEngine {
         leverage: u32,
     ) -> Outcome {
         self.run(py, seq, Some(leverage), |engine| {
-            advance(engine, ts);
+            advance(engine, seq, ts);
             engine.apply_parsed(seq, parse_event(&event));
         })
     }
@@ -224,6 +292,94 @@ impl PyLiveEngine {
         Ok(self.run(py, after_seq, None, |engine| {
             engine.apply_parsed(seq, parse_control(text));
         }))
+    }
+
+    /// Settle every relationship now, as control change number `change` after venue seq
+    /// `after_seq` (like `control`: stop orders of the max-loss check that follows carry
+    /// its ids, the frame carries `after_seq`). `label` names the period settled
+    /// (default `manual-<change>`); a label settled before changes nothing and the
+    /// outcome says `already_settled`. CopyEngineError for a label that is not 1-64
+    /// characters of [A-Za-z0-9_.:-] or is `unfollow`.
+    #[pyo3(signature = (after_seq, change, label=None))]
+    fn settle(
+        &mut self,
+        py: Python<'_>,
+        after_seq: u64,
+        change: u64,
+        label: Option<&str>,
+    ) -> PyResult<Outcome> {
+        let seq = control_seq(change).ok_or_else(|| {
+            pyo3::exceptions::PyOverflowError::new_err("change number is 2^63 or more")
+        })?;
+        let period = match label {
+            None => Period::Manual(change),
+            Some(l) if is_identifier(l) && l != "unfollow" => Period::Named(l.into()),
+            Some(l) => {
+                return Err(CopyEngineError::new_err(format!(
+                    "a period label is 1-64 characters of [A-Za-z0-9_.:-], not 'unfollow': '{l}'"
+                )))
+            }
+        };
+        let mut already = false;
+        let flag = &mut already;
+        let mut outcome = self.run(py, after_seq, None, |engine| {
+            *flag = engine.settle(seq, period).is_none();
+        });
+        outcome.already_settled = already;
+        Ok(outcome)
+    }
+
+    /// Set a provider's profit share (a decimal string in [0, max_profit_share_pct]),
+    /// in force from the next period boundary (at once without a schedule or before the
+    /// first input). CopyEngineError if refused (nothing changes).
+    fn set_profit_share(&mut self, provider: &str, pct: &str) -> PyResult<()> {
+        let pct = decimal_text("profit_share_pct", pct, DecimalRange::Percent)
+            .map_err(CopyEngineError::new_err)?;
+        self.inner
+            .set_profit_share(provider, Factor(pct))
+            .map_err(CopyEngineError::new_err)
+    }
+
+    /// Set the platform fee (a decimal string in [0, 100]); when it takes effect as for
+    /// `set_profit_share`.
+    fn set_platform_fee(&mut self, pct: &str) -> PyResult<()> {
+        let pct = decimal_text("platform_fee_pct", pct, DecimalRange::Percent)
+            .map_err(CopyEngineError::new_err)?;
+        self.inner
+            .set_platform_fee(Factor(pct))
+            .map_err(CopyEngineError::new_err)
+    }
+
+    /// Set the schedule: `weekly`, `monthly` or `none`; the next boundary is the first
+    /// after the current venue time.
+    fn set_settlement(&mut self, schedule: &str) -> PyResult<()> {
+        let s = Schedule::parse(schedule).ok_or_else(|| {
+            CopyEngineError::new_err("field 'settlement' must be one of weekly, monthly, none")
+        })?;
+        self.inner.set_settlement(s);
+        Ok(())
+    }
+
+    /// (schedule, platform fee in force, next boundary in µs or None).
+    fn settlement_terms(&self) -> (String, String, Option<i64>) {
+        let (s, fee, next) = self.inner.settlement_terms();
+        (s.as_str().to_string(), fee.to_string(), next)
+    }
+
+    /// A provider's (share in force, share from the next boundary); CopyEngineError for
+    /// an unknown provider.
+    fn profit_share(&self, provider: &str) -> PyResult<(String, String)> {
+        let (now, next) = self
+            .inner
+            .profit_share(provider)
+            .map_err(CopyEngineError::new_err)?;
+        Ok((now.to_string(), next.to_string()))
+    }
+
+    /// Every period label settled so far (boundaries and requests), sorted.
+    #[getter]
+    fn settled_periods(&self) -> Vec<String> {
+        self.inner.settled_periods().map(str::to_string).collect()
     }
 
     /// The whole state as bytes (see `restore`), for crash recovery; CopyEngineError if
@@ -277,7 +433,7 @@ impl PyLiveEngine {
         let v = json!({"symbol": symbol, "kind": kind, "tick": tick, "step": step,
                        "min_qty": min_qty, "min_notional": min_notional});
         self.run(py, seq, Some(1), |engine| {
-            advance(engine, ts);
+            advance(engine, seq, ts);
             match scenario::instrument(&v, "instrument") {
                 Ok(inst) => engine.add_instrument(inst),
                 Err(e) => engine.record_error(e.0),
@@ -339,7 +495,7 @@ impl PyLiveEngine {
         ts: Option<i64>,
     ) -> Outcome {
         self.run(py, seq, Some(1), |engine| {
-            advance(engine, ts);
+            advance(engine, seq, ts);
             let fills = fills
                 .iter()
                 .map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str()));
@@ -357,7 +513,7 @@ impl PyLiveEngine {
         ts: Option<i64>,
     ) -> Outcome {
         self.run(py, seq, Some(1), |engine| {
-            advance(engine, ts);
+            advance(engine, seq, ts);
             engine.copy_rejects(seq, rejects.iter().map(|(a, b)| (a.as_str(), b.as_str())));
         })
     }
@@ -422,8 +578,9 @@ impl PyLiveEngine {
         super::standings(&self.inner)
     }
 
-    /// Every relationship's portfolio as JSON Lines (the replay's `portfolio` records,
-    /// plus `reserved`, `base` and the FIFO `lots`), for the projector, tests and operators.
+    /// Every relationship's portfolio as JSON Lines (the replay's `portfolio` records with
+    /// `high_watermark` and `fees_paid`, plus `reserved`, `base` and the FIFO `lots`), for
+    /// the projector, tests and operators.
     fn portfolios_jsonl(&self) -> String {
         crate::export::portfolios_jsonl(&self.inner)
     }
