@@ -313,7 +313,11 @@ def scenario_statistics(text: str, as_of: int | None = None) -> list[dict[str, A
         if any(r["kind"] == "error" and r["event"] == index for r in records):
             continue
         if leaving is not None:
-            ended[leaving[0]] += leaving[1]
+            # it ended after paying its unfollow settlement, a cost to the copier
+            fee = sum(
+                Fraction(r["charged"]) for r in records if r["kind"] == "settlement" and r["period"] == "unfollow"
+            )
+            ended[leaving[0]] += leaving[1] - fee
         if event["type"] == "fill":
             inst = engine.instruments[event["symbol"]]
             f = Fill(at, event["symbol"], inst.kind, event["side"], Fraction(event["qty"]), Fraction(event["price"]),

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pyservice import statistics_reference
 from pyservice.statistics.scenario import scenario_statistics
 from pyservice.venue_time import DAY_US, format_time, parse_time
 
@@ -186,6 +187,22 @@ def test_an_unfollowed_relationship_counts_in_copiers_pnl_at_its_end():
     s = stats(text)
     # each copied 1 BTC at 100: f0 left at 120 (+20), f1 holds it at 50 (−50)
     assert (s["followers"], s["aum"], s["copiers_pnl"]) == (1, "950", "-30")
+
+
+def test_the_profit_share_paid_at_an_unfollow_is_a_cost_to_the_copier():
+    doc = json.loads(
+        scenario(
+            fill(T0, "buy", "1", "100", "1000"),
+            {"type": "mark", "time": format_time(T0 + H), "symbol": "BTC", "price": "120"},
+            {"type": "unfollow", "time": format_time(T0 + H), "follower": "f0", "provider": "P"},
+        )
+    )
+    doc["providers"][0]["profit_share_pct"] = "10"
+    doc["platform"] = {"settlement": "monthly"}
+    s = stats(json.dumps(doc))
+    # +20 on 1,000; 10 % of it (2) paid at the unfollow
+    assert (s["followers"], s["aum"], s["copiers_pnl"]) == (0, "0", "18")
+    assert statistics_reference.scenario_statistics(json.dumps(doc))[0]["copiers_pnl"] == "18"
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
