@@ -4,8 +4,8 @@ It applies the committed journal (and the control changes at their points) to it
 copy of the engine, walking the same `recovery.history` as recovery does, and writes
 the orders that copy sends, the venue's reports, the instruments, the provider trades
 and each applied control change's rows (`control.project`: the high watermarks), each
-step in one transaction with its position (`projection_state`); with each engine
-snapshot, every relationship's money, its positions and their FIFO lots. The engine
+step in one transaction with its position (`projection_state`); every second, the
+providers' statistics rows (`refresh`; docs/statistics.md); with each engine snapshot, every relationship's money, its positions and their FIFO lots. The engine
 runs it as a child process: the rows cost the hot path nothing, and they are the orders
 of an engine that never crashed (resends after a crash are not in the journal), with
 exactly the sizes sent.
@@ -72,6 +72,9 @@ class Projector:
         #: per provider whose record this projector computed: what moves it to a later
         #: time without its trades (after a restart, the first due refresh reads them)
         self._rollovers: dict[str, figures.Rollover] = {}
+        #: providers whose trades moved since the last refresh (a restart recomputes all:
+        #: `warm`)
+        self._traded: set[str] = set()
         self.at = 0  # P: inputs <= at are applied, and changes placed before it
         self._snapshot_at = 0  # the position of the last snapshot
         self._snapshot_due = 0.0
@@ -291,8 +294,6 @@ class Projector:
             for seq, applied in projected:
                 await control.project(conn, self.shard, seq, applied)
             assert self.engine is not None
-            # the providers that traded: their records now, in the step's transaction
-            await self._recompute(conn, sorted({t.provider_id for t in traded.values()}), upto)
             await conn.execute(
                 "UPDATE projection_state SET seq = $2, at_us = $3 WHERE shard = $1",
                 self.shard,
@@ -300,6 +301,9 @@ class Projector:
                 self.engine.now_us,
             )
         self.at = upto
+        # the providers that traded: their records at the next refresh (a record reads all
+        # of a provider's trades, so once a second, not once a step)
+        self._traded.update(t.provider_id for t in traded.values())
         return True
 
     async def _recompute(self, conn: asyncpg.Connection, providers: list[str], seq: int) -> None:
@@ -357,10 +361,12 @@ class Projector:
         return rest
 
     async def refresh(self, conn: asyncpg.Connection, sweep: int = 500, roll: int = 20_000) -> None:
-        """What moves without the provider trading: its standing and open trades' value
-        with the marks (every provider whose figures changed), and the records time has
-        made due, the most overdue first: up to `roll` moved on without their trades (a new
-        day), up to `sweep` computed from their trades (a trade left a window)."""
+        """The statistics rows (every `standings_s` from `run`): the records of the
+        providers that traded since the last refresh; what moves without trading: the
+        standing and open trades' value with the marks (every provider whose figures
+        changed); the records time has made due, the most overdue first: up to `roll`
+        moved on without their trades (a new day), up to `sweep` computed from their trades
+        (a trade left a window)."""
         if self.engine is None:
             return
         unrealized: dict[str, Any] = {}
@@ -389,7 +395,8 @@ class Projector:
                 )
             ]
             full = await self._roll(conn, due, self.at)
-            await self._recompute(conn, sorted(set(missing) | set(full[:sweep])), self.at)
+            traded, self._traded = self._traded, set()
+            await self._recompute(conn, sorted(traded | set(missing) | set(full[:sweep])), self.at)
 
     def _input(self, seq: int, payload: bytes) -> tuple[P.NativeVenueMessage, Outcome]:
         assert self.engine is not None
