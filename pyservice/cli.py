@@ -273,10 +273,78 @@ def _control(args: argparse.Namespace) -> int:
             f"(shard '{args.shard}' applies it when it runs)"
         )
         return 3
+    if v.error == control.ALREADY_SETTLED:
+        print(f"change {v.id}: already settled (nothing changed)")
+        return 0
     if v.error is not None:
         print(f"refused: {v.error}", file=sys.stderr)
         return 2
     print(f"change {v.id} applied after seq {v.after_seq}")
+    return 0
+
+
+def _read_database(args: argparse.Namespace, what: str, read: Any) -> tuple[int, Any]:
+    """Run `read(conn)` on the migrated database: (0, its result), or (2, None) having said
+    why it could not."""
+    import asyncio
+
+    import asyncpg
+
+    from pyservice.store.migrate import MigrationError, migrate
+    from pyservice.store.server import open_database
+
+    db = open_database(args.database, Path(args.data_dir) if args.data_dir else None)
+
+    async def run() -> Any:
+        conn = await asyncpg.connect(db.dsn, timeout=10)
+        try:
+            await migrate(conn)
+            return await read(conn)
+        finally:
+            await conn.close()
+
+    try:
+        return 0, asyncio.run(run())
+    except (OSError, asyncpg.PostgresError, MigrationError) as exc:
+        print(f"cannot read {what}: {exc}", file=sys.stderr)
+        return 2, None
+    finally:
+        db.stop()
+
+
+def _ledger_check(args: argparse.Namespace) -> int:
+    """`copyengine ledger check`: exit 1 naming the first difference."""
+    from pyservice.store.ledger_check import Difference, check
+
+    async def read(conn: Any) -> Any:
+        try:
+            return await check(conn, args.shard)
+        except Difference as exc:
+            return exc
+
+    code, result = _read_database(args, "the ledger", read)
+    if code:
+        return code
+    if isinstance(result, Exception):
+        print(f"ledger differs: {result}", file=sys.stderr)
+        return 1
+    print(
+        f"ledger ok: {result.transactions} transactions balance, {result.statements} statements and "
+        f"{result.relationships} relationships agree with the engine, credits agree with the settlements"
+    )
+    return 0
+
+
+def _settlements(args: argparse.Namespace) -> int:
+    """`copyengine settlements`: the outcomes and their totals, JSON Lines."""
+    from pyservice.store.settlements import statement
+
+    code, records = _read_database(
+        args, "the settlements", lambda conn: statement(conn, args.shard, args.period, args.provider, args.follower)
+    )
+    if code:
+        return code
+    sys.stdout.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
     return 0
 
 
@@ -436,7 +504,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for kind in control.KINDS.values():
         c = sub.add_parser(kind.name, help=f"control plane: {kind.help}")
-        for f in (*control.WHO, *kind.fields):
+        for f in control.fields_of(kind):
             # argparse formats help with %: a literal one is %%
             spec: dict[str, Any] = {"help": f.help.replace("%", "%%"), "type": f.type}
             if f.choices is not None:
@@ -465,6 +533,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="take over entries another consumer left unacknowledged this long (s)",
     )
     fills.set_defaults(func=_fills)
+
+    ledger = sub.add_parser("ledger", help="the profit-share ledger in PostgreSQL")
+    ledger_sub = ledger.add_subparsers(dest="ledger_command", required=True)
+    check = ledger_sub.add_parser(
+        "check",
+        help="verify the ledger: transactions balance, relationships agree with the engine, credits with the "
+        "settlements; exit 1 naming the first difference",
+    )
+    check.add_argument("--shard", help="only this engine shard (default: every shard in the ledger)")
+    _database_args(check)
+    check.set_defaults(func=_ledger_check)
+
+    settled = sub.add_parser(
+        "settlements", help="settlement outcomes (charged, deferred, partial, written off) and totals, JSON Lines"
+    )
+    settled.add_argument("--period", metavar="P", help="only this period (2026-W48, 2026-11, manual-<n>, unfollow)")
+    settled.add_argument("--provider", metavar="ID", help="only this provider's")
+    settled.add_argument("--follower", metavar="ID", help="only this follower's")
+    settled.add_argument("--shard", default="main", help="the engine shard (default %(default)s)")
+    _database_args(settled)
+    settled.set_defaults(func=_settlements)
 
     mig = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")
     _database_args(mig)

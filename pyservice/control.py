@@ -1,4 +1,4 @@
-"""The control plane: follow, unfollow, deposit, withdraw, pause, resume and settings.
+"""The control plane: follow, unfollow, deposit, withdraw, pause, resume, settings and settle.
 
 One module owns a control change's whole life, so a new kind of change (settlement)
 is one entry in `KINDS` here, its rule in the Rust core, and their tests. The path, and
@@ -32,6 +32,7 @@ the engine only as `LiveEngine`.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -108,6 +109,8 @@ class Kind:
     #: after `follower` and `provider`, in the order they are stored
     fields: tuple[Field, ...] = ()
     project: Project | None = None
+    #: whether the change names a relationship (`follower`, `provider`) first
+    who: bool = True
 
 
 async def _follow(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
@@ -171,6 +174,8 @@ SETTINGS = (
     ),
 )
 _AMOUNT = Field("amount", "decimal amount", positional=True)
+#: a period a settlement closes: an ISO week (2026-W48) or a month (2026-11)
+PERIOD = re.compile(r"\A\d{4}-(W(0[1-9]|[1-4]\d|5[0-3])|(0[1-9]|1[0-2]))\Z")
 
 #: every kind of control change, in the order the CLI lists them
 KINDS: dict[str, Kind] = {
@@ -188,6 +193,19 @@ KINDS: dict[str, Kind] = {
         Kind("pause", "stop copying, keep the positions"),
         Kind("resume", "copy again after a pause"),
         Kind("settings", "change some copy settings", SETTINGS),
+        Kind(
+            "settle",
+            "settle the profit shares now (applied once: a period already settled changes nothing)",
+            (
+                Field(
+                    "period",
+                    "the period it closes, an ISO week 2026-W48 or a month 2026-11 (default: a manual "
+                    "settlement, labelled manual-<change id>)",
+                    metavar="LABEL",
+                ),
+            ),
+            who=False,
+        ),
     )
 }
 
@@ -195,20 +213,40 @@ KINDS: dict[str, Kind] = {
 def change_of(kind: str, given: dict[str, Any]) -> dict[str, Any]:
     """The change of `kind` from the caller's values by field name (None: not given)."""
     change: dict[str, Any] = {"type": kind}
-    for f in (*WHO, *KINDS[kind].fields):
+    for f in fields_of(KINDS[kind]):
         value = given.get(f.name)
         if value is not None:
             change[f.name] = f.value(value)
     return change
 
 
+def fields_of(kind: Kind) -> tuple[Field, ...]:
+    """A kind's fields in order, its relationship's first."""
+    return (*WHO, *kind.fields) if kind.who else kind.fields
+
+
 # -- the caller's side: validate, commit, wait -------------------------------------------
+
+
+#: INTEGRATE (the Rust side, branch `settlement`): whether this engine has the settlement
+#: rules. Until it has, a `settle` is checked here alone (its format is this module's), and
+#: the engine refuses it when applied ("unknown type"), changing nothing.
+def _check_settle(change: dict[str, Any]) -> str | None:
+    extra = sorted(set(change) - {"type", "period"})
+    if extra:
+        return f"settle takes only period; unknown field '{extra[0]}'"
+    period = change.get("period")
+    if period is not None and not (isinstance(period, str) and PERIOD.match(period)):
+        return f"period {json.dumps(period)} is not an ISO week (2026-W48) or a month (2026-11)"
+    return None
 
 
 def validate(change: dict[str, Any]) -> str:
     """The change as stored text; ControlError with the rules' message if invalid."""
     text = json.dumps(change, separators=(",", ":"))
-    reason = check_control(text)
+    reason = _check_settle(change) if change.get("type") == "settle" else None
+    if reason is None and change.get("type") != "settle":  # settle's rule is `_check_settle`
+        reason = check_control(text)
     if reason is not None:
         raise ControlError(reason)
     return text
@@ -283,12 +321,24 @@ async def place(conn: asyncpg.Connection, change_id: int, after_seq: int) -> Non
 def apply(engine: LiveEngine, seq: int, change: Change) -> Outcome:
     """The change applied to the engine after `seq` (the Rust rules decide; live, in
     recovery and in the projector alike)."""
+    fields = json.loads(change.text)
+    if fields.get("type") == "settle":
+        # labelled with the period given, else `manual-<change id>` (unique per shard);
+        # a label already settled changes nothing (`Outcome.already_settled`)
+        return engine.settle(seq, change.id, fields.get("period"))
     return engine.control(seq, change.id, change.text)
 
 
+#: the verdict of a settlement of a period settled before: applied, nothing changed
+ALREADY_SETTLED = "already settled"
+
+
 def verdict_of(outcome: Outcome) -> str | None:
-    """What `decided` records for an applied change: None, or the rules' reason."""
-    return outcome.errors[0] if outcome.errors else None
+    """What `decided` records for an applied change: None, or the rules' reason, or
+    `ALREADY_SETTLED`."""
+    if outcome.errors:
+        return outcome.errors[0]
+    return ALREADY_SETTLED if outcome.already_settled else None
 
 
 async def decided(conn: asyncpg.Connection, change_id: int, error: str | None) -> None:

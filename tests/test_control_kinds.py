@@ -1,10 +1,13 @@
 """The control plane's table of kinds is the command line: every kind is a subcommand
 whose arguments build exactly the change the rules read."""
 
+import json
+import re
+
 import pytest
 
 from pyservice import control
-from pyservice.cli import build_parser
+from pyservice.cli import build_parser, main
 
 
 def change(*argv: str) -> dict[str, object]:
@@ -19,7 +22,7 @@ def test_every_kind_is_a_subcommand_with_its_fields_in_the_help(capsys: pytest.C
         assert exit.value.code == 0
         text = capsys.readouterr().out
         assert text.startswith(f"usage: copyengine {kind.name} ")
-        for f in (*control.WHO, *kind.fields):
+        for f in control.fields_of(kind):
             assert (f.name if f.positional else f"--{f.name.replace('_', '-')}") in text, (kind.name, f.name)
 
 
@@ -67,3 +70,45 @@ def test_each_kind_builds_the_change_the_rules_accept(argv: list[str], expected:
 def test_a_follow_needs_an_allocation() -> None:
     with pytest.raises(SystemExit):
         build_parser().parse_args(["follow", "f1", "alpha"])
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["settle"], {"type": "settle"}),
+        (["settle", "--period", "2026-W48"], {"type": "settle", "period": "2026-W48"}),
+        (["settle", "--period", "2026-11"], {"type": "settle", "period": "2026-11"}),
+    ],
+)
+def test_settle_names_no_relationship_and_may_name_its_period(argv: list[str], expected: dict[str, object]) -> None:
+    got = change(*argv)
+    assert got == expected
+    if not control.ENGINE_SETTLES:  # with the engine's rules, check_control has its say too
+        assert control.validate(got) == json.dumps(expected, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("period", "reason"),
+    [
+        ("2026-W54", "is not an ISO week (2026-W48) or a month (2026-11)"),
+        ("2026-W00", "is not an ISO week"),
+        ("2026-13", "is not an ISO week"),
+        ("2026-1", "is not an ISO week"),
+        ("manual-3", "is not an ISO week"),
+    ],
+)
+def test_settle_refuses_a_period_that_is_no_week_or_month(
+    period: str, reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(control.ControlError, match=re.escape(reason)):
+        control.validate({"type": "settle", "period": period})
+    # the command line says so and stores nothing (no database is opened)
+    assert main(["settle", "--period", period, "--database", "postgresql://nowhere.invalid/x"]) == 2
+    assert reason in capsys.readouterr().err
+
+
+def test_settle_takes_no_other_field() -> None:
+    with pytest.raises(control.ControlError, match="settle takes only period; unknown field 'follower'"):
+        control.validate({"type": "settle", "follower": "f1"})
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["settle", "f1", "alpha"])

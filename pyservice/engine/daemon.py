@@ -219,6 +219,12 @@ class EngineDaemon:
                     log.info("Redis publication is off: set REDIS_URL (or --redis) to stream copy fills")
                 else:
                     tasks.append(asyncio.create_task(self._publish(self.config.redis)))
+                    # the settlement notifications: their own stream, from the projector's rows
+                    tasks.append(
+                        asyncio.create_task(
+                            self._child("pyservice.streams.notifications", "--redis", self.config.redis)
+                        )
+                    )
                 tasks.append(
                     asyncio.create_task(
                         self._child(

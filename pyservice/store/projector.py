@@ -3,9 +3,11 @@
 It applies the committed journal (and the control changes at their points) to its own
 copy of the engine, walking the same `recovery.history` as recovery does, and writes
 the orders that copy sends, the venue's reports, the instruments, the provider trades
-and each applied control change's rows (`control.project`: the high watermarks), each
-step in one transaction with its position (`projection_state`); every second, the
-providers' statistics rows (`refresh`; docs/statistics.md); with each engine snapshot, every relationship's money, its positions and their FIFO lots. The engine
+and each applied control change's rows (`control.project`: the high watermarks), the
+ledger's postings, settlement outcomes and notifications (`store.ledger`, docs/ledger.md),
+each step in one transaction with its position (`projection_state`); every second, the
+providers' statistics rows (`refresh`; docs/statistics.md); with each engine snapshot,
+every relationship's money, its positions and their FIFO lots. The engine
 runs it as a child process: the rows cost the hot path nothing, and they are the orders
 of an engine that never crashed (resends after a crash are not in the journal), with
 exactly the sizes sent.
@@ -44,7 +46,7 @@ from pyservice.dispatch import apply_venue_message
 from pyservice.runtime import run_worker
 from pyservice.statistics import figures, trades
 from pyservice.statistics.builder import StatisticsBuilder
-from pyservice.store import books, locks, recovery
+from pyservice.store import books, ledger, locks, recovery
 from pyservice.store import statistics as stats
 
 log = logging.getLogger("copyengine.projector")
@@ -111,6 +113,11 @@ class Projector:
         await self._catch_up_silently(conn, projected)
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM high_watermarks WHERE shard = $1)", self.shard):
             await self._seed_high_watermarks(conn)
+        self.stats.kinds = {r["symbol"]: r["kind"] for r in await conn.fetch("SELECT symbol, kind FROM instruments")}
+        if not await ledger.opened(conn, self.shard):
+            assert self.engine is not None
+            book = {rel: ledger.figures(p, self.stats.kinds) for rel, p in self._portfolios().items()}
+            await ledger.open_books(conn, self.shard, ledger.Point(self.at, ledger.BOOKS, self.engine.now_us), book)
         self.stats.book = trades.TradeBook(
             [
                 trades.from_row(r)
@@ -119,7 +126,6 @@ class Projector:
                 )
             ]
         )
-        self.stats.kinds = {r["symbol"]: r["kind"] for r in await conn.fetch("SELECT symbol, kind FROM instruments")}
         self.stats.marks = await stats.marks(conn)
         rows = await conn.fetch(
             "SELECT provider_id, max_leverage, followers, aum, copiers_pnl, unrealized_pnl FROM provider_statistics "
@@ -159,7 +165,21 @@ class Projector:
         for line in self.engine.portfolios_jsonl().splitlines():
             p = json.loads(line)
             f, pr = p["follower"], p["provider"]
-            equity.append((self.shard, self.at, f, pr, p["status"], p["cash"], p["equity"], p["reserved"], p["base"]))
+            equity.append(
+                (
+                    self.shard,
+                    self.at,
+                    f,
+                    pr,
+                    p["status"],
+                    p["cash"],
+                    p["equity"],
+                    p["reserved"],
+                    p["base"],
+                    p.get("fees_paid"),
+                    p.get("high_watermark"),
+                )
+            )
             positions.extend((self.shard, self.at, f, pr, x["symbol"], x["qty"]) for x in p["positions"])
             n: dict[str, int] = {}
             for x in p["lots"]:
@@ -182,7 +202,19 @@ class Projector:
             await conn.copy_records_to_table(
                 "relationship_equity",
                 records=equity,
-                columns=["shard", "seq", "follower_id", "provider_id", "status", "cash", "equity", "reserved", "base"],
+                columns=[
+                    "shard",
+                    "seq",
+                    "follower_id",
+                    "provider_id",
+                    "status",
+                    "cash",
+                    "equity",
+                    "reserved",
+                    "base",
+                    "fees_paid",
+                    "high_watermark",
+                ],
             )
             for table, rows, columns in (
                 ("positions", positions, ["shard", "seq", "follower_id", "provider_id", "symbol", "qty"]),
@@ -231,6 +263,8 @@ class Projector:
         traded: dict[tuple[str, str, int], trades.Trade] = {}
         marked: dict[str, tuple[Decimal, int]] = {}
         verdicts: list[tuple[int, str | None]] = []
+        postings = ledger.Postings(self.shard)
+        raised: list[tuple[str, str, Decimal, int]] = []  # high watermarks a charge raised
 
         # changes placed after `at`..`upto - 1` are final (the watermark is past them);
         # those after `upto` are taken at the start of the next step
@@ -239,6 +273,8 @@ class Projector:
             async for entry in steps:
                 if isinstance(entry, recovery.Placed):
                     seq, change = entry.seq, entry.change
+                    applied = json.loads(change.text)
+                    before = self._before_unfollow(applied)
                     outcome = self._control(seq, change)
                     if outcome.frame is not None:
                         orders.append(order_rows(outcome.frame, self.shard, change.id))
@@ -246,13 +282,21 @@ class Projector:
                     if not entry.decided:  # placed, then its engine died before the verdict
                         verdicts.append((change.id, control.verdict_of(outcome)))
                     if not outcome.errors:
-                        projected.append((seq, json.loads(change.text)))
+                        projected.append((seq, applied))
+                        point = ledger.Point(seq, change.id, self._now())
+                        await self._post_change(conn, postings, point, applied, before, outcome)
+                        raised.extend(_raised(outcome, seq))
                     continue
                 seq = entry.seq
                 msg, outcome = self._input(seq, entry.payload)
                 if outcome.frame is not None:
                     orders.append(order_rows(outcome.frame, self.shard))
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
+                # a settlement comes before the input that crossed its boundary, even a
+                # refused one: posted with the state after the input (docs/ledger.md)
+                if records := settlements_of(outcome):
+                    await self._post_settlements(conn, postings, ledger.Point(seq, 0, self._now()), records)
+                    raised.extend(_raised(outcome, seq))
                 if isinstance(msg, Reports):
                     (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
                     continue
@@ -293,6 +337,9 @@ class Projector:
                 )
             for seq, applied in projected:
                 await control.project(conn, self.shard, seq, applied)
+            await postings.post(conn)
+            if raised:
+                await conn.executemany(_RAISE_HWM, [(f, p, hwm, self.shard, seq) for f, p, hwm, seq in raised])
             assert self.engine is not None
             await conn.execute(
                 "UPDATE projection_state SET seq = $2, at_us = $3 WHERE shard = $1",
@@ -398,6 +445,62 @@ class Projector:
             traded, self._traded = self._traded, set()
             await self._recompute(conn, sorted(traded | set(missing) | set(full[:sweep])), self.at)
 
+    def _now(self) -> int:
+        assert self.engine is not None
+        return self.engine.now_us
+
+    def _portfolios(self) -> dict[ledger.Rel, dict[str, Any]]:
+        assert self.engine is not None
+        return ledger.portfolios(self.engine.portfolios_jsonl())
+
+    def _before_unfollow(self, change: dict[str, Any]) -> ledger.Figures | None:
+        """An unfollow's relationship as it was before (it is gone after). Reads the
+        whole export: an unfollow is rare next to the inputs."""
+        if change.get("type") != "unfollow":
+            return None
+        p = self._portfolios().get((change["follower"], change["provider"]))
+        return None if p is None else ledger.figures(p, self.stats.kinds)
+
+    async def _post_change(
+        self,
+        conn: asyncpg.Connection,
+        postings: ledger.Postings,
+        point: ledger.Point,
+        change: dict[str, Any],
+        before: ledger.Figures | None,
+        outcome: Outcome,
+    ) -> None:
+        """The ledger postings of an applied control change."""
+        kind, records = change["type"], settlements_of(outcome)
+        f, p = change.get("follower", ""), change.get("provider", "")
+        if kind == "follow":
+            postings.transfer(point, "follow", f, p, Decimal(change["allocation"]))
+        elif kind in ("deposit", "withdraw"):
+            amount = Decimal(change["amount"])
+            postings.transfer(point, kind, f, p, amount if kind == "deposit" else -amount)
+        elif kind == "unfollow" and before is not None:
+            # its PnL up to the unfollow, its last charge, then what is left goes home
+            postings.pnl(point, f, p, before, (await postings.balances(conn, [(f, p)]))[(f, p)])
+            for record in records:
+                postings.settlement(point, record)
+            left = (await postings.balances(conn, [(f, p)]))[(f, p)]
+            postings.transfer(point, "unfollow", f, p, -left)
+        elif records:  # `settle`
+            await self._post_settlements(conn, postings, point, records)
+
+    async def _post_settlements(
+        self, conn: asyncpg.Connection, postings: ledger.Postings, point: ledger.Point, records: list[dict[str, Any]]
+    ) -> None:
+        """Each record's charge, then the realized PnL of each settled relationship."""
+        for record in records:
+            postings.settlement(point, record)
+        rels = list(dict.fromkeys((r["follower"], r["provider"]) for r in records))
+        book = self._portfolios()
+        balances = await postings.balances(conn, rels)
+        for rel in rels:
+            if rel in book:
+                postings.pnl(point, *rel, ledger.figures(book[rel], self.stats.kinds), balances[rel])
+
     def _input(self, seq: int, payload: bytes) -> tuple[P.NativeVenueMessage, Outcome]:
         assert self.engine is not None
         msg = self.reader.decode(payload)
@@ -408,6 +511,26 @@ class Projector:
         return control.apply(self.engine, seq, change)
 
 
+def settlements_of(outcome: Outcome) -> list[dict[str, Any]]:
+    """The settlement records of an input or a control change (issue #15's record, without
+    `event` and `kind`)."""
+    return [dict(r) for r in outcome.settlements]
+
+
+def _raised(outcome: Outcome, seq: int) -> list[tuple[str, str, Decimal, int]]:
+    """The high watermarks that charged settlements raised to the equity they charged on
+    (an unfollow's ends with its relationship)."""
+    return [
+        (r["follower"], r["provider"], Decimal(r["equity"]), seq)
+        for r in settlements_of(outcome)
+        if r["status"] == "charged" and r["period"] != "unfollow"
+    ]
+
+
+_RAISE_HWM = (
+    "UPDATE high_watermarks SET hwm = $3, reason = 'settlement', shard = $4, seq = $5, updated_at = now() "
+    "WHERE follower_id = $1 AND provider_id = $2"
+)
 _UPSERT_INSTRUMENT = (
     "INSERT INTO instruments (symbol, kind, tick, step, min_qty, min_notional, shard, seq) "
     "VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (symbol) DO UPDATE SET kind = EXCLUDED.kind, "
