@@ -19,6 +19,8 @@ CREATE TABLE ledger_accounts (
     CHECK ((provider_id IS NOT NULL) = (kind IN ('relationship', 'earnings'))),
     UNIQUE NULLS NOT DISTINCT (kind, follower_id, provider_id)
 );
+-- the lookup of many accounts at once (`ledger.account_ids`) joins on these
+CREATE INDEX ledger_accounts_key ON ledger_accounts (kind, coalesce(follower_id, ''), coalesce(provider_id, ''));
 
 -- A posting: one money movement, at the point of the engine's input order that caused it:
 -- the venue input `seq` (change_id 0), the control change `change_id` placed after `seq`,
