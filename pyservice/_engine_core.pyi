@@ -296,7 +296,8 @@ class LiveEngine:
         `fills`/`rejects` at its `ts`."""
     def control(self, after_seq: int, change: int, text: str) -> Outcome:
         """Apply control change number `change` (JSON, see `check_control`) after venue seq
-        `after_seq`; its orders frame, if any, carries `after_seq`."""
+        `after_seq`; its orders frame, if any, carries `after_seq`. A change of the terms
+        (`profit_share`, `platform`) makes no records but its `error` if refused."""
     def message(self, msg: Execution | Mark | InstrumentDef) -> Outcome:
         """An `exec`, `mark` or `instrument` message from `decode_venue`, applied like
         `execute` / `mark` / `instrument` (same rules, same errors), from its typed fields,
@@ -342,9 +343,10 @@ class LiveEngine:
         """Every period label settled so far (boundaries and requests), sorted."""
 
 def check_control(text: str) -> str | None:
-    """The reason a control change (JSON, the replay's event format) is invalid on its own,
-    or None. The engine may still refuse a valid one for the state it meets (an unknown
-    follower, a withdrawal above free cash): `LiveEngine.control` says so."""
+    """The reason a control change (JSON: the replay's event format, or a change of the
+    settlement terms `profit_share`/`platform`) is invalid on its own, or None. The engine
+    may still refuse a valid one for the state it meets (an unknown follower, a withdrawal
+    above free cash, a share above the maximum): `LiveEngine.control` says so."""
 
 def order_rows(frame: bytes, shard: str, change_id: int = 0) -> bytes:
     """`copy_orders` rows in COPY text format of an orders frame this engine wrote, tagged

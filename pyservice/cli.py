@@ -503,7 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pyservice import control
 
     for kind in control.KINDS.values():
-        c = sub.add_parser(kind.name, help=f"control plane: {kind.help}")
+        c = sub.add_parser(kind.command, help=f"control plane: {kind.help}")
         for f in control.fields_of(kind):
             # argparse formats help with %: a literal one is %%
             spec: dict[str, Any] = {"help": f.help.replace("%", "%%"), "type": f.type}

@@ -1,4 +1,5 @@
-"""The control plane: follow, unfollow, deposit, withdraw, pause, resume, settings and settle.
+"""The control plane: follow, unfollow, deposit, withdraw, pause, resume, settings, settle
+and the settlement terms (profit_share, platform).
 
 One module owns a control change's whole life, so a new kind of change (settlement)
 is one entry in `KINDS` here, its rule in the Rust core, and their tests. The path, and
@@ -112,6 +113,11 @@ class Kind:
     #: whether the change names a relationship (`follower`, `provider`) first
     who: bool = True
 
+    @property
+    def command(self) -> str:
+        """The CLI's subcommand: the name with dashes (`profit-share`)."""
+        return self.name.replace("_", "-")
+
 
 async def _follow(conn: asyncpg.Connection, shard: str, seq: int, change: dict[str, Any]) -> None:
     """A follow starts the high watermark at the allocation."""
@@ -206,14 +212,38 @@ KINDS: dict[str, Kind] = {
             ),
             who=False,
         ),
+        Kind(
+            "profit_share",
+            "set a provider's profit share, at most the platform's max_profit_share_pct; in force "
+            "from the next period boundary (at once without a schedule)",
+            (
+                Field("provider", "the provider's id", positional=True),
+                Field("profit_share_pct", "the share of a follower's new profit, %", positional=True, metavar="PCT"),
+            ),
+            who=False,
+        ),
+        Kind(
+            "platform",
+            "set the platform's settlement terms: the fee from the next period boundary, the "
+            "schedule at once (its first boundary is the first after the engine's venue time)",
+            (
+                Field("platform_fee_pct", "the platform's % of each provider's charge", metavar="PCT"),
+                Field("settlement", "when settlements run by themselves", choices=("weekly", "monthly", "none")),
+            ),
+            who=False,
+        ),
     )
 }
+#: the kind of each CLI subcommand
+COMMANDS: dict[str, Kind] = {k.command: k for k in KINDS.values()}
 
 
-def change_of(kind: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The change of `kind` from the caller's values by field name (None: not given)."""
-    change: dict[str, Any] = {"type": kind}
-    for f in fields_of(KINDS[kind]):
+def change_of(command: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The change of the kind of subcommand `command` (or its name) from the caller's
+    values by field name (None: not given)."""
+    kind = COMMANDS.get(command) or KINDS[command]
+    change: dict[str, Any] = {"type": kind.name}
+    for f in fields_of(kind):
         value = given.get(f.name)
         if value is not None:
             change[f.name] = f.value(value)

@@ -4,7 +4,9 @@ instead of hoping a random one lands there. Unset (always, outside tests): no ef
 
 - `commit`: inside a journal group commit, after the COPY, before COMMIT;
 - `send`: after writing the first half of an `orders` frame;
-- `publish`: after a batch of stream entries went to Redis, before the next.
+- `publish`: after a batch of stream entries went to Redis, before the next;
+- `settle`: after the engine applied a venue input that settled (a period boundary its
+  time crossed), before that input is journaled.
 """
 
 from __future__ import annotations
@@ -12,14 +14,19 @@ from __future__ import annotations
 import os
 import signal
 
+#: the instants a test may choose
+WHERE = ("commit", "send", "publish", "settle")
+
 
 class KillSwitch:
     def __init__(self, spec: str | None) -> None:
         self.where, self.left = None, 0
         if spec:
             where, _, n = spec.partition(":")
-            if where not in ("commit", "send", "publish") or not n.isdigit() or int(n) < 1:
-                raise ValueError(f"COPYENGINE_KILL_AT must be commit:N, send:N or publish:N, not {spec!r}")
+            if where not in WHERE or not n.isdigit() or int(n) < 1:
+                raise ValueError(
+                    f"COPYENGINE_KILL_AT must be one of {', '.join(w + ':N' for w in WHERE)}, not {spec!r}"
+                )
             self.where, self.left = where, int(n)
 
     def armed(self, where: str) -> bool:

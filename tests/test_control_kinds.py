@@ -18,12 +18,13 @@ def change(*argv: str) -> dict[str, object]:
 def test_every_kind_is_a_subcommand_with_its_fields_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
     for kind in control.KINDS.values():
         with pytest.raises(SystemExit) as exit:
-            build_parser().parse_args([kind.name, "--help"])
+            build_parser().parse_args([kind.command, "--help"])
         assert exit.value.code == 0
         text = capsys.readouterr().out
-        assert text.startswith(f"usage: copyengine {kind.name} ")
+        assert text.startswith(f"usage: copyengine {kind.command} ")
         for f in control.fields_of(kind):
-            assert (f.name if f.positional else f"--{f.name.replace('_', '-')}") in text, (kind.name, f.name)
+            shown = (f.metavar or f.name) if f.positional else f"--{f.name.replace('_', '-')}"
+            assert shown in text, (kind.name, f.name)
 
 
 def test_a_follow_with_every_setting_is_stored_in_field_order() -> None:
@@ -111,3 +112,62 @@ def test_settle_takes_no_other_field() -> None:
         control.validate({"type": "settle", "follower": "f1"})
     with pytest.raises(SystemExit):
         build_parser().parse_args(["settle", "f1", "alpha"])
+
+
+# -- the settlement terms ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["profit-share", "alpha", "20"], {"type": "profit_share", "provider": "alpha", "profit_share_pct": "20"}),
+        (["profit-share", "alpha", "0"], {"type": "profit_share", "provider": "alpha", "profit_share_pct": "0"}),
+        (["platform", "--platform-fee-pct", "10"], {"type": "platform", "platform_fee_pct": "10"}),
+        (["platform", "--settlement", "monthly"], {"type": "platform", "settlement": "monthly"}),
+        (
+            ["platform", "--settlement", "weekly", "--platform-fee-pct", "12.5"],
+            {"type": "platform", "platform_fee_pct": "12.5", "settlement": "weekly"},
+        ),
+    ],
+)
+def test_the_terms_commands_build_the_change_the_rules_accept(argv: list[str], expected: dict[str, object]) -> None:
+    got = change(*argv)
+    assert list(got.items()) == list(expected.items())
+    assert control.validate(got) == json.dumps(expected, separators=(",", ":"))
+
+
+@pytest.mark.parametrize(
+    ("argv", "reason"),
+    [
+        (["profit-share", "alpha", "101"], "field 'profit_share_pct' must be in [0, 100]"),
+        (["profit-share", "alpha", "-1"], "field 'profit_share_pct' must be in [0, 100]"),
+        (["profit-share", "alpha", "ten"], "field 'profit_share_pct' is not a decimal: 'ten'"),
+        (["profit-share", "al pha", "10"], "field 'provider' must be 1-64 characters of [A-Za-z0-9_.:-]"),
+        (["platform", "--platform-fee-pct", "100.5"], "field 'platform_fee_pct' must be in [0, 100]"),
+        (["platform", "--platform-fee-pct", "0.123456789"], "field 'platform_fee_pct' has more than 8 decimal"),
+        (["platform"], "platform needs platform_fee_pct or settlement"),
+    ],
+)
+def test_an_invalid_terms_change_exits_2_and_stores_nothing(
+    argv: list[str], reason: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(control.ControlError, match=re.escape(reason)):
+        control.validate(change(*argv))
+    # no database is opened: a reachable one would be a store
+    assert main([*argv, "--database", "postgresql://nowhere.invalid/x"]) == 2
+    assert f"invalid: {reason}" in capsys.readouterr().err
+
+
+def test_the_terms_commands_refuse_other_arguments() -> None:
+    for argv in (
+        ["platform", "--settlement", "daily"],  # argparse's choices
+        ["platform", "--max-profit-share-pct", "40"],  # no control change sets the maximum
+        ["profit-share", "alpha"],
+        ["profit-share", "f1", "alpha", "10"],
+    ):
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(argv)
+    with pytest.raises(control.ControlError, match="unknown field 'max_profit_share_pct' for platform"):
+        control.validate({"type": "platform", "max_profit_share_pct": "40"})
+    with pytest.raises(control.ControlError, match="field 'settlement' must be one of weekly, monthly, none"):
+        control.validate({"type": "platform", "settlement": "daily"})

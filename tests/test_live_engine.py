@@ -567,3 +567,65 @@ def test_settlement_at_a_boundary_on_request_and_across_a_restore() -> None:
     out = restored.mark(9, "BTC", "1620", ts=ts("2027-01-02"))
     assert [(s["period"], s["due"], s["charged"]) for s in out.settlements] == [("2026-11", "100", "100")]
     assert restored.settled_periods == ["2026-10", "2026-11", "2026-12", "manual-1"]
+
+
+def test_terms_changes_of_the_control_plane_take_effect_at_the_next_boundary() -> None:
+    """The settlement terms as control changes (`control.apply`, the path of the live
+    engine, recovery and the projector): before the first input at once, after it from
+    the next boundary. The same book as above: `a` buys 5 BTC at 1,000 with 10,000."""
+    from pyservice import control
+    from pyservice.venue_time import parse_time
+
+    def ts(day: str) -> int:
+        t = parse_time(f"{day}T00:00:00Z")
+        assert t is not None
+        return t
+
+    e = live(follow("a", "10000"), providers=("P",))
+
+    def change(change_id: int, after_seq: int, **fields: str) -> Outcome:
+        return control.apply(e, after_seq, control.Change(change_id, json.dumps(fields)))
+
+    assert empty(change(1, 2, type="platform", platform_fee_pct="10", settlement="monthly"))
+    assert empty(change(2, 2, type="profit_share", provider="P", profit_share_pct="30"))
+    assert e.profit_share("P") == ("30", "30")  # no input yet: at once
+    assert e.settlement_terms() == ("monthly", "10", None)  # no input yet: no boundary
+    # refused by the engine's state: the verdict is the reason, nothing changed
+    out = change(3, 2, type="profit_share", provider="P", profit_share_pct="31")
+    assert control.verdict_of(out) == "profit_share_pct 31 is above max_profit_share_pct 30"
+    assert control.verdict_of(change(4, 2, type="profit_share", provider="Z", profit_share_pct="5")) == (
+        "unknown provider 'Z'"
+    )
+    assert e.profit_share("P") == ("30", "30")
+
+    assert e.execute(3, "P", "x1", "BTC", "buy", "5", "1000", "10000", ts=ts("2026-10-15")).orders == 1
+    assert e.fills(4, [(cid("f", "P", "x1", "open", follower="a"), "5", "1000")]).errors == []
+    assert e.mark(5, "BTC", "1400", ts=ts("2026-10-20")).settlements == []
+    # after the first input: from the next boundary (October is settled at 30 %, fee 10 %)
+    assert empty(change(5, 5, type="profit_share", provider="P", profit_share_pct="20"))
+    assert empty(change(6, 5, type="platform", platform_fee_pct="50"))
+    assert e.profit_share("P") == ("30", "20")
+    assert e.settlement_terms() == ("monthly", "10", ts("2026-11-01"))
+    # a snapshot (recovery's start) keeps what waits for the boundary
+    e = LiveEngine.restore(e.snapshot())
+    assert e.profit_share("P") == ("30", "20")
+
+    out = e.mark(6, "BTC", "1500", ts=ts("2026-11-02"))
+    assert [(s["period"], s["due"], s["provider_credit"], s["platform_credit"]) for s in out.settlements] == [
+        ("2026-10", "600", "540", "60")
+    ]
+    assert e.profit_share("P") == ("20", "20")
+    assert e.settlement_terms() == ("monthly", "50", ts("2026-12-01"))
+    # November ends at 4,400 + 5 × 1,620 = 12,500: 20 % of 500 = 100, half to the platform
+    assert e.mark(7, "BTC", "1620", ts=ts("2026-11-20")).settlements == []
+    out = e.mark(8, "BTC", "1620", ts=ts("2026-12-02"))
+    assert [(s["period"], s["due"], s["provider_credit"], s["platform_credit"]) for s in out.settlements] == [
+        ("2026-11", "100", "50", "50")
+    ]
+    # a schedule of none: nothing waits any more, and nothing settles by itself
+    assert empty(change(7, 8, type="profit_share", provider="P", profit_share_pct="25"))
+    assert e.profit_share("P") == ("20", "25")
+    assert empty(change(8, 8, type="platform", settlement="none"))
+    assert e.profit_share("P") == ("25", "25")
+    assert e.settlement_terms() == ("none", "50", None)
+    assert e.mark(9, "BTC", "2000", ts=ts("2027-02-02")).settlements == []

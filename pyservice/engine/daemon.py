@@ -650,6 +650,8 @@ class EngineDaemon:
                 self.metrics.provider_orders.labels(msg.provider).inc(outcome.orders)
         if outcome.frame is not None:
             self.engine.file_staged()  # the orders are out: now the table of working orders
+        if KILL.armed("settle") and outcome.settlements:
+            KILL.passing("settle")
         if self.engine.clock_corrections != self._clock_corrections:
             self._clock_corrected(msg)
         self.applied_seq = seq

@@ -173,7 +173,9 @@ class Postings:
         where = (self.shard, point.seq, point.change_id, n)
         self.settlements.append((*where, record["period"], f, p, *amounts.values(), record["status"], point.at_us))
         for side, (to, recipient) in enumerate((("follower", f), ("provider", p))):
-            body = {"to": to, **{k: record[k] for k in ("kind", "period", "follower", "provider", "status", *AMOUNTS)}}
+            # the engine's records (`Outcome.settlements`) are all settlements: no `kind`
+            fields = {k: record[k] for k in ("period", "follower", "provider", "status", *AMOUNTS)}
+            body = {"to": to, "kind": "settlement", **fields}
             body["at_us"] = point.at_us
             self.notifications.append(
                 (*where, side, recipient, "settlement", json.dumps(body, separators=(",", ":")), point.at_us)

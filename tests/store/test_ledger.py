@@ -22,8 +22,8 @@ D = Decimal
 
 
 def record(follower, provider, period, status, equity, hwm, due, charged, provider_credit, platform_credit, off="0"):
+    """Shaped as the engine's `Outcome.settlements`: a record without `event` and `kind`."""
     return {
-        "kind": "settlement",
         "period": period,
         "follower": follower,
         "provider": provider,

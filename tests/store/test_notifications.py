@@ -29,8 +29,8 @@ def _redis() -> redis.Redis:
 
 
 def _record(follower: str, status: str, charged: str) -> dict:
+    """Shaped as the engine's `Outcome.settlements` (no `kind`)."""
     return {
-        "kind": "settlement",
         "period": "2026-W48",
         "follower": follower,
         "provider": "P",

@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 
 use super::Engine;
+use crate::control::Terms;
 use crate::fixed::{Factor, Money};
 use crate::model::{Platform, Record, RelId};
 use crate::settlement::{charge, Period, Schedule, SettleStatus, Settlement};
@@ -235,6 +236,28 @@ impl Engine {
         if schedule == Schedule::None {
             self.roll_rates();
         }
+    }
+
+    /// Apply a control change of the terms: no records, or the `error` of a refused one
+    /// (which changed nothing). A platform change sets the fee before the schedule: a
+    /// fee given with a first schedule is in force from its first period.
+    pub fn apply_terms(&mut self, terms: &Terms) -> &[Record] {
+        self.file_staged();
+        self.begin();
+        let result = match terms {
+            Terms::ProfitShare { provider, pct } => self.set_profit_share(provider, *pct),
+            Terms::Platform { fee, settlement } => fee
+                .map_or(Ok(()), |fee| self.set_platform_fee(fee))
+                .map(|()| {
+                    if let Some(s) = settlement {
+                        self.set_settlement(*s);
+                    }
+                }),
+        };
+        if let Err(message) = result {
+            self.out.push(Record::Error(message));
+        }
+        &self.out
     }
 
     /// The schedule, the platform fee in force and the next boundary (µs), if any.

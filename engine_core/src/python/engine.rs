@@ -6,7 +6,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 use serde_json::{json, Value};
 
-use crate::control::{control_seq, parse_control};
+use crate::control::{control_seq, parse_change, Change};
 use crate::engine::Engine;
 use crate::event::{decimal_text, is_identifier, parse_event, DecimalRange};
 use crate::fixed::Factor;
@@ -278,7 +278,8 @@ impl PyLiveEngine {
 #[pymethods]
 impl PyLiveEngine {
     /// Apply control change number `change` (JSON, see `check_control`) after venue seq
-    /// `after_seq`; its orders frame, if any, carries `after_seq`.
+    /// `after_seq`; its orders frame, if any, carries `after_seq`. A change of the terms
+    /// (`profit_share`, `platform`) makes no records but its `error` if refused.
     fn control(
         &mut self,
         py: Python<'_>,
@@ -290,7 +291,11 @@ impl PyLiveEngine {
             pyo3::exceptions::PyOverflowError::new_err("change number is 2^63 or more")
         })?;
         Ok(self.run(py, after_seq, None, |engine| {
-            engine.apply_parsed(seq, parse_control(text));
+            match parse_change(text) {
+                Ok(Change::Event(ev)) => engine.apply(seq, &ev),
+                Ok(Change::Terms(t)) => engine.apply_terms(&t),
+                Err(message) => engine.record_error(message),
+            };
         }))
     }
 
