@@ -59,6 +59,10 @@ CREATE TABLE provider_statistics (
     due_at          bigint
 );
 CREATE INDEX provider_statistics_due ON provider_statistics (due_at) WHERE due_at IS NOT NULL;
+-- The default leaderboard (30-day ROI, best first) read in order from the index alone: no
+-- sort and no heap (measured: p50 17 ms against 30 ms for all 10,000 rows).
+CREATE INDEX provider_statistics_leaderboard ON provider_statistics (roi_30d DESC, provider_id DESC)
+    INCLUDE (pnl_30d, max_drawdown_30d, win_rate_30d, sharpe_30d, followers, aum, copiers_pnl, risk_level, strategy);
 -- Every row is rewritten often (a refresh a second, all of them at a UTC midnight): room
 -- for the new version on its page (HOT updates), and vacuumed after a few percent of them
 -- changed, so that the leaderboard's scan does not read through dead versions.
