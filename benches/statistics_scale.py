@@ -35,9 +35,9 @@ copy of it) says the same.
 from __future__ import annotations
 
 import argparse
-import gc
 import asyncio
 import contextlib
+import gc
 import itertools
 import json
 import os
