@@ -21,10 +21,9 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError, ResponseError
 
 from pyservice.runtime import run_worker
-from pyservice.streams.publisher import entry_id
+from pyservice.streams.publisher import add_entries, entry_id, keep_publishing
 
 log = logging.getLogger("copyengine.notifications")
 
@@ -104,20 +103,9 @@ class NotificationPublisher:
         self.dsn, self.redis_url, self.shard = dsn, redis_url, shard
         self.stream = stream or default_stream(shard)
         self.poll_s, self.retry_s = poll_s, retry_s
-        self._down = False
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.publish(forever=True)
-            except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                if not self._down:
-                    log.warning(
-                        "notification publication paused; the backlog stays in PostgreSQL",
-                        extra={"error": repr(exc), "stream": self.stream},
-                    )
-                self._down = True
-                await asyncio.sleep(self.retry_s)
+        await keep_publishing(lambda: self.publish(forever=True), "notification", self.stream, self.retry_s)
 
     async def publish(self, forever: bool = False) -> int:
         """Publish what is committed (and, `forever`, what comes); the entries added."""
@@ -126,7 +114,6 @@ class NotificationPublisher:
         added = 0
         try:
             done = await last_published(r, self.stream)
-            self._down = False
             while True:
                 batch = await ready(conn, self.shard, done, BATCH)
                 if not batch:
@@ -134,16 +121,8 @@ class NotificationPublisher:
                         return added
                     await asyncio.sleep(self.poll_s)
                     continue
-                pipe = r.pipeline(transaction=False)
-                for e in batch:
-                    pipe.xadd(self.stream, e.fields(self.shard), id=e.id)  # type: ignore[arg-type]  # redis' Mapping is invariant
-                for e, result in zip(batch, await pipe.execute(raise_on_error=False), strict=True):
-                    # an id at or below the stream's last: published before a crash
-                    already = isinstance(result, ResponseError) and "equal or smaller" in str(result)
-                    if isinstance(result, Exception) and not already:
-                        raise result
-                    added += not already
-                    done = e.key
+                added += sum(await add_entries(r, self.stream, [(e.id, e.fields(self.shard)) for e in batch]))
+                done = batch[-1].key
         finally:
             await conn.close()
             await r.aclose()

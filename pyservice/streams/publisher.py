@@ -15,7 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,6 +108,42 @@ async def ready_entries(
     return out, max(after, reached)
 
 
+#: what a publisher waits out (PostgreSQL or Redis down): the backlog stays in PostgreSQL
+UNAVAILABLE = (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
+
+
+async def keep_publishing(publish: Callable[[], Awaitable[object]], what: str, stream: str, retry_s: float) -> None:
+    """Run `publish` again whenever PostgreSQL or Redis fails it, logging the pause once
+    (`publish` logs the resumption). Shared by the fills and the notifications streams."""
+    down = False
+    while True:
+        try:
+            await publish()
+        except UNAVAILABLE as exc:
+            if not down:
+                log.warning(
+                    f"{what} publication paused; the backlog stays in PostgreSQL",
+                    extra={"error": repr(exc), "stream": stream},
+                )
+            down = True
+            await asyncio.sleep(retry_s)
+
+
+async def add_entries(r: aioredis.Redis, stream: str, entries: list[tuple[str, Mapping[Any, Any]]]) -> list[bool]:
+    """XADD each (id, fields) in one pipeline; per entry whether it was added. An id at or
+    below the stream's last was published before a crash: not added, and not an error."""
+    pipe = r.pipeline(transaction=False)
+    for stream_id, fields in entries:
+        pipe.xadd(stream, fields, id=stream_id)  # type: ignore[arg-type]  # redis' Mapping is invariant
+    added = []
+    for result in await pipe.execute(raise_on_error=False):
+        already = isinstance(result, ResponseError) and "equal or smaller" in str(result)
+        if isinstance(result, Exception) and not already:
+            raise result
+        added.append(not already)
+    return added
+
+
 class Publisher:
     def __init__(
         self,
@@ -121,29 +157,20 @@ class Publisher:
         self.dsn, self.redis_url, self.shard = dsn, redis_url, shard
         self.stream = stream or default_stream(shard)
         self.poll_s, self.retry_s = poll_s, retry_s
-        self._down = False
+        #: a connection before this one: the next is a resumption after a failure
+        self._connected = False
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self._publish_forever()
-            except (OSError, RedisError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
-                if not self._down:
-                    log.warning(
-                        "stream publication paused; the backlog stays in PostgreSQL",
-                        extra={"error": repr(exc), "stream": self.stream},
-                    )
-                self._down = True
-                await asyncio.sleep(self.retry_s)
+        await keep_publishing(self._publish_forever, "stream", self.stream, self.retry_s)
 
     async def _publish_forever(self) -> None:
         r = aioredis.from_url(self.redis_url, socket_timeout=5, socket_connect_timeout=5)
         conn = await asyncpg.connect(self.dsn, timeout=10)
         try:
             done = await last_published(r, self.stream)
-            if self._down:
+            if self._connected:  # a connection only ends by failing
                 log.info("stream publication resumed", extra={"after": f"{done[0]}-{done[1]}", "stream": self.stream})
-                self._down = False
+            self._connected = True
             while True:
                 batch, reached = await ready_entries(conn, self.shard, done, BATCH)
                 if not batch:
@@ -151,16 +178,8 @@ class Publisher:
                         await asyncio.sleep(self.poll_s)
                     done = reached
                     continue
-                pipe = r.pipeline(transaction=False)
-                for e in batch:
-                    pipe.xadd(self.stream, e.fields(self.shard), id=e.id)  # type: ignore[arg-type]  # redis' Mapping is invariant
-                for e, result in zip(batch, await pipe.execute(raise_on_error=False), strict=False):
-                    # an id at or below the stream's last: published before a crash
-                    already = isinstance(result, ResponseError) and "equal or smaller" in str(result)
-                    if isinstance(result, Exception) and not already:
-                        raise result
-                    done = (e.seq, e.sub)
-                done = max(done, reached)
+                await add_entries(r, self.stream, [(e.id, e.fields(self.shard)) for e in batch])
+                done = max((batch[-1].seq, batch[-1].sub), reached)
                 KILL.passing("publish")
         finally:
             await conn.close()
