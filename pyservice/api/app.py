@@ -1,0 +1,70 @@
+"""The app: routes, the one error shape, rate limits and security headers, the OpenAPI
+document and its docs page, a PostgreSQL pool for its lifetime."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from litestar import Litestar
+from litestar.exceptions import HTTPException
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+
+from pyservice.api import follower, operator, pages, provider, public
+from pyservice.api.auth import BEARER
+from pyservice.api.docs_page import DocsPage, JsonDocument
+from pyservice.api.errors import on_http_error, on_internal_error
+from pyservice.api.middleware import RateLimits, protect
+from pyservice.store.migrate import migrate
+
+STATIC = Path(__file__).with_name("static")
+#: a request body larger than this is refused (413) before it is read whole
+MAX_BODY = 16 * 1024
+
+
+def create_app(dsn: str, shard: str = "main", limits: RateLimits | None = None, pool_size: int = 10) -> Litestar:
+    @asynccontextmanager
+    async def database(app: Litestar) -> AsyncIterator[None]:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        async with asyncpg.create_pool(dsn, min_size=1, max_size=pool_size, command_timeout=30) as pool:
+            app.state.pool = pool
+            yield
+
+    return Litestar(
+        route_handlers=[
+            *public.ROUTES,
+            *follower.ROUTES,
+            *provider.ROUTES,
+            *operator.ROUTES,
+            *pages.ROUTES,
+            create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
+        ],
+        lifespan=[database],
+        state=_state(shard),
+        exception_handlers={HTTPException: on_http_error, Exception: on_internal_error},
+        middleware=[protect(limits or RateLimits())],
+        request_max_body_size=MAX_BODY,
+        openapi_config=OpenAPIConfig(
+            title="copyengine",
+            version="1",
+            description="Copy trading: the leaderboard, copy relationships, settlements. Money is decimal text.",
+            path="/",
+            render_plugins=[JsonDocument(), DocsPage()],
+            components=Components(security_schemes={BEARER: SecurityScheme(type="http", scheme="bearer")}),
+        ),
+    )
+
+
+def _state(shard: str) -> Any:
+    from litestar.datastructures import State
+
+    return State({"shard": shard})
