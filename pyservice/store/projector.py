@@ -265,6 +265,9 @@ class Projector:
         verdicts: list[tuple[int, str | None]] = []
         postings = ledger.Postings(self.shard)
         raised: list[tuple[str, str, Decimal, int]] = []  # high watermarks a charge raised
+        assert self.engine is not None
+        boundary = self.engine.settlement_terms()[2]
+        shares_set: set[str] = set()  # providers whose profit share a change set
 
         # changes placed after `at`..`upto - 1` are final (the watermark is past them);
         # those after `upto` are taken at the start of the next step
@@ -283,6 +286,8 @@ class Projector:
                         verdicts.append((change.id, control.verdict_of(outcome)))
                     if not outcome.errors:
                         projected.append((seq, applied))
+                        if applied["type"] == "profit_share":
+                            shares_set.add(applied["provider"])
                         point = ledger.Point(seq, change.id, self._now())
                         await self._post_change(conn, postings, point, applied, before, outcome)
                         raised.extend(_raised(outcome, seq))
@@ -340,7 +345,8 @@ class Projector:
             await postings.post(conn)
             if raised:
                 await conn.executemany(_RAISE_HWM, [(f, p, hwm, self.shard, seq) for f, p, hwm, seq in raised])
-            assert self.engine is not None
+            if shares_set or self.engine.settlement_terms()[2] != boundary:
+                await self._write_terms(conn, shares_set, upto)
             await conn.execute(
                 "UPDATE projection_state SET seq = $2, at_us = $3 WHERE shard = $1",
                 self.shard,
@@ -352,6 +358,15 @@ class Projector:
         # of a provider's trades, so once a second, not once a step)
         self._traded.update(t.provider_id for t in traded.values())
         return True
+
+    async def _write_terms(self, conn: asyncpg.Connection, changed: set[str], seq: int) -> None:
+        """`provider_terms` as the engine holds them (in force, from the next boundary), of
+        the providers a change set and, when a boundary passed, of every provider with a
+        row (a pending share came into force)."""
+        assert self.engine is not None
+        providers = changed | {r[0] for r in await conn.fetch("SELECT provider_id FROM provider_terms")}
+        rows = [(p, *map(Decimal, self.engine.profit_share(p)), seq) for p in sorted(providers)]
+        await conn.executemany(_UPSERT_TERMS, rows)
 
     async def _recompute(self, conn: asyncpg.Connection, providers: list[str], seq: int) -> None:
         """Write these providers' records as of the engine's venue time."""
@@ -527,6 +542,11 @@ def _raised(outcome: Outcome, seq: int) -> list[tuple[str, str, Decimal, int]]:
     ]
 
 
+_UPSERT_TERMS = (
+    "INSERT INTO provider_terms (provider_id, profit_share_pct, next_profit_share_pct, seq) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (provider_id) DO UPDATE SET profit_share_pct = EXCLUDED.profit_share_pct, "
+    "next_profit_share_pct = EXCLUDED.next_profit_share_pct, seq = EXCLUDED.seq"
+)
 _RAISE_HWM = (
     "UPDATE high_watermarks SET hwm = $3, reason = 'settlement', shard = $4, seq = $5, updated_at = now() "
     "WHERE follower_id = $1 AND provider_id = $2"
