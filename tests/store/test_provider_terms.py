@@ -4,11 +4,11 @@ it — the new share pending after a change, in force once the period boundary p
 import asyncio
 
 import asyncpg
+from store.test_projector import _stored
 
 from pyservice import protocol as P
 from pyservice.store import projector
 from pyservice.venue_time import parse_time
-from store.test_projector import _stored
 
 NOV_29 = parse_time("2026-11-29T00:00:00Z")
 NOV_30 = parse_time("2026-11-30T00:00:00Z")
