@@ -427,7 +427,9 @@ def _token(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from pyservice.demo import run_demo
 
-    return run_demo(args.providers, args.followers, args.duration, args.rate, args.metrics_port, args.clock)
+    return run_demo(
+        args.providers, args.followers, args.duration, args.rate, args.metrics_port, args.clock, args.api_port
+    )
 
 
 def _venue_sim(argv: list[str]) -> int:
@@ -652,6 +654,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="provider executions per second")
     demo.add_argument("--duration", type=float, help="seconds to trade once the engine is up (default: until Ctrl-C)")
     demo.add_argument("--metrics-port", type=int, default=9464)
+    demo.add_argument("--api-port", type=int, default=8000, help="the API and web page on 127.0.0.1:PORT")
     demo.add_argument(
         "--clock",
         type=_factor,
