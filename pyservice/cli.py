@@ -384,7 +384,7 @@ def _api(args: argparse.Namespace) -> int:
     host, port = args.listen
     limits = RateLimits(per_token=args.rate_per_token, per_address=args.rate_per_address)
     try:
-        serve(host, port, db.dsn, args.shard, limits, args.pool)
+        serve(host, port, db.dsn, args.shard, limits, args.pool, args.cache)
     finally:
         db.stop()
     return 0
@@ -626,6 +626,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=50.0,
         help="requests/s per client address without a token, burst 2 s (0: no limit)",
+    )
+    api.add_argument(
+        "--cache",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="keep a leaderboard page this long (default %(default)s: the projector's refresh; 0: never)",
     )
     _database_args(api)
     api.set_defaults(func=_api)

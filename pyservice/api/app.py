@@ -6,10 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from litestar import Litestar
+from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
@@ -20,6 +20,7 @@ from pyservice.api.auth import BEARER
 from pyservice.api.docs_page import DocsPage, JsonDocument
 from pyservice.api.errors import on_http_error, on_internal_error
 from pyservice.api.middleware import RateLimits, protect
+from pyservice.api.public import PageCache
 from pyservice.store.migrate import migrate
 
 STATIC = Path(__file__).with_name("static")
@@ -27,7 +28,11 @@ STATIC = Path(__file__).with_name("static")
 MAX_BODY = 16 * 1024
 
 
-def create_app(dsn: str, shard: str = "main", limits: RateLimits | None = None, pool_size: int = 10) -> Litestar:
+def create_app(
+    dsn: str, shard: str = "main", limits: RateLimits | None = None, pool_size: int = 10, cache_s: float = 1.0
+) -> Litestar:
+    """`cache_s`: how long a leaderboard page is kept (`public.PageCache`; 0: never)."""
+
     @asynccontextmanager
     async def database(app: Litestar) -> AsyncIterator[None]:
         conn = await asyncpg.connect(dsn, timeout=10)
@@ -49,7 +54,7 @@ def create_app(dsn: str, shard: str = "main", limits: RateLimits | None = None, 
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         lifespan=[database],
-        state=_state(shard),
+        state=State({"shard": shard, "leaderboard_cache": PageCache(cache_s)}),
         exception_handlers={HTTPException: on_http_error, Exception: on_internal_error},
         middleware=[protect(limits or RateLimits())],
         request_max_body_size=MAX_BODY,
@@ -62,9 +67,3 @@ def create_app(dsn: str, shard: str = "main", limits: RateLimits | None = None, 
             components=Components(security_schemes={BEARER: SecurityScheme(type="http", scheme="bearer")}),
         ),
     )
-
-
-def _state(shard: str) -> Any:
-    from litestar.datastructures import State
-
-    return State({"shard": shard})

@@ -3,6 +3,7 @@ equity curve and its open trades. Every statistics answer carries the disclaimer
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -11,8 +12,9 @@ from litestar import Request, get
 from litestar.params import Parameter
 
 from pyservice.api.errors import ApiError
-from pyservice.api.schemas import DISCLAIMER, Card, Curve, Leaderboard, OpenTrades, ProviderDetail
+from pyservice.api.schemas import DISCLAIMER, Card, Curve, Health, Leaderboard, OpenTrades, ProviderDetail
 from pyservice.store import leaderboard as board
+from pyservice.venue_time import format_time
 
 Period = Literal["7d", "30d", "90d", "all"]
 Sort = Literal["roi", "pnl", "copiers_pnl", "aum", "followers", "drawdown", "sharpe"]
@@ -50,13 +52,41 @@ def filters(
     return f
 
 
+class PageCache:
+    """Leaderboard pages by their filters, for `ttl_s` seconds (0: not kept). The
+    projector rewrites the rows at most once a second, so a page a second old is as
+    fresh as the rows; a popular page is then read once a second, not once a request."""
+
+    def __init__(self, ttl_s: float) -> None:
+        self.ttl_s = ttl_s
+        self.pages: dict[board.Filters, tuple[float, Leaderboard]] = {}
+
+    def get(self, f: board.Filters, now: float) -> Leaderboard | None:
+        hit = self.pages.get(f)
+        return hit[1] if hit is not None and now - hit[0] < self.ttl_s else None
+
+    def put(self, f: board.Filters, now: float, page: Leaderboard) -> None:
+        if self.ttl_s <= 0:
+            return
+        if len(self.pages) >= 10_000:  # many distinct filters: start again
+            self.pages.clear()
+        self.pages[f] = (now, page)
+
+
 async def read_leaderboard(request: Request[Any, Any, Any], f: board.Filters) -> Leaderboard:
+    cache: PageCache = request.app.state.leaderboard_cache
+    now = time.monotonic()
+    page = cache.get(f, now)
+    if page is not None:
+        return page
     async with request.app.state.pool.acquire() as conn:
         try:
             cards, cursor = await board.leaderboard(conn, f)
         except board.QueryError as exc:
             raise ApiError(400, str(exc)) from exc
-    return Leaderboard(DISCLAIMER, msgspec.convert(cards, list[Card]), cursor)
+    page = Leaderboard(DISCLAIMER, msgspec.convert(cards, list[Card]), cursor)
+    cache.put(f, now, page)
+    return page
 
 
 @get("/v1/leaderboard", tags=["public"], summary="The leaderboard")
@@ -110,4 +140,11 @@ async def get_open_trades(request: Request[Any, Any, Any], provider_id: Provider
     return msgspec.convert({"disclaimer": DISCLAIMER, "provider": provider_id, "trades": found}, OpenTrades)
 
 
-ROUTES = [get_leaderboard, get_provider, get_curve, get_open_trades]
+@get("/v1/health", tags=["public"], summary="Whether the API reaches its database, and the statistics' venue time")
+async def get_health(request: Request[Any, Any, Any]) -> Health:
+    async with request.app.state.pool.acquire() as conn:
+        at_us = await conn.fetchval("SELECT at_us FROM projection_state WHERE shard = $1", request.app.state.shard)
+    return Health("ok", None if at_us is None else format_time(at_us))
+
+
+ROUTES = [get_leaderboard, get_provider, get_curve, get_open_trades, get_health]

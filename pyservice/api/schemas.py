@@ -24,6 +24,12 @@ class Error(Base):
     error: ErrorBody
 
 
+class Health(Base):
+    status: str
+    #: the venue time the statistics are as of (null before the first input)
+    statistics_as_of: str | None
+
+
 class Point(Base):
     time: str
     equity: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from bisect import bisect_right
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -256,10 +257,11 @@ def period_curve(curve: list[dict[str, str]], as_of: int, period: str) -> list[d
     if days is None or not curve:
         return curve
     start = as_of - days * DAY_US
-    before = [p for p in curve if parse_time(p["time"]) <= start]
-    inside = [p for p in curve if parse_time(p["time"]) > start]
-    head = [{"time": format_time(start), "equity": before[-1]["equity"]}] if before else []
-    return head + inside
+    # the points are in time order: find the period's first by bisection (a time is
+    # parsed only log n times; a leaderboard page reads 20 curves)
+    first = bisect_right(curve, start, key=lambda p: parse_time(p["time"]))
+    head = [{"time": format_time(start), "equity": curve[first - 1]["equity"]}] if first else []
+    return head + curve[first:]
 
 
 def sample(points: list[dict[str, str]], n: int = SPARKLINE_POINTS) -> list[dict[str, str]]:
