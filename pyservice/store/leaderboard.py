@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from bisect import bisect_right
 from dataclasses import dataclass
 from decimal import Decimal
@@ -42,6 +43,8 @@ NEW_BELOW = 10
 #: a sparkline's points at most
 SPARKLINE_POINTS = 48
 PAGE_MAX = 100
+#: a decimal as a query parameter: ASCII digits, an optional sign and fraction
+DECIMAL = re.compile(r"\A-?[0-9]+(\.[0-9]+)?\Z")
 
 
 class QueryError(ValueError):
@@ -84,7 +87,7 @@ def decimal_param(
     """A decimal query parameter: plain digits, at most 8 places, finite, in [lo, hi]."""
     if text is None or text == "":
         return None
-    if len(text) > 40 or not text.replace(".", "", 1).lstrip("-").isdigit():
+    if len(text) > 40 or not DECIMAL.match(text):
         raise QueryError(f"{name} must be a decimal number such as 1000.50")
     value = Decimal(text)
     if "." in text and len(text.split(".", 1)[1]) > 8:
