@@ -15,7 +15,7 @@ from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
-from pyservice.api import follower, operator, pages, provider, public
+from pyservice.api import docs_page, follower, operator, pages, provider, public
 from pyservice.api.auth import BEARER
 from pyservice.api.docs_page import DocsPage, JsonDocument
 from pyservice.api.errors import on_http_error, on_internal_error
@@ -51,6 +51,7 @@ def create_app(
             *provider.ROUTES,
             *operator.ROUTES,
             *pages.ROUTES,
+            *docs_page.ROUTES,
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         lifespan=[database],
@@ -62,7 +63,7 @@ def create_app(
             title="copyengine",
             version="1",
             description="Copy trading: the leaderboard, copy relationships, settlements. Money is decimal text.",
-            path="/",
+            path="/schema",  # not `/`: that is the web page (docs_page serves the documents)
             render_plugins=[JsonDocument(), DocsPage()],
             components=Components(security_schemes={BEARER: SecurityScheme(type="http", scheme="bearer")}),
         ),

@@ -1,5 +1,9 @@
 """The OpenAPI document at `/openapi.json`, and a docs page at `/docs` rendered here from
-it (server-side HTML, no script, nothing from a CDN)."""
+it (server-side HTML, no script, nothing from a CDN).
+
+Litestar's OpenAPI router also serves its default document at the router's own path (and
+a 404 page under it); that router lives at `/schema` so that `/` is the web page, and the
+two routes below serve the documents at the top level."""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import html
 import json
 from typing import Any
 
-from litestar import Request
+from litestar import Request, get
 from litestar.enums import MediaType, OpenAPIMediaType
 from litestar.openapi.plugins import OpenAPIRenderPlugin
 
@@ -90,3 +94,24 @@ class DocsPage(OpenAPIRenderPlugin):
             parts.append("</ul></section>")
         parts.append("</main></body></html>")
         return "".join(parts).encode()
+
+
+_JSON = JsonDocument()
+_DOCS = DocsPage()
+
+
+def _schema(request: Request[Any, Any, Any]) -> dict[str, Any]:
+    return request.app.openapi_schema.to_schema()
+
+
+@get("/openapi.json", include_in_schema=False, media_type=OpenAPIMediaType.OPENAPI_JSON, sync_to_thread=False)
+def openapi_json(request: Request[Any, Any, Any]) -> bytes:
+    return _JSON.render(request, _schema(request))
+
+
+@get("/docs", include_in_schema=False, media_type=MediaType.HTML, sync_to_thread=False)
+def docs(request: Request[Any, Any, Any]) -> bytes:
+    return _DOCS.render(request, _schema(request))
+
+
+ROUTES = [openapi_json, docs]
