@@ -73,6 +73,18 @@ def sharpe(value: float | None) -> str:
     return DASH if value is None else f"{value:.2f}".replace("-", MINUS)
 
 
+def compact(value: Decimal) -> str:
+    """An axis label: `10,517`, `12.3k`, `1.25M` (3 or more significant digits)."""
+    size = abs(value)
+    if size >= 10**6:
+        text = f"{(value / 10**6).quantize(Decimal('0.01'), rounding=ROUND_HALF_EVEN)}M"
+    elif size >= 10**5:
+        text = f"{(value / 10**3).quantize(Decimal('0.1'), rounding=ROUND_HALF_EVEN)}k"
+    else:
+        text = f"{value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN):,}"
+    return text.replace("-", MINUS)
+
+
 def tone(text: str | None) -> str:
     """`gain`, `loss` or `flat`: the class that colours a signed figure."""
     if text is None or Decimal(text) == 0:
@@ -174,7 +186,7 @@ def equity_chart(points: Sequence[dict[str, str]], label: str) -> str:
     if len(points) < 2:
         return f"<p class='chart none'>{esc('No equity curve for this period yet.')}</p>"
     w, h = 640, 280
-    left, right, top, bottom = 64, 12, 12, 36
+    left, right, top, bottom = 84, 12, 14, 40
     pw, ph = w - left - right, h - top - bottom
     xy = coordinates(points, left, top, pw, ph)
     values = [Decimal(p["equity"]) for p in points]
@@ -187,8 +199,10 @@ def equity_chart(points: Sequence[dict[str, str]], label: str) -> str:
     for value in (hi, (hi + lo) / 2, lo) if hi != lo else (hi,):
         y = _scale(value, lo, hi, Decimal(top + ph), Decimal(-ph))
         parts.append(f"<line class='grid' x1='{left}' y1='{y}' x2='{left + pw}' y2='{y}'/>")
-        shown = money(str(value.quantize(Decimal(1), rounding=ROUND_HALF_EVEN)))
-        parts.append(f"<text class='ylabel' x='{left - 6}' y='{y + 4}' text-anchor='end'>{esc(shown)}</text>")
+        shown = compact(value)
+        parts.append(
+            f"<text class='ylabel' x='{left - 6}' y='{y}' text-anchor='end' dominant-baseline='middle'>{esc(shown)}</text>"
+        )
     t0, t1 = parse_time(points[0]["time"]), parse_time(points[-1]["time"])
     ticks = 4
     for i in range(ticks):
@@ -198,7 +212,7 @@ def equity_chart(points: Sequence[dict[str, str]], label: str) -> str:
         text = time.strftime("%d %b", time.gmtime(t // 10**6))
         parts.append(f"<line class='tick' x1='{x}' y1='{top + ph}' x2='{x}' y2='{top + ph + 5}'/>")
         parts.append(
-            f"<text class='xlabel' x='{x}' y='{top + ph + 22}' text-anchor='{anchor}' data-time='{t}'>{esc(text)}</text>"
+            f"<text class='xlabel' x='{x}' y='{top + ph + 26}' text-anchor='{anchor}' data-time='{t}'>{esc(text)}</text>"
         )
     parts.append(_polyline(points, xy, "line"))
     parts.append("</svg>")

@@ -471,3 +471,5 @@ def test_the_page_formatting():
     assert html.share("20") == "20%" and html.share("12.5") == "12.5%"
     assert html.initials("Trader 12") == "T1" and html.initials("p00001") == "P" and html.initials("") == "?"
     assert html.day("2026-11-03T10:00:00Z") == "03 Nov"
+    assert html.compact(Decimal("10517.5")) == "10,518" and html.compact(Decimal("123456")) == "123.5k"
+    assert html.compact(Decimal("-1254999")) == "−1.25M"
