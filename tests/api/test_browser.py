@@ -443,3 +443,22 @@ def test_disclaimer_phone_width_console_and_screenshots(browser, served, tmp_pat
     ]  # fmt: skip
     for p in made:
         assert p.stat().st_size > 10_000
+
+
+def test_the_copy_form_shows_pending_then_the_verdict(browser, served, world):
+    """No engine when the follow is sent: the API answers 202 after its wait, the form
+    says pending and polls the change; once an engine applies it, the form says so."""
+    from selenium.webdriver.common.by import By
+
+    from .applier import ChangeApplier
+
+    browser.get(served + "/providers/p00008")
+    _fill(browser, {"token": world.tokens["follower"], "allocation": "700"})
+    browser.find_element(By.ID, "copy-submit").click()
+    text = _status(browser, "Pending: the engine has not applied change")
+    assert "checking again" in text
+    with ChangeApplier(world.dsn, world.seeded.books) as applier:
+        text = _status(browser, "Applied")
+        assert text.startswith("Applied: you copy this provider now")
+        assert applier.applied
+    assert errors(browser) == []
