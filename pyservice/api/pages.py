@@ -225,14 +225,22 @@ def leaderboard_body(query: dict[str, str], cards: list[Card], next_cursor: str 
     return "".join(parts)
 
 
+#: a query parameter longer than this is refused (a cursor is about 100 characters)
+MAX_PARAM = 400
+
+
 def _query(request: Request[Any, Any, Any]) -> dict[str, str]:
-    return {k: v for k, v in request.query_params.items() if isinstance(v, str) and len(v) <= 400}
+    return {k: v for k, v in request.query_params.items() if k in (*QUERY, "cursor") and isinstance(v, str)}
 
 
 @get("/", include_in_schema=False)
 async def leaderboard_page(request: Request[Any, Any, Any]) -> Response[str]:
     query = _query(request)
     try:
+        for name, value in query.items():
+            if len(value) > MAX_PARAM:
+                query[name] = ""
+                raise board.QueryError(f"{name} is longer than {MAX_PARAM} characters")
         f = parse_filters(query)
         async with request.app.state.pool.acquire() as conn:
             rows, next_cursor = await board.leaderboard(conn, f)

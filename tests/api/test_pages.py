@@ -6,6 +6,7 @@ page, and no page holds an inline script or style."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -275,6 +276,7 @@ def test_filters_narrow_the_list(client):
         ({"limit": "1000"}, "limit must be a whole number from 1 to 100"),
         ({"cursor": "garbage!"}, "cursor is not one this API gave"),
         ({"risk_level": "<script>"}, "risk_level must be one of low, medium, high"),
+        ({"cursor": "x" * 401}, "cursor is longer than 400 characters"),
     ],
 )
 def test_an_invalid_query_is_a_400_page_saying_why(client, query, message):
@@ -312,8 +314,6 @@ async def _set_profile(dsn: str, provider: str, name: str, bio: str, avatar: str
 
 
 def test_a_hostile_display_name_is_escaped_everywhere(client, world):
-    import asyncio
-
     asyncio.run(_set_profile(world.dsn, "p00004", HOSTILE, HOSTILE, "https://example.com/a.png?x=1&y='\"><script>"))
     for path in ("/?limit=100", "/providers/p00004"):
         r = client.get(path)
