@@ -1,6 +1,7 @@
 """The web page: the leaderboard at `/` and a provider at `/providers/{id}`, rendered on
-the server from the same store reads as the JSON API (`store.leaderboard`), converted
-through the API's own models so that the page shows exactly what `/v1/...` answers.
+the server from the same reads as the JSON API (`public.read_leaderboard` with its page
+cache, `store.leaderboard`), converted through the API's own models so that the page
+shows exactly what `/v1/...` answers.
 
 The filters are a GET form, so a choice changes the list and the URL; pages follow the
 API's cursor. An invalid query is answered 400 with the reason on the page; an unknown
@@ -20,6 +21,7 @@ from litestar import Request, Response, get
 from litestar.enums import MediaType
 from litestar.params import Parameter
 
+from pyservice.api.errors import ApiError
 from pyservice.api.html import (
     DASH,
     attr,
@@ -36,6 +38,7 @@ from pyservice.api.html import (
     sparkline,
     tone,
 )
+from pyservice.api.public import read_leaderboard
 from pyservice.api.schemas import DISCLAIMER, Card, Curve, OpenTrade, ProviderDetail
 from pyservice.statistics.figures import PERIODS
 from pyservice.store import leaderboard as board
@@ -242,12 +245,11 @@ async def leaderboard_page(request: Request[Any, Any, Any]) -> Response[str]:
                 query[name] = ""
                 raise board.QueryError(f"{name} is longer than {MAX_PARAM} characters")
         f = parse_filters(query)
-        async with request.app.state.pool.acquire() as conn:
-            rows, next_cursor = await board.leaderboard(conn, f)
-    except board.QueryError as exc:
-        return _html(page("Leaderboard: invalid query", leaderboard_body(query, [], None, str(exc))), 400)
-    cards = msgspec.convert(rows, list[Card])
-    return _html(page("Leaderboard", leaderboard_body(query, cards, next_cursor, None)))
+        found = await read_leaderboard(request, f)  # the JSON API's read (and its page cache)
+    except (board.QueryError, ApiError) as exc:
+        message = str(exc.detail) if isinstance(exc, ApiError) else str(exc)
+        return _html(page("Leaderboard: invalid query", leaderboard_body(query, [], None, message)), 400)
+    return _html(page("Leaderboard", leaderboard_body(query, found.items, found.next_cursor, None)))
 
 
 # -- a provider ------------------------------------------------------------------------
