@@ -39,7 +39,7 @@ def create_app(dsn: str, shard: str = "main", limits: RateLimits | None = None, 
             app.state.pool = pool
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *public.ROUTES,
             *follower.ROUTES,
@@ -51,7 +51,6 @@ def create_app(dsn: str, shard: str = "main", limits: RateLimits | None = None, 
         lifespan=[database],
         state=_state(shard),
         exception_handlers={HTTPException: on_http_error, Exception: on_internal_error},
-        middleware=[protect(limits or RateLimits())],
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(
             title="copyengine",
@@ -62,6 +61,10 @@ def create_app(dsn: str, shard: str = "main", limits: RateLimits | None = None, 
             components=Components(security_schemes={BEARER: SecurityScheme(type="http", scheme="bearer")}),
         ),
     )
+    # outside the router, not as route middleware: an unknown path or method (404, 405)
+    # is limited and gets the security headers too
+    app.asgi_handler = protect(limits or RateLimits())(app.asgi_handler)
+    return app
 
 
 def _state(shard: str) -> Any:
