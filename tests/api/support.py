@@ -50,3 +50,38 @@ def is_error(body: Any, code: str | None = None) -> bool:
     e = body["error"]
     ok = set(e) == {"code", "message"} and isinstance(e["code"], str) and isinstance(e["message"], str)
     return ok and (code is None or e["code"] == code)
+
+
+@contextmanager
+def api_process(dsn: str, log_path: Any) -> Iterator[str]:
+    """`copyengine api` on a free port in a child process (rate limits off): its base URL."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyservice.cli", "api", "--listen", f"127.0.0.1:{port}", "--database", dsn,
+         "--rate-per-token", "0", "--rate-per-address", "0"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"copyengine api did not start: {open(log_path).read()}") from None
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        log.close()
