@@ -85,3 +85,21 @@ def api_process(dsn: str, log_path: Any) -> Iterator[str]:
         proc.terminate()
         proc.wait(10)
         log.close()
+
+
+@contextmanager
+def seeded_world(pg_server: str) -> Iterator[Any]:
+    """A seeded database of its own (the `world` fixture's), for a module's tests that
+    may share one."""
+    import uuid
+
+    from pyservice.store.server import create_database, drop_database
+
+    from .conftest import _build
+
+    name = f"copyengine_test_{uuid.uuid4().hex[:12]}"
+    dsn = asyncio.run(create_database(pg_server, name))
+    try:
+        yield asyncio.run(_build(dsn))
+    finally:
+        asyncio.run(drop_database(pg_server, name))

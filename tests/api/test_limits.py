@@ -12,7 +12,14 @@ from litestar.testing import AsyncTestClient
 from pyservice.api.app import MAX_BODY, create_app
 from pyservice.api.middleware import RateLimits
 
-from .support import auth, in_process, is_error
+from .support import auth, in_process, is_error, seeded_world
+
+
+@pytest.fixture(scope="module")
+def world(pg_server):
+    """One seeded database for the module (each test makes its own app and buckets)."""
+    with seeded_world(pg_server) as w:
+        yield w
 
 
 async def burst(world, limits: RateLimits, requests: list[tuple[str, dict[str, str]]]) -> list:
@@ -89,7 +96,7 @@ def test_buckets_are_per_key():
     assert RateLimits(0, 0).wait("x", 0, t) == 0  # 0: no limit
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def client(world):
     with in_process(world.dsn) as c:
         yield c

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from decimal import ROUND_HALF_EVEN, Decimal
 from fractions import Fraction
 
@@ -16,11 +15,9 @@ import pytest
 
 from pyservice.api.schemas import DISCLAIMER
 from pyservice.statistics.figures import PERIODS, canonical
-from pyservice.store.server import create_database, drop_database
 from pyservice.venue_time import DAY_US, format_time, parse_time
 
-from .conftest import _build
-from .support import in_process, is_error, query
+from .support import in_process, is_error, query, seeded_world
 
 SORT_COLUMNS = {
     "roi": "roi_{p}",
@@ -37,12 +34,8 @@ MONEY = ("roi", "pnl", "max_drawdown", "aum", "copiers_pnl", "unrealized_pnl", "
 @pytest.fixture(scope="module")
 def world(pg_server):
     """One seeded database for the module: every test here only reads."""
-    name = f"copyengine_test_{uuid.uuid4().hex[:12]}"
-    dsn = asyncio.run(create_database(pg_server, name))
-    try:
-        yield asyncio.run(_build(dsn))
-    finally:
-        asyncio.run(drop_database(pg_server, name))
+    with seeded_world(pg_server) as w:
+        yield w
 
 
 @pytest.fixture(scope="module")
