@@ -625,7 +625,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--rate-per-address",
         type=float,
         default=50.0,
-        help="requests/s per client address without a token, burst 2 s (0: no limit)",
+        help="requests/s per client address, requests with a token included, burst 2 s (0: no limit)",
     )
     api.add_argument(
         "--cache",

@@ -44,7 +44,7 @@ def create_app(
             app.state.pool = pool
             yield
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             *public.ROUTES,
             *follower.ROUTES,
@@ -57,7 +57,6 @@ def create_app(
         lifespan=[database],
         state=State({"shard": shard, "leaderboard_cache": PageCache(cache_s)}),
         exception_handlers={HTTPException: on_http_error, Exception: on_internal_error},
-        middleware=[protect(limits or RateLimits())],
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(
             title="copyengine",
@@ -68,3 +67,7 @@ def create_app(
             components=Components(security_schemes={BEARER: SecurityScheme(type="http", scheme="bearer")}),
         ),
     )
+    # outside the router, not as route middleware: an unknown path or method (404, 405)
+    # is limited and gets the security headers too
+    app.asgi_handler = protect(limits or RateLimits())(app.asgi_handler)
+    return app

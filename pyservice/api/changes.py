@@ -7,12 +7,14 @@ change's URL)."""
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.params import Parameter
 
 from pyservice import control
-from pyservice.api.errors import ApiError
+from pyservice.api.errors import ApiError, documented
 from pyservice.api.schemas import ChangeAnswer
 from pyservice.store.tokens import Principal
 
@@ -21,11 +23,22 @@ WAIT_S = 2.0
 WAIT_MAX_S = 10.0
 IDEMPOTENCY_KEY = re.compile(r"\A[\x21-\x7e]{1,200}\Z")
 
-RESPONSES_DOC = {
-    202: "accepted, not yet applied: poll the change",
-    409: "refused by the copy rules (nothing changed)",
-    422: "invalid (nothing stored)",
-}
+#: a money-moving route's Idempotency-Key header (required there)
+IdempotencyKey = Annotated[
+    str,
+    Parameter(
+        header="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]{1,200}$",
+        description="a retry with the same key returns the first answer and moves money once",
+    ),
+]
+PENDING = ResponseSpec(
+    data_container=ChangeAnswer, description="accepted, not yet applied: poll the change", generate_examples=False
+)
+#: the OpenAPI `responses` of a route that submits a control change (200 is its return type)
+RESPONSES: dict[int, ResponseSpec] = {202: PENDING, **documented(400, 401, 403, 409, 413, 422, 429)}
 
 
 def poll_url(change_id: int) -> str:

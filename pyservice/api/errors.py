@@ -8,6 +8,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.openapi.datastructures import ResponseSpec
 
 from pyservice.api.schemas import Error, ErrorBody
 
@@ -28,6 +29,25 @@ CODES = {
     500: "internal",
     503: "unavailable",
 }
+
+
+#: status → what an error answer of that status means, in the OpenAPI document
+MEANINGS = {
+    400: "a parameter or the body is malformed",
+    401: "no token, or the token is unknown, expired or revoked",
+    403: "the token's role may not use this route",
+    404: "not found (or not the token's own)",
+    409: "refused by the copy rules (nothing changed)",
+    413: "the request body is larger than the limit",
+    422: "invalid (nothing stored)",
+    429: "too many requests: retry after `Retry-After` seconds",
+}
+
+
+def documented(*statuses: int) -> dict[int, ResponseSpec]:
+    """The OpenAPI `responses` of the error answers a route gives, each in the one error
+    shape (so that a client, and schemathesis, may rely on it)."""
+    return {s: ResponseSpec(data_container=Error, description=MEANINGS[s], generate_examples=False) for s in statuses}
 
 
 class ApiError(HTTPException):

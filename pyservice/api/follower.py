@@ -12,7 +12,7 @@ from litestar.params import Parameter
 
 from pyservice.api import changes
 from pyservice.api.auth import ANY_ROLE, FOLLOWER, FOLLOWER_OR_PROVIDER, SECURITY
-from pyservice.api.errors import ApiError
+from pyservice.api.errors import ApiError, documented
 from pyservice.api.public import ProviderId
 from pyservice.api.schemas import (
     Amount,
@@ -40,17 +40,26 @@ def _change(kind: str, me: Principal, provider: str, fields: dict[str, Any] | No
 
 
 _DOC: dict[str, Any] = {"tags": ["follower"], "security": SECURITY, "dependencies": FOLLOWER}
+#: what the follower's reads answer besides 200
+_READ = documented(400, 401, 403, 429)
+#: a change's route: 200 applied, the RESPONSES of `changes`
+_CHANGE: dict[str, Any] = {**_DOC, "status_code": 200, "responses": changes.RESPONSES}
 _MONEY = "Needs an `Idempotency-Key` header: a retry with the same key returns the first answer and moves money once."
 
 
-@get("/v1/me/relationships", summary="My relationships", **_DOC)
+@get("/v1/me/relationships", summary="My relationships", responses=_READ, **_DOC)
 async def my_relationships(request: Request[Any, Any, Any], me: Principal) -> Relationships:
     async with request.app.state.pool.acquire() as conn:
         found = await relationships.relationships(conn, request.app.state.shard, str(me.subject))
     return Relationships(str(me.subject), msgspec.convert(found, list[Relationship]))
 
 
-@get("/v1/me/relationships/{provider_id:str}", summary="One of my relationships", **_DOC)
+@get(
+    "/v1/me/relationships/{provider_id:str}",
+    summary="One of my relationships",
+    responses=documented(400, 401, 403, 404, 429),
+    **_DOC,
+)
 async def my_relationship(request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId) -> Relationship:
     async with request.app.state.pool.acquire() as conn:
         found = await relationships.relationships(conn, request.app.state.shard, str(me.subject), provider_id)
@@ -59,31 +68,46 @@ async def my_relationship(request: Request[Any, Any, Any], me: Principal, provid
     return msgspec.convert(found[0], Relationship)
 
 
-@post("/v1/me/relationships/{provider_id:str}/follow", summary="Follow a provider", description=_MONEY, **_DOC)
+@post("/v1/me/relationships/{provider_id:str}/follow", summary="Follow a provider", description=_MONEY, **_CHANGE)
 async def follow(
-    request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId, data: Follow, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any],
+    me: Principal,
+    provider_id: ProviderId,
+    data: Follow,
+    idempotency_key: changes.IdempotencyKey,
+    wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
     fields = _settings(data)
     return await changes.submit(request, me, _change("follow", me, provider_id, fields), wait, money=True)
 
 
-@post("/v1/me/relationships/{provider_id:str}/deposit", summary="Add money", description=_MONEY, **_DOC)
+@post("/v1/me/relationships/{provider_id:str}/deposit", summary="Add money", description=_MONEY, **_CHANGE)
 async def deposit(
-    request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId, data: Amount, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any],
+    me: Principal,
+    provider_id: ProviderId,
+    data: Amount,
+    idempotency_key: changes.IdempotencyKey,
+    wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
     change = _change("deposit", me, provider_id, {"amount": data.amount})
     return await changes.submit(request, me, change, wait, money=True)
 
 
-@post("/v1/me/relationships/{provider_id:str}/withdraw", summary="Take free cash out", description=_MONEY, **_DOC)
+@post("/v1/me/relationships/{provider_id:str}/withdraw", summary="Take free cash out", description=_MONEY, **_CHANGE)
 async def withdraw(
-    request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId, data: Amount, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any],
+    me: Principal,
+    provider_id: ProviderId,
+    data: Amount,
+    idempotency_key: changes.IdempotencyKey,
+    wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
     change = _change("withdraw", me, provider_id, {"amount": data.amount})
     return await changes.submit(request, me, change, wait, money=True)
 
 
-@post("/v1/me/relationships/{provider_id:str}/settings", summary="Change copy settings", **_DOC)
+@post("/v1/me/relationships/{provider_id:str}/settings", summary="Change copy settings", **_CHANGE)
 async def settings(
     request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId, data: Settings, wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
@@ -91,7 +115,7 @@ async def settings(
 
 
 def _plain(kind: str, summary: str) -> Any:
-    @post(f"/v1/me/relationships/{{provider_id:str}}/{kind}", summary=summary, name=kind, **_DOC)
+    @post(f"/v1/me/relationships/{{provider_id:str}}/{kind}", summary=summary, name=kind, **_CHANGE)
     async def handler(
         request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId, wait: Wait = changes.WAIT_S
     ) -> Response[ChangeAnswer]:
@@ -100,7 +124,13 @@ def _plain(kind: str, summary: str) -> Any:
     return handler
 
 
-@get("/v1/me/settlements", tags=["follower", "provider"], security=SECURITY, dependencies=FOLLOWER_OR_PROVIDER)
+@get(
+    "/v1/me/settlements",
+    tags=["follower", "provider"],
+    security=SECURITY,
+    dependencies=FOLLOWER_OR_PROVIDER,
+    responses=_READ,
+)
 async def my_settlements(
     request: Request[Any, Any, Any], me: Principal, period: Annotated[str | None, Parameter(max_length=20)] = None
 ) -> Settlements:
@@ -121,7 +151,13 @@ def statement(records: list[dict[str, Any]]) -> Settlements:
     )
 
 
-@get("/v1/me/notifications", tags=["follower", "provider"], security=SECURITY, dependencies=FOLLOWER_OR_PROVIDER)
+@get(
+    "/v1/me/notifications",
+    tags=["follower", "provider"],
+    security=SECURITY,
+    dependencies=FOLLOWER_OR_PROVIDER,
+    responses=_READ,
+)
 async def my_notifications(
     request: Request[Any, Any, Any], me: Principal, limit: Annotated[int, Parameter(ge=1, le=500)] = 100
 ) -> Notifications:
@@ -132,7 +168,13 @@ async def my_notifications(
     return msgspec.convert({"recipient": me.subject, "notifications": found}, Notifications)
 
 
-@get("/v1/changes/{change_id:int}", tags=["changes"], security=SECURITY, dependencies=ANY_ROLE)
+@get(
+    "/v1/changes/{change_id:int}",
+    tags=["changes"],
+    security=SECURITY,
+    dependencies=ANY_ROLE,
+    responses={**changes.RESPONSES, **documented(404)},
+)
 async def get_change(request: Request[Any, Any, Any], me: Principal, change_id: ChangeId) -> Response[ChangeAnswer]:
     """A control change's verdict (the token that made it, or an operator)."""
     return await changes.poll(request, me, change_id)

@@ -1,9 +1,11 @@
 """Rate limits and security headers, as plain ASGI middleware around the app.
 
-Rate limits are token buckets kept in this process: per bearer token (by the token's
-hash, valid or not) and, for requests without one, per client address. A replica limits
-what reaches it; N replicas behind a balancer allow N times the rate (kept in-process so
-that the API needs nothing but PostgreSQL). Over the limit: 429 with `Retry-After`.
+Rate limits are token buckets kept in this process: per client address for every
+request, and per bearer token (by the token's hash, valid or not) for a request with
+one. The address's bucket counts token requests too, so that a new made-up token per
+request does not reset the limit. A replica limits what reaches it; N replicas behind a
+balancer allow N times the rate (kept in-process so that the API needs nothing but
+PostgreSQL). Over the limit: 429 with `Retry-After`.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ class Bucket:
 
 @dataclass
 class RateLimits:
-    """Requests per second and burst, per token and per client address (0: no limit)."""
+    """Requests per second and burst, per token and per client address (0: no limit);
+    a request with a token counts against both."""
 
     per_token: float = 20.0
     per_address: float = 50.0
@@ -86,8 +89,10 @@ def protect(limits: RateLimits) -> Any:
                 return
             token = _token_key(scope)
             client = scope.get("client")
-            key = token or "a:" + (client[0] if client else "?")
-            wait = limits.wait(key, limits.per_token if token else limits.per_address, time.monotonic())
+            now = time.monotonic()
+            wait = limits.wait("a:" + (client[0] if client else "?"), limits.per_address, now)
+            if token is not None and wait == 0:
+                wait = limits.wait(token, limits.per_token, now)
 
             async def send_with_headers(message: Message) -> None:
                 if message["type"] == "http.response.start":

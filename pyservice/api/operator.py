@@ -11,7 +11,7 @@ from litestar.params import Parameter
 
 from pyservice.api import changes
 from pyservice.api.auth import OPERATOR, SECURITY
-from pyservice.api.errors import ApiError
+from pyservice.api.errors import ApiError, documented
 from pyservice.api.follower import Wait, statement
 from pyservice.api.schemas import (
     ChangeAnswer,
@@ -31,7 +31,7 @@ _DOC: dict[str, Any] = {"tags": ["operator"], "security": SECURITY, "dependencie
 Id = Annotated[str | None, Parameter(max_length=64)]
 
 
-@put("/v1/platform", summary="Change the platform's settlement terms", **_DOC)
+@put("/v1/platform", summary="Change the platform's settlement terms", responses=changes.RESPONSES, **_DOC)
 async def change_platform(
     request: Request[Any, Any, Any], me: Principal, data: Platform, wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
@@ -42,7 +42,7 @@ async def change_platform(
     return await changes.submit(request, me, {"type": "platform", **fields}, wait)
 
 
-@post("/v1/settlements", summary="Settle now", **_DOC)
+@post("/v1/settlements", summary="Settle now", status_code=200, responses=changes.RESPONSES, **_DOC)
 async def settle(
     request: Request[Any, Any, Any], me: Principal, data: Settle, wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
@@ -54,7 +54,12 @@ async def settle(
     return await changes.submit(request, me, change, wait)
 
 
-@get("/v1/settlements", summary="Every settlement outcome, with totals", **_DOC)
+@get(
+    "/v1/settlements",
+    summary="Every settlement outcome, with totals",
+    responses=documented(400, 401, 403, 429),
+    **_DOC,
+)
 async def all_settlements(
     request: Request[Any, Any, Any],
     me: Principal,
@@ -67,7 +72,13 @@ async def all_settlements(
     return statement(records)
 
 
-@post("/v1/ledger/check", summary="Check the ledger against the engine", status_code=200, **_DOC)
+@post(
+    "/v1/ledger/check",
+    summary="Check the ledger against the engine",
+    status_code=200,
+    responses=documented(401, 403, 429),
+    **_DOC,
+)
 async def check_ledger(request: Request[Any, Any, Any], me: Principal) -> LedgerCheck:
     """`ok` false names the first difference (as `copyengine ledger check`)."""
     async with request.app.state.pool.acquire() as conn:
@@ -78,13 +89,19 @@ async def check_ledger(request: Request[Any, Any, Any], me: Principal) -> Ledger
     return LedgerCheck(True, s.transactions, s.statements, s.relationships, None)
 
 
-@get("/v1/tokens", summary="Every API token (never the token itself)", **_DOC)
+@get("/v1/tokens", summary="Every API token (never the token itself)", responses=documented(401, 403, 429), **_DOC)
 async def list_tokens(request: Request[Any, Any, Any], me: Principal) -> Tokens:
     async with request.app.state.pool.acquire() as conn:
         return Tokens(msgspec.convert(await tokens.listing(conn), list[TokenInfo]))
 
 
-@post("/v1/tokens", summary="Create a token (shown once)", status_code=201, **_DOC)
+@post(
+    "/v1/tokens",
+    summary="Create a token (shown once)",
+    status_code=201,
+    responses=documented(400, 401, 403, 413, 422, 429),
+    **_DOC,
+)
 async def create_token(request: Request[Any, Any, Any], me: Principal, data: TokenRequest) -> TokenCreated:
     async with request.app.state.pool.acquire() as conn:
         try:
@@ -94,7 +111,13 @@ async def create_token(request: Request[Any, Any, Any], me: Principal, data: Tok
     return TokenCreated(token_id, token, data.role, data.subject)
 
 
-@delete("/v1/tokens/{token_id:int}", summary="Revoke a token", status_code=204, **_DOC)
+@delete(
+    "/v1/tokens/{token_id:int}",
+    summary="Revoke a token",
+    status_code=204,
+    responses=documented(400, 401, 403, 404, 429),
+    **_DOC,
+)
 async def revoke_token(
     request: Request[Any, Any, Any], me: Principal, token_id: Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 ) -> None:

@@ -9,22 +9,23 @@ from litestar import Request, Response, get, put
 
 from pyservice.api import changes
 from pyservice.api.auth import PROVIDER, SECURITY
-from pyservice.api.errors import ApiError
+from pyservice.api.errors import ApiError, documented
 from pyservice.api.follower import Wait, statement
 from pyservice.api.schemas import ChangeAnswer, Earnings, Profile, ProfileUpdate, ProfitShare
 from pyservice.store import profiles, settlements
 from pyservice.store.tokens import Principal
 
 _DOC: dict[str, Any] = {"tags": ["provider"], "security": SECURITY, "dependencies": PROVIDER}
+_READ = documented(401, 403, 429)
 
 
-@get("/v1/me/profile", summary="My profile", **_DOC)
+@get("/v1/me/profile", summary="My profile", responses=_READ, **_DOC)
 async def my_profile(request: Request[Any, Any, Any], me: Principal) -> Profile:
     async with request.app.state.pool.acquire() as conn:
         return Profile(**await profiles.profile(conn, str(me.subject)))
 
 
-@put("/v1/me/profile", summary="Change my profile", **_DOC)
+@put("/v1/me/profile", summary="Change my profile", responses=documented(400, 401, 403, 413, 422, 429), **_DOC)
 async def change_profile(request: Request[Any, Any, Any], me: Principal, data: ProfileUpdate) -> Profile:
     """Display name (at most 80 characters), avatar URL (https, at most 500) and bio (at
     most 2,000); a field left out keeps its value, an empty avatar URL removes it."""
@@ -36,7 +37,7 @@ async def change_profile(request: Request[Any, Any, Any], me: Principal, data: P
         raise ApiError(422, str(exc), "invalid") from exc
 
 
-@put("/v1/me/profit-share", summary="Change my profit share", **_DOC)
+@put("/v1/me/profit-share", summary="Change my profit share", responses=changes.RESPONSES, **_DOC)
 async def change_profit_share(
     request: Request[Any, Any, Any], me: Principal, data: ProfitShare, wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
@@ -46,7 +47,7 @@ async def change_profit_share(
     return await changes.submit(request, me, change, wait)
 
 
-@get("/v1/me/earnings", summary="My earnings", **_DOC)
+@get("/v1/me/earnings", summary="My earnings", responses=_READ, **_DOC)
 async def my_earnings(request: Request[Any, Any, Any], me: Principal) -> Earnings:
     async with request.app.state.pool.acquire() as conn:
         records = await settlements.statement(conn, request.app.state.shard, provider=str(me.subject))

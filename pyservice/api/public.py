@@ -11,7 +11,7 @@ import msgspec
 from litestar import Request, get
 from litestar.params import Parameter
 
-from pyservice.api.errors import ApiError
+from pyservice.api.errors import ApiError, documented
 from pyservice.api.schemas import DISCLAIMER, Card, Curve, Health, Leaderboard, OpenTrades, ProviderDetail
 from pyservice.store import leaderboard as board
 from pyservice.venue_time import format_time
@@ -89,7 +89,7 @@ async def read_leaderboard(request: Request[Any, Any, Any], f: board.Filters) ->
     return page
 
 
-@get("/v1/leaderboard", tags=["public"], summary="The leaderboard")
+@get("/v1/leaderboard", tags=["public"], summary="The leaderboard", responses=documented(400, 429))
 async def get_leaderboard(
     request: Request[Any, Any, Any],
     period: Period = "30d",
@@ -111,7 +111,12 @@ async def get_leaderboard(
     return await read_leaderboard(request, f)
 
 
-@get("/v1/providers/{provider_id:str}", tags=["public"], summary="A provider's card and statistics")
+@get(
+    "/v1/providers/{provider_id:str}",
+    tags=["public"],
+    summary="A provider's card and statistics",
+    responses=documented(400, 404, 429),
+)
 async def get_provider(request: Request[Any, Any, Any], provider_id: ProviderId) -> ProviderDetail:
     async with request.app.state.pool.acquire() as conn:
         found = await board.provider(conn, provider_id)
@@ -120,7 +125,12 @@ async def get_provider(request: Request[Any, Any, Any], provider_id: ProviderId)
     return msgspec.convert({"disclaimer": DISCLAIMER, **found}, ProviderDetail)
 
 
-@get("/v1/providers/{provider_id:str}/equity-curve", tags=["public"], summary="A provider's equity curve")
+@get(
+    "/v1/providers/{provider_id:str}/equity-curve",
+    tags=["public"],
+    summary="A provider's equity curve",
+    responses=documented(400, 404, 429),
+)
 async def get_curve(request: Request[Any, Any, Any], provider_id: ProviderId, period: Period = "all") -> Curve:
     """The curve of a hypothetical 10,000 deposit, for the period (its first point is the
     value the period starts from)."""
@@ -131,7 +141,12 @@ async def get_curve(request: Request[Any, Any, Any], provider_id: ProviderId, pe
     return msgspec.convert({"disclaimer": DISCLAIMER, **found}, Curve)
 
 
-@get("/v1/providers/{provider_id:str}/open-trades", tags=["public"], summary="A provider's open trades")
+@get(
+    "/v1/providers/{provider_id:str}/open-trades",
+    tags=["public"],
+    summary="A provider's open trades",
+    responses=documented(400, 404, 429),
+)
 async def get_open_trades(request: Request[Any, Any, Any], provider_id: ProviderId) -> OpenTrades:
     async with request.app.state.pool.acquire() as conn:
         found = await board.open_trades(conn, request.app.state.shard, provider_id)
@@ -140,7 +155,12 @@ async def get_open_trades(request: Request[Any, Any, Any], provider_id: Provider
     return msgspec.convert({"disclaimer": DISCLAIMER, "provider": provider_id, "trades": found}, OpenTrades)
 
 
-@get("/v1/health", tags=["public"], summary="Whether the API reaches its database, and the statistics' venue time")
+@get(
+    "/v1/health",
+    tags=["public"],
+    summary="Whether the API reaches its database, and the statistics' venue time",
+    responses=documented(429),
+)
 async def get_health(request: Request[Any, Any, Any]) -> Health:
     async with request.app.state.pool.acquire() as conn:
         at_us = await conn.fetchval("SELECT at_us FROM projection_state WHERE shard = $1", request.app.state.shard)
