@@ -307,8 +307,11 @@ class _Raced(Exception):
     """Another request claimed the key between our read and our insert."""
 
 
-async def submit_once(conn: asyncpg.Connection, shard: str, change: dict[str, Any], token_id: int, key: str) -> int:
-    """`submit`, at most once per (token, Idempotency-Key): a retry with the same key and
+async def submit_once(
+    conn: asyncpg.Connection, shard: str, change: dict[str, Any], token_id: int, owner: str, key: str
+) -> int:
+    """`submit`, at most once per (owner, Idempotency-Key) (`owner`: the role and subject
+    of the token, so any of a follower's tokens): a retry with the same key and
     the same change returns the first change's id and stores nothing; the same key with
     another change raises KeyReused. Of two requests racing with one key, the loser's
     insert waits for the winner's commit, rolls its own change back and meets the
@@ -321,9 +324,7 @@ async def submit_once(conn: asyncpg.Connection, shard: str, change: dict[str, An
         try:
             async with conn.transaction():
                 first = await conn.fetchrow(
-                    "SELECT request_hash, change_id FROM idempotency_keys WHERE token_id = $1 AND key = $2",
-                    token_id,
-                    key,
+                    "SELECT request_hash, change_id FROM idempotency_keys WHERE owner = $1 AND key = $2", owner, key
                 )
                 if first is None:
                     change_id: int = await conn.fetchval(
@@ -333,12 +334,13 @@ async def submit_once(conn: asyncpg.Connection, shard: str, change: dict[str, An
                         token_id,
                     )
                     claimed = await conn.fetchval(
-                        "INSERT INTO idempotency_keys (token_id, key, request_hash, change_id) "
-                        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING change_id",
-                        token_id,
+                        "INSERT INTO idempotency_keys (owner, key, request_hash, change_id, token_id) "
+                        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING change_id",
+                        owner,
                         key,
                         request_hash,
                         change_id,
+                        token_id,
                     )
                     if claimed is None:
                         raise _Raced

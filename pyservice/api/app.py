@@ -3,6 +3,7 @@ document and its docs page, a PostgreSQL pool for its lifetime."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -55,7 +56,14 @@ def create_app(
             create_static_files_router(path="/static", directories=[STATIC], include_in_schema=False),
         ],
         lifespan=[database],
-        state=State({"shard": shard, "leaderboard_cache": PageCache(cache_s)}),
+        state=State(
+            {
+                "shard": shard,
+                "leaderboard_cache": PageCache(cache_s),
+                # requests waiting for a verdict at once: half the pool, the rest serves reads
+                "waiters": asyncio.Semaphore(max(1, pool_size // 2)),
+            }
+        ),
         exception_handlers={HTTPException: on_http_error, Exception: on_internal_error},
         request_max_body_size=MAX_BODY,
         openapi_config=OpenAPIConfig(

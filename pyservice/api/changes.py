@@ -6,6 +6,7 @@ change's URL)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Annotated, Any
 
@@ -16,11 +17,14 @@ from litestar.params import Parameter
 from pyservice import control
 from pyservice.api.errors import ApiError, documented
 from pyservice.api.schemas import ChangeAnswer
+from pyservice.store import tokens
 from pyservice.store.tokens import Principal
 
 #: how long a request waits for the engine's verdict by default, and at most (seconds)
 WAIT_S = 2.0
 WAIT_MAX_S = 10.0
+#: how often a waiting request reads the verdict
+POLL_S = 0.025
 IDEMPOTENCY_KEY = re.compile(r"\A[\x21-\x7e]{1,200}\Z")
 
 #: a money-moving route's Idempotency-Key header (required there)
@@ -72,25 +76,51 @@ async def submit(
     async with state.pool.acquire() as conn:
         try:
             if key is not None:
-                change_id = await control.submit_once(conn, state.shard, change, me.token_id, key)
+                change_id = await control.submit_once(conn, state.shard, change, me.token_id, me.owner, key)
             else:
                 change_id = await control.submit(conn, state.shard, change, me.token_id)
         except control.KeyReused as exc:
             raise ApiError(422, str(exc), "idempotency_key_reused") from exc
         except control.ControlError as exc:
             raise ApiError(422, str(exc), "invalid") from exc
-        verdict = await control.wait(conn, change_id, wait)
-    return answer_of(verdict)
+    return answer_of(await verdict_within(state, change_id, wait))
+
+
+async def verdict_within(state: Any, change_id: int, wait: float) -> control.Verdict:
+    """The verdict once applied, or the pending one after `wait` s. A waiting request
+    holds no connection between its reads (the pool serves every route), and at most
+    `state.waiters` requests wait at once: beyond them a request answers at once (202
+    if not yet applied), so no caller can hold the API's connections hostage."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait
+    waiters: asyncio.Semaphore = state.waiters
+    waiting = wait > 0 and not waiters.locked()
+    if waiting:
+        await waiters.acquire()  # free: taken without suspending, so no one took it between
+    else:
+        deadline = loop.time()
+    try:
+        while True:
+            async with state.pool.acquire() as conn:
+                v = await control.verdict(conn, change_id)
+            if v.applied or loop.time() >= deadline:
+                return v
+            await asyncio.sleep(POLL_S)
+    finally:
+        if waiting:
+            waiters.release()
 
 
 async def poll(request: Request[Any, Any, Any], me: Principal, change_id: int) -> Response[Any]:
-    """A change's verdict, for the token that made it (an operator: any change); 404 for
-    anyone else, so that another subject's changes do not show they exist."""
+    """A change's verdict, for its owner (any token of the subject that made it; an
+    operator: any change); 404 for anyone else, so that another subject's changes do not
+    show they exist."""
     async with request.app.state.pool.acquire() as conn:
         try:
             v = await control.verdict(conn, change_id)
         except control.ControlError:
             v = None
-    if v is None or (me.role != "operator" and v.token_id != me.token_id):
+        made_by = None if v is None or v.token_id is None else await tokens.owner(conn, v.token_id)
+    if v is None or (me.role != "operator" and made_by != me.owner):
         raise ApiError(404, f"no control change {change_id}")
     return answer_of(v)

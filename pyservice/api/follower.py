@@ -132,7 +132,9 @@ def _plain(kind: str, summary: str) -> Any:
     responses=_READ,
 )
 async def my_settlements(
-    request: Request[Any, Any, Any], me: Principal, period: Annotated[str | None, Parameter(max_length=20)] = None
+    request: Request[Any, Any, Any],
+    me: Principal,
+    period: Annotated[str | None, Parameter(max_length=20, pattern=r"^[A-Za-z0-9-]+$")] = None,
 ) -> Settlements:
     """My settlement outcomes (as the follower or as the provider) and their totals."""
     who = {"follower": me.subject} if me.role == "follower" else {"provider": me.subject}

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +53,9 @@ class RateLimits:
     per_token: float = 20.0
     per_address: float = 50.0
     burst: float = 2.0  # seconds of rate
-    buckets: dict[str, Bucket] = field(default_factory=dict)
+    #: the least recently used first; at most `keys` of them
+    buckets: OrderedDict[str, Bucket] = field(default_factory=OrderedDict)
+    keys: int = 50_000
 
     def wait(self, key: str, rate: float, now: float) -> float:
         """0 if a request may pass now (and take a token), else the seconds until one may."""
@@ -61,9 +64,11 @@ class RateLimits:
         cap = max(1.0, rate * self.burst)
         b = self.buckets.get(key)
         if b is None:
-            if len(self.buckets) > 50_000:  # forget idle keys, not busy ones
-                self.buckets = {k: v for k, v in self.buckets.items() if now - v.at < 60}
+            if len(self.buckets) >= self.keys:  # forget the longest idle key (O(1))
+                self.buckets.popitem(last=False)
             b = self.buckets[key] = Bucket(cap, now)
+        else:
+            self.buckets.move_to_end(key)
         b.tokens = min(cap, b.tokens + (now - b.at) * rate)
         b.at = now
         if b.tokens >= 1:

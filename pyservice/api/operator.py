@@ -28,7 +28,7 @@ from pyservice.store import ledger_check, settlements, tokens
 from pyservice.store.tokens import Principal
 
 _DOC: dict[str, Any] = {"tags": ["operator"], "security": SECURITY, "dependencies": OPERATOR}
-Id = Annotated[str | None, Parameter(max_length=64)]
+Id = Annotated[str | None, Parameter(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 
 
 @put("/v1/platform", summary="Change the platform's settlement terms", responses=changes.RESPONSES, **_DOC)
@@ -63,7 +63,7 @@ async def settle(
 async def all_settlements(
     request: Request[Any, Any, Any],
     me: Principal,
-    period: Annotated[str | None, Parameter(max_length=20)] = None,
+    period: Annotated[str | None, Parameter(max_length=20, pattern=r"^[A-Za-z0-9-]+$")] = None,
     provider: Id = None,
     follower: Id = None,
 ) -> Settlements:

@@ -4,6 +4,7 @@ equity curve and its open trades. Every statistics answer carries the disclaimer
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -55,11 +56,13 @@ def filters(
 class PageCache:
     """Leaderboard pages by their filters, for `ttl_s` seconds (0: not kept). The
     projector rewrites the rows at most once a second, so a page a second old is as
-    fresh as the rows; a popular page is then read once a second, not once a request."""
+    fresh as the rows; a popular page is then read once a second, not once a request.
+    At most `size` pages, the least recently stored dropped first, so filters made up
+    per request cannot grow it."""
 
-    def __init__(self, ttl_s: float) -> None:
-        self.ttl_s = ttl_s
-        self.pages: dict[board.Filters, tuple[float, Leaderboard]] = {}
+    def __init__(self, ttl_s: float, size: int = 256) -> None:
+        self.ttl_s, self.size = ttl_s, size
+        self.pages: OrderedDict[board.Filters, tuple[float, Leaderboard]] = OrderedDict()
 
     def get(self, f: board.Filters, now: float) -> Leaderboard | None:
         hit = self.pages.get(f)
@@ -68,9 +71,10 @@ class PageCache:
     def put(self, f: board.Filters, now: float, page: Leaderboard) -> None:
         if self.ttl_s <= 0:
             return
-        if len(self.pages) >= 10_000:  # many distinct filters: start again
-            self.pages.clear()
         self.pages[f] = (now, page)
+        self.pages.move_to_end(f)
+        while len(self.pages) > self.size:
+            self.pages.popitem(last=False)
 
 
 async def read_leaderboard(request: Request[Any, Any, Any], f: board.Filters) -> Leaderboard:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -45,6 +46,10 @@ SPARKLINE_POINTS = 48
 PAGE_MAX = 100
 #: a decimal as a query parameter: ASCII digits, an optional sign and fraction
 DECIMAL = re.compile(r"\A-?[0-9]+(\.[0-9]+)?\Z")
+#: a float as Python prints it (a Sharpe in a cursor), or -inf
+FLOAT = re.compile(r"\A(-inf|-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]{1,3})?)\Z")
+#: a provider id
+ID = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 
 
 class QueryError(ValueError):
@@ -108,7 +113,8 @@ def _sort_expr(f: Filters) -> str:
 
 
 def encode_cursor(f: Filters, value: Any, provider: str) -> str:
-    raw = json.dumps([f.period, f.sort, f.order, str(value), provider], separators=(",", ":"))
+    text = canonical(value) if isinstance(value, Decimal) else str(value)
+    raw = json.dumps([f.period, f.sort, f.order, text, provider], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
@@ -120,12 +126,21 @@ def _decode_cursor(f: Filters) -> tuple[Any, str] | None:
         period, sort, order, value, provider = json.loads(raw)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise QueryError("cursor is not one this API gave") from exc
-    if [period, sort, order] != [f.period, f.sort, f.order] or not isinstance(provider, str):
+    if [period, sort, order] != [f.period, f.sort, f.order]:
         raise QueryError("cursor belongs to another period, sort or order")
-    try:
-        typed: Any = int(value) if f.sort == "followers" else float(value) if f.sort == "sharpe" else Decimal(value)
-    except (ValueError, ArithmeticError) as exc:
-        raise QueryError("cursor is not one this API gave") from exc
+    # what reaches PostgreSQL is what this API could have given: an id, a 32-bit count,
+    # a plain decimal, a finite float (or no Sharpe, -inf)
+    if not (isinstance(provider, str) and ID.match(provider) and isinstance(value, str) and len(value) <= 40):
+        raise QueryError("cursor is not one this API gave")
+    typed: Any
+    if f.sort == "followers" and value.isascii() and value.isdigit() and int(value) < 2**31:
+        typed = int(value)
+    elif f.sort == "sharpe" and FLOAT.match(value) and (value == "-inf" or math.isfinite(float(value))):
+        typed = float(value)
+    elif f.sort not in ("followers", "sharpe") and DECIMAL.match(value):
+        typed = Decimal(value)
+    else:
+        raise QueryError("cursor is not one this API gave")
     return typed, provider
 
 

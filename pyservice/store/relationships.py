@@ -23,13 +23,13 @@ def _text(v: Decimal | None) -> str | None:
 async def relationships(
     conn: asyncpg.Connection, shard: str, follower: str, provider: str | None = None
 ) -> list[dict[str, Any]]:
-    """The follower's relationships in the newest snapshot that holds them (one provider's
-    with `provider`), in provider order."""
+    """The follower's relationships in the engine's newest snapshot (one provider's with
+    `provider`), in provider order: an unfollowed one is gone from it, a new one appears
+    with the next snapshot."""
     rows = await conn.fetch(
-        "SELECT DISTINCT ON (provider_id) provider_id, seq, status, cash, equity, reserved, base, "
-        "high_watermark, fees_paid FROM relationship_equity "
-        "WHERE shard = $1 AND follower_id = $2 AND ($3::text IS NULL OR provider_id = $3) "
-        "ORDER BY provider_id, seq DESC",
+        "SELECT provider_id, seq, status, cash, equity, reserved, base, high_watermark, fees_paid "
+        "FROM relationship_equity WHERE shard = $1 AND follower_id = $2 AND ($3::text IS NULL OR provider_id = $3) "
+        "AND seq = (SELECT max(seq) FROM relationship_equity WHERE shard = $1) ORDER BY provider_id",
         shard,
         follower,
         provider,

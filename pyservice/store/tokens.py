@@ -35,6 +35,21 @@ class Principal:
     role: str
     subject: str | None
 
+    @property
+    def owner(self) -> str:
+        """Whose the token is (every token of one follower has the same owner)."""
+        return owner_of(self.role, self.subject)
+
+
+def owner_of(role: str, subject: str | None) -> str:
+    return f"{role}:{subject or ''}"
+
+
+async def owner(conn: asyncpg.Connection, token_id: int) -> str | None:
+    """The owner of a token (revoked or not), None for none."""
+    r = await conn.fetchrow("SELECT role, subject FROM api_tokens WHERE id = $1", token_id)
+    return None if r is None else owner_of(r["role"], r["subject"])
+
 
 def digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
@@ -53,6 +68,8 @@ async def create(
         raise TokenError(f"a {role} token needs the {role}'s id (letters, digits, _ . : -, at most 64)")
     if not 1 <= days <= MAX_DAYS:
         raise TokenError(f"days must be 1 to {MAX_DAYS}")
+    if len(label) > 200 or not label.isprintable():
+        raise TokenError("label must be at most 200 printable characters")
     if role == "provider" and not await conn.fetchval(
         "SELECT EXISTS (SELECT 1 FROM providers WHERE provider_id = $1)", subject
     ):

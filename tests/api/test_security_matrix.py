@@ -61,6 +61,7 @@ MATRIX: dict[str, Row] = {
     "GET /v1/providers/{provider_id}": Row("/v1/providers/p00000", PUBLIC),
     "GET /v1/providers/{provider_id}/equity-curve": Row("/v1/providers/p00000/equity-curve?period=30d", PUBLIC),
     "GET /v1/providers/{provider_id}/open-trades": Row("/v1/providers/p00000/open-trades", PUBLIC),
+    "GET /v1/health": Row("/v1/health", PUBLIC),
     "GET /v1/me/relationships": Row("/v1/me/relationships", followers(200)),
     # f1 does not follow p00000: 404, as if it did not exist
     "GET /v1/me/relationships/{provider_id}": Row("/v1/me/relationships/p00000", followers(200, 404)),

@@ -18,15 +18,18 @@ CREATE TABLE api_tokens (
 -- Which token made each control change (NULL: the command line).
 ALTER TABLE control_changes ADD COLUMN token_id bigint REFERENCES api_tokens;
 
--- A money-moving request's Idempotency-Key: a retry with the same key (same token) meets
--- the change the first request made; the same key with another request is refused.
+-- A money-moving request's Idempotency-Key: a retry with the same key by the same owner
+-- (role and subject: any of a follower's tokens, so a client that rotates its token
+-- between retries still moves money once) meets the change the first request made; the
+-- same key with another request is refused.
 CREATE TABLE idempotency_keys (
-    token_id      bigint NOT NULL REFERENCES api_tokens,
+    owner         text NOT NULL,
     key           text NOT NULL CHECK (length(key) BETWEEN 1 AND 200),
     request_hash  bytea NOT NULL,
     change_id     bigint NOT NULL REFERENCES control_changes,
+    token_id      bigint NOT NULL REFERENCES api_tokens,
     created_at    timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (token_id, key)
+    PRIMARY KEY (owner, key)
 );
 
 -- What a provider says about itself; never a figure (those come from the venue).
