@@ -338,8 +338,10 @@ class Projector:
             for seq, applied in projected:
                 await control.project(conn, self.shard, seq, applied)
             await postings.post(conn)
-            if raised:
-                await conn.executemany(_RAISE_HWM, [(f, p, hwm, self.shard, seq) for f, p, hwm, seq in raised])
+            if raised:  # a relationship settled twice in a step: its last raise
+                last = {(f, p): (hwm, seq) for f, p, hwm, seq in raised}
+                raises = [(f, p, hwm, seq) for (f, p), (hwm, seq) in last.items()]
+                await conn.execute(_RAISE_HWM, self.shard, *map(list, zip(*raises, strict=True)))
             assert self.engine is not None
             await conn.execute(
                 "UPDATE projection_state SET seq = $2, at_us = $3 WHERE shard = $1",
@@ -527,9 +529,11 @@ def _raised(outcome: Outcome, seq: int) -> list[tuple[str, str, Decimal, int]]:
     ]
 
 
+#: one statement for all of a step's (a settlement raises 100,000s)
 _RAISE_HWM = (
-    "UPDATE high_watermarks SET hwm = $3, reason = 'settlement', shard = $4, seq = $5, updated_at = now() "
-    "WHERE follower_id = $1 AND provider_id = $2"
+    "UPDATE high_watermarks h SET hwm = r.hwm, reason = 'settlement', shard = $1, seq = r.seq, updated_at = now() "
+    "FROM unnest($2::text[], $3::text[], $4::numeric[], $5::bigint[]) AS r (f, p, hwm, seq) "
+    "WHERE h.follower_id = r.f AND h.provider_id = r.p"
 )
 _UPSERT_INSTRUMENT = (
     "INSERT INTO instruments (symbol, kind, tick, step, min_qty, min_notional, shard, seq) "
