@@ -177,7 +177,9 @@ def _files(tmp: Path, manual: bool = False) -> None:
     (tmp / "scenario.json").write_text(json.dumps(_scenario()))
 
 
-def _start_engine(tmp: Path, dsn: str, kill_at: str | None = None) -> subprocess.Popen[bytes]:
+def _start_engine(
+    tmp: Path, dsn: str, kill_at: str | None = None, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "COPYENGINE_KILL_AT"}
     if kill_at is not None:  # the engine kills itself there (pyservice/faults.py)
         env["COPYENGINE_KILL_AT"] = kill_at
@@ -185,7 +187,7 @@ def _start_engine(tmp: Path, dsn: str, kill_at: str | None = None) -> subprocess
         (tmp / "engine.sock").unlink()
     engine = subprocess.Popen(
         [*CLI, "engine", "--books", str(tmp / "books.json"), "--listen", f"unix:{tmp / 'engine.sock'}",
-         "--database", dsn, "--metrics-port", str(_port())],
+         "--database", dsn, "--metrics-port", str(_port()), *extra],
         stderr=open(tmp / "engine.log", "ab"), env=env,
     )  # fmt: skip
     for _ in range(100):
@@ -342,3 +344,90 @@ def test_sigkill_right_after_a_settlement_leaves_the_uninterrupted_ledger(tmp_pa
     finally:
         for n in names:
             asyncio.run(drop_database(pg_server, n))
+
+
+def test_the_notifications_stream_holds_each_row_once_through_a_restart(tmp_path: Path, pg_dsn: str) -> None:
+    """With Redis, each notification row becomes one entry of
+    `copyengine:notifications:main` (its id from the row's key, the same recipient, side
+    and body), and publishing again, by hand or by the restarted engine's publisher,
+    adds nothing."""
+    import shutil
+
+    import pytest
+    import redis
+
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("CI needs redis-server on PATH for the stream tests")
+        pytest.skip("redis-server is not installed (CI installs it; nothing skips there)")
+    from test_fills_stream import RedisServer
+
+    from pyservice.streams.notifications import Notification, NotificationPublisher
+    from pyservice.streams.publisher import add_entries
+
+    (tmp_path / "redis").mkdir()
+    rs = RedisServer(tmp_path / "redis")
+    rs.start()
+    stream = "copyengine:notifications:main"
+    client = redis.Redis.from_url(rs.url, decode_responses=True)
+
+    def entries() -> list[tuple[str, dict[str, str]]]:
+        return [(i, f) for i, f in client.xrange(stream)]
+
+    try:
+        _files(tmp_path)
+        with _running(_start_engine(tmp_path, pg_dsn, extra=("--redis", rs.url))):
+            _commit_terms(pg_dsn)
+            venue = subprocess.run(_venue(tmp_path, 8), capture_output=True, text=True, timeout=120)
+            assert venue.returncode == 0, venue.stderr
+            _october(pg_dsn)
+            _wait_for("the stream", entries, lambda e: len(e) >= 6)
+            time.sleep(1.5)  # nothing more should come
+            published = entries()
+        rows = [
+            Notification(*r)
+            for r in _query(
+                pg_dsn,
+                "SELECT seq, change_id, n, side, recipient, kind, body::text FROM notifications "
+                "ORDER BY seq, change_id, n, side",
+            )
+        ]
+        assert [(r.recipient, r.side) for r in rows] == [
+            ("f1", 0), ("alpha", 1), ("f2", 0), ("alpha", 1), ("f3", 0), ("beta", 1)
+        ]  # fmt: skip
+        # one entry per row, in order: the id of its key, its fields as stored
+        assert published == [
+            (r.id, {"shard": "main", "seq": str(r.seq), "to": ("follower", "provider")[r.side],
+                    "recipient": r.recipient, "kind": "settlement", "body": r.body})
+            for r in rows
+        ]  # fmt: skip
+        f1 = json.loads(published[0][1]["body"])
+        assert {k: v for k, v in f1.items() if k != "at_us"} == {
+            "to": "follower", "kind": "settlement", "period": "2026-10", "follower": "f1", "provider": "alpha",
+            "status": "charged", "equity": "11000", "high_watermark": "10000", "profit": "1000", "due": "300",
+            "charged": "300", "provider_credit": "270", "platform_credit": "30", "written_off": "0",
+        }  # fmt: skip
+        assert json.loads(published[1][1]["body"])["to"] == "provider"
+
+        # published again, by hand: every entry refused as already there, none added
+        async def again() -> tuple[int, list[bool]]:
+            import redis.asyncio as aioredis
+
+            added = await NotificationPublisher(pg_dsn, rs.url).publish()
+            r = aioredis.from_url(rs.url)
+            try:
+                return added, await add_entries(r, stream, [(n.id, n.fields("main")) for n in rows])
+            finally:
+                await r.aclose()
+
+        assert asyncio.run(again()) == (0, [False] * 6)
+        # the engine restarted (its publisher starts from the stream's last entry), and
+        # Redis restarted from its append-only file: still exactly the same entries
+        rs.kill()
+        rs.start()
+        with _running(_start_engine(tmp_path, pg_dsn, extra=("--redis", rs.url))):
+            time.sleep(4)
+            assert entries() == published
+    finally:
+        if rs.proc is not None and rs.proc.poll() is None:
+            rs.kill()
