@@ -43,6 +43,7 @@ from pyservice._engine_core import (
     order_rows,
 )
 from pyservice.dispatch import apply_venue_message
+from pyservice.faults import KILL
 from pyservice.runtime import run_worker
 from pyservice.statistics import figures, trades
 from pyservice.statistics.builder import StatisticsBuilder
@@ -338,6 +339,8 @@ class Projector:
             for seq, applied in projected:
                 await control.project(conn, self.shard, seq, applied)
             await postings.post(conn)
+            if postings.settlements:
+                KILL.passing("post")  # tests only (pyservice/faults.py)
             if raised:  # a relationship settled twice in a step: its last raise
                 last = {(f, p): (hwm, seq) for f, p, hwm, seq in raised}
                 raises = [(f, p, hwm, seq) for (f, p), (hwm, seq) in last.items()]

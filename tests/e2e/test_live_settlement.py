@@ -346,6 +346,71 @@ def test_sigkill_right_after_a_settlement_leaves_the_uninterrupted_ledger(tmp_pa
             asyncio.run(drop_database(pg_server, n))
 
 
+#: what a run leaves of the settlement, to compare a killed run's with
+READ = {
+    "ledger": LEDGER,
+    "settlements": "SELECT * FROM settlements ORDER BY seq, change_id, n",
+    "notifications": "SELECT shard, seq, change_id, n, side, recipient, kind, body, at_us "
+    "FROM notifications ORDER BY seq, change_id, n, side",
+}
+
+
+def test_sigkill_while_the_projector_posts_a_settlement_leaves_the_uninterrupted_ledger(
+    tmp_path: Path, pg_server: str
+) -> None:
+    """The projector, in the step that posts October's settlement (its ledger entries,
+    rows and notifications written, the step not committed), kills its engine and then
+    itself (`COPYENGINE_KILL_AT=post:1`). Restarted, the engine recovers and its projector
+    does the step again: the whole ledger (every entry, not a count), the outcomes and the
+    notifications are exactly those of a run without the kill, and the ledger checks."""
+    from pyservice.store.server import create_database, drop_database
+
+    _files(tmp_path)
+    names = [f"copyengine_test_post_kill_{os.getpid()}_{i}" for i in range(2)]
+    plain, killed = (asyncio.run(create_database(pg_server, n)) for n in names)
+    try:
+        with _running(_start_engine(tmp_path, plain)):
+            _commit_terms(plain)
+            venue = subprocess.run(_venue(tmp_path, 8), capture_output=True, text=True, timeout=120)
+            assert venue.returncode == 0, venue.stderr
+            _october(plain)
+            time.sleep(1.5)  # and the step that follows (nothing more should come)
+            want = {k: _query(plain, sql) for k, sql in READ.items()}
+        assert len(want["settlements"]) == 3 and len(want["notifications"]) == 6
+        # October's postings: f1's and f2's charges (3 entries each), f3's deferred
+        # outcome (no entry) and the realized PnL of each (none: nothing was sold)
+        october = [r for r in want["ledger"] if r[6] == "2026-10"]
+        assert [(r[4], r[8], r[11]) for r in october] == [
+            ("f1", "earnings", Decimal("270")), ("f1", "platform", Decimal("30")),
+            ("f1", "relationship", Decimal("-300")), ("f2", "earnings", Decimal("89.91")),
+            ("f2", "platform", Decimal("9.99")), ("f2", "relationship", Decimal("-99.9")),
+        ]  # fmt: skip
+
+        engine = _start_engine(tmp_path, killed, kill_at="post:1")
+        with _running(engine):
+            _commit_terms(killed)
+            venue_proc = subprocess.Popen(_venue(tmp_path, 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                assert engine.wait(60) == -signal.SIGKILL
+                # the step died before its commit: nothing of the settlement is there
+                assert _query(killed, "SELECT count(*) FROM settlements") == [(0,)]
+                assert _query(killed, "SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement'") == [(0,)]
+                assert _query(killed, "SELECT count(*) FROM notifications") == [(0,)]
+                with _running(_start_engine(tmp_path, killed)):
+                    _october(killed)
+                    time.sleep(1.5)
+                    got = {k: _query(killed, sql) for k, sql in READ.items()}
+                    check = _cli("ledger", "check", "--database", killed)
+            finally:
+                venue_proc.terminate()
+                venue_proc.wait(20)
+        assert got == want
+        assert check.returncode == 0, check.stderr
+    finally:
+        for n in names:
+            asyncio.run(drop_database(pg_server, n))
+
+
 def test_the_notifications_stream_holds_each_row_once_through_a_restart(tmp_path: Path, pg_dsn: str) -> None:
     """With Redis, each notification row becomes one entry of
     `copyengine:notifications:main` (its id from the row's key, the same recipient, side
