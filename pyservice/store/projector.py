@@ -12,9 +12,13 @@ runs it as a child process: the rows cost the hot path nothing, and they are the
 of an engine that never crashed (resends after a crash are not in the journal), with
 exactly the sizes sent.
 
-Where it stands: inputs up to `P` and the control changes placed before `P`. Changes
-placed after `P` itself are taken only once the watermark has passed `P`: until then the
-engine may still place one there.
+Where it stands: inputs up to `P`, the control changes placed before `P`, and those
+placed after `P` that it took already (`changes_taken`, in the order applied). While the
+watermark is at `P` (the venue quiet), a change placed after `P` is taken once its
+verdict is recorded, with those placed before it: the engine has applied them, in that
+order; one it places there later comes with a later step. So a manual `copyengine settle`
+reaches the ledger at once, not with the next venue input. No snapshot is taken while
+some are taken at `P` (a snapshot at `P` holds none of the changes after `P`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from decimal import Decimal
 from typing import Any
 
@@ -79,6 +83,8 @@ class Projector:
         #: `warm`)
         self._traded: set[str] = set()
         self.at = 0  # P: inputs <= at are applied, and changes placed before it
+        #: the changes placed after `at` already applied (and projected), in that order
+        self.taken: list[int] = []
         self._snapshot_at = 0  # the position of the last snapshot
         self._snapshot_due = 0.0
 
@@ -98,7 +104,7 @@ class Projector:
                     standings_due = loop.time() + self.standings_s
                 if not moved and not await self.warm(conn):
                     await asyncio.sleep(self.poll_s)
-                if loop.time() >= self._snapshot_due and self.at > self._snapshot_at:
+                if loop.time() >= self._snapshot_due and self.at > self._snapshot_at and not self.taken:
                     await self._snapshot(conn)
                     self._snapshot_due = loop.time() + self.snapshot_s
         finally:
@@ -110,8 +116,9 @@ class Projector:
         while not await locks.take(conn, "projector", self.shard, wait_s=60):
             log.warning("waiting for another projector of this shard to stop", extra={"shard": self.shard})
         await conn.execute("INSERT INTO projection_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", self.shard)
-        projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", self.shard)
-        await self._catch_up_silently(conn, projected)
+        row = await conn.fetchrow("SELECT seq, changes_taken FROM projection_state WHERE shard = $1", self.shard)
+        assert row is not None
+        await self._catch_up_silently(conn, row["seq"], list(row["changes_taken"]))
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM high_watermarks WHERE shard = $1)", self.shard):
             await self._seed_high_watermarks(conn)
         self.stats.kinds = {r["symbol"]: r["kind"] for r in await conn.fetch("SELECT symbol, kind FROM instruments")}
@@ -242,18 +249,23 @@ class Projector:
         self._snapshot_at = self.at
         log.info("engine snapshot", extra={"seq": self.at, "bytes": len(state)})
 
-    async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int) -> None:
-        """Rebuild the engine's state at the projected position, writing nothing: from
-        the newest snapshot at or below it, else from the books."""
-        recovered = await recovery.catch_up(conn, self.shard, projected, lambda: books.load_books(conn))
+    async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int, taken: list[int]) -> None:
+        """Rebuild the engine's state at the projected position (with the changes taken
+        after it), writing nothing: from the newest snapshot at or below it, else from
+        the books."""
+        recovered = await recovery.catch_up(conn, self.shard, projected, lambda: books.load_books(conn), taken)
         self.engine, self._snapshot_at, self.at = recovered.engine, recovered.snapshot_seq, recovered.applied_seq
+        self.taken = taken
 
     async def step(self, conn: asyncpg.Connection) -> bool:
         """Project the next batch; False when there was nothing new."""
         watermark = await conn.fetchval("SELECT watermark FROM engine_state WHERE shard = $1", self.shard)
+        early: list[recovery.Placed] = []
         if watermark <= self.at:
-            return False
-        upto = min(watermark, self.at + BATCH)
+            early = await self._decided_after(conn)
+            if not early:
+                return False
+        upto = max(self.at, min(watermark, self.at + BATCH))
         # rows in COPY text format, written by the Rust core
         orders: list[bytes] = []
         fills: list[bytes] = []
@@ -269,7 +281,10 @@ class Projector:
 
         # changes placed after `at`..`upto - 1` are final (the watermark is past them);
         # those after `upto` are taken at the start of the next step
-        steps = recovery.history(conn, self.shard, self.at, upto, changes_at_upto=False)
+        steps = (
+            _each(early) if early else recovery.history(conn, self.shard, self.at, upto, changes_at_upto=False,
+                                                        taken=self.taken)
+        )  # fmt: skip
         async with contextlib.aclosing(steps):  # a failure mid-way closes the walk's cursor
             async for entry in steps:
                 if isinstance(entry, recovery.Placed):
@@ -346,17 +361,37 @@ class Projector:
                 raises = [(f, p, hwm, seq) for (f, p), (hwm, seq) in last.items()]
                 await conn.execute(_RAISE_HWM, self.shard, *map(list, zip(*raises, strict=True)))
             assert self.engine is not None
+            taken = [*self.taken, *(p.change.id for p in early)] if early else []
             await conn.execute(
-                "UPDATE projection_state SET seq = $2, at_us = $3 WHERE shard = $1",
+                "UPDATE projection_state SET seq = $2, at_us = $3, changes_taken = $4 WHERE shard = $1",
                 self.shard,
                 upto,
                 self.engine.now_us,
+                taken,
             )
-        self.at = upto
+        self.at, self.taken = upto, taken
         # the providers that traded: their records at the next refresh (a record reads all
         # of a provider's trades, so once a second, not once a step)
         self._traded.update(t.provider_id for t in traded.values())
         return True
+
+    async def _decided_after(self, conn: asyncpg.Connection) -> list[recovery.Placed]:
+        """The changes placed after `at` not taken yet, up to the first whose verdict is
+        not recorded (the engine is applying it: the ones after it wait). None while a
+        change of a lower id is still pending: committed after them, it would be placed
+        at `at` after them, and its rows' keys would fall below theirs (the notifications
+        stream only grows); the next input brings them all, as before."""
+        out = []
+        lowest_pending = await conn.fetchval(
+            "SELECT min(id) FROM control_changes WHERE shard = $1 AND after_seq IS NULL", self.shard
+        )
+        for seq, change, decided in await control.placed(conn, self.shard, self.at, self.at):
+            if change.id in self.taken:
+                continue
+            if not decided or (lowest_pending is not None and lowest_pending < change.id):
+                break
+            out.append(recovery.Placed(seq, change, decided))
+        return out
 
     async def _recompute(self, conn: asyncpg.Connection, providers: list[str], seq: int) -> None:
         """Write these providers' records as of the engine's venue time."""
@@ -576,6 +611,12 @@ _COLUMNS = {
     "copy_fills": ["shard", "seq", "n", "client_order_id", "qty", "price"],
     "copy_rejects": ["shard", "seq", "n", "client_order_id", "reason"],
 }
+
+
+async def _each(placed: list[recovery.Placed]) -> AsyncGenerator[recovery.Input | recovery.Placed, None]:
+    """Changes taken while the watermark waits, as a walk of `recovery.history`."""
+    for p in placed:
+        yield p
 
 
 class _Chunks:

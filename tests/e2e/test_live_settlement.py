@@ -95,8 +95,8 @@ def _scenario() -> dict[str, Any]:
 
 
 #: the seconds between October's settlement and the script's last input, for the manual
-#: settlements: the projector meets a control change placed after the newest input with
-#: the next input
+#: settlements: the projector takes a change placed after the newest input once its
+#: verdict is recorded, without waiting for the next input
 MANUAL_S = 15
 
 
@@ -275,20 +275,21 @@ def test_a_month_settled_live_is_the_replays_and_its_ledger_balances(tmp_path: P
             again = _cli("settle", "--period", "2026-11", "--database", pg_dsn)
             assert again.returncode == 0, again.stderr
             assert again.stdout.endswith(": already settled (nothing changed)\n"), again.stdout
-            # both before the script's last input, which brings them to the projector
-            assert venue.poll() is None, "the manual settlements came too late for this test"
+            # At 61,000 the alpha followers are below their new H (f1: 4,700 + 6,100 =
+            # 10,800 < 11,000); f3 is 1,220 - 1,000 = 220 up, still without free cash:
+            # deferred, due 44. Projected while the venue is quiet (its last input is
+            # still to come)
+            november = _wait_for(
+                "the manual settlement",
+                lambda: _outcomes(_settlements(pg_dsn, "--period", "2026-11")),
+                lambda r: len(r) == 1,
+            )
+            assert venue.poll() is None, "the manual settlement reached the rows only with the next input"
             assert venue.wait(60) == 0
         finally:
             if venue.poll() is None:
                 venue.kill()
                 venue.wait()
-        # At 61,000 the alpha followers are below their new H (f1: 4,700 + 6,100 = 10,800
-        # < 11,000); f3 is 1,220 - 1,000 = 220 up, still without free cash: deferred, due 44
-        november = _wait_for(
-            "the manual settlement",
-            lambda: _outcomes(_settlements(pg_dsn, "--period", "2026-11")),
-            lambda r: len(r) == 1,
-        )
         assert [(r["follower"], r["profit"], r["due"], r["status"]) for r in november] == [
             ("f3", "220", "44", "deferred")
         ]
