@@ -8,13 +8,13 @@ written as numeric; an entry's amount is money into its account (negative: out o
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 
 #: (kind, follower, provider) of an account
 AccountKey = tuple[str, str | None, str | None]
@@ -90,10 +90,13 @@ def figures(portfolio: Mapping[str, Any], kinds: Mapping[str, str]) -> Figures:
 def portfolios(jsonl: str) -> dict[Rel, dict[str, Any]]:
     """`LiveEngine.portfolios_jsonl()` by relationship."""
     out = {}
-    for line in jsonl.splitlines():
-        p = json.loads(line)
+    for p in _decode_lines(jsonl):  # a settlement reads 100,000s: msgspec, not json
         out[(p["follower"], p["provider"])] = p
     return out
+
+
+_decode_lines = msgspec.json.Decoder(dict[str, Any]).decode_lines
+_encode = msgspec.json.encode
 
 
 @dataclass
@@ -175,7 +178,7 @@ class Postings:
         # the engine's records (`Outcome.settlements`) are all settlements: no `kind`;
         # one body for both sides but its first field (`to`), encoded once
         fields = {k: record[k] for k in ("period", "follower", "provider", "status", *AMOUNTS)}
-        rest = json.dumps({"kind": "settlement", **fields, "at_us": point.at_us}, separators=(",", ":"))[1:]
+        rest = _encode({"kind": "settlement", **fields, "at_us": point.at_us}).decode()[1:]
         for side, (to, recipient) in enumerate((("follower", f), ("provider", p))):
             body = f'{{"to":"{to}",{rest}'
             self.notifications.append((*where, side, recipient, "settlement", body, point.at_us))
