@@ -367,10 +367,69 @@ def _database_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", metavar="DIR", help="the embedded PostgreSQL's data (default ~/.copyengine/pg)")
 
 
+def _listen(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _api(args: argparse.Namespace) -> int:
+    """`copyengine api`: the HTTP API and the web page."""
+    from pyservice.api.middleware import RateLimits
+    from pyservice.api.server import serve
+    from pyservice.store.server import open_database
+
+    db = open_database(args.database, Path(args.data_dir) if args.data_dir else None)
+    host, port = args.listen
+    limits = RateLimits(per_token=args.rate_per_token, per_address=args.rate_per_address)
+    try:
+        serve(host, port, db.dsn, args.shard, limits, args.pool, args.cache)
+    finally:
+        db.stop()
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    """`copyengine token create|list|revoke`: API tokens, on the database."""
+    from pyservice.store import tokens
+
+    async def read(conn: Any) -> Any:
+        if args.token_command == "create":
+            try:
+                return await tokens.create(conn, args.role, args.subject, args.days, args.label)
+            except tokens.TokenError as exc:
+                return exc
+        if args.token_command == "revoke":
+            return await tokens.revoke(conn, args.id)
+        return await tokens.listing(conn)
+
+    code, result = _read_database(args, "the tokens", read)
+    if code:
+        return code
+    if isinstance(result, Exception):
+        print(f"invalid: {result}", file=sys.stderr)
+        return 2
+    if args.token_command == "create":
+        token_id, token = result
+        print(f"token {token_id} ({args.role}{' ' + args.subject if args.subject else ''}); shown once, keep it:")
+        print(token)
+    elif args.token_command == "revoke":
+        if not result:
+            print(f"no token {args.id}", file=sys.stderr)
+            return 2
+        print(f"token {args.id} revoked")
+    else:
+        sys.stdout.write("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in result))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from pyservice.demo import run_demo
 
-    return run_demo(args.providers, args.followers, args.duration, args.rate, args.metrics_port, args.clock)
+    return run_demo(
+        args.providers, args.followers, args.duration, args.rate, args.metrics_port, args.clock, args.api_port
+    )
 
 
 def _venue_sim(argv: list[str]) -> int:
@@ -555,6 +614,43 @@ def build_parser() -> argparse.ArgumentParser:
     _database_args(settled)
     settled.set_defaults(func=_settlements)
 
+    api = sub.add_parser("api", help="the HTTP API (/v1, /openapi.json, /docs) and the leaderboard web page")
+    api.add_argument("--listen", type=_listen, default=("127.0.0.1", 8000), metavar="HOST:PORT")
+    api.add_argument("--shard", default="main", help="the engine shard it reads and sends changes to")
+    api.add_argument("--pool", type=_count, default=10, help="PostgreSQL connections at most")
+    api.add_argument(
+        "--rate-per-token", type=float, default=20.0, help="requests/s per bearer token, burst 2 s (0: no limit)"
+    )
+    api.add_argument(
+        "--rate-per-address",
+        type=float,
+        default=50.0,
+        help="requests/s per client address, requests with a token included, burst 2 s (0: no limit)",
+    )
+    api.add_argument(
+        "--cache",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="keep a leaderboard page this long (default %(default)s: the projector's refresh; 0: never)",
+    )
+    _database_args(api)
+    api.set_defaults(func=_api)
+
+    token = sub.add_parser("token", help="API bearer tokens (create shows the token once; stored hashed)")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="a new token")
+    create.add_argument("role", choices=("follower", "provider", "operator"))
+    create.add_argument("subject", nargs="?", help="the follower's or provider's id (none for operator)")
+    create.add_argument("--days", type=int, default=90, help="valid this many days (default %(default)s)")
+    create.add_argument("--label", default="", help="a note: whose it is")
+    listing = token_sub.add_parser("list", help="every token (never the token itself), JSON Lines")
+    revoke = token_sub.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("id", type=int)
+    for p in (create, listing, revoke):
+        _database_args(p)
+        p.set_defaults(func=_token)
+
     mig = sub.add_parser("migrate", help="apply the PostgreSQL schema migrations")
     _database_args(mig)
     mig.set_defaults(func=_migrate)
@@ -565,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rate", type=float, default=20.0, help="provider executions per second")
     demo.add_argument("--duration", type=float, help="seconds to trade once the engine is up (default: until Ctrl-C)")
     demo.add_argument("--metrics-port", type=int, default=9464)
+    demo.add_argument("--api-port", type=int, default=8000, help="the API and web page on 127.0.0.1:PORT")
     demo.add_argument(
         "--clock",
         type=_factor,

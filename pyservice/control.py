@@ -73,6 +73,8 @@ class Verdict:
     applied: bool
     #: the rules' reason for refusing it (it then changed nothing)
     error: str | None
+    #: the API token that made it (None: the command line)
+    token_id: int | None = None
 
 
 # -- the kinds ------------------------------------------------------------------------
@@ -289,24 +291,83 @@ def validate(change: dict[str, Any]) -> str:
     return text
 
 
-async def submit(conn: asyncpg.Connection, shard: str, change: dict[str, Any]) -> int:
-    """Check, commit and announce a change; returns its id."""
+async def submit(conn: asyncpg.Connection, shard: str, change: dict[str, Any], token_id: int | None = None) -> int:
+    """Check, commit and announce a change (made by API token `token_id`, None: the
+    command line); returns its id."""
     text = validate(change)
     async with conn.transaction():
         change_id: int = await conn.fetchval(
-            "INSERT INTO control_changes (shard, change) VALUES ($1, $2::jsonb) RETURNING id", shard, text
+            "INSERT INTO control_changes (shard, change, token_id) VALUES ($1, $2::jsonb, $3) RETURNING id",
+            shard,
+            text,
+            token_id,
         )
         await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, shard)
     return change_id
 
 
+class KeyReused(ControlError):
+    """The Idempotency-Key was used before with another request."""
+
+
+class _Raced(Exception):
+    """Another request claimed the key between our read and our insert."""
+
+
+async def submit_once(conn: asyncpg.Connection, shard: str, change: dict[str, Any], token_id: int, key: str) -> int:
+    """`submit`, at most once per (token, Idempotency-Key): a retry with the same key and
+    the same change returns the first change's id and stores nothing; the same key with
+    another change raises KeyReused. Of two requests racing with one key, the loser's
+    insert waits for the winner's commit, rolls its own change back and meets the
+    winner's."""
+    import hashlib
+
+    text = validate(change)
+    request_hash = hashlib.sha256(json.dumps(change, sort_keys=True, separators=(",", ":")).encode()).digest()
+    for _ in range(2):
+        try:
+            async with conn.transaction():
+                first = await conn.fetchrow(
+                    "SELECT request_hash, change_id FROM idempotency_keys WHERE token_id = $1 AND key = $2",
+                    token_id,
+                    key,
+                )
+                if first is None:
+                    change_id: int = await conn.fetchval(
+                        "INSERT INTO control_changes (shard, change, token_id) VALUES ($1, $2::jsonb, $3) RETURNING id",
+                        shard,
+                        text,
+                        token_id,
+                    )
+                    claimed = await conn.fetchval(
+                        "INSERT INTO idempotency_keys (token_id, key, request_hash, change_id) "
+                        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING RETURNING change_id",
+                        token_id,
+                        key,
+                        request_hash,
+                        change_id,
+                    )
+                    if claimed is None:
+                        raise _Raced
+                    await conn.execute("SELECT pg_notify($1, $2)", CHANNEL, shard)
+                    return change_id
+        except _Raced:
+            continue
+        if bytes(first["request_hash"]) != request_hash:
+            raise KeyReused("this Idempotency-Key was used with another request")
+        first_id: int = first["change_id"]
+        return first_id
+    raise ControlError("the Idempotency-Key is being used by another request; retry")
+
+
 async def verdict(conn: asyncpg.Connection, change_id: int) -> Verdict:
     row = await conn.fetchrow(
-        "SELECT after_seq, applied_at IS NOT NULL AS applied, error FROM control_changes WHERE id = $1", change_id
+        "SELECT after_seq, applied_at IS NOT NULL AS applied, error, token_id FROM control_changes WHERE id = $1",
+        change_id,
     )
     if row is None:
         raise ControlError(f"no control change {change_id}")
-    return Verdict(change_id, row["after_seq"], row["applied"], row["error"])
+    return Verdict(change_id, row["after_seq"], row["applied"], row["error"], row["token_id"])
 
 
 async def wait(conn: asyncpg.Connection, change_id: int, timeout: float) -> Verdict:

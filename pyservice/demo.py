@@ -201,8 +201,42 @@ def render(prev: Snapshot | None, cur: Snapshot | None, followers: int, board: L
 START_TIMEOUT_S = 60
 
 
+def follower_token(dsn: str) -> str | None:
+    """A follower token (for `demo-f`), to try the page's copy form."""
+    from pyservice.store import tokens
+
+    async def create() -> str:
+        conn = await asyncpg.connect(dsn, timeout=2)
+        try:
+            return (await tokens.create(conn, "follower", "demo-f", 1, "demo"))[1]
+        finally:
+            await conn.close()
+
+    try:
+        return asyncio.run(create())
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return None
+
+
+def api_providers(page: str) -> int | None:
+    """How many providers the API's leaderboard lists (None while it does not answer)."""
+    import json
+
+    try:
+        with urllib.request.urlopen(f"{page}v1/leaderboard?period=all&limit=100", timeout=1) as r:
+            return len(json.load(r)["items"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def run_demo(
-    providers: int, followers: int, duration: float | None, rate: float, metrics_port: int, clock: float = CLOCK
+    providers: int,
+    followers: int,
+    duration: float | None,
+    rate: float,
+    metrics_port: int,
+    clock: float = CLOCK,
+    api_port: int = 8000,
 ) -> int:
     """`clock`: the venue's simulated seconds per real second (two days a second by
     default, from `START`, so a short demo makes weeks of history)."""
@@ -262,12 +296,22 @@ def run_demo(
             START,
         ]
         venue = subprocess.Popen(venue_args, stderr=open(d / "venue.log", "wb"), start_new_session=True)
+        api = subprocess.Popen(
+            [py, "-m", "pyservice.cli", "api", "--listen", f"127.0.0.1:{api_port}", "--database", db.dsn],
+            stderr=open(d / "api.log", "wb"),
+            start_new_session=True,
+            env=env,
+        )
+        page = f"http://127.0.0.1:{api_port}/"
+        print(f"the leaderboard page: {page}  (the API: {page}v1/leaderboard, its docs: {page}docs)", flush=True)
         # `duration` counts from the engine's first answer: starting PostgreSQL on a busy
         # machine must not eat the trading time
         start_by = time.monotonic() + START_TIMEOUT_S
         stop_at: float | None = None
         prev: Snapshot | None = None
         cur: Snapshot | None = None
+        api_seen: int | None = None
+        token: str | None = None
         try:
             with Live(render(None, None, followers), refresh_per_second=4) as live:
                 while stop_at is None or time.monotonic() < stop_at:
@@ -281,16 +325,22 @@ def run_demo(
                         print(f"the engine did not start within {START_TIMEOUT_S} s; logs:", d, file=sys.stderr)
                         break
                     live.update(render(prev, cur, followers, leaderboard(db.dsn) if cur is not None else None))
-                    if engine.poll() is not None or venue.poll() is not None:
+                    if cur is not None and token is None:
+                        token = follower_token(db.dsn)
+                        live.console.print(
+                            f"a follower token for the page's copy form (follower demo-f): {token}", soft_wrap=True
+                        )
+                    api_seen = api_providers(page) or api_seen
+                    if engine.poll() is not None or venue.poll() is not None or api.poll() is not None:
                         print("a demo process exited; logs:", d, file=sys.stderr)
                         break
         except KeyboardInterrupt:
             pass
         finally:
-            for p in (venue, engine):
+            for p in (api, venue, engine):
                 if p.poll() is None:
                     p.send_signal(signal.SIGINT)
-            for p in (venue, engine):
+            for p in (api, venue, engine):
                 try:
                     p.wait(timeout=5)
                 except subprocess.TimeoutExpired:
@@ -301,6 +351,7 @@ def run_demo(
             print(f"\n{render_leaderboard(board).title}")
             for p_, roi, dd, trades, _f, _a in board.rows:
                 print(f"  {p_}: ROI {_pct(roi)}, max drawdown {float(dd) * 100:.2f} %, {trades} trades")
+        print(f"api: {api_seen if api_seen is not None else 'no'} providers on {page}v1/leaderboard")
         if cur is not None:
             print(
                 f"demo: {cur.copy_orders:,.0f} copy orders, {cur.fills:,.0f} fills, "

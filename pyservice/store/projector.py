@@ -278,6 +278,9 @@ class Projector:
         verdicts: list[tuple[int, str | None]] = []
         postings = ledger.Postings(self.shard)
         raised: list[tuple[str, str, Decimal, int]] = []  # high watermarks a charge raised
+        assert self.engine is not None
+        boundary = self.engine.settlement_terms()[2]
+        shares_set: set[str] = set()  # providers whose profit share a change set
 
         # changes placed after `at`..`upto - 1` are final (the watermark is past them);
         # those after `upto` are taken at the start of the next step
@@ -299,6 +302,8 @@ class Projector:
                         verdicts.append((change.id, control.verdict_of(outcome)))
                     if not outcome.errors:
                         projected.append((seq, applied))
+                        if applied["type"] == "profit_share":
+                            shares_set.add(applied["provider"])
                         point = ledger.Point(seq, change.id, self._now())
                         records = settlements_of(outcome)  # made once: 100,000s at a settle
                         await self._post_change(conn, postings, point, applied, before, records)
@@ -361,7 +366,8 @@ class Projector:
                 last = {(f, p): (hwm, seq) for f, p, hwm, seq in raised}
                 raises = [(f, p, hwm, seq) for (f, p), (hwm, seq) in last.items()]
                 await conn.execute(_RAISE_HWM, self.shard, *map(list, zip(*raises, strict=True)))
-            assert self.engine is not None
+            if shares_set or self.engine.settlement_terms()[2] != boundary:
+                await self._write_terms(conn, shares_set, upto)
             taken = [*self.taken, *(p.change.id for p in early)] if early else []
             await conn.execute(
                 "UPDATE projection_state SET seq = $2, at_us = $3, changes_taken = $4 WHERE shard = $1",
@@ -393,6 +399,15 @@ class Projector:
                 break
             out.append(recovery.Placed(seq, change, decided))
         return out
+
+    async def _write_terms(self, conn: asyncpg.Connection, changed: set[str], seq: int) -> None:
+        """`provider_terms` as the engine holds them (in force, from the next boundary), of
+        the providers a change set and, when a boundary passed, of every provider with a
+        row (a pending share came into force)."""
+        assert self.engine is not None
+        providers = changed | {r[0] for r in await conn.fetch("SELECT provider_id FROM provider_terms")}
+        rows = [(p, *map(Decimal, self.engine.profit_share(p)), seq) for p in sorted(providers)]
+        await conn.executemany(_UPSERT_TERMS, rows)
 
     async def _recompute(self, conn: asyncpg.Connection, providers: list[str], seq: int) -> None:
         """Write these providers' records as of the engine's venue time."""
@@ -568,6 +583,11 @@ def _raised(records: list[dict[str, Any]], seq: int) -> list[tuple[str, str, Dec
     ]
 
 
+_UPSERT_TERMS = (
+    "INSERT INTO provider_terms (provider_id, profit_share_pct, next_profit_share_pct, seq) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT (provider_id) DO UPDATE SET profit_share_pct = EXCLUDED.profit_share_pct, "
+    "next_profit_share_pct = EXCLUDED.next_profit_share_pct, seq = EXCLUDED.seq"
+)
 #: one statement for all of a step's (a settlement raises 100,000s)
 _RAISE_HWM = (
     "UPDATE high_watermarks h SET hwm = r.hwm, reason = 'settlement', shard = $1, seq = r.seq, updated_at = now() "

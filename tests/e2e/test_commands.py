@@ -22,6 +22,7 @@ def _port() -> int:
 
 
 def test_demo_copies_and_stops_cleanly() -> None:
+    api_port = _port()
     out = subprocess.run(
         [
             *CLI,
@@ -36,6 +37,8 @@ def test_demo_copies_and_stops_cleanly() -> None:
             "4",
             "--metrics-port",
             str(_port()),
+            "--api-port",
+            str(api_port),
         ],
         capture_output=True,
         text=True,
@@ -55,6 +58,10 @@ def test_demo_copies_and_stops_cleanly() -> None:
     board = re.findall(r"  (prov\d\d): ROI ([+-]\d+\.\d\d) %, max drawdown (\d+\.\d\d) %, (\d+) trades", out.stdout)
     assert sorted(p for p, *_ in board) == ["prov00", "prov01", "prov02"]
     assert all(float(dd) >= 0 for _, _, dd, _ in board)
+    # the API served the page's leaderboard from the same rows: every provider
+    assert f"the leaderboard page: http://127.0.0.1:{api_port}/" in out.stdout
+    assert f"api: 3 providers on http://127.0.0.1:{api_port}/v1/leaderboard" in out.stdout, out.stdout[-2000:]
+    assert re.search(r"a follower token for the page's copy form \(follower demo-f\): [\w-]{43}", out.stdout)
 
 
 def _bench(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:

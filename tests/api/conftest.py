@@ -1,0 +1,103 @@
+"""A seeded database (`pyservice.bench.leaderboard_seed`), tokens of every kind, an
+applier of control changes, and the app in-process (Litestar's test client) or served by
+`copyengine api` in a child process."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from pyservice.bench.leaderboard_seed import Seeded, seed
+from pyservice.store import tokens
+from pyservice.store.migrate import migrate
+
+from .applier import ChangeApplier
+
+PROVIDERS = 60
+
+
+@dataclass
+class World:
+    dsn: str
+    seeded: Seeded
+    #: name → token text: follower (f0), other_follower (f1), provider (p00000),
+    #: other_provider (p00001), operator, expired (follower f0), revoked (follower f0)
+    tokens: dict[str, str]
+    token_ids: dict[str, int]
+
+
+async def _build(dsn: str) -> World:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await migrate(conn)
+        seeded = await seed(conn, PROVIDERS)
+        made: dict[str, tuple[int, str]] = {}
+        for name, role, subject in (
+            ("follower", "follower", "f0"),
+            ("other_follower", "follower", "f1"),
+            ("provider", "provider", "p00000"),
+            ("other_provider", "provider", "p00001"),
+            ("operator", "operator", None),
+            ("expired", "follower", "f0"),
+            ("revoked", "follower", "f0"),
+        ):
+            made[name] = await tokens.create(conn, role, subject, 30, name)
+        await conn.execute(
+            "UPDATE api_tokens SET expires_at = now() - interval '1 second' WHERE id = $1", made["expired"][0]
+        )
+        await tokens.revoke(conn, made["revoked"][0])
+    finally:
+        await conn.close()
+    return World(dsn, seeded, {k: v[1] for k, v in made.items()}, {k: v[0] for k, v in made.items()})
+
+
+@pytest.fixture
+def world(pg_dsn: str) -> World:
+    return asyncio.run(_build(pg_dsn))
+
+
+@pytest.fixture
+def applier(world: World):
+    with ChangeApplier(world.dsn, world.seeded.books) as a:
+        yield a
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def served(world: World, tmp_path):
+    """`copyengine api` on a free port (rate limits off): its base URL."""
+    port = free_port()
+    log = open(tmp_path / "api.log", "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pyservice.cli", "api", "--listen", f"127.0.0.1:{port}", "--database", world.dsn,
+         "--rate-per-token", "0", "--rate-per-address", "0"],
+        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"copyengine api did not start: {(tmp_path / 'api.log').read_text()}") from None
+                time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(10)
