@@ -227,9 +227,16 @@ KINDS: dict[str, Kind] = {
         Kind(
             "platform",
             "set the platform's settlement terms: the fee from the next period boundary, the "
-            "schedule at once (its first boundary is the first after the engine's venue time)",
+            "maximum share and the schedule at once (its first boundary is the first after the "
+            "engine's venue time)",
             (
                 Field("platform_fee_pct", "the platform's % of each provider's charge", metavar="PCT"),
+                Field(
+                    "max_profit_share_pct",
+                    "the highest profit share a provider may have, in (0, 100] (refused below a "
+                    "provider's share: lower that first)",
+                    metavar="PCT",
+                ),
                 Field("settlement", "when settlements run by themselves", choices=("weekly", "monthly", "none")),
             ),
             who=False,

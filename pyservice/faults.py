@@ -6,7 +6,10 @@ instead of hoping a random one lands there. Unset (always, outside tests): no ef
 - `send`: after writing the first half of an `orders` frame;
 - `publish`: after a batch of stream entries went to Redis, before the next;
 - `settle`: after the engine applied a venue input that settled (a period boundary its
-  time crossed), before that input is journaled.
+  time crossed), before that input is journaled;
+- `post`: in a projector step that posts settlements, after their ledger entries, rows
+  and notifications are written, before the step commits. The projector kills its engine
+  (its parent, `COPYENGINE_PARENT`) first, then itself: the whole engine dies mid-posting.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import os
 import signal
 
 #: the instants a test may choose
-WHERE = ("commit", "send", "publish", "settle")
+WHERE = ("commit", "send", "publish", "settle", "post")
 
 
 class KillSwitch:
@@ -37,6 +40,9 @@ class KillSwitch:
         if self.where == where:
             self.left -= 1
             if self.left == 0:
+                parent = os.environ.get("COPYENGINE_PARENT") if where == "post" else None
+                if parent is not None:
+                    os.kill(int(parent), signal.SIGKILL)
                 os.kill(os.getpid(), signal.SIGKILL)
 
 

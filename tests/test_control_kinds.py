@@ -128,6 +128,11 @@ def test_settle_takes_no_other_field() -> None:
             ["platform", "--settlement", "weekly", "--platform-fee-pct", "12.5"],
             {"type": "platform", "platform_fee_pct": "12.5", "settlement": "weekly"},
         ),
+        (["platform", "--max-profit-share-pct", "40"], {"type": "platform", "max_profit_share_pct": "40"}),
+        (
+            ["platform", "--max-profit-share-pct", "12.5", "--platform-fee-pct", "5"],
+            {"type": "platform", "platform_fee_pct": "5", "max_profit_share_pct": "12.5"},
+        ),
     ],
 )
 def test_the_terms_commands_build_the_change_the_rules_accept(argv: list[str], expected: dict[str, object]) -> None:
@@ -145,7 +150,9 @@ def test_the_terms_commands_build_the_change_the_rules_accept(argv: list[str], e
         (["profit-share", "al pha", "10"], "field 'provider' must be 1-64 characters of [A-Za-z0-9_.:-]"),
         (["platform", "--platform-fee-pct", "100.5"], "field 'platform_fee_pct' must be in [0, 100]"),
         (["platform", "--platform-fee-pct", "0.123456789"], "field 'platform_fee_pct' has more than 8 decimal"),
-        (["platform"], "platform needs platform_fee_pct or settlement"),
+        (["platform"], "platform needs platform_fee_pct, max_profit_share_pct or settlement"),
+        (["platform", "--max-profit-share-pct", "0"], "field 'max_profit_share_pct' must be in (0, 100]"),
+        (["platform", "--max-profit-share-pct", "100.01"], "field 'max_profit_share_pct' must be in (0, 100]"),
     ],
 )
 def test_an_invalid_terms_change_exits_2_and_stores_nothing(
@@ -161,13 +168,13 @@ def test_an_invalid_terms_change_exits_2_and_stores_nothing(
 def test_the_terms_commands_refuse_other_arguments() -> None:
     for argv in (
         ["platform", "--settlement", "daily"],  # argparse's choices
-        ["platform", "--max-profit-share-pct", "40"],  # no control change sets the maximum
+        ["platform", "--max-share", "40"],
         ["profit-share", "alpha"],
         ["profit-share", "f1", "alpha", "10"],
     ):
         with pytest.raises(SystemExit):
             build_parser().parse_args(argv)
-    with pytest.raises(control.ControlError, match="unknown field 'max_profit_share_pct' for platform"):
-        control.validate({"type": "platform", "max_profit_share_pct": "40"})
+    with pytest.raises(control.ControlError, match="unknown field 'max_share' for platform"):
+        control.validate({"type": "platform", "max_share": "40"})
     with pytest.raises(control.ControlError, match="field 'settlement' must be one of weekly, monthly, none"):
         control.validate({"type": "platform", "settlement": "daily"})

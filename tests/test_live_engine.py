@@ -569,6 +569,38 @@ def test_settlement_at_a_boundary_on_request_and_across_a_restore() -> None:
     assert restored.settled_periods == ["2026-10", "2026-11", "2026-12", "manual-1"]
 
 
+def test_the_maximum_share_is_a_control_change_refused_below_a_providers_share() -> None:
+    """`platform` with `max_profit_share_pct`: at once, it bounds the shares set from
+    then on; below a provider's share it is refused with that provider named, and
+    nothing of the change (a fee given with it) is set."""
+    from pyservice import control
+
+    e = live(follow("a", "10000"), providers=("P", "Q"))
+
+    def change(change_id: int, **fields: str) -> Outcome:
+        return control.apply(e, 0, control.Change(change_id, json.dumps(fields)))
+
+    assert empty(change(1, type="profit_share", provider="P", profit_share_pct="30"))
+    out = change(2, type="profit_share", provider="Q", profit_share_pct="40")
+    assert control.verdict_of(out) == "profit_share_pct 40 is above max_profit_share_pct 30"
+    assert empty(change(3, type="platform", max_profit_share_pct="40"))
+    assert empty(change(4, type="profit_share", provider="Q", profit_share_pct="40"))
+    assert e.profit_share("Q") == ("40", "40")
+    e = LiveEngine.restore(e.snapshot())  # recovery's start keeps the maximum
+    out = change(5, type="platform", max_profit_share_pct="35", platform_fee_pct="10")
+    assert control.verdict_of(out) == "max_profit_share_pct 35 is below provider 'Q''s profit_share_pct 40"
+    assert e.settlement_terms() == ("none", "0", None)  # the fee was not set either
+    out = change(6, type="profit_share", provider="Q", profit_share_pct="45")
+    assert control.verdict_of(out) == "profit_share_pct 45 is above max_profit_share_pct 40"
+    # Q's share lowered first, then the maximum
+    assert empty(change(7, type="profit_share", provider="Q", profit_share_pct="20"))
+    assert empty(change(8, type="platform", max_profit_share_pct="30", platform_fee_pct="10"))
+    assert e.settlement_terms() == ("none", "10", None)
+    out = change(9, type="profit_share", provider="P", profit_share_pct="30.5")
+    assert control.verdict_of(out) == "profit_share_pct 30.5 is above max_profit_share_pct 30"
+    assert e.profit_share("P") == ("30", "30")
+
+
 def test_terms_changes_of_the_control_plane_take_effect_at_the_next_boundary() -> None:
     """The settlement terms as control changes (`control.apply`, the path of the live
     engine, recovery and the projector): before the first input at once, after it from

@@ -29,9 +29,13 @@ pub const CONTROL_ID_BASE: u64 = 1 << 63;
 pub enum Terms {
     /// `{"type": "profit_share", "provider", "profit_share_pct"}`
     ProfitShare { provider: String, pct: Factor },
-    /// `{"type": "platform", "platform_fee_pct"?, "settlement"?}`, at least one of them
+    /// `{"type": "platform", "platform_fee_pct"?, "max_profit_share_pct"?, "settlement"?}`,
+    /// at least one of them
     Platform {
         fee: Option<Factor>,
+        /// The highest share a provider may have, in (0, 100]; at once, and refused
+        /// below a provider's share (`Engine::set_max_profit_share`).
+        max_share: Option<Factor>,
         settlement: Option<Schedule>,
     },
 }
@@ -69,9 +73,20 @@ fn parse_terms(v: &Value, ty: &str) -> Result<Terms, String> {
         let pct = Factor(f.decimal("profit_share_pct", DecimalRange::Percent)?);
         return Ok(Terms::ProfitShare { provider, pct });
     }
-    f.reject_unknown(&["type", "platform_fee_pct", "settlement"], ty)?;
+    f.reject_unknown(
+        &[
+            "type",
+            "platform_fee_pct",
+            "max_profit_share_pct",
+            "settlement",
+        ],
+        ty,
+    )?;
     let fee = f
         .opt_decimal("platform_fee_pct", DecimalRange::Percent)?
+        .map(Factor);
+    let max_share = f
+        .opt_decimal("max_profit_share_pct", DecimalRange::Pct)?
         .map(Factor);
     let settlement = match f.opt_value("settlement") {
         None => None,
@@ -81,10 +96,14 @@ fn parse_terms(v: &Value, ty: &str) -> Result<Terms, String> {
                 .ok_or("field 'settlement' must be one of weekly, monthly, none")?,
         ),
     };
-    if fee.is_none() && settlement.is_none() {
-        return Err("platform needs platform_fee_pct or settlement".into());
+    if fee.is_none() && max_share.is_none() && settlement.is_none() {
+        return Err("platform needs platform_fee_pct, max_profit_share_pct or settlement".into());
     }
-    Ok(Terms::Platform { fee, settlement })
+    Ok(Terms::Platform {
+        fee,
+        max_share,
+        settlement,
+    })
 }
 
 /// The reason a control change is invalid on its own, or None.
@@ -156,6 +175,7 @@ mod tests {
             terms(r#"{"type":"platform","platform_fee_pct":"10","settlement":"monthly"}"#),
             Terms::Platform {
                 fee: Some(Factor::from_units(10)),
+                max_share: None,
                 settlement: Some(Schedule::Monthly),
             }
         );
@@ -163,7 +183,16 @@ mod tests {
             terms(r#"{"type":"platform","settlement":"none"}"#),
             Terms::Platform {
                 fee: None,
+                max_share: None,
                 settlement: Some(Schedule::None),
+            }
+        );
+        assert_eq!(
+            terms(r#"{"type":"platform","max_profit_share_pct":"40.5"}"#),
+            Terms::Platform {
+                fee: None,
+                max_share: Some(Factor(4_050_000_000)),
+                settlement: None,
             }
         );
         for (text, reason) in [
@@ -188,12 +217,20 @@ mod tests {
                 "field 'settlement' must be one of weekly, monthly, none",
             ),
             (
-                r#"{"type":"platform","max_profit_share_pct":"40"}"#,
-                "unknown field 'max_profit_share_pct' for platform",
+                r#"{"type":"platform","max_profit_share_pct":"0"}"#,
+                "field 'max_profit_share_pct' must be in (0, 100]",
+            ),
+            (
+                r#"{"type":"platform","max_profit_share_pct":"100.5"}"#,
+                "field 'max_profit_share_pct' must be in (0, 100]",
+            ),
+            (
+                r#"{"type":"platform","max_share":"40"}"#,
+                "unknown field 'max_share' for platform",
             ),
             (
                 r#"{"type":"platform"}"#,
-                "platform needs platform_fee_pct or settlement",
+                "platform needs platform_fee_pct, max_profit_share_pct or settlement",
             ),
         ] {
             assert_eq!(check_control(text).as_deref(), Some(reason), "{text}");

@@ -127,3 +127,101 @@ fn settling_100000_relationships() {
     let mut engine = book(n);
     settle_all(&mut engine, n);
 }
+
+/// `{"type":"platform","max_profit_share_pct"}`: the cap on the shares set from now on,
+/// at once; refused (naming the provider, nothing changed) below a provider's share in
+/// force or waiting for the next boundary.
+#[test]
+fn the_maximum_share_is_a_control_change_refused_below_a_providers_share() {
+    use engine_core::control::{parse_change, Change};
+    let terms = |engine: &mut engine_core::Engine, text: &str| -> Vec<String> {
+        let Ok(Change::Terms(t)) = parse_change(text) else {
+            panic!("{text}")
+        };
+        engine
+            .apply_terms(&t)
+            .iter()
+            .map(|r| match r {
+                Record::Error(m) => m.clone(),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    };
+    let mut s = header("monthly");
+    s["providers"] = json!([{"id": "P", "profit_share_pct": "30"}, {"id": "Q"}]);
+    let mut engine = engine_core::scenario::parse(&s.to_string()).unwrap().engine;
+    // raised: Q may now have 40 (at once: no input yet)
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"platform","max_profit_share_pct":"45"}"#
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"profit_share","provider":"Q","profit_share_pct":"40"}"#
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(engine.profit_share("Q").unwrap().0.to_string(), "40");
+    // lowered below Q's 40: refused, and the fee given with it is not set either
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"platform","max_profit_share_pct":"35","platform_fee_pct":"20"}"#
+        ),
+        vec!["max_profit_share_pct 35 is below provider 'Q''s profit_share_pct 40".to_string()]
+    );
+    assert_eq!(engine.settlement_terms().1.to_string(), "10");
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"profit_share","provider":"Q","profit_share_pct":"45.5"}"#
+        ),
+        vec!["profit_share_pct 45.5 is above max_profit_share_pct 45".to_string()]
+    );
+    // once the input fixed the schedule, a lowered share waits for the boundary: the
+    // share in force (40) still bounds the maximum until then
+    let at = |day: &str| engine_core::venue_time::parse(&format!("{day}T00:00:00Z")).unwrap();
+    engine.advance_clock(1, at("2026-10-15"));
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"profit_share","provider":"Q","profit_share_pct":"20"}"#
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"platform","max_profit_share_pct":"30"}"#
+        ),
+        vec!["max_profit_share_pct 30 is below provider 'Q''s profit_share_pct 40".to_string()]
+    );
+    engine.advance_clock(2, at("2026-11-01"));
+    assert_eq!(engine.profit_share("Q").unwrap().0.to_string(), "20");
+    // P's 30 is the highest now: 30 is allowed, 29.99 is not
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"platform","max_profit_share_pct":"30"}"#
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"platform","max_profit_share_pct":"29.99"}"#
+        ),
+        vec!["max_profit_share_pct 29.99 is below provider 'P''s profit_share_pct 30".to_string()]
+    );
+    assert_eq!(
+        terms(
+            &mut engine,
+            r#"{"type":"profit_share","provider":"Q","profit_share_pct":"31"}"#
+        ),
+        vec!["profit_share_pct 31 is above max_profit_share_pct 30".to_string()]
+    );
+}

@@ -113,6 +113,9 @@ class EngineDaemon:
         self._catch_up_to: int | None = None
         self._caught_up = asyncio.Event()
         self._database: Database | None = None
+        #: the control path's connection (`_db`), kept: each round trip of a change is
+        #: made while the venue is not read
+        self._control_db: asyncpg.Connection | None = None
         #: the connection holding this engine's ownership of its shard
         self._owner: asyncpg.Connection | None = None
         self.metrics = EngineMetrics()
@@ -257,6 +260,8 @@ class EngineDaemon:
                     )
             for t in tasks:
                 t.cancel()
+            if self._control_db is not None:
+                self._control_db.terminate()
             await asyncio.gather(*tasks, return_exceptions=True)  # children stopped first
             if self._owner is not None:
                 self._owner.terminate()
@@ -437,18 +442,21 @@ class EngineDaemon:
                 await asyncio.sleep(1.0)
 
     async def _db(self, what: str, action: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """`action` on a fresh connection, retried until PostgreSQL answers."""
+        """`action` on the control path's connection (opened again after a failure),
+        retried until PostgreSQL answers. Kept open: a control change holds the venue
+        while it is placed and its verdict recorded, and a connect is a round trip more."""
         import asyncpg
 
         assert self._database is not None
         while True:
             try:
-                conn = await asyncpg.connect(self._database.dsn, timeout=10, command_timeout=30)
-                try:
-                    return await action(conn)
-                finally:
-                    conn.terminate()
+                if self._control_db is None or self._control_db.is_closed():
+                    self._control_db = await asyncpg.connect(self._database.dsn, timeout=10, command_timeout=30)
+                return await action(self._control_db)
             except Exception as exc:  # noqa: BLE001  down or restarting: the caller cannot go on without it
+                if self._control_db is not None:
+                    self._control_db.terminate()
+                    self._control_db = None
                 log.warning("retrying against PostgreSQL", extra={"what": what, "error": repr(exc)})
                 await asyncio.sleep(0.5)
 

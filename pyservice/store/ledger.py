@@ -8,13 +8,13 @@ written as numeric; an entry's amount is money into its account (negative: out o
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
+import msgspec
 
 #: (kind, follower, provider) of an account
 AccountKey = tuple[str, str | None, str | None]
@@ -90,10 +90,13 @@ def figures(portfolio: Mapping[str, Any], kinds: Mapping[str, str]) -> Figures:
 def portfolios(jsonl: str) -> dict[Rel, dict[str, Any]]:
     """`LiveEngine.portfolios_jsonl()` by relationship."""
     out = {}
-    for line in jsonl.splitlines():
-        p = json.loads(line)
+    for p in _decode_lines(jsonl):  # a settlement reads 100,000s: msgspec, not json
         out[(p["follower"], p["provider"])] = p
     return out
+
+
+_decode_lines = msgspec.json.Decoder(dict[str, Any]).decode_lines
+_encode = msgspec.json.encode
 
 
 @dataclass
@@ -172,14 +175,13 @@ class Postings:
         self._next_record[point] = n + 1
         where = (self.shard, point.seq, point.change_id, n)
         self.settlements.append((*where, record["period"], f, p, *amounts.values(), record["status"], point.at_us))
+        # the engine's records (`Outcome.settlements`) are all settlements: no `kind`;
+        # one body for both sides but its first field (`to`), encoded once
+        fields = {k: record[k] for k in ("period", "follower", "provider", "status", *AMOUNTS)}
+        rest = _encode({"kind": "settlement", **fields, "at_us": point.at_us}).decode()[1:]
         for side, (to, recipient) in enumerate((("follower", f), ("provider", p))):
-            # the engine's records (`Outcome.settlements`) are all settlements: no `kind`
-            fields = {k: record[k] for k in ("period", "follower", "provider", "status", *AMOUNTS)}
-            body = {"to": to, "kind": "settlement", **fields}
-            body["at_us"] = point.at_us
-            self.notifications.append(
-                (*where, side, recipient, "settlement", json.dumps(body, separators=(",", ":")), point.at_us)
-            )
+            body = f'{{"to":"{to}",{rest}'
+            self.notifications.append((*where, side, recipient, "settlement", body, point.at_us))
 
     async def balances(self, conn: asyncpg.Connection, rels: Iterable[Rel]) -> dict[Rel, Decimal]:
         """The relationships' ledger balances now: committed, plus this step's postings."""
@@ -218,9 +220,9 @@ class Postings:
         if self.txns:
             await self._post_txns(conn)
         if self.settlements:
-            await conn.executemany(_INSERT_SETTLEMENT, self.settlements)
+            await copy_new(conn, "settlements", self.settlements, SETTLEMENT_COLUMNS)
         if self.notifications:
-            await conn.executemany(_INSERT_NOTIFICATION, self.notifications)
+            await copy_new(conn, "notifications", self.notifications, NOTIFICATION_COLUMNS)
 
     async def _post_txns(self, conn: asyncpg.Connection) -> None:
         keys = sorted({a for t in self.txns for a, _ in t.entries}, key=lambda k: tuple(x or "" for x in k))
@@ -266,17 +268,27 @@ class Postings:
 
 
 async def account_ids(conn: asyncpg.Connection, keys: list[AccountKey]) -> dict[AccountKey, int]:
-    """The ids of these accounts, opened if new."""
+    """The ids of these accounts, opened if new (read first: a settlement's accounts
+    exist, bar the first one's)."""
     if not keys:
         return {}
+    ids = await _account_ids(conn, keys)
+    missing = [k for k in keys if k not in ids]
+    if missing:
+        kinds, followers, providers = (list(c) for c in zip(*missing, strict=True))
+        await conn.execute(
+            "INSERT INTO ledger_accounts (kind, follower_id, provider_id) "
+            "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
+            kinds,
+            followers,
+            providers,
+        )
+        ids |= await _account_ids(conn, missing)
+    return ids
+
+
+async def _account_ids(conn: asyncpg.Connection, keys: list[AccountKey]) -> dict[AccountKey, int]:
     kinds, followers, providers = (list(c) for c in zip(*keys, strict=True))
-    await conn.execute(
-        "INSERT INTO ledger_accounts (kind, follower_id, provider_id) "
-        "SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT DO NOTHING",
-        kinds,
-        followers,
-        providers,
-    )
     rows = await conn.fetch(
         "SELECT a.id, a.kind, a.follower_id, a.provider_id FROM unnest($1::text[], $2::text[], $3::text[]) "
         # equalities of the keys as `ledger_accounts_key` spells them: a hash join or that
@@ -310,12 +322,33 @@ async def open_books(conn: asyncpg.Connection, shard: str, point: Point, book: M
         await conn.execute("UPDATE projection_state SET ledger_opened_seq = $2 WHERE shard = $1", shard, point.seq)
 
 
-_INSERT_SETTLEMENT = (
-    "INSERT INTO settlements (shard, seq, change_id, n, period, follower_id, provider_id, "
-    f"{', '.join(AMOUNTS)}, status, at_us) "
-    f"VALUES ({', '.join(f'${i}' for i in range(1, 18))}) ON CONFLICT DO NOTHING"
+SETTLEMENT_COLUMNS = (
+    "shard",
+    "seq",
+    "change_id",
+    "n",
+    "period",
+    "follower_id",
+    "provider_id",
+    *AMOUNTS,
+    "status",
+    "at_us",
 )
-_INSERT_NOTIFICATION = (
-    "INSERT INTO notifications (shard, seq, change_id, n, side, recipient, kind, body, at_us) "
-    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9) ON CONFLICT DO NOTHING"
-)
+NOTIFICATION_COLUMNS = ("shard", "seq", "change_id", "n", "side", "recipient", "kind", "body", "at_us")
+
+
+async def copy_new(
+    conn: asyncpg.Connection, table: str, rows: list[tuple[object, ...]], columns: Sequence[str]
+) -> None:
+    """Insert `rows` into `table` with COPY (a settlement writes 100,000s of them), those
+    whose key is there already skipped: through a staging table of the transaction, as
+    COPY itself has no ON CONFLICT (in a transaction of its own, or a savepoint of the
+    caller's)."""
+    stage, names = f"{table}_staged", ", ".join(columns)
+    async with conn.transaction():
+        await conn.execute(
+            f"CREATE TEMP TABLE IF NOT EXISTS {stage} (LIKE {table} INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+        )
+        await conn.copy_records_to_table(stage, records=rows, columns=list(columns))
+        await conn.execute(f"INSERT INTO {table} ({names}) SELECT {names} FROM {stage} ON CONFLICT DO NOTHING")
+        await conn.execute(f"TRUNCATE {stage}")

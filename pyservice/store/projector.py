@@ -12,9 +12,13 @@ runs it as a child process: the rows cost the hot path nothing, and they are the
 of an engine that never crashed (resends after a crash are not in the journal), with
 exactly the sizes sent.
 
-Where it stands: inputs up to `P` and the control changes placed before `P`. Changes
-placed after `P` itself are taken only once the watermark has passed `P`: until then the
-engine may still place one there.
+Where it stands: inputs up to `P`, the control changes placed before `P`, and those
+placed after `P` that it took already (`changes_taken`, in the order applied). While the
+watermark is at `P` (the venue quiet), a change placed after `P` is taken once its
+verdict is recorded, with those placed before it: the engine has applied them, in that
+order; one it places there later comes with a later step. So a manual `copyengine settle`
+reaches the ledger at once, not with the next venue input. No snapshot is taken while
+some are taken at `P` (a snapshot at `P` holds none of the changes after `P`).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +47,7 @@ from pyservice._engine_core import (
     order_rows,
 )
 from pyservice.dispatch import apply_venue_message
+from pyservice.faults import KILL
 from pyservice.runtime import run_worker
 from pyservice.statistics import figures, trades
 from pyservice.statistics.builder import StatisticsBuilder
@@ -78,6 +83,8 @@ class Projector:
         #: `warm`)
         self._traded: set[str] = set()
         self.at = 0  # P: inputs <= at are applied, and changes placed before it
+        #: the changes placed after `at` already applied (and projected), in that order
+        self.taken: list[int] = []
         self._snapshot_at = 0  # the position of the last snapshot
         self._snapshot_due = 0.0
 
@@ -97,7 +104,7 @@ class Projector:
                     standings_due = loop.time() + self.standings_s
                 if not moved and not await self.warm(conn):
                     await asyncio.sleep(self.poll_s)
-                if loop.time() >= self._snapshot_due and self.at > self._snapshot_at:
+                if loop.time() >= self._snapshot_due and self.at > self._snapshot_at and not self.taken:
                     await self._snapshot(conn)
                     self._snapshot_due = loop.time() + self.snapshot_s
         finally:
@@ -109,8 +116,9 @@ class Projector:
         while not await locks.take(conn, "projector", self.shard, wait_s=60):
             log.warning("waiting for another projector of this shard to stop", extra={"shard": self.shard})
         await conn.execute("INSERT INTO projection_state (shard) VALUES ($1) ON CONFLICT DO NOTHING", self.shard)
-        projected = await conn.fetchval("SELECT seq FROM projection_state WHERE shard = $1", self.shard)
-        await self._catch_up_silently(conn, projected)
+        row = await conn.fetchrow("SELECT seq, changes_taken FROM projection_state WHERE shard = $1", self.shard)
+        assert row is not None
+        await self._catch_up_silently(conn, row["seq"], list(row["changes_taken"]))
         if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM high_watermarks WHERE shard = $1)", self.shard):
             await self._seed_high_watermarks(conn)
         self.stats.kinds = {r["symbol"]: r["kind"] for r in await conn.fetch("SELECT symbol, kind FROM instruments")}
@@ -241,18 +249,23 @@ class Projector:
         self._snapshot_at = self.at
         log.info("engine snapshot", extra={"seq": self.at, "bytes": len(state)})
 
-    async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int) -> None:
-        """Rebuild the engine's state at the projected position, writing nothing: from
-        the newest snapshot at or below it, else from the books."""
-        recovered = await recovery.catch_up(conn, self.shard, projected, lambda: books.load_books(conn))
+    async def _catch_up_silently(self, conn: asyncpg.Connection, projected: int, taken: list[int]) -> None:
+        """Rebuild the engine's state at the projected position (with the changes taken
+        after it), writing nothing: from the newest snapshot at or below it, else from
+        the books."""
+        recovered = await recovery.catch_up(conn, self.shard, projected, lambda: books.load_books(conn), taken)
         self.engine, self._snapshot_at, self.at = recovered.engine, recovered.snapshot_seq, recovered.applied_seq
+        self.taken = taken
 
     async def step(self, conn: asyncpg.Connection) -> bool:
         """Project the next batch; False when there was nothing new."""
         watermark = await conn.fetchval("SELECT watermark FROM engine_state WHERE shard = $1", self.shard)
+        early: list[recovery.Placed] = []
         if watermark <= self.at:
-            return False
-        upto = min(watermark, self.at + BATCH)
+            early = await self._decided_after(conn)
+            if not early:
+                return False
+        upto = max(self.at, min(watermark, self.at + BATCH))
         # rows in COPY text format, written by the Rust core
         orders: list[bytes] = []
         fills: list[bytes] = []
@@ -271,7 +284,10 @@ class Projector:
 
         # changes placed after `at`..`upto - 1` are final (the watermark is past them);
         # those after `upto` are taken at the start of the next step
-        steps = recovery.history(conn, self.shard, self.at, upto, changes_at_upto=False)
+        steps = (
+            _each(early) if early else recovery.history(conn, self.shard, self.at, upto, changes_at_upto=False,
+                                                        taken=self.taken)
+        )  # fmt: skip
         async with contextlib.aclosing(steps):  # a failure mid-way closes the walk's cursor
             async for entry in steps:
                 if isinstance(entry, recovery.Placed):
@@ -289,8 +305,9 @@ class Projector:
                         if applied["type"] == "profit_share":
                             shares_set.add(applied["provider"])
                         point = ledger.Point(seq, change.id, self._now())
-                        await self._post_change(conn, postings, point, applied, before, outcome)
-                        raised.extend(_raised(outcome, seq))
+                        records = settlements_of(outcome)  # made once: 100,000s at a settle
+                        await self._post_change(conn, postings, point, applied, before, records)
+                        raised.extend(_raised(records, seq))
                     continue
                 seq = entry.seq
                 msg, outcome = self._input(seq, entry.payload)
@@ -301,7 +318,7 @@ class Projector:
                 # refused one: posted with the state after the input (docs/ledger.md)
                 if records := settlements_of(outcome):
                     await self._post_settlements(conn, postings, ledger.Point(seq, 0, self._now()), records)
-                    raised.extend(_raised(outcome, seq))
+                    raised.extend(_raised(records, seq))
                 if isinstance(msg, Reports):
                     (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
                     continue
@@ -343,21 +360,45 @@ class Projector:
             for seq, applied in projected:
                 await control.project(conn, self.shard, seq, applied)
             await postings.post(conn)
-            if raised:
-                await conn.executemany(_RAISE_HWM, [(f, p, hwm, self.shard, seq) for f, p, hwm, seq in raised])
+            if postings.settlements:
+                KILL.passing("post")  # tests only (pyservice/faults.py)
+            if raised:  # a relationship settled twice in a step: its last raise
+                last = {(f, p): (hwm, seq) for f, p, hwm, seq in raised}
+                raises = [(f, p, hwm, seq) for (f, p), (hwm, seq) in last.items()]
+                await conn.execute(_RAISE_HWM, self.shard, *map(list, zip(*raises, strict=True)))
             if shares_set or self.engine.settlement_terms()[2] != boundary:
                 await self._write_terms(conn, shares_set, upto)
+            taken = [*self.taken, *(p.change.id for p in early)] if early else []
             await conn.execute(
-                "UPDATE projection_state SET seq = $2, at_us = $3 WHERE shard = $1",
+                "UPDATE projection_state SET seq = $2, at_us = $3, changes_taken = $4 WHERE shard = $1",
                 self.shard,
                 upto,
                 self.engine.now_us,
+                taken,
             )
-        self.at = upto
+        self.at, self.taken = upto, taken
         # the providers that traded: their records at the next refresh (a record reads all
         # of a provider's trades, so once a second, not once a step)
         self._traded.update(t.provider_id for t in traded.values())
         return True
+
+    async def _decided_after(self, conn: asyncpg.Connection) -> list[recovery.Placed]:
+        """The changes placed after `at` not taken yet, up to the first whose verdict is
+        not recorded (the engine is applying it: the ones after it wait). None while a
+        change of a lower id is still pending: committed after them, it would be placed
+        at `at` after them, and its rows' keys would fall below theirs (the notifications
+        stream only grows); the next input brings them all, as before."""
+        out = []
+        lowest_pending = await conn.fetchval(
+            "SELECT min(id) FROM control_changes WHERE shard = $1 AND after_seq IS NULL", self.shard
+        )
+        for seq, change, decided in await control.placed(conn, self.shard, self.at, self.at):
+            if change.id in self.taken:
+                continue
+            if not decided or (lowest_pending is not None and lowest_pending < change.id):
+                break
+            out.append(recovery.Placed(seq, change, decided))
+        return out
 
     async def _write_terms(self, conn: asyncpg.Connection, changed: set[str], seq: int) -> None:
         """`provider_terms` as the engine holds them (in force, from the next boundary), of
@@ -483,10 +524,10 @@ class Projector:
         point: ledger.Point,
         change: dict[str, Any],
         before: ledger.Figures | None,
-        outcome: Outcome,
+        records: list[dict[str, Any]],
     ) -> None:
-        """The ledger postings of an applied control change."""
-        kind, records = change["type"], settlements_of(outcome)
+        """The ledger postings of an applied control change (`records`: its settlements)."""
+        kind = change["type"]
         f, p = change.get("follower", ""), change.get("provider", "")
         if kind == "follow":
             postings.transfer(point, "follow", f, p, Decimal(change["allocation"]))
@@ -529,15 +570,15 @@ class Projector:
 def settlements_of(outcome: Outcome) -> list[dict[str, Any]]:
     """The settlement records of an input or a control change (issue #15's record, without
     `event` and `kind`)."""
-    return [dict(r) for r in outcome.settlements]
+    return list(outcome.settlements)  # fresh dicts, made by the binding when asked
 
 
-def _raised(outcome: Outcome, seq: int) -> list[tuple[str, str, Decimal, int]]:
+def _raised(records: list[dict[str, Any]], seq: int) -> list[tuple[str, str, Decimal, int]]:
     """The high watermarks that charged settlements raised to the equity they charged on
     (an unfollow's ends with its relationship)."""
     return [
         (r["follower"], r["provider"], Decimal(r["equity"]), seq)
-        for r in settlements_of(outcome)
+        for r in records
         if r["status"] == "charged" and r["period"] != "unfollow"
     ]
 
@@ -547,9 +588,11 @@ _UPSERT_TERMS = (
     "ON CONFLICT (provider_id) DO UPDATE SET profit_share_pct = EXCLUDED.profit_share_pct, "
     "next_profit_share_pct = EXCLUDED.next_profit_share_pct, seq = EXCLUDED.seq"
 )
+#: one statement for all of a step's (a settlement raises 100,000s)
 _RAISE_HWM = (
-    "UPDATE high_watermarks SET hwm = $3, reason = 'settlement', shard = $4, seq = $5, updated_at = now() "
-    "WHERE follower_id = $1 AND provider_id = $2"
+    "UPDATE high_watermarks h SET hwm = r.hwm, reason = 'settlement', shard = $1, seq = r.seq, updated_at = now() "
+    "FROM unnest($2::text[], $3::text[], $4::numeric[], $5::bigint[]) AS r (f, p, hwm, seq) "
+    "WHERE h.follower_id = r.f AND h.provider_id = r.p"
 )
 _UPSERT_INSTRUMENT = (
     "INSERT INTO instruments (symbol, kind, tick, step, min_qty, min_notional, shard, seq) "
@@ -589,6 +632,12 @@ _COLUMNS = {
     "copy_fills": ["shard", "seq", "n", "client_order_id", "qty", "price"],
     "copy_rejects": ["shard", "seq", "n", "client_order_id", "reason"],
 }
+
+
+async def _each(placed: list[recovery.Placed]) -> AsyncGenerator[recovery.Input | recovery.Placed, None]:
+    """Changes taken while the watermark waits, as a walk of `recovery.history`."""
+    for p in placed:
+        yield p
 
 
 class _Chunks:

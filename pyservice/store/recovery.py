@@ -19,7 +19,7 @@ projected position, writing nothing). The projector's steps walk the same `histo
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass
 
 import asyncpg
@@ -59,17 +59,26 @@ class Placed:
 
 
 async def history(
-    conn: asyncpg.Connection, shard: str, start: int, upto: int, *, changes_at_upto: bool
+    conn: asyncpg.Connection,
+    shard: str,
+    start: int,
+    upto: int,
+    *,
+    changes_at_upto: bool,
+    taken: Collection[int] = (),
 ) -> AsyncGenerator[Input | Placed, None]:
     """What an engine at `start` (inputs up to it and the changes placed before it
-    applied, as a snapshot holds them) meets until `upto`: the changes placed at
-    `start`, then each input with the changes placed after it. Those placed at `upto`
-    itself only with `changes_at_upto` (the projector leaves them until the watermark
-    has passed `upto`: until then the engine may still place one there). The journal is
-    checked to be gap-free (`committed_inputs`)."""
+    applied, as a snapshot holds them; and those of `taken`, placed at `start`) meets
+    until `upto`: the other changes placed at `start`, then each input with the changes
+    placed after it. Those placed at `upto` itself only with `changes_at_upto` (the
+    projector leaves them until the watermark has passed `upto`, or their verdicts are
+    recorded: until then the engine may still place one there). The journal is checked
+    to be gap-free (`committed_inputs`)."""
     last = upto if changes_at_upto else upto - 1
     after: dict[int, list[Placed]] = {}
     for seq, change, done in await control.placed(conn, shard, start, last):
+        if seq == start and change.id in taken:
+            continue
         after.setdefault(seq, []).append(Placed(seq, change, done))
     for placed in after.pop(start, []):
         yield placed
@@ -120,11 +129,20 @@ async def recover_engine(
 
 
 async def catch_up(
-    conn: asyncpg.Connection, shard: str, projected: int, books: Callable[[], Awaitable[str]]
+    conn: asyncpg.Connection,
+    shard: str,
+    projected: int,
+    books: Callable[[], Awaitable[str]],
+    taken: Sequence[int] = (),
 ) -> Recovered:
-    """The projector's engine at its projected position (the changes placed after it
+    """The projector's engine at its projected position, with the changes placed after
+    it that it has projected already (`taken`, in the order it applied them; the others
     are left to its next step), writing nothing: the steps that first passed these
     changes recorded their verdicts."""
     engine, start = await restore_newest(conn, shard, projected, books)
     await reapply(conn, shard, engine, start, projected, changes_at_upto=False)
+    if taken:
+        at = {c.id: c for seq, c, _ in await control.placed(conn, shard, projected, projected)}
+        for change_id in taken:
+            control.apply(engine, projected, at[change_id])
     return Recovered(engine, start, projected)

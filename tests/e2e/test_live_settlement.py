@@ -95,8 +95,8 @@ def _scenario() -> dict[str, Any]:
 
 
 #: the seconds between October's settlement and the script's last input, for the manual
-#: settlements: the projector meets a control change placed after the newest input with
-#: the next input
+#: settlements: the projector takes a change placed after the newest input once its
+#: verdict is recorded, without waiting for the next input
 MANUAL_S = 15
 
 
@@ -177,7 +177,9 @@ def _files(tmp: Path, manual: bool = False) -> None:
     (tmp / "scenario.json").write_text(json.dumps(_scenario()))
 
 
-def _start_engine(tmp: Path, dsn: str, kill_at: str | None = None) -> subprocess.Popen[bytes]:
+def _start_engine(
+    tmp: Path, dsn: str, kill_at: str | None = None, extra: tuple[str, ...] = ()
+) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k != "COPYENGINE_KILL_AT"}
     if kill_at is not None:  # the engine kills itself there (pyservice/faults.py)
         env["COPYENGINE_KILL_AT"] = kill_at
@@ -185,7 +187,7 @@ def _start_engine(tmp: Path, dsn: str, kill_at: str | None = None) -> subprocess
         (tmp / "engine.sock").unlink()
     engine = subprocess.Popen(
         [*CLI, "engine", "--books", str(tmp / "books.json"), "--listen", f"unix:{tmp / 'engine.sock'}",
-         "--database", dsn, "--metrics-port", str(_port())],
+         "--database", dsn, "--metrics-port", str(_port()), *extra],
         stderr=open(tmp / "engine.log", "ab"), env=env,
     )  # fmt: skip
     for _ in range(100):
@@ -273,20 +275,21 @@ def test_a_month_settled_live_is_the_replays_and_its_ledger_balances(tmp_path: P
             again = _cli("settle", "--period", "2026-11", "--database", pg_dsn)
             assert again.returncode == 0, again.stderr
             assert again.stdout.endswith(": already settled (nothing changed)\n"), again.stdout
-            # both before the script's last input, which brings them to the projector
-            assert venue.poll() is None, "the manual settlements came too late for this test"
+            # At 61,000 the alpha followers are below their new H (f1: 4,700 + 6,100 =
+            # 10,800 < 11,000); f3 is 1,220 - 1,000 = 220 up, still without free cash:
+            # deferred, due 44. Projected while the venue is quiet (its last input is
+            # still to come)
+            november = _wait_for(
+                "the manual settlement",
+                lambda: _outcomes(_settlements(pg_dsn, "--period", "2026-11")),
+                lambda r: len(r) == 1,
+            )
+            assert venue.poll() is None, "the manual settlement reached the rows only with the next input"
             assert venue.wait(60) == 0
         finally:
             if venue.poll() is None:
                 venue.kill()
                 venue.wait()
-        # At 61,000 the alpha followers are below their new H (f1: 4,700 + 6,100 = 10,800
-        # < 11,000); f3 is 1,220 - 1,000 = 220 up, still without free cash: deferred, due 44
-        november = _wait_for(
-            "the manual settlement",
-            lambda: _outcomes(_settlements(pg_dsn, "--period", "2026-11")),
-            lambda r: len(r) == 1,
-        )
         assert [(r["follower"], r["profit"], r["due"], r["status"]) for r in november] == [
             ("f3", "220", "44", "deferred")
         ]
@@ -342,3 +345,155 @@ def test_sigkill_right_after_a_settlement_leaves_the_uninterrupted_ledger(tmp_pa
     finally:
         for n in names:
             asyncio.run(drop_database(pg_server, n))
+
+
+#: what a run leaves of the settlement, to compare a killed run's with
+READ = {
+    "ledger": LEDGER,
+    "settlements": "SELECT * FROM settlements ORDER BY seq, change_id, n",
+    "notifications": "SELECT shard, seq, change_id, n, side, recipient, kind, body, at_us "
+    "FROM notifications ORDER BY seq, change_id, n, side",
+}
+
+
+def test_sigkill_while_the_projector_posts_a_settlement_leaves_the_uninterrupted_ledger(
+    tmp_path: Path, pg_server: str
+) -> None:
+    """The projector, in the step that posts October's settlement (its ledger entries,
+    rows and notifications written, the step not committed), kills its engine and then
+    itself (`COPYENGINE_KILL_AT=post:1`). Restarted, the engine recovers and its projector
+    does the step again: the whole ledger (every entry, not a count), the outcomes and the
+    notifications are exactly those of a run without the kill, and the ledger checks."""
+    from pyservice.store.server import create_database, drop_database
+
+    _files(tmp_path)
+    names = [f"copyengine_test_post_kill_{os.getpid()}_{i}" for i in range(2)]
+    plain, killed = (asyncio.run(create_database(pg_server, n)) for n in names)
+    try:
+        with _running(_start_engine(tmp_path, plain)):
+            _commit_terms(plain)
+            venue = subprocess.run(_venue(tmp_path, 8), capture_output=True, text=True, timeout=120)
+            assert venue.returncode == 0, venue.stderr
+            _october(plain)
+            time.sleep(1.5)  # and the step that follows (nothing more should come)
+            want = {k: _query(plain, sql) for k, sql in READ.items()}
+        assert len(want["settlements"]) == 3 and len(want["notifications"]) == 6
+        # October's postings: f1's and f2's charges (3 entries each), f3's deferred
+        # outcome (no entry) and the realized PnL of each (none: nothing was sold)
+        october = [r for r in want["ledger"] if r[6] == "2026-10"]
+        assert [(r[4], r[8], r[11]) for r in october] == [
+            ("f1", "earnings", Decimal("270")), ("f1", "platform", Decimal("30")),
+            ("f1", "relationship", Decimal("-300")), ("f2", "earnings", Decimal("89.91")),
+            ("f2", "platform", Decimal("9.99")), ("f2", "relationship", Decimal("-99.9")),
+        ]  # fmt: skip
+
+        engine = _start_engine(tmp_path, killed, kill_at="post:1")
+        with _running(engine):
+            _commit_terms(killed)
+            venue_proc = subprocess.Popen(_venue(tmp_path, 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                assert engine.wait(60) == -signal.SIGKILL
+                # the step died before its commit: nothing of the settlement is there
+                assert _query(killed, "SELECT count(*) FROM settlements") == [(0,)]
+                assert _query(killed, "SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement'") == [(0,)]
+                assert _query(killed, "SELECT count(*) FROM notifications") == [(0,)]
+                with _running(_start_engine(tmp_path, killed)):
+                    _october(killed)
+                    time.sleep(1.5)
+                    got = {k: _query(killed, sql) for k, sql in READ.items()}
+                    check = _cli("ledger", "check", "--database", killed)
+            finally:
+                venue_proc.terminate()
+                venue_proc.wait(20)
+        assert got == want
+        assert check.returncode == 0, check.stderr
+    finally:
+        for n in names:
+            asyncio.run(drop_database(pg_server, n))
+
+
+def test_the_notifications_stream_holds_each_row_once_through_a_restart(tmp_path: Path, pg_dsn: str) -> None:
+    """With Redis, each notification row becomes one entry of
+    `copyengine:notifications:main` (its id from the row's key, the same recipient, side
+    and body), and publishing again, by hand or by the restarted engine's publisher,
+    adds nothing."""
+    import shutil
+
+    import pytest
+    import redis
+
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("CI needs redis-server on PATH for the stream tests")
+        pytest.skip("redis-server is not installed (CI installs it; nothing skips there)")
+    from test_fills_stream import RedisServer
+
+    from pyservice.streams.notifications import Notification, NotificationPublisher
+    from pyservice.streams.publisher import add_entries
+
+    (tmp_path / "redis").mkdir()
+    rs = RedisServer(tmp_path / "redis")
+    rs.start()
+    stream = "copyengine:notifications:main"
+    client = redis.Redis.from_url(rs.url, decode_responses=True)
+
+    def entries() -> list[tuple[str, dict[str, str]]]:
+        return [(i, f) for i, f in client.xrange(stream)]
+
+    try:
+        _files(tmp_path)
+        with _running(_start_engine(tmp_path, pg_dsn, extra=("--redis", rs.url))):
+            _commit_terms(pg_dsn)
+            venue = subprocess.run(_venue(tmp_path, 8), capture_output=True, text=True, timeout=120)
+            assert venue.returncode == 0, venue.stderr
+            _october(pg_dsn)
+            _wait_for("the stream", entries, lambda e: len(e) >= 6)
+            time.sleep(1.5)  # nothing more should come
+            published = entries()
+        rows = [
+            Notification(*r)
+            for r in _query(
+                pg_dsn,
+                "SELECT seq, change_id, n, side, recipient, kind, body::text FROM notifications "
+                "ORDER BY seq, change_id, n, side",
+            )
+        ]
+        assert [(r.recipient, r.side) for r in rows] == [
+            ("f1", 0), ("alpha", 1), ("f2", 0), ("alpha", 1), ("f3", 0), ("beta", 1)
+        ]  # fmt: skip
+        # one entry per row, in order: the id of its key, its fields as stored
+        assert published == [
+            (r.id, {"shard": "main", "seq": str(r.seq), "to": ("follower", "provider")[r.side],
+                    "recipient": r.recipient, "kind": "settlement", "body": r.body})
+            for r in rows
+        ]  # fmt: skip
+        f1 = json.loads(published[0][1]["body"])
+        assert {k: v for k, v in f1.items() if k != "at_us"} == {
+            "to": "follower", "kind": "settlement", "period": "2026-10", "follower": "f1", "provider": "alpha",
+            "status": "charged", "equity": "11000", "high_watermark": "10000", "profit": "1000", "due": "300",
+            "charged": "300", "provider_credit": "270", "platform_credit": "30", "written_off": "0",
+        }  # fmt: skip
+        assert json.loads(published[1][1]["body"])["to"] == "provider"
+
+        # published again, by hand: every entry refused as already there, none added
+        async def again() -> tuple[int, list[bool]]:
+            import redis.asyncio as aioredis
+
+            added = await NotificationPublisher(pg_dsn, rs.url).publish()
+            r = aioredis.from_url(rs.url)
+            try:
+                return added, await add_entries(r, stream, [(n.id, n.fields("main")) for n in rows])
+            finally:
+                await r.aclose()
+
+        assert asyncio.run(again()) == (0, [False] * 6)
+        # the engine restarted (its publisher starts from the stream's last entry), and
+        # Redis restarted from its append-only file: still exactly the same entries
+        rs.kill()
+        rs.start()
+        with _running(_start_engine(tmp_path, pg_dsn, extra=("--redis", rs.url))):
+            time.sleep(4)
+            assert entries() == published
+    finally:
+        if rs.proc is not None and rs.proc.poll() is None:
+            rs.kill()

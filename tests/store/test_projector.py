@@ -405,3 +405,95 @@ def test_a_mark_moves_the_rows_aum_without_a_trade(pg_dsn):
     assert (row["aum"], row["copiers_pnl"]) == (Decimal(aum), Decimal(copiers_pnl))
     record = json.loads(row["record"])
     assert (record["followers"], record["aum"], record["copiers_pnl"]) == (followers, aum, copiers_pnl)
+
+
+def test_a_change_after_the_newest_input_is_projected_without_waiting_for_the_next(pg_dsn, monkeypatch):
+    """The venue quiet: a deposit and a `settle` placed after the newest input reach their
+    rows as soon as their verdicts are recorded (not before: the engine may be applying
+    them), each once, across restarts; the next input moves the position on and nothing
+    is applied or posted twice. The projector's engine is the live engine throughout."""
+    from pyservice.store.ledger_check import check
+
+    monkeypatch.setattr(projector, "BATCH", 100)
+    rows, changes, engine = _journal()
+    last = rows[-1][0]
+    deposit = {"type": "deposit", "follower": "a", "provider": "P", "amount": "100"}
+
+    async def state(conn):
+        return tuple(await conn.fetchrow("SELECT seq, changes_taken FROM projection_state WHERE shard = 'main'"))
+
+    async def hwm(conn):
+        return await conn.fetchval("SELECT hwm FROM high_watermarks WHERE follower_id = 'a'")
+
+    async def count(conn, sql, *args):
+        return await conn.fetchval(sql, *args)
+
+    async def go():
+        conn = await _stored(pg_dsn, rows, changes)
+        p = projector.Projector(pg_dsn)
+        await p.start(conn)
+        assert await p.step(conn) and not await p.step(conn)
+        before = await hwm(conn)
+
+        terms = {"type": "profit_share", "provider": "P", "profit_share_pct": "20"}
+        share = await control.submit(conn, "main", terms)
+        dep = await control.submit(conn, "main", deposit)
+        await control.place(conn, share, last)
+        await control.place(conn, dep, last)
+        assert not await p.step(conn)  # placed, no verdict yet: the engine may be applying them
+        assert engine.control(last, share, json.dumps(terms)).errors == []
+        await control.decided(conn, share, None)
+        assert await p.step(conn)  # at once, without another input
+        assert await state(conn) == (last, [share])
+        assert not await p.step(conn)  # the deposit's verdict is not there yet
+        assert engine.control(last, dep, json.dumps(deposit)).errors == []
+        await control.decided(conn, dep, None)
+        assert await p.step(conn)
+        assert await hwm(conn) == before + 100
+        assert await state(conn) == (last, [share, dep])
+        assert not await p.step(conn)
+
+        settle = await control.submit(conn, "main", {"type": "settle"})
+        await control.place(conn, settle, last)
+        records = engine.settle(last, settle).settlements
+        await control.decided(conn, settle, None)
+        p = projector.Projector(pg_dsn)  # restarted: the deposit is in its engine again
+        await p.start(conn)
+        assert p.engine.portfolios_jsonl() != engine.portfolios_jsonl()  # not the settle yet
+        assert await p.step(conn) and not await p.step(conn)
+        assert await state(conn) == (last, [share, dep, settle])
+        assert p.engine.portfolios_jsonl() == engine.portfolios_jsonl()
+        assert await count(conn, "SELECT count(*) FROM settlements WHERE change_id = $1", settle) == len(records)
+        p = projector.Projector(pg_dsn)  # restarted again: both in its engine, nothing redone
+        await p.start(conn)
+        assert p.engine.portfolios_jsonl() == engine.portfolios_jsonl()
+        assert not await p.step(conn)
+
+        # the next input: the position moves on, nothing taken twice
+        mark = P.MarkPrice(last + 1, 0, "BTC", "130")
+        apply_venue_message(engine, mark)
+        await conn.execute(
+            "INSERT INTO engine_inputs (shard, seq, kind, payload) VALUES ('main', $1, 'mark', $2)",
+            last + 1,
+            P.encode(mark)[4:],
+        )
+        await conn.execute("UPDATE engine_state SET watermark = $1", last + 1)
+        assert await p.step(conn)
+        assert await state(conn) == (last + 1, [])
+        assert p.engine.portfolios_jsonl() == engine.portfolios_jsonl()
+        totals = (
+            await hwm(conn),
+            await count(conn, "SELECT count(*) FROM ledger_transactions WHERE change_id = $1", dep),
+            await count(conn, "SELECT count(*) FROM settlements WHERE change_id = $1", settle),
+        )
+        summary = await check(conn)
+        await conn.close()
+        return records, totals, summary
+
+    records, (final_hwm, deposits, settled), summary = asyncio.run(go())
+    # a is the one above its watermark (its copies' profit): 20 % of it, and H raised to E
+    assert [(r["follower"], r["status"]) for r in records] == [("a", "charged")]
+    (a,) = records
+    assert Decimal(a["due"]) == (Decimal(a["profit"]) * Decimal("0.2")).quantize(Decimal("1E-8"), "ROUND_DOWN") > 0
+    assert (final_hwm, deposits, settled) == (Decimal(a["equity"]), 1, 1)
+    assert summary.transactions > 0

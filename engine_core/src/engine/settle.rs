@@ -221,6 +221,31 @@ impl Engine {
         Ok(())
     }
 
+    /// Set the highest share a provider may have, in (0, 100], at once (it bounds the
+    /// shares set from now on). Refused below a provider's share, in force or waiting
+    /// for the next boundary, naming the first such provider: lower that share first.
+    pub fn set_max_profit_share(&mut self, max: Factor) -> Result<(), String> {
+        self.check_max_profit_share(max)?;
+        self.platform.max_profit_share_pct = max;
+        Ok(())
+    }
+
+    fn check_max_profit_share(&self, max: Factor) -> Result<(), String> {
+        if max.0 <= 0 || max > Factor::HUNDRED {
+            return Err("field 'max_profit_share_pct' must be in (0, 100]".into());
+        }
+        for p in &self.providers {
+            let share = p.share_pct.max(p.next_share_pct);
+            if share > max {
+                return Err(format!(
+                    "max_profit_share_pct {max} is below provider '{}''s profit_share_pct {share}",
+                    p.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn rates_change_at_once(&self) -> bool {
         !self.settling.anchored || self.platform.settlement == Schedule::None
     }
@@ -239,15 +264,23 @@ impl Engine {
     }
 
     /// Apply a control change of the terms: no records, or the `error` of a refused one
-    /// (which changed nothing). A platform change sets the fee before the schedule: a
-    /// fee given with a first schedule is in force from its first period.
+    /// (which changed nothing). A platform change checks the maximum share, sets the fee,
+    /// the maximum, then the schedule: a fee given with a first schedule is in force from
+    /// its first period.
     pub fn apply_terms(&mut self, terms: &Terms) -> &[Record] {
         self.file_staged();
         self.begin();
         let result = match terms {
             Terms::ProfitShare { provider, pct } => self.set_profit_share(provider, *pct),
-            Terms::Platform { fee, settlement } => fee
-                .map_or(Ok(()), |fee| self.set_platform_fee(fee))
+            Terms::Platform {
+                fee,
+                max_share,
+                settlement,
+            } => max_share
+                // checked before anything is set: a refused change changes nothing
+                .map_or(Ok(()), |max| self.check_max_profit_share(max))
+                .and_then(|()| fee.map_or(Ok(()), |fee| self.set_platform_fee(fee)))
+                .and_then(|()| max_share.map_or(Ok(()), |max| self.set_max_profit_share(max)))
                 .map(|()| {
                     if let Some(s) = settlement {
                         self.set_settlement(*s);

@@ -43,25 +43,43 @@ const SETTLEMENT_KEYS: [&str; 12] = [
     "status",
 ];
 
-/// One settlement's values in `SETTLEMENT_KEYS` order, names resolved.
-type SettlementRow = [String; 12];
+/// One settlement, names resolved. Its amounts become strings only when Python asks
+/// (`Outcome.settlements`, in the projector): a settlement of 100,000 relationships
+/// holds the hot path for the engine's pass, not for 1.2 million strings.
+struct SettlementRow {
+    settlement: Settlement,
+    follower: String,
+    provider: String,
+}
 
-fn settlement_row(engine: &Engine, s: &Settlement) -> SettlementRow {
-    let c = &s.charge;
-    [
-        s.period.to_string(),
-        engine.follower_name(s.follower).to_string(),
-        engine.provider_name(s.provider).to_string(),
-        s.equity.to_string(),
-        s.high_watermark.to_string(),
-        s.profit.to_string(),
-        c.due.to_string(),
-        c.charged.to_string(),
-        c.provider_credit.to_string(),
-        c.platform_credit.to_string(),
-        c.written_off.to_string(),
-        c.status.as_str().to_string(),
-    ]
+impl SettlementRow {
+    fn new(engine: &Engine, s: &Settlement) -> Self {
+        Self {
+            settlement: s.clone(),
+            follower: engine.follower_name(s.follower).to_string(),
+            provider: engine.provider_name(s.provider).to_string(),
+        }
+    }
+
+    /// Its values in `SETTLEMENT_KEYS` order.
+    fn values(&self) -> [String; 12] {
+        let s = &self.settlement;
+        let c = &s.charge;
+        [
+            s.period.to_string(),
+            self.follower.clone(),
+            self.provider.clone(),
+            s.equity.to_string(),
+            s.high_watermark.to_string(),
+            s.profit.to_string(),
+            c.due.to_string(),
+            c.charged.to_string(),
+            c.provider_credit.to_string(),
+            c.platform_credit.to_string(),
+            c.written_off.to_string(),
+            c.status.as_str().to_string(),
+        ]
+    }
 }
 
 /// What one venue message did. No Python object per follower: counts and one frame.
@@ -98,7 +116,7 @@ impl Outcome {
             .iter()
             .map(|row| {
                 let d = PyDict::new(py);
-                for (k, v) in SETTLEMENT_KEYS.iter().zip(row) {
+                for (k, v) in SETTLEMENT_KEYS.iter().zip(row.values()) {
                     d.set_item(*k, v)?;
                 }
                 Ok(d)
@@ -196,7 +214,7 @@ fn summarize(
                 ));
             }
             Record::Error(m) => s.errors.push(m.clone()),
-            Record::Settlement(x) => s.settlements.push(settlement_row(engine, x)),
+            Record::Settlement(x) => s.settlements.push(SettlementRow::new(engine, x)),
         }
     }
     let leverage_of = |o: &CopyOrder| match (o.reduce_only, leverage) {
