@@ -402,7 +402,7 @@ async def placed(
     seqs `lo`..`hi`, in the order applied."""
     rows = await conn.fetch(
         "SELECT after_seq, id, change::text, applied_at IS NOT NULL FROM control_changes "
-        "WHERE shard = $1 AND after_seq BETWEEN $2 AND $3 ORDER BY after_seq, id",
+        "WHERE shard = $1 AND after_seq BETWEEN $2 AND $3 ORDER BY after_seq, placed_n NULLS FIRST, id",
         shard,
         lo,
         hi,
@@ -413,8 +413,13 @@ async def placed(
 async def place(conn: asyncpg.Connection, change_id: int, after_seq: int) -> None:
     """Commit where the change goes, before the engine applies it: a crash after this
     applies it there on recovery, a crash before leaves it pending and without effect."""
+    # `placed_n`: the order of placing, which is the order applied (not always the ids':
+    # a higher id committed first is placed first)
     await conn.execute(
-        "UPDATE control_changes SET after_seq = $2 WHERE id = $1 AND after_seq IS NULL", change_id, after_seq
+        "UPDATE control_changes SET after_seq = $2, placed_n = nextval('control_changes_placed_n') "
+        "WHERE id = $1 AND after_seq IS NULL",
+        change_id,
+        after_seq,
     )
 
 

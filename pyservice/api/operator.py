@@ -35,10 +35,11 @@ Id = Annotated[str | None, Parameter(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$
 async def change_platform(
     request: Request[Any, Any, Any], me: Principal, data: Platform, wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
-    """The fee from the next period boundary; the schedule at once."""
+    """The fee from the next period boundary; the schedule and the maximum share at once
+    (a maximum below a provider's share is refused, naming the provider)."""
     fields = {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
     if not fields:
-        raise ApiError(422, "give platform_fee_pct, settlement or both", "invalid")
+        raise ApiError(422, "give platform_fee_pct, settlement or max_profit_share_pct", "invalid")
     return await changes.submit(request, me, {"type": "platform", **fields}, wait)
 
 

@@ -273,6 +273,8 @@ class Earnings(Base):
 class Platform(Base):
     platform_fee_pct: str | None = None
     settlement: Literal["weekly", "monthly", "none"] | None = None
+    #: at once; refused below a provider's share in force or waiting
+    max_profit_share_pct: str | None = None
 
 
 class Settle(Base):

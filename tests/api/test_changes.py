@@ -223,9 +223,19 @@ def test_operator_and_provider_changes_answer_verdicts(world, applier, client):
     r = client.put("/v1/platform", json={}, headers=auth(world, "operator"))
     assert r.status_code == 422 and is_error(r.json(), "invalid")
     r = client.put("/v1/me/profit-share", json={"profit_share_pct": "99"}, headers=auth(world, "provider"))
-    assert r.status_code in (409, 422) and is_error(r.json()), r.text
+    assert (
+        r.status_code == 409 and r.json()["error"]["message"] == "profit_share_pct 99 is above max_profit_share_pct 30"
+    )
     r = client.put("/v1/me/profit-share", json={"profit_share_pct": "15"}, headers=auth(world, "provider"))
     assert r.status_code == 200, r.text
-    assert [c["change"]["type"] for c in changes(world.dsn)] == ["platform", "profit_share", "profit_share"][
-        -len(changes(world.dsn)) :
-    ]
+    # the platform's maximum, at once: not below p00000's 15
+    r = client.put("/v1/platform", json={"max_profit_share_pct": "10"}, headers=auth(world, "operator"))
+    assert r.status_code == 409
+    assert r.json()["error"]["message"] == "max_profit_share_pct 10 is below provider 'p00000''s profit_share_pct 15"
+    r = client.put("/v1/platform", json={"max_profit_share_pct": "40"}, headers=auth(world, "operator"))
+    assert r.status_code == 200, r.text
+    r = client.put("/v1/me/profit-share", json={"profit_share_pct": "35"}, headers=auth(world, "provider"))
+    assert r.status_code == 200, r.text
+    assert [c["change"]["type"] for c in changes(world.dsn)] == [
+        "platform", "profit_share", "profit_share", "platform", "platform", "profit_share"
+    ]  # fmt: skip
