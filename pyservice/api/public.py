@@ -3,8 +3,10 @@ equity curve and its open trades. Every statistics answer carries the disclaimer
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -54,15 +56,20 @@ def filters(
 
 
 class PageCache:
-    """Leaderboard pages by their filters, for `ttl_s` seconds (0: not kept). The
-    projector rewrites the rows at most once a second, so a page a second old is as
-    fresh as the rows; a popular page is then read once a second, not once a request.
-    At most `size` pages, the least recently stored dropped first, so filters made up
-    per request cannot grow it."""
+    """Leaderboard pages by their filters. The projector rewrites the rows at most once
+    a second, so a page `ttl_s` (1 s) old is as fresh as the rows:
+    - a fresh page is answered from here;
+    - a page up to `stale_s` older is answered from here too while one task reads it
+      again (no request waits for a popular page's read, and no burst of requests reads
+      it many times);
+    - otherwise one read serves every request that asks meanwhile.
+    At most `size` pages, the least recently stored dropped first, so filters made up per
+    request cannot grow it. `ttl_s` 0: every request reads."""
 
-    def __init__(self, ttl_s: float, size: int = 256) -> None:
-        self.ttl_s, self.size = ttl_s, size
+    def __init__(self, ttl_s: float, size: int = 256, stale_s: float = 5.0) -> None:
+        self.ttl_s, self.size, self.stale_s = ttl_s, size, stale_s
         self.pages: OrderedDict[board.Filters, tuple[float, Leaderboard]] = OrderedDict()
+        self.reading: dict[board.Filters, asyncio.Task[Leaderboard]] = {}
 
     def get(self, f: board.Filters, now: float) -> Leaderboard | None:
         hit = self.pages.get(f)
@@ -76,21 +83,45 @@ class PageCache:
         while len(self.pages) > self.size:
             self.pages.popitem(last=False)
 
+    async def page(self, f: board.Filters, read: Callable[[], Awaitable[Leaderboard]]) -> Leaderboard:
+        if self.ttl_s <= 0:
+            return await read()
+        now = time.monotonic()
+        hit = self.pages.get(f)
+        if hit is not None and now - hit[0] < self.ttl_s:
+            return hit[1]
+        task = self.reading.get(f)
+        if task is None:
+            task = self.reading[f] = asyncio.create_task(self._read(f, now, read))
+            # a refresh nobody awaits may fail (the database away): the next request reads again
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        if hit is not None and now - hit[0] < self.ttl_s + self.stale_s:
+            return hit[1]
+        return await asyncio.shield(task)
+
+    async def _read(self, f: board.Filters, now: float, read: Callable[[], Awaitable[Leaderboard]]) -> Leaderboard:
+        try:
+            page = await read()
+            self.put(f, now, page)
+            return page
+        finally:
+            del self.reading[f]
+
 
 async def read_leaderboard(request: Request[Any, Any, Any], f: board.Filters) -> Leaderboard:
-    cache: PageCache = request.app.state.leaderboard_cache
-    now = time.monotonic()
-    page = cache.get(f, now)
-    if page is not None:
-        return page
-    async with request.app.state.pool.acquire() as conn:
-        try:
+    """A leaderboard page, through the page cache; ApiError 400 for a bad cursor."""
+    pool = request.app.state.pool
+
+    async def read() -> Leaderboard:
+        async with pool.acquire() as conn:
             cards, cursor = await board.leaderboard(conn, f)
-        except board.QueryError as exc:
-            raise ApiError(400, str(exc)) from exc
-    page = Leaderboard(DISCLAIMER, msgspec.convert(cards, list[Card]), cursor)
-    cache.put(f, now, page)
-    return page
+        return Leaderboard(DISCLAIMER, msgspec.convert(cards, list[Card]), cursor)
+
+    cache: PageCache = request.app.state.leaderboard_cache
+    try:
+        return await cache.page(f, read)
+    except board.QueryError as exc:
+        raise ApiError(400, str(exc)) from exc
 
 
 @get("/v1/leaderboard", tags=["public"], summary="The leaderboard", responses=documented(400, 429))

@@ -212,14 +212,19 @@ async def leaderboard(conn: asyncpg.Connection, f: Filters) -> tuple[list[dict[s
         f.limit + 1,
     ]
     value_type = {"followers": "int", "sharpe": "float8"}.get(f.sort, "numeric")
+    # the page's ids first, from the narrow sort (no wide column carried through it), then
+    # their cards
     rows = await conn.fetch(
-        f"SELECT {_CARD}, {_period_columns(f.period)}, {expr} AS sort_value, "
-        "s.as_of AS as_of_us "
-        f"{_JOINS} WHERE ($1::numeric IS NULL OR s.aum >= $1) AND ($2::int IS NULL OR s.followers >= $2) "
+        f"WITH page AS (SELECT s.provider_id, {expr} AS sort_value FROM provider_statistics s "
+        "WHERE ($1::numeric IS NULL OR s.aum >= $1) AND ($2::int IS NULL OR s.followers >= $2) "
         f"AND ($3::numeric IS NULL OR s.max_drawdown_{f.period} <= $3) AND ($4::text IS NULL OR s.risk_level = $4) "
-        f"AND ($5::text IS NULL OR s.strategy = $5) "
+        "AND ($5::text IS NULL OR s.strategy = $5) "
         f"AND ($7::text IS NULL OR ({expr}, s.provider_id) {op} ($6::{value_type}, $7::text)) "
-        f"ORDER BY {expr} {direction}, s.provider_id {direction} LIMIT $8",
+        f"ORDER BY {expr} {direction}, s.provider_id {direction} LIMIT $8) "
+        f"SELECT {_CARD}, {_period_columns(f.period)}, page.sort_value, s.as_of AS as_of_us "
+        f"FROM page JOIN provider_statistics s USING (provider_id) LEFT JOIN provider_profiles pp USING (provider_id) "
+        "LEFT JOIN provider_terms t USING (provider_id) "
+        f"ORDER BY page.sort_value {direction}, s.provider_id {direction}",
         *args,
     )
     cards = [_card(_with_as_of(r), f.period) for r in rows[: f.limit]]

@@ -62,6 +62,33 @@ def test_the_page_cache_is_bounded():
     assert cache.get(board.Filters(min_aum=Decimal(1)), 10.0) is None  # dropped
 
 
+def test_the_page_cache_reads_a_page_once_however_many_ask():
+    """Ten requests for a page not kept: one read. Once a second old, the page is still
+    answered at once while one read refreshes it; past the stale bound, they wait."""
+    reads: list[int] = []
+
+    async def go() -> None:
+        cache = PageCache(ttl_s=0.2, stale_s=0.3)
+        f = board.Filters()
+
+        async def read() -> Leaderboard:
+            reads.append(1)
+            await asyncio.sleep(0.05)
+            return Leaderboard(DISCLAIMER, [], str(len(reads)))
+
+        pages = await asyncio.gather(*(cache.page(f, read) for _ in range(10)))
+        assert {p.next_cursor for p in pages} == {"1"} and len(reads) == 1
+        await asyncio.sleep(0.25)  # stale: answered at once, one refresh
+        pages = await asyncio.gather(*(cache.page(f, read) for _ in range(10)))
+        assert {p.next_cursor for p in pages} == {"1"} and len(reads) == 2
+        await asyncio.sleep(0.1)
+        assert (await cache.page(f, read)).next_cursor == "2" and len(reads) == 2
+        await asyncio.sleep(0.6)  # past ttl + stale: the request waits for the read
+        assert (await cache.page(f, read)).next_cursor == "3" and len(reads) == 3
+
+    asyncio.run(go())
+
+
 def test_the_rate_limiter_keeps_a_bounded_number_of_keys():
     limits = RateLimits(per_token=1, per_address=1, burst=1, keys=100)
     t = time.monotonic()
