@@ -123,6 +123,11 @@ class Outcome:
     @property
     def already_settled(self) -> bool:
         """`settle` only: that label was settled before; nothing changed."""
+    @property
+    def ended(self) -> list[str]:
+        """The relationships that ended at this input, as they ended (after their
+        `unfollow` settlement): one `portfolios_jsonl` line each, in the order they ended.
+        An unfollow whose orders are working ends at the report of the last of them."""
 
 @final
 class Reports:

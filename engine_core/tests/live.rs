@@ -194,6 +194,21 @@ fn brief(r: &Value) -> String {
         Some("skip") => format!("skip {} {}", s("follower"), s("reason")),
         Some("stop") => format!("stop {}", s("follower")),
         Some("error") => format!("error {}", s("message")),
+        Some("settlement") => format!(
+            "settlement {} {} {} equity={} hwm={} profit={} due={} charged={} provider={} platform={} off={} {}",
+            s("period"),
+            s("follower"),
+            s("provider"),
+            s("equity"),
+            s("high_watermark"),
+            s("profit"),
+            s("due"),
+            s("charged"),
+            s("provider_credit"),
+            s("platform_credit"),
+            s("written_off"),
+            s("status")
+        ),
         _ => panic!("unexpected record {r}"),
     }
 }
@@ -988,6 +1003,180 @@ fn an_ended_relationship_drains_on_rejects_too() {
     // a report of it again is unknown, as for any order no longer working
     let again = l.rejects(&[(&id_of(&o, "a"), "expired")]);
     assert_eq!(again.len(), 1, "{again:?}");
+}
+
+// --------------------------------------------------------------------------- unfollow settlement
+
+/// `a` (1,000, stop_copy_on_close) holds 1 BTC bought at 100 (cash 900), marked at 150;
+/// P's share 30 %, the platform's fee 10 %, monthly settlement (no boundary is crossed:
+/// these inputs carry no time). Returns the engine with the unfollow's close sent.
+fn unfollowed_with_a_close_working() -> (Live, String) {
+    let mut l = Live::new(
+        json!([{"follower": "a", "provider": "P", "allocation": "1000", "stop_copy_on_close": true}]),
+        &[btc()],
+    );
+    l.e.set_settlement(engine_core::settlement::Schedule::Monthly);
+    l.e.set_profit_share("P", engine_core::fixed::Factor::parse("30").unwrap())
+        .unwrap();
+    l.e.set_platform_fee(engine_core::fixed::Factor::parse("10").unwrap())
+        .unwrap();
+    let o = l.exec("o1", "BTC", "buy", "1", "100", "1000", 1);
+    assert!(l.fill(&id_of(&o, "a"), "1", "100").is_empty());
+    assert!(l.mark("BTC", "150").is_empty());
+    // at the mark: equity 1,050, H 1,000
+    let out = l.event(json!({"type": "unfollow", "follower": "a", "provider": "P"}));
+    // the close goes out; no settlement yet, nothing ended: it waits for the close
+    assert_eq!(briefs(&out), ["order a sell market BTC 1 reduce_only"]);
+    assert!(l.e.finished().is_empty());
+    assert!(l.e.portfolios().is_empty(), "out of every book at once");
+    assert_eq!(l.e.relationship_count(), 0);
+    (l.clone_engine(), id_of(&out, "a"))
+}
+
+impl Live {
+    /// The same engine through a snapshot and a restore: the waiting unfollow is state.
+    fn clone_engine(&mut self) -> Live {
+        let bytes = self.e.snapshot().unwrap();
+        Live {
+            e: Engine::restore(&bytes).unwrap(),
+            seq: self.seq,
+        }
+    }
+}
+
+#[test]
+fn an_unfollow_settles_when_its_close_fills_at_the_state_it_leaves() {
+    let (mut l, close) = unfollowed_with_a_close_working();
+    // the pair cannot follow again while its money is still in the old relationship
+    let again = json!({"type": "follow", "follower": "a", "provider": "P", "allocation": "500"});
+    assert_eq!(
+        briefs(&l.event(again.clone())),
+        ["error 'a' is still leaving 'P': its orders are working"]
+    );
+    // the close fills at 140, not the mark's 150: cash 900 + 140 = 1,040 = equity.
+    // profit 40, due 40 × 30 % = 12, platform 10 % of it 1.2, provider 10.8; free 1,040
+    let out = l.fill(&close, "1", "140");
+    assert_eq!(
+        briefs(&out),
+        ["settlement unfollow a P equity=1040 hwm=1000 profit=40 due=12 charged=12 provider=10.8 platform=1.2 off=0 charged"]
+    );
+    // then it ends: what it ended with (the ledger returns its book: cash 1,028)
+    let ended = l.e.finished().to_vec();
+    assert_eq!(ended.len(), 1);
+    let v = &ended[0];
+    assert_eq!((v.follower.as_str(), v.provider.as_str()), ("a", "P"));
+    assert_eq!(v.status, Status::Stopped);
+    assert_eq!(v.cash.to_string(), "1028");
+    assert_eq!(v.base.to_string(), "1000");
+    assert_eq!(v.fees_paid.to_string(), "12");
+    assert_eq!(v.high_watermark.to_string(), "1040");
+    assert!(v.lots.is_empty() && v.positions.is_empty());
+    assert_eq!(l.e.working_count(), 0);
+    // the next input reports nothing ended; the pair may follow again, from scratch
+    assert!(l.event(again).is_empty());
+    assert!(l.e.finished().is_empty());
+    let (cash, _, equity, positions) = l.state("a");
+    assert_eq!((cash.as_str(), equity.as_str()), ("500", "500"));
+    assert!(positions.is_empty());
+    assert_eq!(l.view("a").fees_paid, Money::ZERO);
+}
+
+#[test]
+fn an_unfollow_whose_close_is_rejected_settles_at_the_marks_with_what_is_left() {
+    let (mut l, close) = unfollowed_with_a_close_working();
+    // the venue rejects the close: the BTC stays, valued at the mark 150: equity 1,050,
+    // profit 50, due 15 (1.5 to the platform), free cash 900 covers it
+    let out = l.rejects(&[(&close, "invalid")]);
+    assert_eq!(
+        briefs(&out),
+        ["settlement unfollow a P equity=1050 hwm=1000 profit=50 due=15 charged=15 provider=13.5 platform=1.5 off=0 charged"]
+    );
+    let ended = l.e.finished().to_vec();
+    assert_eq!(ended.len(), 1);
+    let v = &ended[0];
+    assert_eq!(v.cash.to_string(), "885");
+    assert_eq!(v.fees_paid.to_string(), "15");
+    // the lot it still held when it ended (the ledger returns it at cost: 885 + 100)
+    assert_eq!(v.lots.len(), 1);
+    assert_eq!(v.lots[0].0, "BTC");
+    assert_eq!(v.lots[0].2.entry.to_string(), "100");
+    assert_eq!(l.e.working_count(), 0);
+    // nothing of it is left to report
+    assert_eq!(l.rejects(&[(&close, "invalid")]).len(), 1);
+}
+
+#[test]
+fn an_unfollow_whose_close_fills_in_part_settles_with_the_rest_held() {
+    let (mut l, close) = unfollowed_with_a_close_working();
+    // a partial fill of the close (0.4 at 140): the rest expired; the position left
+    // (0.6 BTC) is not closed again by anything: the relationship settles with it
+    let out = l.fill(&close, "0.4", "140");
+    // cash 900 + 56 = 956; 0.6 at the mark 150 = 90: equity 1,046, free 956
+    assert_eq!(
+        briefs(&out),
+        ["settlement unfollow a P equity=1046 hwm=1000 profit=46 due=13.8 charged=13.8 provider=12.42 platform=1.38 off=0 charged"]
+    );
+    assert_eq!(l.e.finished()[0].cash.to_string(), "942.2");
+}
+
+#[test]
+fn an_unfollow_waits_for_every_order_of_its_relationship() {
+    let mut l = Live::new(
+        json!([{"follower": "a", "provider": "P", "allocation": "1000", "stop_copy_on_close": true}]),
+        &[btc()],
+    );
+    l.e.set_settlement(engine_core::settlement::Schedule::Monthly);
+    l.e.set_profit_share("P", engine_core::fixed::Factor::parse("30").unwrap())
+        .unwrap();
+    l.e.set_platform_fee(engine_core::fixed::Factor::parse("10").unwrap())
+        .unwrap();
+    let o1 = l.exec("o1", "BTC", "buy", "1", "100", "1000", 1);
+    assert!(l.fill(&id_of(&o1, "a"), "1", "100").is_empty());
+    let o2 = l.exec("o2", "BTC", "buy", "1", "100", "1000", 1);
+    assert_eq!(briefs(&o2), ["order a buy limit_ioc BTC 1 @100.5"]); // 0.5 % slippage
+    assert!(l.mark("BTC", "150").is_empty());
+    // the unfollow closes the 1 BTC held; o2 is still working
+    let out = l.event(json!({"type": "unfollow", "follower": "a", "provider": "P"}));
+    assert_eq!(briefs(&out), ["order a sell market BTC 1 reduce_only"]);
+    // the close fills at 140 (cash 1,040): o2 still works, nothing settles
+    assert!(l.fill(&id_of(&out, "a"), "1", "140").is_empty());
+    assert!(l.e.finished().is_empty());
+    // o2 fills late (1 at 100, cash 940): closed again at once
+    let late = l.fill(&id_of(&o2, "a"), "1", "100");
+    assert_eq!(briefs(&late), ["order a sell market BTC 1 reduce_only"]);
+    assert!(l.e.finished().is_empty());
+    // that close fills at 130: cash 1,070 = equity; profit 70, due 21 (2.1 platform)
+    let out = l.fill(&id_of(&late, "a"), "1", "130");
+    assert_eq!(
+        briefs(&out),
+        ["settlement unfollow a P equity=1070 hwm=1000 profit=70 due=21 charged=21 provider=18.9 platform=2.1 off=0 charged"]
+    );
+    assert_eq!(l.e.finished()[0].cash.to_string(), "1049");
+    assert_eq!(l.e.working_count(), 0);
+}
+
+#[test]
+fn an_unfollow_with_nothing_working_settles_and_ends_at_once() {
+    let mut l = Live::new(
+        json!([{"follower": "a", "provider": "P", "allocation": "1000", "stop_copy_on_close": true}]),
+        &[btc()],
+    );
+    l.e.set_settlement(engine_core::settlement::Schedule::Monthly);
+    l.e.set_profit_share("P", engine_core::fixed::Factor::parse("30").unwrap())
+        .unwrap();
+    let o = l.exec("o1", "BTC", "buy", "1", "100", "1000", 1);
+    assert!(l.fill(&id_of(&o, "a"), "1", "100").is_empty());
+    // the provider sells at 200 and the copy's close fills there: flat, cash 1,100
+    let c = l.exec("c1", "BTC", "sell", "1", "200", "1100", 1);
+    assert!(l.fill(&id_of(&c, "a"), "1", "200").is_empty());
+    let out = l.event(json!({"type": "unfollow", "follower": "a", "provider": "P"}));
+    assert_eq!(
+        briefs(&out),
+        ["settlement unfollow a P equity=1100 hwm=1000 profit=100 due=30 charged=30 provider=30 platform=0 off=0 charged"]
+    );
+    assert_eq!(l.e.finished().len(), 1);
+    assert_eq!(l.e.finished()[0].cash.to_string(), "1070");
+    assert_eq!(l.e.working_count(), 0);
 }
 
 // --------------------------------------------------------------------------- sizes

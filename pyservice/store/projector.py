@@ -293,7 +293,6 @@ class Projector:
                 if isinstance(entry, recovery.Placed):
                     seq, change = entry.seq, entry.change
                     applied = json.loads(change.text)
-                    before = self._before_unfollow(applied)
                     outcome = self._control(seq, change)
                     if outcome.frame is not None:
                         orders.append(order_rows(outcome.frame, self.shard, change.id))
@@ -306,7 +305,7 @@ class Projector:
                             shares_set.add(applied["provider"])
                         point = ledger.Point(seq, change.id, self._now())
                         records = settlements_of(outcome)  # made once: 100,000s at a settle
-                        await self._post_change(conn, postings, point, applied, before, records)
+                        await self._post_change(conn, postings, point, applied, records, outcome.ended)
                         raised.extend(_raised(records, seq))
                     continue
                 seq = entry.seq
@@ -315,9 +314,11 @@ class Projector:
                     orders.append(order_rows(outcome.frame, self.shard))
                 stops.extend((self.shard, seq, f, p) for f, p in outcome.stopped)
                 # a settlement comes before the input that crossed its boundary, even a
-                # refused one: posted with the state after the input (docs/ledger.md)
-                if records := settlements_of(outcome):
-                    await self._post_settlements(conn, postings, ledger.Point(seq, 0, self._now()), records)
+                # refused one: posted with the state after the input (docs/ledger.md); an
+                # unfollow waiting for its orders ends at the report of the last of them
+                records = settlements_of(outcome)
+                if records or outcome.ended:
+                    await self._post_outcome(conn, postings, ledger.Point(seq, 0, self._now()), records, outcome.ended)
                     raised.extend(_raised(records, seq))
                 if isinstance(msg, Reports):
                     (fills if msg.kind == "fills" else rejects).append(msg.copy_rows(self.shard))
@@ -509,24 +510,17 @@ class Projector:
         assert self.engine is not None
         return ledger.portfolios(self.engine.portfolios_jsonl())
 
-    def _before_unfollow(self, change: dict[str, Any]) -> ledger.Figures | None:
-        """An unfollow's relationship as it was before (it is gone after). Reads the
-        whole export: an unfollow is rare next to the inputs."""
-        if change.get("type") != "unfollow":
-            return None
-        p = self._portfolios().get((change["follower"], change["provider"]))
-        return None if p is None else ledger.figures(p, self.stats.kinds)
-
     async def _post_change(
         self,
         conn: asyncpg.Connection,
         postings: ledger.Postings,
         point: ledger.Point,
         change: dict[str, Any],
-        before: ledger.Figures | None,
         records: list[dict[str, Any]],
+        ended: list[str],
     ) -> None:
-        """The ledger postings of an applied control change (`records`: its settlements)."""
+        """The ledger postings of an applied control change (`records`: its settlements;
+        `ended`: the relationships it ended, an unfollow with nothing working)."""
         kind = change["type"]
         f, p = change.get("follower", ""), change.get("provider", "")
         if kind == "follow":
@@ -534,15 +528,32 @@ class Projector:
         elif kind in ("deposit", "withdraw"):
             amount = Decimal(change["amount"])
             postings.transfer(point, kind, f, p, amount if kind == "deposit" else -amount)
-        elif kind == "unfollow" and before is not None:
-            # its PnL up to the unfollow, its last charge, then what is left goes home
-            postings.pnl(point, f, p, before, (await postings.balances(conn, [(f, p)]))[(f, p)])
-            for record in records:
+        await self._post_outcome(conn, postings, point, records, ended)
+
+    async def _post_outcome(
+        self,
+        conn: asyncpg.Connection,
+        postings: ledger.Postings,
+        point: ledger.Point,
+        records: list[dict[str, Any]],
+        ended: list[str],
+    ) -> None:
+        """The settlements of one input or change, then the relationships it ended: each
+        one's `unfollow` charge, its realized PnL up to its end (the state it ended with,
+        `Outcome.ended`), then what is left goes home."""
+        periodic = [r for r in records if r["period"] != "unfollow"]
+        if periodic:
+            await self._post_settlements(conn, postings, point, periodic)
+        for record in records:
+            if record["period"] == "unfollow":
                 postings.settlement(point, record)
-            left = (await postings.balances(conn, [(f, p)]))[(f, p)]
-            postings.transfer(point, "unfollow", f, p, -left)
-        elif records:  # `settle`
-            await self._post_settlements(conn, postings, point, records)
+        for line in ended:
+            last = json.loads(line)
+            rel = (last["follower"], last["provider"])
+            now = ledger.figures(last, self.stats.kinds)
+            postings.pnl(point, *rel, now, (await postings.balances(conn, [rel]))[rel])
+            left = (await postings.balances(conn, [rel]))[rel]
+            postings.transfer(point, "unfollow", *rel, -left)
 
     async def _post_settlements(
         self, conn: asyncpg.Connection, postings: ledger.Postings, point: ledger.Point, records: list[dict[str, Any]]

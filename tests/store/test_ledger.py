@@ -10,8 +10,12 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from pyservice import cli
+from pyservice import cli, control
+from pyservice import protocol as P
+from pyservice._engine_core import LiveEngine
+from pyservice.dispatch import apply_venue_message
 from pyservice.store import ledger, projector
+from pyservice.store.books import seed_books
 from pyservice.store.journal import ensure_shard
 from pyservice.store.ledger import Figures, Point
 from pyservice.store.ledger_check import Difference, check
@@ -321,6 +325,123 @@ def test_the_projector_posts_the_journal_and_the_check_passes(pg_dsn, monkeypatc
         assert D(unfollow) == -(D("500") + sum(D(x) for x in c_pnl))
         summary = await check(conn, "main")
         assert summary.relationships == 3
+        await conn.close()
+
+    asyncio.run(go())
+
+
+def _late_close_journal() -> tuple[list[tuple[int, str, bytes]], list[tuple[int, dict, str | None]], str]:
+    """A live unfollow whose close fills later, away from the mark. Books: a follows P
+    with 1,000 (stop_copy_on_close); P's share 30 %, the platform's fee 10 %, monthly.
+    a copies 1 BTC bought at 100 (cash 900); BTC is marked at 150 (equity 1,050) and a
+    unfollows: the close goes out, nothing settles; the mark moves to 145; the close fills
+    at 140: equity 1,040, profit 40, due 12 (10.8 + 1.2), and the relationship ends.
+    Returns the journal rows, the changes and the books."""
+    books = json.dumps(
+        {
+            "version": 1,
+            "providers": [{"id": "P"}],
+            "follows": [{"follower": "a", "provider": "P", "allocation": "1000", "stop_copy_on_close": True}],
+        }
+    )
+    engine = LiveEngine.from_books(books)
+    reader = P.engine_reader()
+    rows: list[tuple[int, str, bytes]] = []
+    changes: list[tuple[int, dict, str | None]] = []
+    outcomes = []
+
+    def add(msg: P.VenueMessage) -> list[P.NewOrder]:
+        rows.append((msg.seq, msg.__struct_config__.tag, P.encode(msg)[4:]))
+        out = apply_venue_message(engine, msg)
+        outcomes.append(out)
+        return [o for m in reader.feed(out.frame or b"") for o in m.orders]
+
+    def change(after: int, c: dict) -> list[P.NewOrder]:
+        out = engine.control(after, len(changes) + 1, json.dumps(c))
+        changes.append((after, c, out.errors[0] if out.errors else None))
+        return [o for m in reader.feed(out.frame or b"") for o in m.orders]
+
+    add(P.Instrument(1, 0, "BTC", "spot", "0.01", "0.001", "0", "0"))
+    change(1, {"type": "profit_share", "provider": "P", "profit_share_pct": "30"})
+    change(1, {"type": "platform", "platform_fee_pct": "10", "settlement": "monthly"})
+    add(P.MarkPrice(2, 0, "BTC", "100"))
+    [buy] = add(P.ProviderExecution(3, 0, "P", "e1", "BTC", "buy", "1", "100", "1000"))
+    assert not add(P.CopyFills(4, 0, [P.Fill(buy.client_order_id, buy.qty, "100")]))
+    add(P.MarkPrice(5, 0, "BTC", "150"))
+    [close] = change(5, {"type": "unfollow", "follower": "a", "provider": "P"})
+    assert (close.side, str(close.qty), close.reduce_only) == ("sell", "1", True)
+    add(P.MarkPrice(6, 0, "BTC", "145"))
+    assert not add(P.CopyFills(7, 0, [P.Fill(close.client_order_id, close.qty, "140")]))
+    assert [c[2] for c in changes] == [None, None, None]
+    assert [(s["period"], s["equity"], s["charged"]) for s in outcomes[-1].settlements] == [("unfollow", "1040", "12")]
+    assert [json.loads(x)["cash"] for x in outcomes[-1].ended] == ["1028"]
+    return rows, changes, books
+
+
+def test_a_live_unfollow_posts_its_late_close_and_returns_the_book_after_it(pg_dsn, monkeypatch):
+    """The ledger posts an unfollow whose close fills later at the report of that fill:
+    the charge on the equity after the close, the PnL the close realized (at 140, not the
+    mark), and exactly the book left (1,028) back to the wallet. A projector restarted
+    before every input, from a snapshot taken after each (one of them holds the unfollow
+    waiting for its close), posts the same; `ledger check` passes."""
+    monkeypatch.setattr(projector, "BATCH", 1)
+    rows, changes, books = _late_close_journal()
+
+    async def go():
+        conn = await asyncpg.connect(pg_dsn)
+        await migrate(conn)
+        await seed_books(conn, books)
+        await ensure_shard(conn, "main")
+        await conn.copy_records_to_table(
+            "engine_inputs", records=[("main", *r) for r in rows], columns=["shard", "seq", "kind", "payload"]
+        )
+        for after, change, error in changes:
+            cid = await control.submit(conn, "main", change)
+            await control.place(conn, cid, after)
+            await control.decided(conn, cid, error)
+        await conn.execute("UPDATE engine_state SET watermark = $1", rows[-1][0])
+        snapshots = []
+        while True:
+            p = projector.Projector(pg_dsn)
+            pconn = await asyncpg.connect(pg_dsn)
+            await p.start(pconn)
+            moved = await p.step(pconn)
+            assert p.engine is not None
+            if moved:
+                await p._snapshot(pconn)
+                snapshots.append((p.at, p.engine.working_count, p.engine.relationships))
+            await pconn.close()
+            if not moved:
+                break
+        # the snapshot at 6 holds the unfollow waiting for its close (out of the books)
+        assert (6, 1, 0) in snapshots
+        txns = await conn.fetch(
+            "SELECT t.seq, t.change_id, t.kind, a.kind AS account, e.amount::text FROM ledger_transactions t "
+            "JOIN ledger_entries e ON e.transaction_id = t.id JOIN ledger_accounts a ON a.id = e.account_id "
+            "WHERE t.kind <> 'open' ORDER BY t.id, a.kind"
+        )
+        assert [tuple(r) for r in txns] == [
+            # nothing at the unfollow (seq 5, change 3): all at the close's fill, seq 7
+            (7, 0, "settlement", "earnings", "10.8"),
+            (7, 0, "settlement", "platform", "1.2"),
+            (7, 0, "settlement", "relationship", "-12"),
+            (7, 0, "pnl", "relationship", "40"),
+            (7, 0, "pnl", "trading_pnl", "-40"),
+            (7, 0, "unfollow", "relationship", "-1028"),
+            (7, 0, "unfollow", "wallet", "1028"),
+        ]
+        balances = await _balances(conn)
+        assert balances[("relationship", "a", "P")] == "0"
+        assert balances[("wallet", "a", "")] == "28"  # 1,000 out at the open, 1,028 back
+        statement_row = await conn.fetchrow(
+            "SELECT s.base::text, s.fees_paid::text, s.realized_pnl::text FROM ledger_statements s "
+            "JOIN ledger_transactions t ON t.id = s.transaction_id WHERE t.kind = 'pnl' AND t.seq = 7"
+        )
+        assert tuple(statement_row) == ("1000", "12", "40")
+        settled = await conn.fetch("SELECT seq, change_id, period, equity::text, status FROM settlements")
+        assert [tuple(r) for r in settled] == [(7, 0, "unfollow", "1040", "charged")]
+        summary = await check(conn, "main")
+        assert summary.relationships == 1
         await conn.close()
 
     asyncio.run(go())

@@ -33,6 +33,18 @@ impl Engine {
         if fid.is_some_and(|fid| self.rel_ids.contains_key(&(fid, pid))) {
             return Err(format!("'{}' already follows '{}'", f.follower, f.provider));
         }
+        // An unfollow waiting for its orders has not settled yet: the pair's money is
+        // still in it (the ledger's account of the pair is not empty).
+        if fid.is_some_and(|fid| {
+            self.ended
+                .values()
+                .any(|r| r.follower == fid && r.provider == pid)
+        }) {
+            return Err(format!(
+                "'{}' is still leaving '{}': its orders are working",
+                f.follower, f.provider
+            ));
+        }
         if f.settings.mode == Mode::FixedAmount && f.settings.fixed_amount.is_none() {
             return Err("mode fixed_amount needs fixed_amount".into());
         }
@@ -151,19 +163,33 @@ impl Engine {
         if rel.settings.stop_copy_on_close {
             self.close_everything(seq, rid, b"u");
         }
-        self.settle_unfollow(rid);
-        if let Some(mut rel) = self.rels[rid.index()].take() {
-            self.end_standing(&rel);
-            if !rel.portfolio.working.is_empty() {
-                // no longer copied: a late opening fill is closed again
-                rel.status = Status::Stopped;
-                self.ended.insert(rid, rel);
-            }
-        }
+        let mut rel = self.rels[rid.index()]
+            .take()
+            .expect("rel ids point at live relationships");
         self.rel_ids.remove(&(fid, pid));
         self.providers[pid.index()].book.retain(|&r| r != rid);
         self.follower_totals[fid.index()] = total;
+        if rel.portfolio.working.is_empty() {
+            self.end_relationship(rid, rel);
+        } else {
+            // Live mode, orders working (the closes just sent, opening copies): it leaves
+            // every book now; it settles and ends when the last of them is reported
+            // (`drop_if_drained`), at the state they leave. A late opening fill is closed
+            // again.
+            rel.status = Status::Stopped;
+            self.ended.insert(rid, rel);
+        }
         Ok(())
+    }
+
+    /// The end of an unfollowed relationship, its positions closed (or what the venue
+    /// left of them): settle it (`unfollow`), count it into its provider's standing and
+    /// report it (`finished`).
+    pub(super) fn end_relationship(&mut self, rid: RelId, mut rel: Relationship) {
+        self.settle_unfollow(rid, &mut rel);
+        self.end_standing(&rel);
+        let view = self.view(&rel, rid);
+        self.finished.push(view);
     }
 
     /// `pause` (true) or `resume` (false) a relationship.

@@ -103,7 +103,9 @@ pub struct PortfolioView {
 }
 
 /// Snapshot header: the format and the engine's rules version; bump it with either.
-const SNAPSHOT_MAGIC: &[u8] = b"copyengine-snapshot-3\n";
+/// 4: an entry of `ended` is an unfollow waiting for its orders before it settles and
+/// ends (in 3 it had settled already: restoring one as 4 would settle it twice).
+const SNAPSHOT_MAGIC: &[u8] = b"copyengine-snapshot-4\n";
 
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
 pub struct Engine {
@@ -146,10 +148,15 @@ pub struct Engine {
     live: bool,
     /// Live mode: copy orders sent and not yet reported, by client order id.
     working: WorkingOrders,
-    /// Live mode: unfollowed relationships whose orders are still working. Their reports
-    /// still move their portfolio (a late open is closed again); once the last one is
-    /// reported the relationship is dropped.
+    /// Live mode: unfollowed relationships whose orders are still working (the unfollow's
+    /// closes, opening copies sent before it). Out of every book; their reports still
+    /// move their portfolio (a late open is closed again). Once the last one is reported
+    /// the relationship settles (`unfollow`) and ends (`end_relationship`).
     ended: HashMap<RelId, Relationship>,
+    /// The relationships that ended during the current input, as they ended (settled):
+    /// what the ledger returns to the follower's wallet (`finished`).
+    #[serde(skip)]
+    finished: Vec<PortfolioView>,
     /// Live mode: the working orders of the last event, not yet in `working` (see
     /// `file_staged`). Empty in every snapshot.
     #[serde(skip)]
@@ -219,6 +226,7 @@ impl Engine {
             follower_totals: Vec::new(),
             rels: Vec::new(),
             ended: HashMap::new(),
+            finished: Vec::new(),
             rel_ids: HashMap::new(),
             watermarks: Vec::new(),
             settling,
@@ -280,6 +288,7 @@ impl Engine {
             self.now_us = ts;
         }
         self.out.clear();
+        self.finished.clear();
         self.cross_boundaries(seq);
         self.held = self.out.len();
         self.now_us
@@ -290,6 +299,7 @@ impl Engine {
     fn begin(&mut self) -> usize {
         let keep = std::mem::take(&mut self.held);
         self.out.truncate(keep);
+        self.finished.clear();
         keep
     }
 
@@ -403,39 +413,50 @@ impl Engine {
         self.rels
             .iter()
             .enumerate()
-            .filter_map(|(i, r)| Some((r.as_ref()?, self.watermarks[i])))
-            .map(|(r, w)| PortfolioView {
-                follower: self.followers[r.follower.index()].clone(),
-                provider: self.providers[r.provider.index()].name.clone(),
-                status: r.status,
-                cash: r.portfolio.cash,
-                base: r.portfolio.base,
-                lots: r
-                    .portfolio
-                    .positions
-                    .iter()
-                    .flat_map(|p| {
-                        let symbol = &self.instruments[p.symbol.index()].symbol;
-                        p.lots.iter().map(move |l| (symbol.clone(), p.long, *l))
-                    })
-                    .collect(),
-                reserved: r.portfolio.reserved,
-                high_watermark: w.high,
-                fees_paid: w.fees_paid,
-                equity: r.portfolio.equity(&self.marks).ok(),
-                positions: r
-                    .portfolio
-                    .positions
-                    .iter()
-                    .map(|p| {
-                        (
-                            self.instruments[p.symbol.index()].symbol.clone(),
-                            Qty(p.signed_qty()),
-                        )
-                    })
-                    .collect(),
-            })
+            .filter_map(|(i, r)| Some(self.view(r.as_ref()?, RelId::next(i))))
             .collect()
+    }
+
+    /// The relationships that ended during the last input (an unfollow, or the last
+    /// report of an unfollowed relationship's orders), in the order they ended, as they
+    /// were at their end: positions closed (or what a rejected close left), settled.
+    pub fn finished(&self) -> &[PortfolioView] {
+        &self.finished
+    }
+
+    fn view(&self, r: &Relationship, rid: RelId) -> PortfolioView {
+        let w = self.watermarks[rid.index()];
+        PortfolioView {
+            follower: self.followers[r.follower.index()].clone(),
+            provider: self.providers[r.provider.index()].name.clone(),
+            status: r.status,
+            cash: r.portfolio.cash,
+            base: r.portfolio.base,
+            lots: r
+                .portfolio
+                .positions
+                .iter()
+                .flat_map(|p| {
+                    let symbol = &self.instruments[p.symbol.index()].symbol;
+                    p.lots.iter().map(move |l| (symbol.clone(), p.long, *l))
+                })
+                .collect(),
+            reserved: r.portfolio.reserved,
+            high_watermark: w.high,
+            fees_paid: w.fees_paid,
+            equity: r.portfolio.equity(&self.marks).ok(),
+            positions: r
+                .portfolio
+                .positions
+                .iter()
+                .map(|p| {
+                    (
+                        self.instruments[p.symbol.index()].symbol.clone(),
+                        Qty(p.signed_qty()),
+                    )
+                })
+                .collect(),
+        }
     }
 
     pub fn relationship_count(&self) -> usize {

@@ -10,7 +10,7 @@
 
 use std::collections::BTreeSet;
 
-use super::Engine;
+use super::{Engine, Relationship};
 use crate::control::Terms;
 use crate::fixed::{Factor, Money};
 use crate::model::{Platform, Record, RelId};
@@ -149,15 +149,13 @@ impl Engine {
         self.stop_loss_hits(seq);
     }
 
-    /// At unfollow (positions closed, before the relationship ends): settle it alone,
-    /// taking what free cash covers. Nothing without a schedule.
-    pub(super) fn settle_unfollow(&mut self, rid: RelId) {
+    /// At the end of an unfollowed relationship (`rel`, out of the slab: positions
+    /// closed, before it ends): settle it alone, taking what free cash covers. Nothing
+    /// without a schedule.
+    pub(super) fn settle_unfollow(&mut self, rid: RelId, rel: &mut Relationship) {
         if self.platform.settlement == Schedule::None {
             return;
         }
-        let Some(rel) = self.rels[rid.index()].as_mut() else {
-            return;
-        };
         let w = &mut self.watermarks[rid.index()];
         let Ok((equity, free)) = rel.portfolio.balances(&self.marks) else {
             return;

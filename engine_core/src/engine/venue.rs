@@ -231,14 +231,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Forget an ended relationship once none of its orders is working.
+    /// Once none of an unfollowed relationship's orders is working: settle it at the
+    /// state they left and end it (`end_relationship`).
     fn drop_if_drained(&mut self, rid: RelId) {
         if self
             .ended
             .get(&rid)
             .is_some_and(|rel| rel.portfolio.working.is_empty())
         {
-            self.ended.remove(&rid);
+            if let Some(rel) = self.ended.remove(&rid) {
+                self.end_relationship(rid, rel);
+            }
         }
     }
 }

@@ -103,6 +103,11 @@ pub struct Outcome {
     /// `settle` only: that label was settled before; nothing changed.
     #[pyo3(get)]
     already_settled: bool,
+    /// The relationships that ended at this input, as they ended (after their
+    /// `unfollow` settlement): one `portfolios_jsonl` line each, in the order they ended.
+    /// An unfollow whose orders are working ends at the report of the last of them.
+    #[pyo3(get)]
+    ended: Vec<String>,
 }
 
 #[pymethods]
@@ -175,6 +180,7 @@ struct Summary {
     stopped: Vec<(String, String)>,
     errors: Vec<String>,
     settlements: Vec<SettlementRow>,
+    ended: Vec<String>,
 }
 
 /// `leverage`: the opening orders' leverage, or None to take each order's from the
@@ -194,6 +200,11 @@ fn summarize(
         stopped: Vec::new(),
         errors: Vec::new(),
         settlements: Vec::new(),
+        ended: engine
+            .finished()
+            .iter()
+            .map(|v| crate::export::portfolio_record(v).to_string())
+            .collect(),
     };
     for r in records {
         match r {
@@ -240,6 +251,7 @@ fn outcome(py: Python<'_>, s: Summary, frame: &[u8]) -> Outcome {
         errors: s.errors,
         settlement_rows: s.settlements,
         already_settled: false,
+        ended: s.ended,
     }
 }
 
