@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, get, post
+from litestar.di import NamedDependency
 from litestar.params import Parameter
 
 from pyservice.api import changes
@@ -35,7 +36,9 @@ def _settings(data: Settings) -> dict[str, Any]:
     return {k: v for k, v in msgspec.structs.asdict(data).items() if v is not None}
 
 
-def _change(kind: str, me: Principal, provider: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+def _change(
+    kind: str, me: NamedDependency[Principal], provider: str, fields: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {"type": kind, "follower": me.subject, "provider": provider, **(fields or {})}
 
 
@@ -48,7 +51,7 @@ _MONEY = "Needs an `Idempotency-Key` header: a retry with the same key returns t
 
 
 @get("/v1/me/relationships", summary="My relationships", responses=_READ, **_DOC)
-async def my_relationships(request: Request[Any, Any, Any], me: Principal) -> Relationships:
+async def my_relationships(request: Request[Any, Any, Any], me: NamedDependency[Principal]) -> Relationships:
     async with request.app.state.pool.acquire() as conn:
         found = await relationships.relationships(conn, request.app.state.shard, str(me.subject))
     return Relationships(str(me.subject), msgspec.convert(found, list[Relationship]))
@@ -60,7 +63,9 @@ async def my_relationships(request: Request[Any, Any, Any], me: Principal) -> Re
     responses=documented(400, 401, 403, 404, 429),
     **_DOC,
 )
-async def my_relationship(request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId) -> Relationship:
+async def my_relationship(
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], provider_id: ProviderId
+) -> Relationship:
     async with request.app.state.pool.acquire() as conn:
         found = await relationships.relationships(conn, request.app.state.shard, str(me.subject), provider_id)
     if not found:
@@ -71,7 +76,7 @@ async def my_relationship(request: Request[Any, Any, Any], me: Principal, provid
 @post("/v1/me/relationships/{provider_id:str}/follow", summary="Follow a provider", description=_MONEY, **_CHANGE)
 async def follow(
     request: Request[Any, Any, Any],
-    me: Principal,
+    me: NamedDependency[Principal],
     provider_id: ProviderId,
     data: Follow,
     idempotency_key: changes.IdempotencyKey,
@@ -84,7 +89,7 @@ async def follow(
 @post("/v1/me/relationships/{provider_id:str}/deposit", summary="Add money", description=_MONEY, **_CHANGE)
 async def deposit(
     request: Request[Any, Any, Any],
-    me: Principal,
+    me: NamedDependency[Principal],
     provider_id: ProviderId,
     data: Amount,
     idempotency_key: changes.IdempotencyKey,
@@ -97,7 +102,7 @@ async def deposit(
 @post("/v1/me/relationships/{provider_id:str}/withdraw", summary="Take free cash out", description=_MONEY, **_CHANGE)
 async def withdraw(
     request: Request[Any, Any, Any],
-    me: Principal,
+    me: NamedDependency[Principal],
     provider_id: ProviderId,
     data: Amount,
     idempotency_key: changes.IdempotencyKey,
@@ -109,7 +114,11 @@ async def withdraw(
 
 @post("/v1/me/relationships/{provider_id:str}/settings", summary="Change copy settings", **_CHANGE)
 async def settings(
-    request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId, data: Settings, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any],
+    me: NamedDependency[Principal],
+    provider_id: ProviderId,
+    data: Settings,
+    wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
     return await changes.submit(request, me, _change("settings", me, provider_id, _settings(data)), wait)
 
@@ -117,7 +126,10 @@ async def settings(
 def _plain(kind: str, summary: str) -> Any:
     @post(f"/v1/me/relationships/{{provider_id:str}}/{kind}", summary=summary, name=kind, **_CHANGE)
     async def handler(
-        request: Request[Any, Any, Any], me: Principal, provider_id: ProviderId, wait: Wait = changes.WAIT_S
+        request: Request[Any, Any, Any],
+        me: NamedDependency[Principal],
+        provider_id: ProviderId,
+        wait: Wait = changes.WAIT_S,
     ) -> Response[ChangeAnswer]:
         return await changes.submit(request, me, _change(kind, me, provider_id), wait)
 
@@ -133,7 +145,7 @@ def _plain(kind: str, summary: str) -> Any:
 )
 async def my_settlements(
     request: Request[Any, Any, Any],
-    me: Principal,
+    me: NamedDependency[Principal],
     period: Annotated[str | None, Parameter(max_length=20, pattern=r"^[A-Za-z0-9-]+$")] = None,
 ) -> Settlements:
     """My settlement outcomes (as the follower or as the provider) and their totals."""
@@ -161,7 +173,9 @@ def statement(records: list[dict[str, Any]]) -> Settlements:
     responses=_READ,
 )
 async def my_notifications(
-    request: Request[Any, Any, Any], me: Principal, limit: Annotated[int, Parameter(ge=1, le=500)] = 100
+    request: Request[Any, Any, Any],
+    me: NamedDependency[Principal],
+    limit: Annotated[int, Parameter(ge=1, le=500)] = 100,
 ) -> Notifications:
     """My settlement notifications, newest first."""
     side = relationships.FOLLOWER_SIDE if me.role == "follower" else relationships.PROVIDER_SIDE
@@ -177,7 +191,9 @@ async def my_notifications(
     dependencies=ANY_ROLE,
     responses={**changes.RESPONSES, **documented(404)},
 )
-async def get_change(request: Request[Any, Any, Any], me: Principal, change_id: ChangeId) -> Response[ChangeAnswer]:
+async def get_change(
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], change_id: ChangeId
+) -> Response[ChangeAnswer]:
     """A control change's verdict (the token that made it, or an operator)."""
     return await changes.poll(request, me, change_id)
 

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response, delete, get, post, put
+from litestar.di import NamedDependency
 from litestar.params import Parameter
 
 from pyservice.api import changes
@@ -33,7 +34,7 @@ Id = Annotated[str | None, Parameter(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$
 
 @put("/v1/platform", summary="Change the platform's settlement terms", responses=changes.RESPONSES, **_DOC)
 async def change_platform(
-    request: Request[Any, Any, Any], me: Principal, data: Platform, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: Platform, wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
     """The fee from the next period boundary; the schedule and the maximum share at once
     (a maximum below a provider's share is refused, naming the provider)."""
@@ -45,7 +46,7 @@ async def change_platform(
 
 @post("/v1/settlements", summary="Settle now", status_code=200, responses=changes.RESPONSES, **_DOC)
 async def settle(
-    request: Request[Any, Any, Any], me: Principal, data: Settle, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: Settle, wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
     """A period given is settled once (`already_settled` after); without one, a manual
     settlement labelled `manual-<change id>`."""
@@ -63,7 +64,7 @@ async def settle(
 )
 async def all_settlements(
     request: Request[Any, Any, Any],
-    me: Principal,
+    me: NamedDependency[Principal],
     period: Annotated[str | None, Parameter(max_length=20, pattern=r"^[A-Za-z0-9-]+$")] = None,
     provider: Id = None,
     follower: Id = None,
@@ -80,7 +81,7 @@ async def all_settlements(
     responses=documented(401, 403, 429),
     **_DOC,
 )
-async def check_ledger(request: Request[Any, Any, Any], me: Principal) -> LedgerCheck:
+async def check_ledger(request: Request[Any, Any, Any], me: NamedDependency[Principal]) -> LedgerCheck:
     """`ok` false names the first difference (as `copyengine ledger check`)."""
     async with request.app.state.pool.acquire() as conn:
         try:
@@ -91,7 +92,7 @@ async def check_ledger(request: Request[Any, Any, Any], me: Principal) -> Ledger
 
 
 @get("/v1/tokens", summary="Every API token (never the token itself)", responses=documented(401, 403, 429), **_DOC)
-async def list_tokens(request: Request[Any, Any, Any], me: Principal) -> Tokens:
+async def list_tokens(request: Request[Any, Any, Any], me: NamedDependency[Principal]) -> Tokens:
     async with request.app.state.pool.acquire() as conn:
         return Tokens(msgspec.convert(await tokens.listing(conn), list[TokenInfo]))
 
@@ -103,7 +104,9 @@ async def list_tokens(request: Request[Any, Any, Any], me: Principal) -> Tokens:
     responses=documented(400, 401, 403, 413, 422, 429),
     **_DOC,
 )
-async def create_token(request: Request[Any, Any, Any], me: Principal, data: TokenRequest) -> TokenCreated:
+async def create_token(
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: TokenRequest
+) -> TokenCreated:
     async with request.app.state.pool.acquire() as conn:
         try:
             token_id, token = await tokens.create(conn, data.role, data.subject, data.days, data.label)
@@ -120,7 +123,9 @@ async def create_token(request: Request[Any, Any, Any], me: Principal, data: Tok
     **_DOC,
 )
 async def revoke_token(
-    request: Request[Any, Any, Any], me: Principal, token_id: Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+    request: Request[Any, Any, Any],
+    me: NamedDependency[Principal],
+    token_id: Annotated[int, Parameter(ge=1, le=2**63 - 1)],
 ) -> None:
     async with request.app.state.pool.acquire() as conn:
         if not await tokens.revoke(conn, token_id):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Request, Response, get, put
+from litestar.di import NamedDependency
 
 from pyservice.api import changes
 from pyservice.api.auth import PROVIDER, SECURITY
@@ -20,13 +21,15 @@ _READ = documented(401, 403, 429)
 
 
 @get("/v1/me/profile", summary="My profile", responses=_READ, **_DOC)
-async def my_profile(request: Request[Any, Any, Any], me: Principal) -> Profile:
+async def my_profile(request: Request[Any, Any, Any], me: NamedDependency[Principal]) -> Profile:
     async with request.app.state.pool.acquire() as conn:
         return Profile(**await profiles.profile(conn, str(me.subject)))
 
 
 @put("/v1/me/profile", summary="Change my profile", responses=documented(400, 401, 403, 413, 422, 429), **_DOC)
-async def change_profile(request: Request[Any, Any, Any], me: Principal, data: ProfileUpdate) -> Profile:
+async def change_profile(
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: ProfileUpdate
+) -> Profile:
     """Display name (at most 80 characters), avatar URL (https, at most 500) and bio (at
     most 2,000); a field left out keeps its value, an empty avatar URL removes it."""
     try:
@@ -39,7 +42,7 @@ async def change_profile(request: Request[Any, Any, Any], me: Principal, data: P
 
 @put("/v1/me/profit-share", summary="Change my profit share", responses=changes.RESPONSES, **_DOC)
 async def change_profit_share(
-    request: Request[Any, Any, Any], me: Principal, data: ProfitShare, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: ProfitShare, wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
     """At most the platform's maximum; in force from the next period boundary (a period is
     settled at the share in force when it began)."""
@@ -48,7 +51,7 @@ async def change_profit_share(
 
 
 @get("/v1/me/earnings", summary="My earnings", responses=_READ, **_DOC)
-async def my_earnings(request: Request[Any, Any, Any], me: Principal) -> Earnings:
+async def my_earnings(request: Request[Any, Any, Any], me: NamedDependency[Principal]) -> Earnings:
     async with request.app.state.pool.acquire() as conn:
         records = await settlements.statement(conn, request.app.state.shard, provider=str(me.subject))
     totals = statement(records)
