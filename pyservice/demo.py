@@ -311,6 +311,7 @@ def run_demo(
         prev: Snapshot | None = None
         cur: Snapshot | None = None
         api_seen: int | None = None
+        api_gone = False
         token: str | None = None
         try:
             with Live(render(None, None, followers), refresh_per_second=4) as live:
@@ -331,7 +332,12 @@ def run_demo(
                             f"a follower token for the page's copy form (follower demo-f): {token}", soft_wrap=True
                         )
                     api_seen = api_providers(page) or api_seen
-                    if engine.poll() is not None or venue.poll() is not None or api.poll() is not None:
+                    if api.poll() is not None and not api_gone:  # e.g. its port is taken: trade on
+                        api_gone = True
+                        live.console.print(
+                            f"the API exited (is port {api_port} taken? --api-port); log: {d / 'api.log'}"
+                        )
+                    if engine.poll() is not None or venue.poll() is not None:
                         print("a demo process exited; logs:", d, file=sys.stderr)
                         break
         except KeyboardInterrupt:
