@@ -335,7 +335,8 @@ def run_demo(
                     if api.poll() is not None and not api_gone:  # e.g. its port is taken: trade on
                         api_gone = True
                         live.console.print(
-                            f"the API exited (is port {api_port} taken? --api-port); log: {d / 'api.log'}"
+                            f"the API exited (is port {api_port} taken? --api-port); log: {d / 'api.log'}",
+                            soft_wrap=True,
                         )
                     if engine.poll() is not None or venue.poll() is not None:
                         print("a demo process exited; logs:", d, file=sys.stderr)
@@ -357,7 +358,7 @@ def run_demo(
             print(f"\n{render_leaderboard(board).title}")
             for p_, roi, dd, trades, _f, _a in board.rows:
                 print(f"  {p_}: ROI {_pct(roi)}, max drawdown {float(dd) * 100:.2f} %, {trades} trades")
-        print(f"api: {api_seen if api_seen is not None else 'no'} providers on {page}v1/leaderboard")
+        print(f"api: {api_seen} providers on {page}v1/leaderboard" if api_seen is not None else "api: did not answer")
         if cur is not None:
             print(
                 f"demo: {cur.copy_orders:,.0f} copy orders, {cur.fills:,.0f} fills, "
