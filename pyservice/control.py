@@ -62,6 +62,8 @@ class Misplaced(Exception):
 class Change:
     id: int
     text: str
+    #: its place in the order the engine applied changes (`placed_n`; 0 while pending)
+    placed_n: int = 0
 
 
 @dataclass(frozen=True)
@@ -401,13 +403,13 @@ async def placed(
     """(after_seq, change, whether its verdict is recorded) of every change placed after
     seqs `lo`..`hi`, in the order applied."""
     rows = await conn.fetch(
-        "SELECT after_seq, id, change::text, applied_at IS NOT NULL FROM control_changes "
+        "SELECT after_seq, id, change::text, applied_at IS NOT NULL, coalesce(placed_n, 0) FROM control_changes "
         "WHERE shard = $1 AND after_seq BETWEEN $2 AND $3 ORDER BY after_seq, placed_n NULLS FIRST, id",
         shard,
         lo,
         hi,
     )
-    return [(r[0], Change(r[1], r[2]), r[3]) for r in rows]
+    return [(r[0], Change(r[1], r[2], r[4]), r[3]) for r in rows]
 
 
 async def place(conn: asyncpg.Connection, change_id: int, after_seq: int) -> None:

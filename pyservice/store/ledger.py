@@ -57,6 +57,9 @@ class Point:
     seq: int
     change_id: int
     at_us: int
+    #: the change's place in the applied order (`Change.placed_n`; 0 for a venue input):
+    #: the notifications' published order
+    placed_n: int = 0
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ class Postings:
         rest = _encode({"kind": "settlement", **fields, "at_us": point.at_us}).decode()[1:]
         for side, (to, recipient) in enumerate((("follower", f), ("provider", p))):
             body = f'{{"to":"{to}",{rest}'
-            self.notifications.append((*where, side, recipient, "settlement", body, point.at_us))
+            self.notifications.append((*where, side, recipient, "settlement", body, point.at_us, point.placed_n))
 
     async def balances(self, conn: asyncpg.Connection, rels: Iterable[Rel]) -> dict[Rel, Decimal]:
         """The relationships' ledger balances now: committed, plus this step's postings."""
@@ -334,7 +337,7 @@ SETTLEMENT_COLUMNS = (
     "status",
     "at_us",
 )
-NOTIFICATION_COLUMNS = ("shard", "seq", "change_id", "n", "side", "recipient", "kind", "body", "at_us")
+NOTIFICATION_COLUMNS = ("shard", "seq", "change_id", "n", "side", "recipient", "kind", "body", "at_us", "placed_n")
 
 
 async def copy_new(

@@ -303,7 +303,7 @@ class Projector:
                         projected.append((seq, applied))
                         if applied["type"] == "profit_share":
                             shares_set.add(applied["provider"])
-                        point = ledger.Point(seq, change.id, self._now())
+                        point = ledger.Point(seq, change.id, self._now(), change.placed_n)
                         records = settlements_of(outcome)  # made once: 100,000s at a settle
                         await self._post_change(conn, postings, point, applied, records, outcome.ended)
                         raised.extend(_raised(records, seq))
@@ -386,9 +386,9 @@ class Projector:
     async def _decided_after(self, conn: asyncpg.Connection) -> list[recovery.Placed]:
         """The changes placed after `at` not taken yet, up to the first whose verdict is
         not recorded (the engine is applying it: the ones after it wait). None while a
-        change of a lower id is still pending: committed after them, it would be placed
-        at `at` after them, and its rows' keys would fall below theirs (the notifications
-        stream only grows); the next input brings them all, as before."""
+        change of a lower id is still pending (it may yet be placed at `at` after them;
+        its rows then key above theirs all the same, by `placed_n`, but the next input
+        brings them all together, as before)."""
         out = []
         lowest_pending = await conn.fetchval(
             "SELECT min(id) FROM control_changes WHERE shard = $1 AND after_seq IS NULL", self.shard

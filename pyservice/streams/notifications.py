@@ -1,11 +1,13 @@
 """Publishes the committed settlement notifications to a Redis stream, exactly once, in order.
 
 The source is the `notifications` table the projector writes (one row per side of every
-settlement outcome, with its step's position). Rows are keyed (seq, change_id, n, side)
-and every projector step commits rows above all those committed before it (one projector
-per shard; a change placed after seq S is projected after the input S), so the committed
-rows grow in key order and each becomes the stream entry with the id that encodes its
-key: `<seq>-<change_id × 2^32 + n × 2 + side>`. As for the fills stream
+settlement outcome, with its step's position). Rows are keyed (seq, placed_n, n, side):
+the input, the change's place in the order the engine applied changes (0 for the input's
+own settlements), the outcome, the side. Every projector step commits rows above all
+those committed before it (one projector per shard; a change placed after seq S is
+projected after the input S and after the changes placed before it, whatever their
+ids), so the committed rows grow in key order and each becomes the stream entry with the
+id that encodes its key: `<seq>-<placed_n × 2^32 + n × 2 + side>`. As for the fills stream
 (`streams.publisher`), Redis refuses an id at or below its last, so after a crash the
 publisher asks the stream where it stopped, and a re-publish is refused, not duplicated.
 """
@@ -29,7 +31,7 @@ log = logging.getLogger("copyengine.notifications")
 
 #: rows per round trip
 BATCH = 200
-#: (seq, change_id, n, side) of nothing published
+#: (seq, placed_n, n, side) of nothing published
 NONE = (0, -1, 0, 0)
 
 
@@ -40,7 +42,7 @@ def default_stream(shard: str) -> str:
 @dataclass(frozen=True)
 class Notification:
     seq: int
-    change_id: int
+    placed_n: int
     n: int
     side: int
     recipient: str
@@ -49,11 +51,11 @@ class Notification:
 
     @property
     def key(self) -> tuple[int, int, int, int]:
-        return (self.seq, self.change_id, self.n, self.side)
+        return (self.seq, self.placed_n, self.n, self.side)
 
     @property
     def id(self) -> str:
-        return f"{self.seq}-{(self.change_id << 32) + (self.n << 1) + self.side}"
+        return f"{self.seq}-{(self.placed_n << 32) + (self.n << 1) + self.side}"
 
     def fields(self, shard: str) -> dict[str | bytes, str | int | bytes]:
         return {
@@ -81,8 +83,8 @@ async def ready(
 ) -> list[Notification]:
     """The committed notifications after `after`, in key order."""
     rows = await conn.fetch(
-        "SELECT seq, change_id, n, side, recipient, kind, body::text FROM notifications "
-        "WHERE shard = $1 AND (seq, change_id, n, side) > ($2, $3, $4, $5) ORDER BY seq, change_id, n, side LIMIT $6",
+        "SELECT seq, placed_n, n, side, recipient, kind, body::text FROM notifications "
+        "WHERE shard = $1 AND (seq, placed_n, n, side) > ($2, $3, $4, $5) ORDER BY seq, placed_n, n, side LIMIT $6",
         shard,
         *after,
         limit,

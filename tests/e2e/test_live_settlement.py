@@ -454,8 +454,8 @@ def test_the_notifications_stream_holds_each_row_once_through_a_restart(tmp_path
             Notification(*r)
             for r in _query(
                 pg_dsn,
-                "SELECT seq, change_id, n, side, recipient, kind, body::text FROM notifications "
-                "ORDER BY seq, change_id, n, side",
+                "SELECT seq, placed_n, n, side, recipient, kind, body::text FROM notifications "
+                "ORDER BY seq, placed_n, n, side",
             )
         ]
         assert [(r.recipient, r.side) for r in rows] == [

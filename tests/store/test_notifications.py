@@ -67,8 +67,12 @@ def test_notifications_are_published_once_in_order(pg_dsn):
         await post(conn, ledger.Point(7, 0, 1), _record("a", "charged", "30"), _record("b", "deferred", "0"))
         assert await publisher.publish() == 4
         assert await publisher.publish() == 0  # again: nothing twice
-        # a settle placed after seq 7 (change 3), then the next input's settlement
-        await post(conn, ledger.Point(7, 3, 2), _record("c", "charged", "30"))
+        # a settle placed after seq 7 (change 4, the first placed: placed_n 1), published;
+        # then change 3, committed late and placed after it (placed_n 2): its rows key
+        # above those published although its id is lower, so they are published too
+        await post(conn, ledger.Point(7, 4, 2, 1), _record("c", "charged", "30"))
+        assert await NotificationPublisher(pg_dsn, REDIS, shard).publish() == 2
+        await post(conn, ledger.Point(7, 3, 2, 2), _record("d", "charged", "30"))
         await post(conn, ledger.Point(9, 0, 3), _record("a", "charged", "30"))
         assert await NotificationPublisher(pg_dsn, REDIS, shard).publish() == 4
         await conn.close()
@@ -77,8 +81,11 @@ def test_notifications_are_published_once_in_order(pg_dsn):
         asyncio.run(go())
         entries = r.xrange(stream)
         ids = [e[0].decode() for e in entries]
-        assert ids == ["7-0", "7-1", "7-2", "7-3", f"7-{3 << 32}", f"7-{(3 << 32) + 1}", "9-0", "9-1"]
-        assert [key_of(i) for i in ids[4:6]] == [(7, 3, 0, 0), (7, 3, 0, 1)]
+        assert ids == [
+            "7-0", "7-1", "7-2", "7-3", f"7-{1 << 32}", f"7-{(1 << 32) + 1}", f"7-{2 << 32}", f"7-{(2 << 32) + 1}",
+            "9-0", "9-1",
+        ]  # fmt: skip
+        assert [key_of(i) for i in ids[4:8]] == [(7, 1, 0, 0), (7, 1, 0, 1), (7, 2, 0, 0), (7, 2, 0, 1)]
         fields = [{k.decode(): v.decode() for k, v in e[1].items()} for e in entries]
         assert [(f["to"], f["recipient"]) for f in fields[:4]] == [
             ("follower", "a"),
@@ -90,5 +97,6 @@ def test_notifications_are_published_once_in_order(pg_dsn):
         assert body["to"] == "follower" and body["charged"] == "30" and body["provider_credit"] == "24.0"
         assert json.loads(fields[2]["body"])["status"] == "deferred"
         assert {f["shard"] for f in fields} == {shard} and {f["kind"] for f in fields} == {"settlement"}
+        assert [f["recipient"] for f in fields[4:10:2]] == ["c", "d", "a"]  # in the order applied
     finally:
         r.delete(stream)
