@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from litestar import Request, Response
 from litestar.openapi.datastructures import ResponseSpec
-from litestar.params import Parameter
+from litestar.params import HeaderParameter
 
 from pyservice import control
 from pyservice.api.errors import ApiError, documented
@@ -30,8 +30,8 @@ IDEMPOTENCY_KEY = re.compile(r"\A[\x21-\x7e]{1,200}\Z")
 #: a money-moving route's Idempotency-Key header (required there)
 IdempotencyKey = Annotated[
     str,
-    Parameter(
-        header="Idempotency-Key",
+    HeaderParameter(
+        name="Idempotency-Key",
         min_length=1,
         max_length=200,
         pattern=r"^[\x21-\x7e]{1,200}$",

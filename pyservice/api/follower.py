@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from pyservice.api import changes
 from pyservice.api.auth import ANY_ROLE, FOLLOWER, FOLLOWER_OR_PROVIDER, SECURITY
@@ -78,7 +78,7 @@ async def follow(
     request: Request[Any, Any, Any],
     me: NamedDependency[Principal],
     provider_id: ProviderId,
-    data: Follow,
+    data: JSONBody[Follow],
     idempotency_key: changes.IdempotencyKey,
     wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
@@ -91,7 +91,7 @@ async def deposit(
     request: Request[Any, Any, Any],
     me: NamedDependency[Principal],
     provider_id: ProviderId,
-    data: Amount,
+    data: JSONBody[Amount],
     idempotency_key: changes.IdempotencyKey,
     wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
@@ -104,7 +104,7 @@ async def withdraw(
     request: Request[Any, Any, Any],
     me: NamedDependency[Principal],
     provider_id: ProviderId,
-    data: Amount,
+    data: JSONBody[Amount],
     idempotency_key: changes.IdempotencyKey,
     wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
@@ -117,7 +117,7 @@ async def settings(
     request: Request[Any, Any, Any],
     me: NamedDependency[Principal],
     provider_id: ProviderId,
-    data: Settings,
+    data: JSONBody[Settings],
     wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
     return await changes.submit(request, me, _change("settings", me, provider_id, _settings(data)), wait)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import msgspec
 from litestar import Request, Response, delete, get, post, put
 from litestar.di import NamedDependency
-from litestar.params import Parameter
+from litestar.params import JSONBody, Parameter
 
 from pyservice.api import changes
 from pyservice.api.auth import OPERATOR, SECURITY
@@ -34,7 +34,10 @@ Id = Annotated[str | None, Parameter(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$
 
 @put("/v1/platform", summary="Change the platform's settlement terms", responses=changes.RESPONSES, **_DOC)
 async def change_platform(
-    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: Platform, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any],
+    me: NamedDependency[Principal],
+    data: JSONBody[Platform],
+    wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
     """The fee from the next period boundary; the schedule and the maximum share at once
     (a maximum below a provider's share is refused, naming the provider)."""
@@ -46,7 +49,7 @@ async def change_platform(
 
 @post("/v1/settlements", summary="Settle now", status_code=200, responses=changes.RESPONSES, **_DOC)
 async def settle(
-    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: Settle, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: JSONBody[Settle], wait: Wait = changes.WAIT_S
 ) -> Response[ChangeAnswer]:
     """A period given is settled once (`already_settled` after); without one, a manual
     settlement labelled `manual-<change id>`."""
@@ -105,7 +108,7 @@ async def list_tokens(request: Request[Any, Any, Any], me: NamedDependency[Princ
     **_DOC,
 )
 async def create_token(
-    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: TokenRequest
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: JSONBody[TokenRequest]
 ) -> TokenCreated:
     async with request.app.state.pool.acquire() as conn:
         try:

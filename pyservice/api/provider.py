@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Request, Response, get, put
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from pyservice.api import changes
 from pyservice.api.auth import PROVIDER, SECURITY
@@ -28,7 +29,7 @@ async def my_profile(request: Request[Any, Any, Any], me: NamedDependency[Princi
 
 @put("/v1/me/profile", summary="Change my profile", responses=documented(400, 401, 403, 413, 422, 429), **_DOC)
 async def change_profile(
-    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: ProfileUpdate
+    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: JSONBody[ProfileUpdate]
 ) -> Profile:
     """Display name (at most 80 characters), avatar URL (https, at most 500) and bio (at
     most 2,000); a field left out keeps its value, an empty avatar URL removes it."""
@@ -42,7 +43,10 @@ async def change_profile(
 
 @put("/v1/me/profit-share", summary="Change my profit share", responses=changes.RESPONSES, **_DOC)
 async def change_profit_share(
-    request: Request[Any, Any, Any], me: NamedDependency[Principal], data: ProfitShare, wait: Wait = changes.WAIT_S
+    request: Request[Any, Any, Any],
+    me: NamedDependency[Principal],
+    data: JSONBody[ProfitShare],
+    wait: Wait = changes.WAIT_S,
 ) -> Response[ChangeAnswer]:
     """At most the platform's maximum; in force from the next period boundary (a period is
     settled at the share in force when it began)."""

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, get
-from litestar.params import Parameter
+from litestar.params import FromQuery, Parameter
 
 from pyservice.api.errors import ApiError, documented
 from pyservice.api.schemas import DISCLAIMER, Card, Curve, Health, Leaderboard, OpenTrades, ProviderDetail
@@ -127,16 +127,16 @@ async def read_leaderboard(request: Request[Any, Any, Any], f: board.Filters) ->
 @get("/v1/leaderboard", tags=["public"], summary="The leaderboard", responses=documented(400, 429))
 async def get_leaderboard(
     request: Request[Any, Any, Any],
-    period: Period = "30d",
-    sort: Sort = "roi",
-    order: Literal["asc", "desc"] = "desc",
+    period: FromQuery[Period] = "30d",
+    sort: FromQuery[Sort] = "roi",
+    order: FromQuery[Literal["asc", "desc"]] = "desc",
     min_aum: Annotated[str | None, Parameter(max_length=40, description="AUM at least (decimal)")] = None,
     min_followers: Annotated[int | None, Parameter(ge=0, le=10**9)] = None,
     max_drawdown: Annotated[
         str | None, Parameter(max_length=40, description="the period's max drawdown at most, a ratio 0 to 1")
     ] = None,
-    risk_level: Literal["low", "medium", "high"] | None = None,
-    strategy: Literal["spot", "futures", "mixed"] | None = None,
+    risk_level: FromQuery[Literal["low", "medium", "high"] | None] = None,
+    strategy: FromQuery[Literal["spot", "futures", "mixed"] | None] = None,
     limit: Annotated[int, Parameter(ge=1, le=board.PAGE_MAX)] = 20,
     cursor: Annotated[str | None, Parameter(max_length=400)] = None,
 ) -> Leaderboard:
@@ -166,7 +166,9 @@ async def get_provider(request: Request[Any, Any, Any], provider_id: ProviderId)
     summary="A provider's equity curve",
     responses=documented(400, 404, 429),
 )
-async def get_curve(request: Request[Any, Any, Any], provider_id: ProviderId, period: Period = "all") -> Curve:
+async def get_curve(
+    request: Request[Any, Any, Any], provider_id: ProviderId, period: FromQuery[Period] = "all"
+) -> Curve:
     """The curve of a hypothetical 10,000 deposit, for the period (its first point is the
     value the period starts from)."""
     async with request.app.state.pool.acquire() as conn:
