@@ -1044,6 +1044,82 @@ impl Live {
     }
 }
 
+fn t(s: &str) -> i64 {
+    engine_core::venue_time::parse(s).unwrap()
+}
+
+fn pct(s: &str) -> engine_core::fixed::Factor {
+    engine_core::fixed::Factor::parse(s).unwrap()
+}
+
+/// Monthly settlement; P's share 10 % and the platform's fee 10 % through November, 30 %
+/// and 50 % set during November (from the December boundary on). `a` (1,000) buys 1 BTC
+/// at 100 (cash 900), marked at 140, and unfollows on 11-20 at equity 1,040 (profit 40).
+/// Returns the engine and the unfollow's records.
+fn unfollowed_in_november(stop_copy_on_close: bool) -> (Live, Vec<Value>) {
+    let mut l = Live::new(
+        json!([{"follower": "a", "provider": "P", "allocation": "1000", "stop_copy_on_close": stop_copy_on_close}]),
+        &[btc()],
+    );
+    l.e.set_settlement(engine_core::settlement::Schedule::Monthly);
+    l.e.set_profit_share("P", pct("10")).unwrap();
+    l.e.set_platform_fee(pct("10")).unwrap();
+    assert!(l.e.advance_clock(l.seq + 1, t("2026-11-10T00:00:00Z")) > 0); // next boundary 12-01
+    let o = l.exec("o1", "BTC", "buy", "1", "100", "1000", 1);
+    l.e.advance_clock(l.seq + 1, t("2026-11-11T00:00:00Z"));
+    assert!(l.fill(&id_of(&o, "a"), "1", "100").is_empty());
+    l.e.advance_clock(l.seq + 1, t("2026-11-12T00:00:00Z"));
+    assert!(l.mark("BTC", "140").is_empty());
+    // December's rates, set in November: November stays at 10 % and 10 %
+    l.e.set_profit_share("P", pct("30")).unwrap();
+    l.e.set_platform_fee(pct("50")).unwrap();
+    assert_eq!(l.e.profit_share("P").unwrap(), (pct("10"), pct("30")));
+    l.e.advance_clock(l.seq + 1, t("2026-11-20T00:00:00Z"));
+    let out = l.event(json!({"type": "unfollow", "follower": "a", "provider": "P"}));
+    (l, out)
+}
+
+/// November's profit 40 at November's rates: due 40 × 10 % = 4, the platform 10 % of it.
+const NOVEMBER_CHARGE: &str = "settlement unfollow a P equity=1040 hwm=1000 profit=40 due=4 charged=4 provider=3.6 platform=0.4 off=0 charged";
+
+/// An unfollow is settled at the share and fee in force when it was applied: with
+/// nothing working at once; with its close working, when the close fills, even after a
+/// period boundary moved the rates forward (and through a snapshot and restore there).
+#[test]
+fn a_waiting_unfollow_is_charged_at_the_rates_in_force_at_the_unfollow() {
+    // nothing working (positions kept): settled at the unfollow, at November's rates
+    let (l, out) = unfollowed_in_november(false);
+    assert_eq!(briefs(&out), [NOVEMBER_CHARGE]);
+    assert!(l.e.waiting_unfollows().is_empty());
+
+    // the close working: it waits, keeping November's rates
+    let (mut l, out) = unfollowed_in_november(true);
+    assert_eq!(briefs(&out), ["order a sell market BTC 1 reduce_only"]);
+    let close = id_of(&out, "a");
+    let november = vec![("a".to_owned(), "P".to_owned(), pct("10"), pct("10"))];
+    assert_eq!(l.e.waiting_unfollows(), november);
+    // the December boundary: November is settled (nothing in any book) and December's
+    // rates take over; the waiting unfollow keeps its own
+    l.e.advance_clock(l.seq + 1, t("2026-12-01T00:00:01Z"));
+    assert_eq!(l.e.profit_share("P").unwrap(), (pct("30"), pct("30")));
+    assert_eq!(l.e.settlement_terms().1, pct("50"));
+    assert_eq!(l.e.waiting_unfollows(), november);
+    // through a snapshot and a restore: the same waiting unfollow, the same rates
+    let mut restored = l.clone_engine();
+    assert_eq!(restored.e.waiting_unfollows(), november);
+    assert_eq!(restored.e.working_count(), 1);
+    // the close fills at 140: equity 1,040, charged at November's 10 % (not 30 %: 12)
+    for l in [&mut l, &mut restored] {
+        let out = l.fill(&close, "1", "140");
+        assert_eq!(briefs(&out), [NOVEMBER_CHARGE]);
+        let ended = l.e.finished().to_vec();
+        assert_eq!(ended.len(), 1);
+        assert_eq!(ended[0].cash.to_string(), "1036");
+        assert_eq!(ended[0].fees_paid.to_string(), "4");
+        assert!(l.e.waiting_unfollows().is_empty());
+    }
+}
+
 #[test]
 fn an_unfollow_settles_when_its_close_fills_at_the_state_it_leaves() {
     let (mut l, close) = unfollowed_with_a_close_working();

@@ -5,8 +5,9 @@ What it verifies, in this order, stopping at the first difference (docs/ledger.m
 2. walking each relationship's postings in ledger order: at every `pnl` posting, its
    balance equals base - fees_paid + realized PnL as the engine's state said there (the
    statement), the money moved in since its follow equals that base and the charges
-   since its follow equal those fees; an unfollow leaves it at zero, and a follow finds
-   it at zero;
+   since its follow equal those fees; an unfollow leaves it at zero, nothing is posted
+   to it after its unfollow until the next `open` or `follow` (a relationship ends
+   once), and a follow finds it at zero;
 3. at the projector's newest snapshot (`relationship_equity`, written from the engine
    independently of the ledger), every relationship's base and fees paid equal the
    ledger's through that point;
@@ -35,6 +36,8 @@ class _Life:
     balance: Decimal = Decimal(0)
     money_in: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
+    #: the id of its `unfollow` transaction, once it has ended
+    ended_by: int | None = None
 
 
 @dataclass(frozen=True)
@@ -104,13 +107,20 @@ async def _check_shard(conn: asyncpg.Connection, shard: str) -> Summary:
                 raise Difference(f"{_where(r)}: the relationship's account holds {before} before it")
             lives[rel] = _Life()
         life = lives.setdefault(rel, _Life())
+        if life.ended_by is not None:
+            raise Difference(
+                f"{_where(r)}: posted after the relationship's unfollow (transaction {life.ended_by}) "
+                "with no follow since: a relationship ends once"
+            )
         life.balance += amount
         if kind in ("open", "follow", "deposit", "withdraw"):
             life.money_in += amount
         elif kind == "settlement":
             life.fees -= amount
-        elif kind == "unfollow" and life.balance != 0:
-            raise Difference(f"{_where(r)}: leaves {life.balance} in the relationship's account")
+        elif kind == "unfollow":
+            if life.balance != 0:
+                raise Difference(f"{_where(r)}: leaves {life.balance} in the relationship's account")
+            life.ended_by = r["id"]
         elif kind == "pnl":
             statements += 1
             engine = r["base"] - r["fees_paid"] + r["realized_pnl"]

@@ -540,16 +540,26 @@ class Projector:
     ) -> None:
         """The settlements of one input or change, then the relationships it ended: each
         one's `unfollow` charge, its realized PnL up to its end (the state it ended with,
-        `Outcome.ended`), then what is left goes home."""
+        `Outcome.ended`), then what is left goes home. One whose account has its `unfollow`
+        since its last follow already (an older engine ended it at the unfollow; this one,
+        replaying from the books, at its closes' report) posts nothing again."""
         periodic = [r for r in records if r["period"] != "unfollow"]
         if periodic:
             await self._post_settlements(conn, postings, point, periodic)
+        ending = {(r["follower"], r["provider"]) for r in records if r["period"] == "unfollow"}
+        ending |= {(v["follower"], v["provider"]) for v in map(json.loads, ended)}
+        done = {rel for rel in ending if await _ended(conn, postings, rel)}
         for record in records:
-            if record["period"] == "unfollow":
+            if record["period"] == "unfollow" and (record["follower"], record["provider"]) not in done:
                 postings.settlement(point, record)
         for line in ended:
             last = json.loads(line)
             rel = (last["follower"], last["provider"])
+            if rel in done:
+                log.warning(
+                    "ended already in the ledger: not posted again", extra={"follower": rel[0], "provider": rel[1]}
+                )
+                continue
             now = ledger.figures(last, self.stats.kinds)
             postings.pnl(point, *rel, now, (await postings.balances(conn, [rel]))[rel])
             left = (await postings.balances(conn, [rel]))[rel]
@@ -582,6 +592,20 @@ def settlements_of(outcome: Outcome) -> list[dict[str, Any]]:
     """The settlement records of an input or a control change (issue #15's record, without
     `event` and `kind`)."""
     return list(outcome.settlements)  # fresh dicts, made by the binding when asked
+
+
+async def _ended(conn: asyncpg.Connection, postings: ledger.Postings, rel: ledger.Rel) -> bool:
+    """Whether the relationship's account has its `unfollow` since its last `open` or
+    `follow`: in this step's postings, else in the ledger."""
+    for t in reversed(postings.txns):
+        if t.rel == rel and t.kind in ("open", "follow", "unfollow"):
+            return t.kind == "unfollow"
+    last = await conn.fetchval(
+        "SELECT kind FROM ledger_transactions WHERE follower_id = $1 AND provider_id = $2 "
+        "AND kind IN ('open', 'follow', 'unfollow') ORDER BY id DESC LIMIT 1",
+        *rel,
+    )
+    return bool(last == "unfollow")
 
 
 def _raised(records: list[dict[str, Any]], seq: int) -> list[tuple[str, str, Decimal, int]]:

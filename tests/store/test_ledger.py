@@ -445,3 +445,108 @@ def test_a_live_unfollow_posts_its_late_close_and_returns_the_book_after_it(pg_d
         await conn.close()
 
     asyncio.run(go())
+
+
+def test_ledger_check_names_a_posting_after_the_relationships_unfollow(pg_dsn):
+    """A relationship ends once: a relationship ended at its unfollow (1,000 home) and
+    ended again at a later input (a `pnl` of 1,000 out of trading_pnl, 1,000 home again:
+    2,000 returned for 1,000 allocated) fails the check at the second end's first posting,
+    named, although every transaction balances and each unfollow leaves the account at
+    zero. After a new follow the account takes postings again."""
+
+    async def go():
+        conn = await _db(pg_dsn)
+        p = ledger.Postings("main")
+        p.transfer(Point(0, ledger.BOOKS, 0), "open", "a", "P", D("1000"))
+        p.pnl(Point(5, 3, 50), "a", "P", Figures(D("1000"), D("0"), D("1000")), D("1000"))
+        p.transfer(Point(5, 3, 50), "unfollow", "a", "P", D("-1000"))
+        # a follow again, its life, and its end: fine
+        p.transfer(Point(6, 4, 60), "follow", "a", "P", D("500"))
+        p.transfer(Point(6, 5, 60), "unfollow", "a", "P", D("-500"))
+        async with conn.transaction():
+            await p.post(conn)
+        summary = await check(conn)
+        assert (summary.transactions, summary.relationships) == (5, 1)
+        # the same relationship ending again at a later fills input
+        again = ledger.Postings("main")
+        again.pnl(Point(7, 0, 70), "a", "P", Figures(D("500"), D("0"), D("500")), D("0"))
+        again.transfer(Point(7, 0, 70), "unfollow", "a", "P", D("-500"))
+        async with conn.transaction():
+            await again.post(conn)
+        ended_by = await conn.fetchval("SELECT max(id) FROM ledger_transactions WHERE kind = 'unfollow' AND seq = 6")
+        with pytest.raises(Difference) as found:
+            await check(conn)
+        wallet = await conn.fetchval(
+            "SELECT sum(e.amount) FROM ledger_entries e JOIN ledger_accounts a ON a.id = e.account_id "
+            "WHERE a.kind = 'wallet'"
+        )
+        await conn.close()
+        return str(found.value), ended_by, wallet
+
+    message, ended_by, wallet = asyncio.run(go())
+    assert wallet == D("500")  # 500 more home than ever allocated: what the check must catch
+    assert "(pnl of 'a' copying 'P', shard 'main' seq 7 change 0 n 0)" in message
+    assert message.endswith(
+        f": posted after the relationship's unfollow (transaction {ended_by}) with no follow since: "
+        "a relationship ends once"
+    )
+
+
+def test_a_relationship_the_ledger_ended_already_is_not_ended_again(pg_dsn, monkeypatch):
+    """After an upgrade whose engine refuses the older snapshots, the projector replays
+    the journal from the books: an unfollow the older engine ended at once (the ledger
+    has its end at seq 5: charged 15 at the mark 150, 985 home) now ends at its close's
+    fill (seq 7). The projector posts nothing there for it: the relationship ends once,
+    the wallet holds 985 back for 1,000 allocated, and `ledger check` passes."""
+    monkeypatch.setattr(projector, "BATCH", 1)
+    rows, changes, books = _late_close_journal()
+
+    async def go():
+        conn = await asyncpg.connect(pg_dsn)
+        await migrate(conn)
+        await seed_books(conn, books)
+        await ensure_shard(conn, "main")
+        await conn.copy_records_to_table(
+            "engine_inputs", records=[("main", *r) for r in rows], columns=["shard", "seq", "kind", "payload"]
+        )
+        for after, change, error in changes:
+            cid = await control.submit(conn, "main", change)
+            await control.place(conn, cid, after)
+            await control.decided(conn, cid, error)
+        await conn.execute("UPDATE engine_state SET watermark = $1", rows[-1][0])
+        # the older projector: through seq 6, its unfollow ended at seq 5 (no snapshot
+        # this engine can read)
+        p = projector.Projector(pg_dsn)
+        pconn = await asyncpg.connect(pg_dsn)
+        await p.start(pconn)
+        while p.at < 6:
+            assert await p.step(pconn)
+        await pconn.close()
+        old = ledger.Postings("main")
+        at = Point(5, 3, 0)
+        old.pnl(at, "a", "P", Figures(D("1000"), D("0"), D("1000")), D("1000"))
+        old.settlement(at, record("a", "P", "unfollow", "charged", "1050", "1000", "15", "15", "13.5", "1.5"))
+        old.transfer(at, "unfollow", "a", "P", D("-985"))
+        async with conn.transaction():
+            await old.post(conn)
+        # the upgraded projector: from the books to 6, then the close's fill at 7
+        p = projector.Projector(pg_dsn)
+        pconn = await asyncpg.connect(pg_dsn)
+        await p.start(pconn)
+        assert p.at == 6
+        assert await p.step(pconn)
+        assert p.at == 7
+        await pconn.close()
+        late = await conn.fetchval("SELECT count(*) FROM ledger_transactions WHERE seq = 7")
+        settled = await conn.fetch("SELECT seq, period, charged::text FROM settlements")
+        balances = await _balances(conn)
+        summary = await check(conn, "main")
+        await conn.close()
+        return late, [tuple(r) for r in settled], balances, summary
+
+    late, settled, balances, summary = asyncio.run(go())
+    assert late == 0
+    assert settled == [(5, "unfollow", "15")]
+    assert balances[("relationship", "a", "P")] == "0"
+    assert balances[("wallet", "a", "")] == "-15"  # 1,000 out at the open, 985 back once
+    assert summary.relationships == 1

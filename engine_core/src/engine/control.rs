@@ -2,7 +2,8 @@
 //! pause/resume and settings; and closing every position of one relationship (an
 //! unfollow with `stop_copy_on_close`, a max-loss stop).
 
-use super::{Engine, Relationship, Watermark};
+use super::settle::Rates;
+use super::{Engine, Leaving, Relationship, Watermark};
 use crate::coid::{follower_hash, ClientOrderId};
 use crate::event::{Follow, SettingsChange};
 use crate::fixed::{Money, Qty};
@@ -38,7 +39,7 @@ impl Engine {
         if fid.is_some_and(|fid| {
             self.ended
                 .values()
-                .any(|r| r.follower == fid && r.provider == pid)
+                .any(|l| l.rel.follower == fid && l.rel.provider == pid)
         }) {
             return Err(format!(
                 "'{}' is still leaving '{}': its orders are working",
@@ -169,24 +170,25 @@ impl Engine {
         self.rel_ids.remove(&(fid, pid));
         self.providers[pid.index()].book.retain(|&r| r != rid);
         self.follower_totals[fid.index()] = total;
+        let rates = self.rates(pid);
         if rel.portfolio.working.is_empty() {
-            self.end_relationship(rid, rel);
+            self.end_relationship(rid, rel, rates);
         } else {
             // Live mode, orders working (the closes just sent, opening copies): it leaves
             // every book now; it settles and ends when the last of them is reported
-            // (`drop_if_drained`), at the state they leave. A late opening fill is closed
-            // again.
+            // (`drop_if_drained`), at the state they leave and at the rates in force now.
+            // A late opening fill is closed again.
             rel.status = Status::Stopped;
-            self.ended.insert(rid, rel);
+            self.ended.insert(rid, Leaving { rel, rates });
         }
         Ok(())
     }
 
     /// The end of an unfollowed relationship, its positions closed (or what the venue
-    /// left of them): settle it (`unfollow`), count it into its provider's standing and
-    /// report it (`finished`).
-    pub(super) fn end_relationship(&mut self, rid: RelId, mut rel: Relationship) {
-        self.settle_unfollow(rid, &mut rel);
+    /// left of them): settle it (`unfollow`, at `rates`: those in force at the unfollow),
+    /// count it into its provider's standing and report it (`finished`).
+    pub(super) fn end_relationship(&mut self, rid: RelId, mut rel: Relationship, rates: Rates) {
+        self.settle_unfollow(rid, &mut rel, rates);
         self.end_standing(&rel);
         let view = self.view(&rel, rid);
         self.finished.push(view);

@@ -81,6 +81,16 @@ struct Provider {
     next_share_pct: Factor,
 }
 
+/// Live mode: an unfollowed relationship waiting for its orders (`Engine::ended`), with
+/// the rates in force when the unfollow was applied: its `unfollow` settlement is the
+/// unfollow's, at those rates, even if a period boundary moved them forward since.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone)]
+pub(super) struct Leaving {
+    rel: Relationship,
+    /// The rates in force at the unfollow.
+    rates: settle::Rates,
+}
+
 /// A portfolio as reported at the end of a replay.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortfolioView {
@@ -104,7 +114,8 @@ pub struct PortfolioView {
 
 /// Snapshot header: the format and the engine's rules version; bump it with either.
 /// 4: an entry of `ended` is an unfollow waiting for its orders before it settles and
-/// ends (in 3 it had settled already: restoring one as 4 would settle it twice).
+/// ends, with the rates it settles at (in 3 it had settled already: restoring one as 4
+/// would settle it twice).
 const SNAPSHOT_MAGIC: &[u8] = b"copyengine-snapshot-4\n";
 
 #[derive(serde::Serialize, serde::Deserialize, Debug)]
@@ -151,8 +162,9 @@ pub struct Engine {
     /// Live mode: unfollowed relationships whose orders are still working (the unfollow's
     /// closes, opening copies sent before it). Out of every book; their reports still
     /// move their portfolio (a late open is closed again). Once the last one is reported
-    /// the relationship settles (`unfollow`) and ends (`end_relationship`).
-    ended: HashMap<RelId, Relationship>,
+    /// the relationship settles (`unfollow`, at the rates in force at the unfollow) and
+    /// ends (`end_relationship`).
+    ended: HashMap<RelId, Leaving>,
     /// The relationships that ended during the current input, as they ended (settled):
     /// what the ledger returns to the follower's wallet (`finished`).
     #[serde(skip)]
@@ -422,6 +434,26 @@ impl Engine {
     /// were at their end: positions closed (or what a rejected close left), settled.
     pub fn finished(&self) -> &[PortfolioView] {
         &self.finished
+    }
+
+    /// Live mode: the unfollows waiting for their orders, sorted by follower then
+    /// provider, each with the provider's share and the platform fee it will be settled
+    /// at (those in force at the unfollow).
+    pub fn waiting_unfollows(&self) -> Vec<(String, String, Factor, Factor)> {
+        let mut all: Vec<_> = self
+            .ended
+            .values()
+            .map(|l| {
+                (
+                    self.followers[l.rel.follower.index()].clone(),
+                    self.providers[l.rel.provider.index()].name.clone(),
+                    l.rates.share_pct,
+                    l.rates.fee_pct,
+                )
+            })
+            .collect();
+        all.sort_unstable_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+        all
     }
 
     fn view(&self, r: &Relationship, rid: RelId) -> PortfolioView {

@@ -13,7 +13,7 @@ use std::collections::BTreeSet;
 use super::{Engine, Relationship};
 use crate::control::Terms;
 use crate::fixed::{Factor, Money};
-use crate::model::{Platform, Record, RelId};
+use crate::model::{Platform, ProviderId, Record, RelId};
 use crate::settlement::{charge, Period, Schedule, SettleStatus, Settlement};
 
 /// A relationship's settlement state (per relationship, beside `Relationship`).
@@ -24,6 +24,14 @@ pub struct Watermark {
     pub high: Money,
     /// Σ charged.
     pub fees_paid: Money,
+}
+
+/// The rates an `unfollow` settlement charges at: the provider's share and the
+/// platform's fee in force when the unfollow was applied.
+#[derive(serde::Serialize, serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rates {
+    pub share_pct: Factor,
+    pub fee_pct: Factor,
 }
 
 /// The schedule's state.
@@ -149,10 +157,19 @@ impl Engine {
         self.stop_loss_hits(seq);
     }
 
+    /// The rates in force now for `provider`'s relationships (kept by an unfollow).
+    pub(super) fn rates(&self, provider: ProviderId) -> Rates {
+        Rates {
+            share_pct: self.providers[provider.index()].share_pct,
+            fee_pct: self.platform.platform_fee_pct,
+        }
+    }
+
     /// At the end of an unfollowed relationship (`rel`, out of the slab: positions
-    /// closed, before it ends): settle it alone, taking what free cash covers. Nothing
-    /// without a schedule.
-    pub(super) fn settle_unfollow(&mut self, rid: RelId, rel: &mut Relationship) {
+    /// closed, before it ends): settle it alone at `rates` (those in force at the
+    /// unfollow, even if a boundary has moved them since), taking what free cash covers.
+    /// Nothing without a schedule.
+    pub(super) fn settle_unfollow(&mut self, rid: RelId, rel: &mut Relationship, rates: Rates) {
         if self.platform.settlement == Schedule::None {
             return;
         }
@@ -163,10 +180,8 @@ impl Engine {
         if equity <= w.high {
             return;
         }
-        let share = self.providers[rel.provider.index()].share_pct;
         let profit = Money(equity.0 - w.high.0);
-        let fee = self.platform.platform_fee_pct;
-        let Some(c) = charge(profit, free, share, fee, true) else {
+        let Some(c) = charge(profit, free, rates.share_pct, rates.fee_pct, true) else {
             return;
         };
         rel.portfolio.cash = Money(rel.portfolio.cash.0 - c.charged.0);

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use super::{Engine, Relationship};
+use super::{Engine, Leaving, Relationship};
 use crate::coid::ClientOrderId;
 use crate::fixed::{Price, Qty};
 use crate::model::{CopyOrder, OrderType, Record, RejectReason, RelId, Side, Status};
@@ -42,7 +42,7 @@ impl Engine {
         for (id, p) in all {
             let Some(rel) = self.rels[p.rel.index()]
                 .as_ref()
-                .or_else(|| self.ended.get(&p.rel))
+                .or_else(|| self.ended.get(&p.rel).map(|l| &l.rel))
             else {
                 continue;
             };
@@ -237,10 +237,10 @@ impl Engine {
         if self
             .ended
             .get(&rid)
-            .is_some_and(|rel| rel.portfolio.working.is_empty())
+            .is_some_and(|l| l.rel.portfolio.working.is_empty())
         {
-            if let Some(rel) = self.ended.remove(&rid) {
-                self.end_relationship(rid, rel);
+            if let Some(Leaving { rel, rates }) = self.ended.remove(&rid) {
+                self.end_relationship(rid, rel, rates);
             }
         }
     }
@@ -250,13 +250,16 @@ impl Engine {
 /// orders are still working.
 fn owner<'a>(
     rels: &'a mut [Option<Relationship>],
-    ended: &'a mut HashMap<RelId, Relationship>,
+    ended: &'a mut HashMap<RelId, Leaving>,
     rid: RelId,
 ) -> &'a mut Relationship {
     match rels[rid.index()].as_mut() {
         Some(rel) => rel,
-        None => ended
-            .get_mut(&rid)
-            .expect("a working order's relationship is live or ended"),
+        None => {
+            &mut ended
+                .get_mut(&rid)
+                .expect("a working order's relationship is live or ended")
+                .rel
+        }
     }
 }
