@@ -269,9 +269,9 @@ def fields_of(kind: Kind) -> tuple[Field, ...]:
 # -- the caller's side: validate, commit, wait -------------------------------------------
 
 
-#: INTEGRATE (the Rust side, branch `settlement`): whether this engine has the settlement
-#: rules. Until it has, a `settle` is checked here alone (its format is this module's), and
-#: the engine refuses it when applied ("unknown type"), changing nothing.
+#: A `settle` is not an event of the Rust control parser (`check_control`): the engine
+#: applies it through `LiveEngine.settle` (`apply` below), so its format, at most a
+#: period label, is checked here.
 def _check_settle(change: dict[str, Any]) -> str | None:
     extra = sorted(set(change) - {"type", "period"})
     if extra:

@@ -9,6 +9,7 @@ frame); the Structs here decode it, and tests check the two agree byte for byte.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Iterator
 from typing import Annotated, Final, Generic, Literal, NamedTuple, TypeAlias, TypeVar, Union, overload
@@ -29,7 +30,11 @@ Seq = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Micros = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 #: A non-negative decimal string; the engine applies the exact per-field precision rules.
 Decimal = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{1,13}(\.[0-9]{1,16})?\Z")]
-Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}\Z")]
+#: an id (follower, provider, symbol): the engine's `is_identifier`, everywhere a name is checked
+NAME_CHARS = r"[A-Za-z0-9_.:-]{1,64}"
+NAME = rf"^{NAME_CHARS}\Z"
+NAME_RE = re.compile(NAME)
+Name = Annotated[str, msgspec.Meta(pattern=NAME)]
 ClientOrderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9]{1,32}\Z")]
 Side = Literal["buy", "sell"]
 #: The engine's challenge and the venue's answer to it (`pyservice.venue_auth`).

@@ -86,30 +86,22 @@ async def follow(
     return await changes.submit(request, me, _change("follow", me, provider_id, fields), wait, money=True)
 
 
-@post("/v1/me/relationships/{provider_id:str}/deposit", summary="Add money", description=_MONEY, **_CHANGE)
-async def deposit(
-    request: Request[Any, Any, Any],
-    me: NamedDependency[Principal],
-    provider_id: ProviderId,
-    data: JSONBody[Amount],
-    idempotency_key: changes.IdempotencyKey,
-    wait: Wait = changes.WAIT_S,
-) -> Response[ChangeAnswer]:
-    change = _change("deposit", me, provider_id, {"amount": data.amount})
-    return await changes.submit(request, me, change, wait, money=True)
+def _transfer(kind: str, summary: str) -> Any:
+    """`deposit` or `withdraw`: an amount in or out, money-moving (Idempotency-Key)."""
 
+    @post(f"/v1/me/relationships/{{provider_id:str}}/{kind}", summary=summary, name=kind, description=_MONEY, **_CHANGE)
+    async def handler(
+        request: Request[Any, Any, Any],
+        me: NamedDependency[Principal],
+        provider_id: ProviderId,
+        data: JSONBody[Amount],
+        idempotency_key: changes.IdempotencyKey,
+        wait: Wait = changes.WAIT_S,
+    ) -> Response[ChangeAnswer]:
+        change = _change(kind, me, provider_id, {"amount": data.amount})
+        return await changes.submit(request, me, change, wait, money=True)
 
-@post("/v1/me/relationships/{provider_id:str}/withdraw", summary="Take free cash out", description=_MONEY, **_CHANGE)
-async def withdraw(
-    request: Request[Any, Any, Any],
-    me: NamedDependency[Principal],
-    provider_id: ProviderId,
-    data: JSONBody[Amount],
-    idempotency_key: changes.IdempotencyKey,
-    wait: Wait = changes.WAIT_S,
-) -> Response[ChangeAnswer]:
-    change = _change("withdraw", me, provider_id, {"amount": data.amount})
-    return await changes.submit(request, me, change, wait, money=True)
+    return handler
 
 
 @post("/v1/me/relationships/{provider_id:str}/settings", summary="Change copy settings", **_CHANGE)
@@ -206,8 +198,8 @@ ROUTES = [
     _plain("pause", "Stop copying, keep the positions"),
     _plain("resume", "Copy again after a pause"),
     settings,
-    deposit,
-    withdraw,
+    _transfer("deposit", "Add money"),
+    _transfer("withdraw", "Take free cash out"),
     my_settlements,
     my_notifications,
     get_change,

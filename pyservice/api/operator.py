@@ -25,11 +25,12 @@ from pyservice.api.schemas import (
     TokenRequest,
     Tokens,
 )
+from pyservice.protocol import NAME_CHARS
 from pyservice.store import ledger_check, settlements, tokens
 from pyservice.store.tokens import Principal
 
 _DOC: dict[str, Any] = {"tags": ["operator"], "security": SECURITY, "dependencies": OPERATOR}
-Id = Annotated[str | None, Parameter(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+Id = Annotated[str | None, Parameter(max_length=64, pattern=f"^{NAME_CHARS}$")]
 
 
 @put("/v1/platform", summary="Change the platform's settlement terms", responses=changes.RESPONSES, **_DOC)

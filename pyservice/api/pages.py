@@ -11,7 +11,6 @@ follower route with the token typed into it (nothing here handles a token).
 
 from __future__ import annotations
 
-import re
 from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -40,10 +39,10 @@ from pyservice.api.html import (
 )
 from pyservice.api.public import read_leaderboard
 from pyservice.api.schemas import DISCLAIMER, Card, Curve, OpenTrade, ProviderDetail
+from pyservice.protocol import NAME_RE
 from pyservice.statistics.figures import PERIODS
 from pyservice.store import leaderboard as board
 
-PROVIDER_ID = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 PERIOD_NAMES = {"7d": "7 days", "30d": "30 days", "90d": "90 days", "all": "all time"}
 SORT_NAMES = {
     "roi": "ROI",
@@ -402,7 +401,7 @@ def provider_body(detail: ProviderDetail, curve: Curve, trades: list[OpenTrade])
 
 @get("/providers/{provider_id:str}", include_in_schema=False)
 async def provider_page(request: Request[Any, Any, Any], provider_id: Annotated[str, Parameter()]) -> Response[str]:
-    if not PROVIDER_ID.match(provider_id):
+    if not NAME_RE.match(provider_id):
         return _html(message_page("Provider not found", f"No provider '{provider_id}'."), 404)
     period = request.query_params.get("period") or "all"
     if period not in PERIODS:

@@ -16,12 +16,13 @@ from litestar.params import FromQuery, Parameter
 
 from pyservice.api.errors import ApiError, documented
 from pyservice.api.schemas import DISCLAIMER, Card, Curve, Health, Leaderboard, OpenTrades, ProviderDetail
+from pyservice.protocol import NAME_CHARS
 from pyservice.store import leaderboard as board
 from pyservice.venue_time import format_time
 
 Period = Literal["7d", "30d", "90d", "all"]
 Sort = Literal["roi", "pnl", "copiers_pnl", "aum", "followers", "drawdown", "sharpe"]
-ProviderId = Annotated[str, Parameter(max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+ProviderId = Annotated[str, Parameter(max_length=64, pattern=f"^{NAME_CHARS}$")]
 
 
 def filters(

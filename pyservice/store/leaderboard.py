@@ -24,7 +24,10 @@ from typing import Any
 import asyncpg
 from gmpy2 import mpq
 
+from pyservice.protocol import NAME_RE
+from pyservice.statistics import figures
 from pyservice.statistics.figures import PERIODS, canonical, rounded
+from pyservice.store import statistics
 from pyservice.venue_time import DAY_US, format_time, parse_time
 
 #: sort key → the column (per period where the figure is per period)
@@ -48,8 +51,6 @@ PAGE_MAX = 100
 DECIMAL = re.compile(r"\A-?[0-9]+(\.[0-9]+)?\Z")
 #: a float as Python prints it (a Sharpe in a cursor), or -inf
 FLOAT = re.compile(r"\A(-inf|-?[0-9]+(\.[0-9]+)?(e[-+]?[0-9]{1,3})?)\Z")
-#: a provider id
-ID = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 
 
 class QueryError(ValueError):
@@ -130,7 +131,7 @@ def _decode_cursor(f: Filters) -> tuple[Any, str] | None:
         raise QueryError("cursor belongs to another period, sort or order")
     # what reaches PostgreSQL is what this API could have given: an id, a 32-bit count,
     # a plain decimal, a finite float (or no Sharpe, -inf)
-    if not (isinstance(provider, str) and ID.match(provider) and isinstance(value, str) and len(value) <= 40):
+    if not (isinstance(provider, str) and NAME_RE.match(provider) and isinstance(value, str) and len(value) <= 40):
         raise QueryError("cursor is not one this API gave")
     typed: Any
     if f.sort == "followers" and value.isascii() and value.isdigit() and int(value) < 2**31:
@@ -161,12 +162,12 @@ def _text(v: Decimal | None) -> str | None:
 
 
 def _card(r: asyncpg.Record, period: str) -> dict[str, Any]:
-    curve = period_curve(json.loads(r["equity_curve"]), parse_time(r["as_of_text"]), period)
+    curve = period_curve(json.loads(r["equity_curve"]), r["as_of"], period)
     return {
         "provider": r["provider_id"],
         "display_name": r["display_name"] or r["provider_id"],
         "avatar_url": r["avatar_url"],
-        "as_of": r["as_of_text"],
+        "as_of": format_time(r["as_of"]),
         "period": period,
         "roi": canonical(r["roi"]),
         "pnl": canonical(r["pnl"]),
@@ -221,37 +222,29 @@ async def leaderboard(conn: asyncpg.Connection, f: Filters) -> tuple[list[dict[s
         "AND ($5::text IS NULL OR s.strategy = $5) "
         f"AND ($7::text IS NULL OR ({expr}, s.provider_id) {op} ($6::{value_type}, $7::text)) "
         f"ORDER BY {expr} {direction}, s.provider_id {direction} LIMIT $8) "
-        f"SELECT {_CARD}, {_period_columns(f.period)}, page.sort_value, s.as_of AS as_of_us "
+        f"SELECT {_CARD}, {_period_columns(f.period)}, page.sort_value "
         f"FROM page JOIN provider_statistics s USING (provider_id) LEFT JOIN provider_profiles pp USING (provider_id) "
         "LEFT JOIN provider_terms t USING (provider_id) "
         f"ORDER BY page.sort_value {direction}, s.provider_id {direction}",
         *args,
     )
-    cards = [_card(_with_as_of(r), f.period) for r in rows[: f.limit]]
+    cards = [_card(r, f.period) for r in rows[: f.limit]]
     more = len(rows) > f.limit
     last = rows[f.limit - 1] if more else None
     return cards, None if last is None else encode_cursor(f, last["sort_value"], last["provider_id"])
 
 
-def _with_as_of(r: asyncpg.Record) -> Any:
-    d = dict(r.items())
-    d["as_of_text"] = format_time(r["as_of_us"])
-    return d
-
-
 async def provider(conn: asyncpg.Connection, provider_id: str) -> dict[str, Any] | None:
     """A provider's card for every period and its full statistics record, or None."""
     r = await conn.fetchrow(
-        f"SELECT {_CARD}, s.as_of AS as_of_us, s.record::text AS record, pp.bio, "
-        f"{_period_columns('30d')} {_JOINS} WHERE s.provider_id = $1",
+        f"SELECT {_CARD}, s.record::text AS record, pp.bio, {_period_columns('30d')} {_JOINS} WHERE s.provider_id = $1",
         provider_id,
     )
     if r is None:
         return None
-    d = _with_as_of(r)
     record = json.loads(r["record"])
     return {
-        "card": _card(d, "30d"),
+        "card": _card(r, "30d"),
         "bio": r["bio"] or "",
         "statistics": {
             "as_of": record["as_of"],
@@ -301,31 +294,26 @@ async def open_trades(conn: asyncpg.Connection, shard: str, provider_id: str) ->
     an unknown provider)."""
     if not await conn.fetchval("SELECT EXISTS (SELECT 1 FROM providers WHERE provider_id = $1)", provider_id):
         return None
-    rows = await conn.fetch(
-        "SELECT t.symbol, t.side, t.kind, t.leverage, t.qty, t.entry_qty, t.entry_notional, t.opened_at, m.price "
-        "FROM provider_trades t LEFT JOIN marks m USING (symbol) "
-        "WHERE t.shard = $1 AND t.provider_id = $2 AND t.closed_seq IS NULL ORDER BY t.opened_seq, t.symbol",
-        shard,
-        provider_id,
-    )
+    trades = (await statistics.provider_trades(conn, shard, [provider_id]))[provider_id]
+    prices = await statistics.marks(conn)
     out = []
-    for r in rows:
-        entry = mpq(r["entry_notional"]) / mpq(r["entry_qty"])
-        unrealized = None
-        if r["price"] is not None:  # exact, as the record's sum (`figures.unrealized_pnl`)
-            gain = (mpq(r["price"]) - entry) * mpq(r["qty"])
-            unrealized = gain if r["side"] == "long" else -gain
+    for t in trades:
+        if t.closed_at is not None:
+            continue
+        price = prices.get(t.symbol)
+        # the record's own rule, for this trade alone
+        unrealized = None if price is None else figures.unrealized_pnl([t], {t.symbol: price})
         out.append(
             {
-                "symbol": r["symbol"],
-                "side": r["side"],
-                "kind": r["kind"],
-                "leverage": r["leverage"],
-                "qty": canonical(r["qty"]),
-                "entry_price": rounded(entry, 8),
-                "mark": _text(r["price"]),
+                "symbol": t.symbol,
+                "side": t.side,
+                "kind": t.kind,
+                "leverage": t.leverage,
+                "qty": canonical(t.qty),
+                "entry_price": rounded(mpq(t.entry_notional) / mpq(t.entry_qty), 8),
+                "mark": _text(price),
                 "unrealized_pnl": None if unrealized is None else rounded(unrealized, 8),
-                "opened_at": format_time(r["opened_at"]),
+                "opened_at": format_time(t.opened_at),
             }
         )
     return out

@@ -10,16 +10,15 @@ facts about access, not engine state, so they use PostgreSQL's `now()`.
 from __future__ import annotations
 
 import hashlib
-import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
+from pyservice.protocol import NAME_RE
+
 ROLES = ("follower", "provider", "operator")
-#: an id as the engine's books spell them
-SUBJECT = re.compile(r"\A[A-Za-z0-9_.:-]{1,64}\Z")
 MAX_DAYS = 3650
 
 
@@ -64,7 +63,7 @@ async def create(
     if role == "operator":
         if subject is not None:
             raise TokenError("an operator token has no subject")
-    elif subject is None or not SUBJECT.match(subject):
+    elif subject is None or not NAME_RE.match(subject):
         raise TokenError(f"a {role} token needs the {role}'s id (letters, digits, _ . : -, at most 64)")
     if not 1 <= days <= MAX_DAYS:
         raise TokenError(f"days must be 1 to {MAX_DAYS}")

@@ -5,11 +5,6 @@ applier of control changes, and the app in-process (Litestar's test client) or s
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass
 
 import asyncpg
@@ -20,6 +15,7 @@ from pyservice.store import tokens
 from pyservice.store.migrate import migrate
 
 from .applier import ChangeApplier
+from .support import api_process
 
 PROVIDERS = 60
 
@@ -70,34 +66,8 @@ def applier(world: World):
         yield a
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def served(world: World, tmp_path):
     """`copyengine api` on a free port (rate limits off): its base URL."""
-    port = free_port()
-    log = open(tmp_path / "api.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "pyservice.cli", "api", "--listen", f"127.0.0.1:{port}", "--database", world.dsn,
-         "--rate-per-token", "0", "--rate-per-address", "0"],
-        stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"copyengine api did not start: {(tmp_path / 'api.log').read_text()}") from None
-                time.sleep(0.1)
+    with api_process(world.dsn, tmp_path / "api.log") as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(10)

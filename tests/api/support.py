@@ -53,8 +53,9 @@ def is_error(body: Any, code: str | None = None) -> bool:
 
 
 @contextmanager
-def api_process(dsn: str, log_path: Any) -> Iterator[str]:
-    """`copyengine api` on a free port in a child process (rate limits off): its base URL."""
+def api_process(dsn: str, log_path: Any, *args: str) -> Iterator[str]:
+    """`copyengine api` on a free port in a child process (rate limits off, then `args`):
+    its base URL."""
     import os
     import socket
     import subprocess
@@ -67,7 +68,7 @@ def api_process(dsn: str, log_path: Any) -> Iterator[str]:
     log = open(log_path, "wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyservice.cli", "api", "--listen", f"127.0.0.1:{port}", "--database", dsn,
-         "--rate-per-token", "0", "--rate-per-address", "0"],
+         "--rate-per-token", "0", "--rate-per-address", "0", *args],
         stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
     try:

@@ -7,16 +7,17 @@ public leaderboard, and the operator settles and checks the ledger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
-import time
 from decimal import Decimal
 from pathlib import Path
 
 import asyncpg
 import httpx
 import msgspec
+from api.support import api_process
 from venue_traffic import free_port, venue_key
 
 from pyservice import books as B
@@ -34,23 +35,6 @@ def _token(dsn: str, *args: str) -> str:
     )
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()[-1]
-
-
-def _serve(dsn: str, tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [*CLI, "api", "--listen", f"127.0.0.1:{port}", "--database", dsn, "--cache", "0"],
-        stderr=open(tmp / "api.log", "wb"),
-    )
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if httpx.get(f"{base}/v1/health", timeout=1).status_code == 200:
-                return proc, base
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError((tmp / "api.log").read_text())
 
 
 async def _scenario(tmp: Path, dsn: str) -> None:
@@ -75,7 +59,7 @@ async def _scenario(tmp: Path, dsn: str) -> None:
     )  # fmt: skip
     venue.matcher.open_account("f2", "alpha", fixed.parse("1000000", fixed.MONEY_DIGITS))  # the venue's side
     runner = asyncio.create_task(venue.run())
-    api: subprocess.Popen[bytes] | None = None
+    api = contextlib.ExitStack()
     try:
         for _ in range(300):
             if venue.connected:
@@ -84,7 +68,8 @@ async def _scenario(tmp: Path, dsn: str) -> None:
         assert venue.connected, (tmp / "engine.log").read_text()
         follower = await asyncio.to_thread(_token, dsn, "follower", "f2")
         operator = await asyncio.to_thread(_token, dsn, "operator")
-        api, base = await asyncio.to_thread(_serve, dsn, tmp)
+        # started in a thread: the venue's heartbeats go on meanwhile
+        base = await asyncio.to_thread(api.enter_context, api_process(dsn, tmp / "api.log", "--cache", "0"))
         async with httpx.AsyncClient(base_url=base, timeout=15) as http:
             me = {"Authorization": f"Bearer {follower}"}
             op = {"Authorization": f"Bearer {operator}"}
@@ -171,9 +156,7 @@ async def _scenario(tmp: Path, dsn: str) -> None:
             assert (await http.post("/v1/ledger/check", headers=me)).status_code == 403
             await conn.close()
     finally:
-        if api is not None:
-            api.terminate()
-            api.wait(10)
+        api.close()
         engine.terminate()
         engine.wait(20)
         venue.stop()
