@@ -302,6 +302,50 @@ def test_a_month_settled_live_is_the_replays_and_its_ledger_balances(tmp_path: P
         assert _cli("ledger", "check", "--database", pg_dsn).returncode == 0
 
 
+#: what a run leaves of the settlement, to compare a killed run's with
+READ = {
+    "ledger": LEDGER,
+    "settlements": "SELECT * FROM settlements ORDER BY seq, change_id, n",
+    "notifications": "SELECT shard, seq, change_id, n, side, recipient, kind, body, at_us "
+    "FROM notifications ORDER BY seq, change_id, n, side",
+}
+
+
+def _uninterrupted(tmp_path: Path, dsn: str) -> dict[str, list[tuple[object, ...]]]:
+    """What October's settlement leaves (`READ`) in a run without a kill."""
+    with _running(_start_engine(tmp_path, dsn)):
+        _commit_terms(dsn)
+        venue = subprocess.run(_venue(tmp_path, 8), capture_output=True, text=True, timeout=120)
+        assert venue.returncode == 0, venue.stderr
+        _october(dsn)
+        time.sleep(1.5)  # and the step that follows (nothing more should come)
+        return {k: _query(dsn, sql) for k, sql in READ.items()}
+
+
+def _killed_and_restarted(
+    tmp_path: Path, dsn: str, kill_at: str, nothing_yet: list[str]
+) -> tuple[dict[str, list[tuple[object, ...]]], subprocess.CompletedProcess[str]]:
+    """The engine killed at `kill_at` (each count of `nothing_yet` 0 then), restarted:
+    what the settlement leaves, and `ledger check`'s run. The venue reconnects to the
+    restarted engine and sends what it had not journaled."""
+    engine = _start_engine(tmp_path, dsn, kill_at=kill_at)
+    with _running(engine):
+        _commit_terms(dsn)
+        venue_proc = subprocess.Popen(_venue(tmp_path, 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert engine.wait(60) == -signal.SIGKILL
+            for sql in nothing_yet:
+                assert _query(dsn, sql) == [(0,)], sql
+            with _running(_start_engine(tmp_path, dsn)):
+                _october(dsn)
+                time.sleep(1.5)
+                got = {k: _query(dsn, sql) for k, sql in READ.items()}
+                return got, _cli("ledger", "check", "--database", dsn)
+        finally:
+            venue_proc.terminate()
+            venue_proc.wait(20)
+
+
 def test_sigkill_right_after_a_settlement_leaves_the_uninterrupted_ledger(tmp_path: Path, pg_server: str) -> None:
     """The engine kills itself right after applying the input that crosses the boundary
     (before journaling it); restarted, it meets that input again from the venue, and the
@@ -311,49 +355,15 @@ def test_sigkill_right_after_a_settlement_leaves_the_uninterrupted_ledger(tmp_pa
     _files(tmp_path)
     names = [f"copyengine_test_settle_kill_{os.getpid()}_{i}" for i in range(2)]
     plain, killed = (asyncio.run(create_database(pg_server, n)) for n in names)
-    read = {"ledger": LEDGER, "settlements": "SELECT * FROM settlements ORDER BY seq, change_id, n",
-            "notifications": "SELECT shard, seq, change_id, n, side, recipient, kind, body, at_us "
-                             "FROM notifications ORDER BY seq, change_id, n, side"}  # fmt: skip
     try:
-        with _running(_start_engine(tmp_path, plain)):
-            _commit_terms(plain)
-            venue = subprocess.run(_venue(tmp_path, 8), capture_output=True, text=True, timeout=120)
-            assert venue.returncode == 0, venue.stderr
-            _october(plain)
-            time.sleep(1.5)  # and the step that follows (nothing more should come)
-            want = {k: _query(plain, sql) for k, sql in read.items()}
+        want = _uninterrupted(tmp_path, plain)
         assert len(want["ledger"]) > 0 and len(want["settlements"]) == 3
-
-        engine = _start_engine(tmp_path, killed, kill_at="settle:1")
-        with _running(engine):
-            _commit_terms(killed)
-            # the venue reconnects to the restarted engine and sends what it had not journaled
-            venue_proc = subprocess.Popen(_venue(tmp_path, 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                assert engine.wait(60) == -signal.SIGKILL
-                assert _query(killed, "SELECT count(*) FROM settlements") == [(0,)]
-                with _running(_start_engine(tmp_path, killed)):
-                    _october(killed)
-                    time.sleep(1.5)
-                    got = {k: _query(killed, sql) for k, sql in read.items()}
-                    check = _cli("ledger", "check", "--database", killed)
-            finally:
-                venue_proc.terminate()
-                venue_proc.wait(20)
+        got, check = _killed_and_restarted(tmp_path, killed, "settle:1", ["SELECT count(*) FROM settlements"])
         assert got == want
         assert check.returncode == 0, check.stderr
     finally:
         for n in names:
             asyncio.run(drop_database(pg_server, n))
-
-
-#: what a run leaves of the settlement, to compare a killed run's with
-READ = {
-    "ledger": LEDGER,
-    "settlements": "SELECT * FROM settlements ORDER BY seq, change_id, n",
-    "notifications": "SELECT shard, seq, change_id, n, side, recipient, kind, body, at_us "
-    "FROM notifications ORDER BY seq, change_id, n, side",
-}
 
 
 def test_sigkill_while_the_projector_posts_a_settlement_leaves_the_uninterrupted_ledger(
@@ -370,13 +380,7 @@ def test_sigkill_while_the_projector_posts_a_settlement_leaves_the_uninterrupted
     names = [f"copyengine_test_post_kill_{os.getpid()}_{i}" for i in range(2)]
     plain, killed = (asyncio.run(create_database(pg_server, n)) for n in names)
     try:
-        with _running(_start_engine(tmp_path, plain)):
-            _commit_terms(plain)
-            venue = subprocess.run(_venue(tmp_path, 8), capture_output=True, text=True, timeout=120)
-            assert venue.returncode == 0, venue.stderr
-            _october(plain)
-            time.sleep(1.5)  # and the step that follows (nothing more should come)
-            want = {k: _query(plain, sql) for k, sql in READ.items()}
+        want = _uninterrupted(tmp_path, plain)
         assert len(want["settlements"]) == 3 and len(want["notifications"]) == 6
         # October's postings: f1's and f2's charges (3 entries each), f3's deferred
         # outcome (no entry) and the realized PnL of each (none: nothing was sold)
@@ -386,25 +390,17 @@ def test_sigkill_while_the_projector_posts_a_settlement_leaves_the_uninterrupted
             ("f1", "relationship", Decimal("-300")), ("f2", "earnings", Decimal("89.91")),
             ("f2", "platform", Decimal("9.99")), ("f2", "relationship", Decimal("-99.9")),
         ]  # fmt: skip
-
-        engine = _start_engine(tmp_path, killed, kill_at="post:1")
-        with _running(engine):
-            _commit_terms(killed)
-            venue_proc = subprocess.Popen(_venue(tmp_path, 40), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            try:
-                assert engine.wait(60) == -signal.SIGKILL
-                # the step died before its commit: nothing of the settlement is there
-                assert _query(killed, "SELECT count(*) FROM settlements") == [(0,)]
-                assert _query(killed, "SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement'") == [(0,)]
-                assert _query(killed, "SELECT count(*) FROM notifications") == [(0,)]
-                with _running(_start_engine(tmp_path, killed)):
-                    _october(killed)
-                    time.sleep(1.5)
-                    got = {k: _query(killed, sql) for k, sql in READ.items()}
-                    check = _cli("ledger", "check", "--database", killed)
-            finally:
-                venue_proc.terminate()
-                venue_proc.wait(20)
+        # the step died before its commit: nothing of the settlement is there
+        got, check = _killed_and_restarted(
+            tmp_path,
+            killed,
+            "post:1",
+            [
+                "SELECT count(*) FROM settlements",
+                "SELECT count(*) FROM ledger_transactions WHERE kind = 'settlement'",
+                "SELECT count(*) FROM notifications",
+            ],
+        )
         assert got == want
         assert check.returncode == 0, check.stderr
     finally:
